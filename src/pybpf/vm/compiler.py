@@ -1,0 +1,425 @@
+"""Translate an eBPF program into the source of one Python function.
+
+This is the interpreter's engine: instead of dispatching every instruction,
+the program is cut into basic blocks, each block becomes straight-line Python
+over local variables ``r0``..``r10``, and a binary tree of ``pc``
+comparisons dispatches between blocks.  A block that jumps back to itself
+becomes an inner ``while`` loop.  The step is pure: :func:`compile_program`
+returns source text (testable, printable with ``pybpf disasm --python``);
+:mod:`pybpf.vm.interpreter` executes it.
+
+Semantics follow RFC 9669 and the Linux kernel (kernel/bpf/core.c):
+registers are unsigned 64-bit; 32-bit operations zero-extend; division by
+zero gives 0 and modulo by zero leaves the dividend (its low 32 bits for
+32-bit operations); shift amounts are masked to the operand width; signed
+division truncates toward zero and INT_MIN / -1 wraps.
+
+The generated function is ``entry(r1, r2, r3, r4, r5, r10)`` and returns
+``(r0, executed, tail)`` where ``tail`` is None or the (program, r1) a tail
+call continues with.  The names it uses (``M64``, ``LD``, ``H6``...) come
+from the namespace :func:`namespace_names` lists, which the interpreter
+fills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pybpf.isa import (
+    MAX_CALL_FRAMES,
+    STACK_SIZE,
+    Alu,
+    AtomicOp,
+    Instruction,
+    Jmp,
+    Kind,
+    OpSpec,
+    Pseudo,
+    check_jumps,
+    jump_target,
+    slot_offsets,
+)
+
+M64 = (1 << 64) - 1
+M32 = (1 << 32) - 1
+S64 = 1 << 63
+S32 = 1 << 31
+
+_ALU_OPS = {Alu.ADD: "+", Alu.SUB: "-", Alu.MUL: "*", Alu.OR: "|", Alu.AND: "&", Alu.XOR: "^"}
+_CMP = {
+    Jmp.JEQ: "==", Jmp.JNE: "!=", Jmp.JGT: ">", Jmp.JGE: ">=", Jmp.JLT: "<", Jmp.JLE: "<=",
+    Jmp.JSGT: ">", Jmp.JSGE: ">=", Jmp.JSLT: "<", Jmp.JSLE: "<=",
+}  # fmt: skip
+_SIGNED_JMP = {Jmp.JSGT, Jmp.JSGE, Jmp.JSLT, Jmp.JSLE}
+_PACK = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+FUNC_TOKEN = 0xB9F0_0000_0000_0000  # value of an ld_imm64 BPF_PSEUDO_FUNC: token | pc
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the stack lives: frame k's r10 is ``top - k * STACK_SIZE``."""
+
+    stack_base: int
+    stack_top: int
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The generated source and what it needs from its namespace."""
+
+    source: str
+    helper_ids: frozenset[int]
+    kfunc_ids: frozenset[int]
+    imm64: dict[int, int]  # pc -> resolved constant of pseudo ld_imm64
+
+
+def _s(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+class _Gen:
+    def __init__(self, insns: Sequence[Instruction], specs: list[OpSpec], layout: Layout,
+                 resolve_imm64, budget: int) -> None:  # fmt: skip
+        self.insns = insns
+        self.specs = specs
+        self.pcs = slot_offsets(insns)
+        self.layout = layout
+        self.resolve_imm64 = resolve_imm64
+        self.budget = budget
+        self.lines: list[str] = []
+        self.helper_ids: set[int] = set()
+        self.kfunc_ids: set[int] = set()
+        self.imm64: dict[int, int] = {}
+        self.end = self.pcs[-1] + insns[-1].slots
+
+    # --- block structure -----------------------------------------------
+    def leaders(self) -> list[int]:
+        lead = {0}
+        for insn, spec, pc in zip(self.insns, self.specs, self.pcs, strict=True):
+            nxt = pc + insn.slots
+            target = jump_target(spec, insn, pc)
+            if target is not None:
+                lead.add(target)
+            if spec.kind in (Kind.JA, Kind.JCOND, Kind.JUMP, Kind.CALL_LOCAL, Kind.CALLX,
+                             Kind.EXIT, Kind.CALL, Kind.KFUNC, Kind.LD_ABS, Kind.LD_IND):
+                lead.add(nxt)
+        lead.discard(self.end)
+        return sorted(p for p in lead if p < self.end)
+
+    # --- emission -------------------------------------------------------
+    def emit(self, depth: int, text: str) -> None:
+        self.lines.append("    " * depth + text)
+
+    def generate(self) -> str:
+        index = {pc: i for i, pc in enumerate(self.pcs)}
+        leaders = self.leaders()
+        blocks: list[tuple[int, list[int]]] = []
+        for b, start in enumerate(leaders):
+            stop = leaders[b + 1] if b + 1 < len(leaders) else self.end
+            blocks.append((start, [index[p] for p in self.pcs if start <= p < stop]))
+        self.emit(0, "def entry(r1, r2, r3, r4, r5, r10):")
+        self.emit(1, "r0 = r6 = r7 = r8 = r9 = 0")
+        self.emit(1, f"slo = r10 - {STACK_SIZE}")
+        self.emit(1, "frames = []")
+        self.emit(1, "n = 0")
+        self.emit(1, "loops = MAX_LOOPS")
+        self.emit(1, "pc = 0")
+        self.emit(1, "while True:")
+        self.tree(blocks + [(self.end, [])], 2)
+        return "\n".join(self.lines) + "\n"
+
+    def tree(self, blocks: list[tuple[int, list[int]]], depth: int) -> None:
+        if len(blocks) == 1:
+            start, body = blocks[0]
+            if not body:
+                self.emit(depth, f"raise VmError('fell off the end of the program', pc={start})")
+            else:
+                self.block(start, body, depth)
+            return
+        mid = len(blocks) // 2
+        self.emit(depth, f"if pc < {blocks[mid][0]}:")
+        self.tree(blocks[:mid], depth + 1)
+        self.emit(depth, "else:")
+        self.tree(blocks[mid:], depth + 1)
+
+    def block(self, start: int, body: list[int], depth: int) -> None:
+        last = body[-1]
+        insn, spec, pc = self.insns[last], self.specs[last], self.pcs[last]
+        self_loop = spec.kind is Kind.JUMP and jump_target(spec, insn, pc) == start
+        if self_loop:
+            self.emit(depth, "while True:")
+            depth += 1
+        self.emit(depth, f"n += {len(body)}")
+        self.emit(depth, f"if n > {self.budget}: raise BudgetExceeded("
+                         f"'instruction budget of {self.budget} exhausted', pc={start})")
+        for i in body[:-1]:
+            self.straight(self.insns[i], self.specs[i], self.pcs[i], depth)
+        nxt = pc + insn.slots
+        if self_loop:
+            self.emit(depth, f"if not ({self.condition(insn, spec)}): break")
+            self.emit(depth - 1, f"pc = {nxt}")
+            self.emit(depth - 1, "continue")
+            return
+        self.terminator(insn, spec, pc, nxt, depth)
+
+    def terminator(self, insn: Instruction, spec: OpSpec, pc: int, nxt: int, depth: int) -> None:
+        kind, e = spec.kind, self.emit
+        if kind is Kind.JA:
+            e(depth, f"pc = {jump_target(spec, insn, pc)}")
+        elif kind is Kind.JUMP:
+            e(depth, f"pc = {jump_target(spec, insn, pc)} if {self.condition(insn, spec)} else {nxt}")
+        elif kind is Kind.JCOND:
+            e(depth, "if loops:")
+            e(depth + 1, "loops -= 1")
+            e(depth + 1, f"pc = {nxt}")
+            e(depth, "else:")
+            e(depth + 1, f"pc = {jump_target(spec, insn, pc)}")
+        elif kind is Kind.EXIT:
+            e(depth, "if not frames:")
+            e(depth + 1, "return r0, n, None")
+            e(depth, "pc, r6, r7, r8, r9, r10 = frames.pop()")
+            e(depth, f"slo = r10 - {STACK_SIZE}")
+        elif kind is Kind.CALL_LOCAL:
+            self.local_call(str(jump_target(spec, insn, pc)), pc, nxt, depth)
+        elif kind is Kind.CALLX:
+            e(depth, f"t = r{insn.dst_reg}")
+            e(depth, f"if t & {~0xFFFFFFFF & M64:#x} == FUNC_TOKEN:")
+            self.local_call(f"t & {0xFFFFFFFF:#x}", pc, nxt, depth + 1)
+            e(depth, "else:")
+            self.helper_call(pc, "HX(t)", "t", depth + 1)
+            e(depth + 1, f"pc = {nxt}")
+        elif kind in (Kind.CALL, Kind.KFUNC):
+            if kind is Kind.CALL and insn.imm == 12:
+                e(depth, f"t = TAIL(r1, r2, r3, {pc})")
+                e(depth, "if t is not None:")
+                e(depth + 1, "if frames:")
+                e(depth + 2, f"raise TailCallError('tail call from a bpf-to-bpf subprogram', pc={pc})")
+                e(depth + 1, "return r0, n, t")
+            elif kind is Kind.CALL:
+                self.helper_ids.add(insn.imm)
+                self.helper_call(pc, f"H{insn.imm}" if insn.imm >= 0 else f"HN{-insn.imm}",
+                                 str(insn.imm), depth)
+            else:
+                self.kfunc_ids.add(insn.imm)
+                self.helper_call(pc, f"K{insn.imm & M32}", str(insn.imm), depth)
+            e(depth, f"pc = {nxt}")
+        elif kind in (Kind.LD_ABS, Kind.LD_IND):
+            off = str(insn.imm) if kind is Kind.LD_ABS else f"{insn.imm} + r{insn.src_reg}"
+            e(depth, f"t = LDABS({pc}, {off}, {spec.width})")
+            e(depth, "if t is None:")
+            e(depth + 1, "return 0, n, None")  # kernel: out-of-bounds legacy load ends the program
+            e(depth, f"r0 = t")
+            e(depth, f"pc = {nxt}")
+        else:
+            self.straight(insn, spec, pc, depth)
+            e(depth, f"pc = {nxt}")
+        e(depth, "continue")
+
+    def local_call(self, target: str, pc: int, nxt: int, depth: int) -> None:
+        e = self.emit
+        e(depth, f"if len(frames) >= {MAX_CALL_FRAMES - 1}:")
+        e(depth + 1, f"raise CallDepthError('call depth exceeds {MAX_CALL_FRAMES} frames', pc={pc})")
+        e(depth, f"frames.append(({nxt}, r6, r7, r8, r9, r10))")
+        e(depth, f"r10 -= {STACK_SIZE}")
+        e(depth, f"slo = r10 - {STACK_SIZE}")
+        e(depth, f"pc = {target}")
+
+    def helper_call(self, pc: int, fn: str, what: str, depth: int) -> None:
+        e = self.emit
+        e(depth, "try:")
+        e(depth + 1, f"r0 = {fn}(ENV, r1, r2, r3, r4, r5) & M64")
+        e(depth, "except PybpfError as err:")
+        e(depth + 1, f"raise at_pc(err, {pc})")
+        e(depth, "except Exception as err:")
+        e(depth + 1, f"raise HelperError(f'helper {{{what}}} failed: {{err!r}}', pc={pc}) from err")
+
+    # --- straight-line instructions ------------------------------------
+    def straight(self, insn: Instruction, spec: OpSpec, pc: int, depth: int) -> None:
+        for line in self.code(insn, spec, pc):
+            self.emit(depth, line)
+
+    def code(self, insn: Instruction, spec: OpSpec, pc: int) -> list[str]:
+        kind, d, s = spec.kind, f"r{insn.dst_reg}", f"r{insn.src_reg}"
+        if kind is Kind.ALU:
+            return [self.alu(insn, spec, d, s)]
+        if kind is Kind.NEG:
+            return [f"{d} = -{d} & {'M64' if spec.width == 64 else 'M32'}"]
+        if kind is Kind.MOVSX:
+            bits = spec.op
+            mask, sign = (1 << bits) - 1, 1 << (bits - 1)
+            out = "M64" if spec.width == 64 else "M32"
+            return [f"{d} = ((({s} & {mask:#x}) ^ {sign:#x}) - {sign:#x}) & {out}"]
+        if kind is Kind.END:
+            if spec.op == 0:  # to little endian: a truncation on a little-endian machine
+                return [f"{d} &= {(1 << spec.width) - 1:#x}"] if spec.width < 64 else []
+            return [f"{d} = BSWAP{spec.width}({d})"]
+        if kind is Kind.LDDW:
+            return [f"{d} = {self.lddw(insn, pc):#x}"]
+        if kind in (Kind.LDX, Kind.LDXSX, Kind.LOAD_ACQ):
+            return self.load(insn, spec, pc)
+        if kind in (Kind.ST, Kind.STX, Kind.STORE_REL):
+            return self.store(insn, spec, pc)
+        if kind is Kind.ATOMIC:
+            addr = self.address(insn.dst_reg, insn.off)
+            out = [f"a = {addr}"]
+            if spec.op == AtomicOp.CMPXCHG:
+                return out + [f"r0 = ATOMIC({pc}, a, {spec.width}, {spec.op}, {s}, r0, slo)"]
+            call = f"ATOMIC({pc}, a, {spec.width}, {spec.op}, {s}, 0, slo)"
+            return out + [f"{s} = {call}" if spec.op & AtomicOp.FETCH else call]
+        raise AssertionError(f"{spec.name} is not straight-line")  # pragma: no cover
+
+    def alu(self, insn: Instruction, spec: OpSpec, d: str, s: str) -> str:
+        op, w64 = spec.op, spec.width == 64
+        mask = "M64" if w64 else "M32"
+        bits = 64 if w64 else 32
+        if insn.source:
+            src = s if w64 else f"({s} & M32)"
+        else:
+            src = f"{insn.imm & (M64 if w64 else M32):#x}"
+        if op in _ALU_OPS:
+            needs_mask = op in (Alu.ADD, Alu.SUB, Alu.MUL) or not w64
+            expr = f"{d} {_ALU_OPS[op]} {src}"
+            return f"{d} = ({expr}) & {mask}" if needs_mask else f"{d} = {expr}"
+        if op == Alu.MOV:
+            return f"{d} = {src}"
+        sh = f"({s} & {bits - 1})" if insn.source else str(insn.imm & (bits - 1))
+        dv = d if w64 else f"({d} & M32)"
+        if op == Alu.LSH:
+            return f"{d} = ({d} << {sh}) & {mask}"
+        if op == Alu.RSH:
+            return f"{d} = {dv} >> {sh}"
+        if op == Alu.ARSH:
+            sign = "S64" if w64 else "S32"
+            return f"{d} = ((({dv} ^ {sign}) - {sign}) >> {sh}) & {mask}"
+        if op in (Alu.DIV, Alu.MOD):
+            if spec.signed:
+                fn = ("SDIV" if op == Alu.DIV else "SMOD") + str(bits)
+                return f"{d} = {fn}({d}, {src})"
+            if not insn.source:
+                c = int(src, 16)
+                if c == 0:
+                    return f"{d} = 0" if op == Alu.DIV else f"{d} = {dv}"
+                return f"{d} = {dv} {'//' if op == Alu.DIV else '%'} {src}"
+            if op == Alu.DIV:
+                return f"{d} = {dv} // {src} if {src} else 0"
+            return f"{d} = {dv} % {src} if {src} else {dv}"
+        raise AssertionError(f"ALU op {op:#x}")  # pragma: no cover
+
+    def condition(self, insn: Instruction, spec: OpSpec) -> str:
+        op, w64 = spec.op, spec.width == 64
+        left = f"r{insn.dst_reg}" if w64 else f"(r{insn.dst_reg} & M32)"
+        if insn.source:
+            right = f"r{insn.src_reg}" if w64 else f"(r{insn.src_reg} & M32)"
+        else:
+            right = f"{insn.imm & (M64 if w64 else M32):#x}"
+        if op == Jmp.JSET:
+            return f"{left} & {right}"
+        if op in _SIGNED_JMP:
+            sign = "S64" if w64 else "S32"
+            if insn.source:
+                right = f"({right} ^ {sign})"
+            else:
+                right = f"{int(right, 16) ^ (S64 if w64 else S32):#x}"
+            left = f"({left} ^ {sign})"
+        return f"{left} {_CMP[op]} {right}"
+
+    def address(self, reg: int, off: int) -> str:
+        if off == 0:
+            return f"r{reg}"
+        return f"(r{reg} + {off}) & M64" if off > 0 else f"(r{reg} - {-off}) & M64"
+
+    def load(self, insn: Instruction, spec: OpSpec, pc: int) -> list[str]:
+        n, d = spec.width, f"r{insn.dst_reg}"
+        top = self.layout.stack_top - n
+        out = [
+            f"a = {self.address(insn.src_reg, insn.off)}",
+            f"{d} = U{n}(STK, a - {self.layout.stack_base})[0] if slo <= a <= {top} else LD({pc}, a, {n})",
+        ]
+        if spec.kind is Kind.LDXSX:
+            sign = 1 << (8 * n - 1)
+            out.append(f"{d} = (({d} ^ {sign:#x}) - {sign:#x}) & M64")
+        return out
+
+    def store(self, insn: Instruction, spec: OpSpec, pc: int) -> list[str]:
+        n = spec.width
+        top = self.layout.stack_top - n
+        if spec.kind is Kind.ST:
+            value = f"{insn.imm & ((1 << (8 * n)) - 1):#x}"
+        else:
+            value = f"r{insn.src_reg}" if n == 8 else f"r{insn.src_reg} & {(1 << (8 * n)) - 1:#x}"
+        return [
+            f"a = {self.address(insn.dst_reg, insn.off)}",
+            f"if slo <= a <= {top}: P{n}(STK, a - {self.layout.stack_base}, {value})",
+            f"else: ST({pc}, a, {n}, {value})",
+        ]
+
+    def lddw(self, insn: Instruction, pc: int) -> int:
+        if insn.src_reg == Pseudo.IMM64:
+            return insn.imm64
+        if insn.src_reg == Pseudo.FUNC:
+            return FUNC_TOKEN | jump_target(self.specs[self.pcs.index(pc)], insn, pc)
+        value = self.resolve_imm64(insn, pc) & M64
+        self.imm64[pc] = value
+        return value
+
+
+def compile_program(
+    insns: Sequence[Instruction],
+    layout: Layout,
+    *,
+    resolve_imm64=None,
+    budget: int = 1 << 62,
+) -> Compiled:
+    """Generate the Python source of ``insns`` (validated, jumps checked).
+
+    ``resolve_imm64(insn, pc) -> int`` turns pseudo ld_imm64 (map fd, map
+    value, BTF id, map index) into addresses; without it such a load raises
+    :class:`~pybpf.errors.UnresolvedLoadError`.  ``budget`` bounds the number
+    of executed instructions.
+    """
+    from pybpf.errors import IsaError, UnresolvedLoadError
+
+    if not insns:
+        raise IsaError("empty program")
+    specs = check_jumps(insns)
+
+    def unresolved(insn: Instruction, pc: int) -> int:
+        raise UnresolvedLoadError(
+            f"ld_imm64 with pseudo source {Pseudo(insn.src_reg).name} needs a loader", pc=pc
+        )
+
+    gen = _Gen(insns, specs, layout, resolve_imm64 or unresolved, budget)
+    source = gen.generate()
+    return Compiled(source, frozenset(gen.helper_ids), frozenset(gen.kfunc_ids), gen.imm64)
+
+
+def namespace_names() -> tuple[str, ...]:
+    """Names the generated code expects besides H<id>/HN<id>/K<id> helpers."""
+    return ("M64", "M32", "S64", "S32", "MAX_LOOPS", "FUNC_TOKEN", "STK", "U1", "U2", "U4",
+            "U8", "P1", "P2", "P4", "P8", "LD", "ST", "ATOMIC", "LDABS", "TAIL", "HX", "ENV",
+            "SDIV64", "SDIV32", "SMOD64", "SMOD32", "BSWAP16", "BSWAP32", "BSWAP64",
+            "VmError", "BudgetExceeded", "CallDepthError", "HelperError", "TailCallError",
+            "PybpfError", "at_pc")  # fmt: skip
+
+
+def sdiv(a: int, b: int, bits: int) -> int:
+    """Signed division truncating toward zero, wrapping INT_MIN / -1 (RFC 9669 4.1)."""
+    mask = (1 << bits) - 1
+    sa, sb = _s(a, bits), _s(b, bits)
+    if sb == 0:
+        return 0
+    q = abs(sa) // abs(sb)
+    return (-q if (sa < 0) != (sb < 0) else q) & mask
+
+
+def smod(a: int, b: int, bits: int) -> int:
+    """Signed modulo, sign of the dividend; by zero leaves the dividend (truncated)."""
+    mask = (1 << bits) - 1
+    sa, sb = _s(a, bits), _s(b, bits)
+    if sb == 0:
+        return a & mask
+    r = abs(sa) % abs(sb)
+    return (-r if sa < 0 else r) & mask

@@ -1,0 +1,266 @@
+"""The reference interpreter: runs eBPF programs exactly as RFC 9669 and Linux do.
+
+Usage::
+
+    vm = Interpreter(insns, helpers=conformance_helpers())
+    result = vm.run(memory=b"\\x01\\x02")   # r1 = address of the memory, r2 = its length
+    result.r0, result.executed
+
+The program is checked (opcode table, jump targets) and translated once by
+:mod:`pybpf.vm.compiler`; each run gets fresh arguments but reuses the
+program's stack (8 frames of 512 bytes, real host memory).  Every load and
+store goes through the stack fast path or :class:`~pybpf.vm.memory.Memory`,
+so nothing outside the run's regions is touched.  Errors raised are all
+:class:`~pybpf.errors.VmError` subclasses naming the pc.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pybpf.errors import (
+    BudgetExceeded,
+    CallDepthError,
+    HelperError,
+    MemoryFault,
+    PybpfError,
+    TailCallError,
+    UnknownHelperError,
+    VmError,
+)
+from pybpf.isa import MAX_CALL_FRAMES, MAX_LOOPS, MAX_TAIL_CALLS, STACK_SIZE, AtomicOp, Instruction
+from pybpf.vm import compiler
+from pybpf.vm.compiler import FUNC_TOKEN, M32, M64, S32, S64, Layout, compile_program
+from pybpf.vm.helpers import HelperTable
+from pybpf.vm.memory import Memory, Region
+
+DEFAULT_BUDGET = 1 << 32
+
+_BSWAP = {16: struct.Struct(">H"), 32: struct.Struct(">I"), 64: struct.Struct(">Q")}
+_LE = {16: struct.Struct("<H"), 32: struct.Struct("<I"), 64: struct.Struct("<Q")}
+
+
+def _bswap(bits: int) -> Callable[[int], int]:
+    le, be = _LE[bits], _BSWAP[bits]
+    mask = (1 << bits) - 1
+    return lambda v: be.unpack(le.pack(v & mask))[0]
+
+
+def _at_pc(err: PybpfError, pc: int) -> PybpfError:
+    if isinstance(err, VmError) and err.pc is None:
+        err.pc = pc
+        err.args = (f"pc {pc}: {err.args[0]}",) + err.args[1:]
+    return err
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run returns: r0 (64-bit) and the number of instructions executed."""
+
+    r0: int
+    executed: int
+
+
+class Env:
+    """The running program's view for helpers: its memory and packet."""
+
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+        self.packet: Region | None = None
+
+
+class Interpreter:
+    """One loaded program, ready to run any number of times.
+
+    ``helpers`` resolves ``call N``; ``resolve_imm64`` turns pseudo
+    ld_imm64 (map fd/value, BTF id, map index) into addresses;
+    ``tail_call(env, ctx, map, index)`` returns the Interpreter to continue in
+    or None when the kernel would fall through; ``budget`` bounds executed
+    instructions per run (tail calls included).
+    """
+
+    def __init__(
+        self,
+        insns: Sequence[Instruction],
+        *,
+        helpers: HelperTable | None = None,
+        resolve_imm64=None,
+        tail_call=None,
+        budget: int = DEFAULT_BUDGET,
+        memory: Memory | None = None,
+    ) -> None:
+        self.insns = tuple(insns)
+        self.helpers = helpers or HelperTable()
+        self.memory = memory or Memory()
+        self.env = Env(self.memory)
+        self.tail_call = tail_call
+        self.budget = budget
+        self.stack = Region("stack", bytearray(STACK_SIZE * MAX_CALL_FRAMES))
+        self.memory.add(self.stack)
+        self.layout = Layout(self.stack.base, self.stack.end)
+        self.compiled = compile_program(
+            self.insns, self.layout, resolve_imm64=resolve_imm64, budget=budget
+        )
+        namespace = self._namespace()
+        code = compile(self.compiled.source, "<ebpf program>", "exec")
+        exec(code, namespace)  # noqa: S102 - source generated from validated instructions
+        self._entry = namespace["entry"]
+
+    @property
+    def source(self) -> str:
+        """The generated Python source (for debugging and tests)."""
+        return self.compiled.source
+
+    # --- namespace --------------------------------------------------------
+    def _namespace(self) -> dict[str, object]:
+        memory, stack, base, top = self.memory, self.stack, self.stack.base, self.stack.end
+        ns: dict[str, object] = {
+            "M64": M64, "M32": M32, "S64": S64, "S32": S32, "MAX_LOOPS": MAX_LOOPS,
+            "FUNC_TOKEN": FUNC_TOKEN, "STK": stack.buf, "ENV": self.env,
+            "SDIV64": lambda a, b: compiler.sdiv(a, b, 64),
+            "SDIV32": lambda a, b: compiler.sdiv(a, b, 32),
+            "SMOD64": lambda a, b: compiler.smod(a, b, 64),
+            "SMOD32": lambda a, b: compiler.smod(a, b, 32),
+            "BSWAP16": _bswap(16), "BSWAP32": _bswap(32), "BSWAP64": _bswap(64),
+            "VmError": VmError, "BudgetExceeded": BudgetExceeded,
+            "CallDepthError": CallDepthError, "HelperError": HelperError,
+            "TailCallError": TailCallError, "PybpfError": PybpfError, "at_pc": _at_pc,
+        }  # fmt: skip
+        for n, ch in ((1, "B"), (2, "H"), (4, "I"), (8, "Q")):
+            st = struct.Struct("<" + ch)
+            ns[f"U{n}"], ns[f"P{n}"] = st.unpack_from, st.pack_into
+
+        def below_frame(pc: int, address: int, size: int, write: bool) -> MemoryFault:
+            return MemoryFault(pc=pc, address=address, size=size, write=write, region="stack",
+                               reason="outside the current frame of")  # fmt: skip
+
+        def load(pc: int, address: int, size: int) -> int:
+            if base <= address < top or base < address + size <= top:
+                raise below_frame(pc, address, size, False)
+            return memory.load(pc, address, size)
+
+        def store(pc: int, address: int, size: int, value: int) -> None:
+            if base <= address < top or base < address + size <= top:
+                raise below_frame(pc, address, size, True)
+            memory.store(pc, address, size, value)
+
+        def atomic(pc: int, address: int, size: int, op: int, value: int, r0: int, slo: int) -> int:
+            if (base <= address < top or base < address + size <= top) and not (
+                slo <= address and address + size <= top
+            ):
+                raise below_frame(pc, address, size, True)
+            old = memory.load(pc, address, size)
+            mask = (1 << (8 * size)) - 1
+            kind = op & ~AtomicOp.FETCH
+            if op == AtomicOp.CMPXCHG:
+                if old == r0 & mask:
+                    memory.store(pc, address, size, value)
+                return old
+            if op == AtomicOp.XCHG:
+                new = value
+            elif kind == AtomicOp.ADD:
+                new = old + value
+            elif kind == AtomicOp.OR:
+                new = old | value
+            elif kind == AtomicOp.AND:
+                new = old & value
+            else:
+                new = old ^ value
+            memory.store(pc, address, size, new & mask)
+            return old
+
+        env = self.env
+
+        def ld_abs(pc: int, offset: int, size: int) -> int | None:
+            packet = env.packet
+            if packet is None:
+                raise VmError("legacy packet load (LD_ABS/LD_IND) without a packet", pc=pc)
+            offset = ((offset & M32) ^ S32) - S32
+            if offset < 0 or offset + size > packet.size:
+                return None
+            return int.from_bytes(packet.view[offset : offset + size], "big")
+
+        helpers = self.helpers
+
+        def dispatch(helper_id: int):
+            helper = helpers.get(helper_id)
+            if helper is None:
+                raise UnknownHelperError(f"unknown helper {helper_id}")
+            return helper.fn
+
+        def tail(r1: int, r2: int, r3: int, pc: int):
+            if self.tail_call is None:
+                raise UnknownHelperError("bpf_tail_call (12) needs a tail-call resolver", pc=pc)
+            target = self.tail_call(env, r1, r2, r3 & M32)
+            return None if target is None else (target, r1)
+
+        ns.update(LD=load, ST=store, ATOMIC=atomic, LDABS=ld_abs, TAIL=tail,
+                  HX=lambda helper_id: dispatch(helper_id & M64))  # fmt: skip
+        for helper_id in self.compiled.helper_ids:
+            helper = helpers.get(helper_id)
+            name = f"H{helper_id}" if helper_id >= 0 else f"HN{-helper_id}"
+            ns[name] = helper.fn if helper else _missing(helper_id)
+        for btf_id in self.compiled.kfunc_ids:
+            kfunc = helpers.kfuncs.get(btf_id)
+            ns[f"K{btf_id & M32}"] = kfunc.fn if kfunc else _missing(btf_id, "kfunc")
+        return ns
+
+    # --- running ------------------------------------------------------------
+    def run(
+        self,
+        memory: bytes | bytearray | None = None,
+        *,
+        args: Sequence[int] | None = None,
+        packet: bytes | bytearray | None = None,
+    ) -> RunResult:
+        """Run once.
+
+        ``memory`` becomes a writable region passed as r1 (its address) and
+        r2 (its length), the bpf_conformance convention; ``args`` instead sets
+        r1..r5 directly (pointers into regions the caller added to
+        ``self.memory``).  ``packet`` is the data LD_ABS/LD_IND read.  A
+        bytearray given as ``memory`` is written in place.
+        """
+        regions: list[Region] = []
+        regs = [0, 0, 0, 0, 0]
+        if memory is not None and len(memory):
+            buf = memory if isinstance(memory, bytearray) else bytearray(memory)
+            region = self.memory.add(Region("memory", buf))
+            regions.append(region)
+            regs[0], regs[1] = region.base, len(buf)
+        if args is not None:
+            regs = [a & M64 for a in args] + [0] * (5 - len(args))
+        if packet is not None:
+            self.env.packet = Region("packet", bytearray(packet) or bytearray(1), writable=False)
+        try:
+            return self._run(regs)
+        finally:
+            for region in regions:
+                self.memory.remove(region)
+            self.env.packet = None
+
+    def _run(self, regs: list[int]) -> RunResult:
+        entry, executed, calls = self._entry, 0, 0
+        r1 = regs[0]
+        top = self.stack.end
+        while True:
+            r0, n, tail = entry(r1, regs[1], regs[2], regs[3], regs[4], top)
+            executed += n
+            if tail is None:
+                return RunResult(r0 & M64, executed)
+            calls += 1
+            if calls > MAX_TAIL_CALLS:  # the kernel falls through after 33 tail calls;
+                return RunResult(r0 & M64, executed)  # pragma: no cover - runtime layer decides
+            target, r1 = tail
+            entry = target._entry
+            if executed > self.budget:
+                raise BudgetExceeded(f"instruction budget of {self.budget} exhausted")
+
+
+def _missing(ident: int, what: str = "helper"):
+    def call(env, r1, r2, r3, r4, r5):
+        raise UnknownHelperError(f"unknown {what} {ident}")
+
+    return call

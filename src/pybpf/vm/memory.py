@@ -1,0 +1,158 @@
+"""Memory a program may touch: named regions of real host memory.
+
+Every buffer a program can reach (its stack, the input memory or packet, a
+context, map values) is a :class:`Region`: a writable Python buffer whose
+host address is real (``ctypes.addressof``), so registers hold the same
+pointers a native JIT or a helper written in C would see.  A region pins its
+buffer (a bytearray cannot be resized while ctypes holds it), so an address
+stays valid for the region's lifetime.
+
+:class:`Memory` checks every access against its regions and raises
+:class:`~pybpf.errors.MemoryFault` naming pc, address, size and the nearest
+region; nothing outside the regions is ever read or written.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+from pybpf.errors import MemoryFault
+
+_UNSIGNED = {1: struct.Struct("<B"), 2: struct.Struct("<H"), 4: struct.Struct("<I"), 8: struct.Struct("<Q")}
+
+
+def buffer_address(buf: bytearray | ctypes.Array) -> tuple[int, object]:
+    """The host address of ``buf`` and an object that keeps it pinned."""
+    if isinstance(buf, ctypes.Array):
+        return ctypes.addressof(buf), buf
+    if not buf:
+        raise ValueError("an empty buffer has no address")
+    pin = (ctypes.c_char * len(buf)).from_buffer(buf)
+    return ctypes.addressof(pin), pin
+
+
+@dataclass(eq=False)
+class Region:
+    """A named, bounds-checked window of host memory.
+
+    ``buf`` is a writable buffer (bytearray or ctypes array) of ``size`` bytes
+    at host address ``base``; ``writable`` False makes stores fault (a frozen
+    .rodata map, a read-only context).
+    """
+
+    name: str
+    buf: bytearray | ctypes.Array
+    writable: bool = True
+    base: int = field(init=False)
+    size: int = field(init=False)
+    _pin: object = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.base, self._pin = buffer_address(self.buf)
+        self.size = len(self.buf) if not isinstance(self.buf, ctypes.Array) else ctypes.sizeof(self.buf)
+        self.view = self.buf if isinstance(self.buf, bytearray) else memoryview(self._pin).cast("B")
+
+    @property
+    def end(self) -> int:
+        """One past the last address of the region."""
+        return self.base + self.size
+
+
+class Memory:
+    """The set of regions one program run may access, with checked accessors.
+
+    Regions never overlap (they are distinct host buffers).  ``load`` and
+    ``store`` are the interpreter's slow path; ``read``/``write`` serve
+    helpers that take (pointer, length) arguments.
+    """
+
+    def __init__(self, regions: list[Region] | None = None) -> None:
+        self._regions: list[Region] = []
+        self._bases: list[int] = []
+        self._last: Region | None = None
+        for region in regions or ():
+            self.add(region)
+
+    def add(self, region: Region) -> Region:
+        """Make ``region`` accessible; returns it."""
+        i = bisect_right(self._bases, region.base)
+        self._regions.insert(i, region)
+        self._bases.insert(i, region.base)
+        return region
+
+    def remove(self, region: Region) -> None:
+        """Make ``region`` inaccessible (a deleted map element, a finished run)."""
+        i = self._regions.index(region)
+        del self._regions[i], self._bases[i]
+        self._last = None
+
+    @property
+    def regions(self) -> tuple[Region, ...]:
+        """The regions, by address."""
+        return tuple(self._regions)
+
+    def find(self, address: int, size: int) -> Region | None:
+        """The region holding all of [address, address+size), or None."""
+        last = self._last
+        if last is not None and last.base <= address and address + size <= last.base + last.size:
+            return last
+        i = bisect_right(self._bases, address) - 1
+        if i >= 0:
+            region = self._regions[i]
+            if address + size <= region.base + region.size:
+                self._last = region
+                return region
+        return None
+
+    def _fault(self, pc: int, address: int, size: int, write: bool, reason: str | None = None) -> MemoryFault:
+        near, why = None, "outside every region"
+        i = bisect_right(self._bases, address) - 1
+        if i >= 0 and address < self._regions[i].end:
+            near, why = self._regions[i].name, "crosses the end of"
+        elif self._regions:
+            best = min(self._regions, key=lambda r: min(abs(address - r.base), abs(address - r.end)))
+            near, why = best.name, "outside every region; nearest is"
+        if reason:
+            why = reason
+        return MemoryFault(pc=pc, address=address, size=size, write=write, region=near, reason=why)
+
+    def load(self, pc: int, address: int, size: int) -> int:
+        """Read an unsigned little-endian integer of ``size`` bytes."""
+        region = self.find(address, size)
+        if region is None:
+            raise self._fault(pc, address, size, False)
+        return _UNSIGNED[size].unpack_from(region.view, address - region.base)[0]
+
+    def store(self, pc: int, address: int, size: int, value: int) -> None:
+        """Write the low ``size`` bytes of ``value``, little-endian."""
+        region = self.find(address, size)
+        if region is None:
+            raise self._fault(pc, address, size, True)
+        if not region.writable:
+            raise self._fault(pc, address, size, True, "read-only region")
+        _UNSIGNED[size].pack_into(region.view, address - region.base, value & ((1 << (8 * size)) - 1))
+
+    def read(self, address: int, size: int, pc: int = -1) -> bytes:
+        """Copy ``size`` bytes out (for helpers); faults like a load."""
+        if size == 0:
+            return b""
+        region = self.find(address, size)
+        if region is None or size < 0:
+            raise self._fault(pc, address, max(size, 0), False)
+        off = address - region.base
+        return bytes(region.view[off : off + size])
+
+    def write(self, address: int, data: bytes, pc: int = -1) -> None:
+        """Copy ``data`` in (for helpers); faults like a store."""
+        if not data:
+            return
+        region = self.find(address, len(data))
+        if region is None:
+            raise self._fault(pc, address, len(data), True)
+        if not region.writable:
+            raise self._fault(pc, address, len(data), True, "read-only region")
+        off = address - region.base
+        region.view[off : off + len(data)] = data
