@@ -225,9 +225,10 @@ def lookup(insn: Instruction, pc: int | None = None) -> OpSpec:
         value = getattr(insn, field)
         spec = choices.get(value)
         if spec is None:
-            names = "/".join(sorted({s.name.split("_")[0] for s in choices.values()}))
+            allowed = ", ".join(f"{v} ({s.name})" for v, s in sorted(choices.items()))
             raise ReservedFieldError(
-                f"opcode {insn.code:#04x} ({names}): invalid {field} {value}", pc=pc, field=field
+                f"opcode {insn.code:#04x}: {field} must be one of {allowed}; is {value}",
+                pc=pc, field=field,
             )
     disc_field = spec.disc[0] if spec.disc else None
     for field in FIELDS:

@@ -1,0 +1,24 @@
+"""Shared test fixtures: where the shared conformance data lives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+CONFORMANCE = SHARED / "conformance" / "bpf_conformance"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def conformance_files(kind: str) -> list[Path]:
+    """The suite's files of ``kind`` ('tests' or 'negative'), empty when absent."""
+    folder = CONFORMANCE / kind
+    return sorted(folder.glob("*.data")) if folder.is_dir() else []
+
+
+def require_conformance() -> None:
+    """Skip (with the reason) when ../shared is not beside this checkout."""
+    if not (CONFORMANCE / "tests").is_dir():
+        pytest.skip(f"conformance suite not found at {CONFORMANCE} (a fresh clone has no ../shared)")
