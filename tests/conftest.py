@@ -21,4 +21,6 @@ def conformance_files(kind: str) -> list[Path]:
 def require_conformance() -> None:
     """Skip (with the reason) when ../shared is not beside this checkout."""
     if not (CONFORMANCE / "tests").is_dir():
-        pytest.skip(f"conformance suite not found at {CONFORMANCE} (a fresh clone has no ../shared)")
+        pytest.skip(
+            f"conformance suite not found at {CONFORMANCE} (a fresh clone has no ../shared)"
+        )

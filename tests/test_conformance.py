@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import conformance_files, require_conformance
 
+from conftest import conformance_files, require_conformance
 from pybpf.cli import conformance_plugin
 from pybpf.errors import ReservedFieldError
 from pybpf.isa import decode
@@ -89,7 +89,10 @@ def _run_plugin(path: Path) -> tuple[str, bool, str]:
     argv, stdin = _plugin_argv(path)
     proc = subprocess.run(
         [sys.executable, "-m", "pybpf.cli.conformance_plugin", *argv],
-        input=stdin, capture_output=True, text=True, timeout=60,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     expected = load(path).result
     ok = proc.returncode == 0 and int(proc.stdout.strip(), 16) == expected

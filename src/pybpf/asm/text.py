@@ -146,7 +146,9 @@ def resolve(pending: list[Pending], labels: dict[str, int]) -> list[Instruction]
             try:
                 insn = replace(insn, **{field: delta})
             except EncodeError as err:
-                raise item.line.error(f"label {item.label!r} is too far: {err}", item.label) from err
+                raise item.line.error(
+                    f"label {item.label!r} is too far: {err}", item.label
+                ) from err
         out.append(insn)
         pc += insn.slots
     return out

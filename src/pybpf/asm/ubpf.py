@@ -26,10 +26,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from pybpf.asm.text import Line, Pending, build, imm32, imm64, lines, off16, resolve, split_operands
 from pybpf.errors import AsmError
 from pybpf.isa import SPECS, AtomicOp, Instruction, Kind, OpSpec, Pseudo, lookup
 from pybpf.isa.table import ATOMIC_NAMES
-from pybpf.asm.text import Line, Pending, build, imm32, imm64, lines, off16, resolve, split_operands
 
 _PSEUDO_NAMES = {
     Pseudo.MAP_FD: "map_fd", Pseudo.MAP_VALUE: "map_value", Pseudo.BTF_ID: "btf_id",
@@ -73,7 +73,10 @@ for _bits in (16, 32, 64):
 _ATOMIC: dict[tuple[bool, str, int], OpSpec] = {}
 for _spec in SPECS:
     if _spec.kind is Kind.ATOMIC:
-        _fetch = bool(_spec.op & AtomicOp.FETCH) and _spec.op not in (AtomicOp.XCHG, AtomicOp.CMPXCHG)
+        _fetch = bool(_spec.op & AtomicOp.FETCH) and _spec.op not in (
+            AtomicOp.XCHG,
+            AtomicOp.CMPXCHG,
+        )
         _base = {AtomicOp.XCHG: "xchg", AtomicOp.CMPXCHG: "cmpxchg"}.get(
             _spec.op, ATOMIC_NAMES.get(_spec.op & ~AtomicOp.FETCH, "")
         )
@@ -345,7 +348,7 @@ def assemble(text: str) -> list[Instruction]:
             if name in labels:
                 raise line.error(f"duplicate label {name!r}", name)
             labels[name] = pc
-            body = body[m.end():]
+            body = body[m.end() :]
         if not body:
             continue
         item = _parse_line(Line(line.number, body, line.raw))

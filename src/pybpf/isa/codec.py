@@ -62,7 +62,8 @@ def decode(data: bytes | bytearray | memoryview, *, validate: bool = True) -> li
                 if value:
                     raise ReservedFieldError(
                         f"lddw second half: reserved field {name} must be 0, is {value}",
-                        pc=pc + 1, field=name.split("/")[0],
+                        pc=pc + 1,
+                        field=name.split("/")[0],
                     )
         insn = Instruction(code, regs & 0xF, regs >> 4, off, imm, imm2)
         if validate:
@@ -93,7 +94,7 @@ def slot_offsets(insns: Sequence[Instruction]) -> list[int]:
 
 def jump_target(spec: OpSpec, insn: Instruction, pc: int) -> int | None:
     """The pc a jump or local call at ``pc`` may go to, or None for others."""
-    if spec.kind is Kind.JA and spec.width == 32 or spec.kind is Kind.CALL_LOCAL:
+    if (spec.kind is Kind.JA and spec.width == 32) or spec.kind is Kind.CALL_LOCAL:
         return pc + 1 + insn.imm
     if spec.kind in (Kind.JA, Kind.JCOND, Kind.JUMP):
         return pc + 1 + insn.off

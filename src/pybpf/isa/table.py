@@ -120,31 +120,108 @@ def _build() -> list[OpSpec]:
             for src, kind_sfx, field in ((Source.K, "imm", _I), (Source.X, "reg", _S)):
                 code = cls | op | src
                 uses = frozenset((_D, field))
-                add(OpSpec(f"{base}{sfx}_{kind_sfx}", code, Kind.ALU, uses, op, width,
-                           disc=(_O, 0) if op in (Alu.DIV, Alu.MOD, Alu.MOV) else None))
+                add(
+                    OpSpec(
+                        f"{base}{sfx}_{kind_sfx}",
+                        code,
+                        Kind.ALU,
+                        uses,
+                        op,
+                        width,
+                        disc=(_O, 0) if op in (Alu.DIV, Alu.MOD, Alu.MOV) else None,
+                    )
+                )
                 if op in (Alu.DIV, Alu.MOD):
-                    add(OpSpec(f"s{base}{sfx}_{kind_sfx}", code, Kind.ALU, uses, op, width,
-                               signed=True, disc=(_O, 1), cpu=4))
+                    add(
+                        OpSpec(
+                            f"s{base}{sfx}_{kind_sfx}",
+                            code,
+                            Kind.ALU,
+                            uses,
+                            op,
+                            width,
+                            signed=True,
+                            disc=(_O, 1),
+                            cpu=4,
+                        )
+                    )
         for bits in (8, 16, 32) if width == 64 else (8, 16):
-            add(OpSpec(f"movsx{bits}{width}_reg", cls | Alu.MOV | Source.X, Kind.MOVSX,
-                       frozenset((_D, _S)), bits, width, signed=True, disc=(_O, bits), cpu=4))
+            add(
+                OpSpec(
+                    f"movsx{bits}{width}_reg",
+                    cls | Alu.MOV | Source.X,
+                    Kind.MOVSX,
+                    frozenset((_D, _S)),
+                    bits,
+                    width,
+                    signed=True,
+                    disc=(_O, bits),
+                    cpu=4,
+                )
+            )
         add(OpSpec(f"neg{sfx}", cls | Alu.NEG, Kind.NEG, frozenset((_D,)), Alu.NEG, width))
     for bits in (16, 32, 64):
-        add(OpSpec(f"le{bits}", Class.ALU | Alu.END | Source.K, Kind.END, frozenset((_D,)),
-                   0, bits, disc=(_I, bits)))
-        add(OpSpec(f"be{bits}", Class.ALU | Alu.END | Source.X, Kind.END, frozenset((_D,)),
-                   1, bits, disc=(_I, bits)))
-        add(OpSpec(f"bswap{bits}", Class.ALU64 | Alu.END | Source.K, Kind.END, frozenset((_D,)),
-                   2, bits, disc=(_I, bits), cpu=4))
+        add(
+            OpSpec(
+                f"le{bits}",
+                Class.ALU | Alu.END | Source.K,
+                Kind.END,
+                frozenset((_D,)),
+                0,
+                bits,
+                disc=(_I, bits),
+            )
+        )
+        add(
+            OpSpec(
+                f"be{bits}",
+                Class.ALU | Alu.END | Source.X,
+                Kind.END,
+                frozenset((_D,)),
+                1,
+                bits,
+                disc=(_I, bits),
+            )
+        )
+        add(
+            OpSpec(
+                f"bswap{bits}",
+                Class.ALU64 | Alu.END | Source.K,
+                Kind.END,
+                frozenset((_D,)),
+                2,
+                bits,
+                disc=(_I, bits),
+                cpu=4,
+            )
+        )
 
     for cls, width, sfx in ((Class.JMP, 64, ""), (Class.JMP32, 32, "32")):
         cpu_cls = 1 if cls == Class.JMP else 3
         for op, base in _JMP_NAMES.items():
             cpu = max(cpu_cls, 2 if op in (Jmp.JLT, Jmp.JLE, Jmp.JSLT, Jmp.JSLE) else 1)
-            add(OpSpec(f"{base}{sfx}_imm", cls | op | Source.K, Kind.JUMP,
-                       frozenset((_D, _I, _O)), op, width, cpu=cpu))
-            add(OpSpec(f"{base}{sfx}_reg", cls | op | Source.X, Kind.JUMP,
-                       frozenset((_D, _S, _O)), op, width, cpu=cpu))
+            add(
+                OpSpec(
+                    f"{base}{sfx}_imm",
+                    cls | op | Source.K,
+                    Kind.JUMP,
+                    frozenset((_D, _I, _O)),
+                    op,
+                    width,
+                    cpu=cpu,
+                )
+            )
+            add(
+                OpSpec(
+                    f"{base}{sfx}_reg",
+                    cls | op | Source.X,
+                    Kind.JUMP,
+                    frozenset((_D, _S, _O)),
+                    op,
+                    width,
+                    cpu=cpu,
+                )
+            )
     add(OpSpec("ja", Class.JMP | Jmp.JA, Kind.JA, frozenset((_O,))))
     add(OpSpec("ja32", Class.JMP32 | Jmp.JA, Kind.JA, frozenset((_I,)), width=32, cpu=4))
     add(OpSpec("may_goto", Class.JMP | Jmp.JCOND, Kind.JCOND, frozenset((_O,)), cpu=4))
@@ -158,37 +235,126 @@ def _build() -> list[OpSpec]:
     add(OpSpec("lddw", Class.LD | Mode.IMM | Size.DW, Kind.LDDW, frozenset((_D, _S, _I))))
     for size in (Size.W, Size.H, Size.B):
         nbytes, s = SIZE_BYTES[size], _SIZE_SUFFIX[size]
-        add(OpSpec(f"ldabs{s}", Class.LD | Mode.ABS | size, Kind.LD_ABS, frozenset((_I,)),
-                   width=nbytes))
-        add(OpSpec(f"ldind{s}", Class.LD | Mode.IND | size, Kind.LD_IND, frozenset((_S, _I)),
-                   width=nbytes))
-        add(OpSpec(f"ldxs{s}", Class.LDX | Mode.MEMSX | size, Kind.LDXSX,
-                   frozenset((_D, _S, _O)), width=nbytes, signed=True, cpu=4))
+        add(
+            OpSpec(
+                f"ldabs{s}", Class.LD | Mode.ABS | size, Kind.LD_ABS, frozenset((_I,)), width=nbytes
+            )
+        )
+        add(
+            OpSpec(
+                f"ldind{s}",
+                Class.LD | Mode.IND | size,
+                Kind.LD_IND,
+                frozenset((_S, _I)),
+                width=nbytes,
+            )
+        )
+        add(
+            OpSpec(
+                f"ldxs{s}",
+                Class.LDX | Mode.MEMSX | size,
+                Kind.LDXSX,
+                frozenset((_D, _S, _O)),
+                width=nbytes,
+                signed=True,
+                cpu=4,
+            )
+        )
     for size in (Size.W, Size.H, Size.B, Size.DW):
         nbytes, s = SIZE_BYTES[size], _SIZE_SUFFIX[size]
-        add(OpSpec(f"ldx{s}", Class.LDX | Mode.MEM | size, Kind.LDX, frozenset((_D, _S, _O)),
-                   width=nbytes))
-        add(OpSpec(f"st{s}", Class.ST | Mode.MEM | size, Kind.ST, frozenset((_D, _O, _I)),
-                   width=nbytes))
-        add(OpSpec(f"stx{s}", Class.STX | Mode.MEM | size, Kind.STX, frozenset((_D, _S, _O)),
-                   width=nbytes))
+        add(
+            OpSpec(
+                f"ldx{s}",
+                Class.LDX | Mode.MEM | size,
+                Kind.LDX,
+                frozenset((_D, _S, _O)),
+                width=nbytes,
+            )
+        )
+        add(
+            OpSpec(
+                f"st{s}", Class.ST | Mode.MEM | size, Kind.ST, frozenset((_D, _O, _I)), width=nbytes
+            )
+        )
+        add(
+            OpSpec(
+                f"stx{s}",
+                Class.STX | Mode.MEM | size,
+                Kind.STX,
+                frozenset((_D, _S, _O)),
+                width=nbytes,
+            )
+        )
         code = Class.STX | Mode.ATOMIC | size
         mem = frozenset((_D, _S, _O))
-        add(OpSpec(f"load_acq{s}", code, Kind.LOAD_ACQ, mem, AtomicOp.LOAD_ACQ, nbytes,
-                   disc=(_I, AtomicOp.LOAD_ACQ), cpu=4))
-        add(OpSpec(f"store_rel{s}", code, Kind.STORE_REL, mem, AtomicOp.STORE_REL, nbytes,
-                   disc=(_I, AtomicOp.STORE_REL), cpu=4))
+        add(
+            OpSpec(
+                f"load_acq{s}",
+                code,
+                Kind.LOAD_ACQ,
+                mem,
+                AtomicOp.LOAD_ACQ,
+                nbytes,
+                disc=(_I, AtomicOp.LOAD_ACQ),
+                cpu=4,
+            )
+        )
+        add(
+            OpSpec(
+                f"store_rel{s}",
+                code,
+                Kind.STORE_REL,
+                mem,
+                AtomicOp.STORE_REL,
+                nbytes,
+                disc=(_I, AtomicOp.STORE_REL),
+                cpu=4,
+            )
+        )
         if size not in (Size.W, Size.DW):
             continue
         for aop, base in ATOMIC_NAMES.items():
-            add(OpSpec(f"lock_{base}_{s}", code, Kind.ATOMIC, mem, aop, nbytes,
-                       disc=(_I, aop), cpu=3))
-            add(OpSpec(f"lock_fetch_{base}_{s}", code, Kind.ATOMIC, mem, aop | AtomicOp.FETCH,
-                       nbytes, disc=(_I, aop | AtomicOp.FETCH), cpu=3))
-        add(OpSpec(f"lock_xchg_{s}", code, Kind.ATOMIC, mem, AtomicOp.XCHG, nbytes,
-                   disc=(_I, AtomicOp.XCHG), cpu=3))
-        add(OpSpec(f"lock_cmpxchg_{s}", code, Kind.ATOMIC, mem, AtomicOp.CMPXCHG, nbytes,
-                   disc=(_I, AtomicOp.CMPXCHG), cpu=3))
+            add(
+                OpSpec(
+                    f"lock_{base}_{s}", code, Kind.ATOMIC, mem, aop, nbytes, disc=(_I, aop), cpu=3
+                )
+            )
+            add(
+                OpSpec(
+                    f"lock_fetch_{base}_{s}",
+                    code,
+                    Kind.ATOMIC,
+                    mem,
+                    aop | AtomicOp.FETCH,
+                    nbytes,
+                    disc=(_I, aop | AtomicOp.FETCH),
+                    cpu=3,
+                )
+            )
+        add(
+            OpSpec(
+                f"lock_xchg_{s}",
+                code,
+                Kind.ATOMIC,
+                mem,
+                AtomicOp.XCHG,
+                nbytes,
+                disc=(_I, AtomicOp.XCHG),
+                cpu=3,
+            )
+        )
+        add(
+            OpSpec(
+                f"lock_cmpxchg_{s}",
+                code,
+                Kind.ATOMIC,
+                mem,
+                AtomicOp.CMPXCHG,
+                nbytes,
+                disc=(_I, AtomicOp.CMPXCHG),
+                cpu=3,
+            )
+        )
     return specs
 
 
@@ -228,7 +394,8 @@ def lookup(insn: Instruction, pc: int | None = None) -> OpSpec:
             allowed = ", ".join(f"{v} ({s.name})" for v, s in sorted(choices.items()))
             raise ReservedFieldError(
                 f"opcode {insn.code:#04x}: {field} must be one of {allowed}; is {value}",
-                pc=pc, field=field,
+                pc=pc,
+                field=field,
             )
     disc_field = spec.disc[0] if spec.disc else None
     for field in FIELDS:
@@ -239,7 +406,8 @@ def lookup(insn: Instruction, pc: int | None = None) -> OpSpec:
             if value:
                 raise ReservedFieldError(
                     f"{spec.name}: reserved field {field} must be 0, is {value}",
-                    pc=pc, field=field,
+                    pc=pc,
+                    field=field,
                 )
         elif field in (_D, _S) and value > MAX_REG:
             raise ReservedFieldError(

@@ -103,8 +103,18 @@ class _Gen:
             target = jump_target(spec, insn, pc)
             if target is not None:
                 lead.add(target)
-            if spec.kind in (Kind.JA, Kind.JCOND, Kind.JUMP, Kind.CALL_LOCAL, Kind.CALLX,
-                             Kind.EXIT, Kind.CALL, Kind.KFUNC, Kind.LD_ABS, Kind.LD_IND):
+            if spec.kind in (
+                Kind.JA,
+                Kind.JCOND,
+                Kind.JUMP,
+                Kind.CALL_LOCAL,
+                Kind.CALLX,
+                Kind.EXIT,
+                Kind.CALL,
+                Kind.KFUNC,
+                Kind.LD_ABS,
+                Kind.LD_IND,
+            ):
                 lead.add(nxt)
         lead.discard(self.end)
         return sorted(p for p in lead if p < self.end)
@@ -153,8 +163,11 @@ class _Gen:
             self.emit(depth, "while True:")
             depth += 1
         self.emit(depth, f"n += {len(body)}")
-        self.emit(depth, f"if n > {self.budget}: raise BudgetExceeded("
-                         f"'instruction budget of {self.budget} exhausted', pc={start})")
+        self.emit(
+            depth,
+            f"if n > {self.budget}: raise BudgetExceeded("
+            f"'instruction budget of {self.budget} exhausted', pc={start})",
+        )
         for i in body[:-1]:
             self.straight(self.insns[i], self.specs[i], self.pcs[i], depth)
         nxt = pc + insn.slots
@@ -170,7 +183,10 @@ class _Gen:
         if kind is Kind.JA:
             e(depth, f"pc = {jump_target(spec, insn, pc)}")
         elif kind is Kind.JUMP:
-            e(depth, f"pc = {jump_target(spec, insn, pc)} if {self.condition(insn, spec)} else {nxt}")
+            e(
+                depth,
+                f"pc = {jump_target(spec, insn, pc)} if {self.condition(insn, spec)} else {nxt}",
+            )
         elif kind is Kind.JCOND:
             e(depth, "if loops:")
             e(depth + 1, "loops -= 1")
@@ -196,12 +212,16 @@ class _Gen:
                 e(depth, f"t = TAIL(r1, r2, r3, {pc})")
                 e(depth, "if t is not None:")
                 e(depth + 1, "if frames:")
-                e(depth + 2, f"raise TailCallError('tail call from a bpf-to-bpf subprogram', pc={pc})")
+                e(
+                    depth + 2,
+                    f"raise TailCallError('tail call from a bpf-to-bpf subprogram', pc={pc})",
+                )
                 e(depth + 1, "return r0, n, t")
             elif kind is Kind.CALL:
                 self.helper_ids.add(insn.imm)
-                self.helper_call(pc, f"H{insn.imm}" if insn.imm >= 0 else f"HN{-insn.imm}",
-                                 str(insn.imm), depth)
+                self.helper_call(
+                    pc, f"H{insn.imm}" if insn.imm >= 0 else f"HN{-insn.imm}", str(insn.imm), depth
+                )
             else:
                 self.kfunc_ids.add(insn.imm)
                 self.helper_call(pc, f"K{insn.imm & M32}", str(insn.imm), depth)
@@ -211,7 +231,7 @@ class _Gen:
             e(depth, f"t = LDABS({pc}, {off}, {spec.width})")
             e(depth, "if t is None:")
             e(depth + 1, "return 0, n, None")  # kernel: out-of-bounds legacy load ends the program
-            e(depth, f"r0 = t")
+            e(depth, "r0 = t")
             e(depth, f"pc = {nxt}")
         else:
             self.straight(insn, spec, pc, depth)
@@ -221,7 +241,10 @@ class _Gen:
     def local_call(self, target: str, pc: int, nxt: int, depth: int) -> None:
         e = self.emit
         e(depth, f"if len(frames) >= {MAX_CALL_FRAMES - 1}:")
-        e(depth + 1, f"raise CallDepthError('call depth exceeds {MAX_CALL_FRAMES} frames', pc={pc})")
+        e(
+            depth + 1,
+            f"raise CallDepthError('call depth exceeds {MAX_CALL_FRAMES} frames', pc={pc})",
+        )
         e(depth, f"frames.append(({nxt}, r6, r7, r8, r9, r10))")
         e(depth, f"r10 -= {STACK_SIZE}")
         e(depth, f"slo = r10 - {STACK_SIZE}")
@@ -334,9 +357,10 @@ class _Gen:
     def load(self, insn: Instruction, spec: OpSpec, pc: int) -> list[str]:
         n, d = spec.width, f"r{insn.dst_reg}"
         top = self.layout.stack_top - n
+        fast = f"U{n}(STK, a - {self.layout.stack_base})[0]"
         out = [
             f"a = {self.address(insn.src_reg, insn.off)}",
-            f"{d} = U{n}(STK, a - {self.layout.stack_base})[0] if slo <= a <= {top} else LD({pc}, a, {n})",
+            f"{d} = {fast} if slo <= a <= {top} else LD({pc}, a, {n})",
         ]
         if spec.kind is Kind.LDXSX:
             sign = 1 << (8 * n - 1)

@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 
 from pybpf.errors import MemoryFault
 
-_UNSIGNED = {1: struct.Struct("<B"), 2: struct.Struct("<H"), 4: struct.Struct("<I"), 8: struct.Struct("<Q")}
+_UNSIGNED = {
+    1: struct.Struct("<B"),
+    2: struct.Struct("<H"),
+    4: struct.Struct("<I"),
+    8: struct.Struct("<Q"),
+}
 
 
 def buffer_address(buf: bytearray | ctypes.Array) -> tuple[int, object]:
@@ -52,7 +57,9 @@ class Region:
 
     def __post_init__(self) -> None:
         self.base, self._pin = buffer_address(self.buf)
-        self.size = len(self.buf) if not isinstance(self.buf, ctypes.Array) else ctypes.sizeof(self.buf)
+        self.size = (
+            len(self.buf) if not isinstance(self.buf, ctypes.Array) else ctypes.sizeof(self.buf)
+        )
         self.view = self.buf if isinstance(self.buf, bytearray) else memoryview(self._pin).cast("B")
 
     @property
@@ -107,13 +114,17 @@ class Memory:
                 return region
         return None
 
-    def _fault(self, pc: int, address: int, size: int, write: bool, reason: str | None = None) -> MemoryFault:
+    def _fault(
+        self, pc: int, address: int, size: int, write: bool, reason: str | None = None
+    ) -> MemoryFault:
         near, why = None, "outside every region"
         i = bisect_right(self._bases, address) - 1
         if i >= 0 and address < self._regions[i].end:
             near, why = self._regions[i].name, "crosses the end of"
         elif self._regions:
-            best = min(self._regions, key=lambda r: min(abs(address - r.base), abs(address - r.end)))
+            best = min(
+                self._regions, key=lambda r: min(abs(address - r.base), abs(address - r.end))
+            )
             near, why = best.name, "outside every region; nearest is"
         if reason:
             why = reason
@@ -133,7 +144,9 @@ class Memory:
             raise self._fault(pc, address, size, True)
         if not region.writable:
             raise self._fault(pc, address, size, True, "read-only region")
-        _UNSIGNED[size].pack_into(region.view, address - region.base, value & ((1 << (8 * size)) - 1))
+        _UNSIGNED[size].pack_into(
+            region.view, address - region.base, value & ((1 << (8 * size)) - 1)
+        )
 
     def read(self, address: int, size: int, pc: int = -1) -> bytes:
         """Copy ``size`` bytes out (for helpers); faults like a load."""

@@ -1,0 +1,259 @@
+"""Interpreter behaviour the data files cannot show: memory safety, frames, helpers, budgets."""
+
+from __future__ import annotations
+
+import pytest
+
+from pybpf.asm import ubpf
+from pybpf.errors import (
+    BudgetExceeded,
+    CallDepthError,
+    HelperError,
+    JumpRangeError,
+    MemoryFault,
+    UnknownHelperError,
+    UnresolvedLoadError,
+    VmError,
+)
+from pybpf.isa import Instruction, Pseudo
+from pybpf.vm import HelperTable, Interpreter, Region, conformance_helpers
+
+
+def run(src: str, memory: bytes | bytearray | None = None, **kw) -> int:
+    return Interpreter(ubpf.assemble(src), **kw).run(memory=memory).r0
+
+
+def test_registers_hold_real_addresses():
+    import ctypes
+
+    mem = bytearray(b"\x11\x22\x33\x44")
+    vm = Interpreter(ubpf.assemble("mov %r0, %r1\nexit"))
+    addr = vm.run(memory=mem).r0
+    # the pointer a program sees is the host address of the caller's buffer
+    assert addr != 0
+    vm2 = Interpreter(ubpf.assemble("ldxw %r0, [%r1]\nexit"))
+    assert vm2.run(memory=mem).r0 == 0x44332211
+    assert ctypes.c_uint32.from_address(addr) is not None  # a valid host address
+
+
+def test_store_writes_callers_buffer_in_place():
+    mem = bytearray(8)
+    run("stdw [%r1+0], -2\nmov %r0, 0\nexit", mem)
+    assert mem == (2**64 - 2).to_bytes(8, "little")
+
+
+@pytest.mark.parametrize(
+    "src, write",
+    [
+        ("ldxdw %r0, [%r1+4]\nexit", False),  # crosses the end of memory
+        ("stw [%r1+8], 1\nmov %r0, 0\nexit", True),  # past the end
+        ("ldxb %r0, [%r1-1]\nexit", False),  # before the start
+        ("mov %r2, 0\nldxb %r0, [%r2]\nexit", False),  # NULL
+        ("ldxdw %r0, [%r10]\nexit", False),  # above the stack top
+        ("ldxdw %r0, [%r10-520]\nexit", False),  # below the frame
+        ("lddw %r2, 0x7fffffff0000\nstb [%r2], 1\nexit", True),  # arbitrary host address
+    ],
+)
+def test_out_of_region_access_faults(src: str, write: bool):
+    with pytest.raises(MemoryFault) as info:
+        run(src, bytearray(8))
+    fault = info.value
+    assert fault.write is write
+    assert fault.pc is not None and fault.size in (1, 4, 8)
+    assert f"{fault.address:#x}" in str(fault)
+
+
+def test_fault_names_pc_address_size_region():
+    with pytest.raises(MemoryFault) as info:
+        run("mov %r0, 0\nldxw %r0, [%r1+6]\nexit", bytearray(8))
+    fault = info.value
+    assert fault.pc == 1 and fault.size == 4 and fault.region == "memory"
+    assert "pc 1" in str(fault) and "4 bytes" in str(fault)
+
+
+def test_read_only_region_refuses_store():
+    vm = Interpreter(ubpf.assemble("stw [%r1], 7\nmov %r0, 0\nexit"))
+    ro = vm.memory.add(Region("rodata", bytearray(4), writable=False))
+    with pytest.raises(MemoryFault) as info:
+        vm.run(args=[ro.base])
+    assert info.value.region == "rodata" and info.value.write
+
+
+def test_bpf_to_bpf_call_preserves_callee_saved_and_has_own_stack():
+    src = """
+        mov %r6, 6
+        mov %r7, 7
+        stdw [%r10-8], 100
+        mov %r1, 5
+        call local f
+        ldxdw %r1, [%r10-8]
+        add %r0, %r1          # 10 + 100
+        add %r0, %r6          # + 6 (r6 restored)
+        add %r0, %r7          # + 7
+        exit
+    f:
+        mov %r6, 60
+        mov %r7, 70
+        stdw [%r10-8], 1      # the callee's own frame
+        mov %r0, %r1
+        add %r0, %r1
+        exit
+    """
+    assert run(src) == 10 + 100 + 6 + 7
+
+
+def test_callee_may_use_callers_stack_through_a_pointer():
+    src = """
+        stdw [%r10-8], 41
+        mov %r1, %r10
+        add %r1, -8
+        call local f
+        ldxdw %r0, [%r10-8]
+        exit
+    f:
+        ldxdw %r2, [%r1]
+        add %r2, 1
+        stxdw [%r1], %r2
+        exit
+    """
+    assert run(src) == 42
+
+
+def test_call_depth_limited_to_eight_frames():
+    chain = "\n".join(f"f{i}:\ncall local f{i + 1}\nexit" for i in range(8))
+    with pytest.raises(CallDepthError):
+        run(f"call local f0\nexit\n{chain}\nf8:\nmov %r0, 1\nexit")
+    ok = "\n".join(f"f{i}:\ncall local f{i + 1}\nexit" for i in range(6))
+    assert run(f"call local f0\nexit\n{ok}\nf6:\nmov %r0, 1\nexit") == 1
+
+
+def test_helpers_dispatch_by_id_and_see_memory():
+    table = HelperTable()
+    seen = []
+
+    def probe(env, r1, r2, r3, r4, r5):
+        seen.append(env.memory.read(r1, r2))
+        return -1
+
+    table.register(7, "probe", probe)
+    assert run("call 7\nexit", b"abc", helpers=table) == 2**64 - 1
+    assert seen == [b"abc"]
+
+
+def test_unknown_helper_is_an_error_at_its_pc():
+    with pytest.raises(UnknownHelperError) as info:
+        run("mov %r0, 0\ncall 99\nexit")
+    assert info.value.pc == 1
+
+
+def test_failing_helper_is_wrapped():
+    table = HelperTable()
+    table.register(1, "boom", lambda env, *a: 1 // 0)
+    with pytest.raises(HelperError) as info:
+        run("call 1\nexit", helpers=table)
+    assert isinstance(info.value.__cause__, ZeroDivisionError) and info.value.pc == 0
+
+
+def test_callx_calls_helper_by_register_value():
+    assert run("mov %r1, 9\nmov %r2, 5\ncall %r2\nexit", helpers=conformance_helpers()) == 9
+
+
+def test_callx_calls_a_subprogram_loaded_with_pseudo_func():
+    src = "lddw %r2, func(f)\ncall %r2\nexit\nf:\nmov %r0, 33\nexit"
+    assert run(src) == 33
+
+
+def test_budget_stops_infinite_loop():
+    with pytest.raises(BudgetExceeded):
+        run("l:\nja l\nexit", budget=10_000)
+    with pytest.raises(BudgetExceeded):
+        run("mov %r0, 1\nl:\njne %r0, 0, l\nexit", budget=10_000)
+
+
+def test_executed_count_is_exact():
+    vm = Interpreter(ubpf.assemble("mov %r1, 3\nl:\nsub %r1, 1\njne %r1, 0, l\nmov %r0, 0\nexit"))
+    assert vm.run().executed == 1 + 3 * 2 + 2
+
+
+def test_fall_off_the_end_is_an_error():
+    with pytest.raises(VmError, match="fell off"):
+        run("mov %r0, 1\njeq %r0, 2, -2")
+
+
+def test_jump_out_of_range_is_rejected_at_load():
+    with pytest.raises(JumpRangeError) as info:
+        Interpreter([Instruction(0x05, off=5), Instruction(0x95)])
+    assert info.value.pc == 0
+
+
+def test_jump_into_lddw_is_rejected():
+    insns = [Instruction(0x05, off=1), Instruction.lddw(0, 1), Instruction(0x95)]
+    with pytest.raises(JumpRangeError, match="inside an lddw"):
+        Interpreter(insns)
+
+
+def test_pseudo_lddw_needs_a_resolver():
+    insns = [Instruction.lddw(1, 3, src_reg=Pseudo.MAP_FD), Instruction(0xB7), Instruction(0x95)]
+    with pytest.raises(UnresolvedLoadError):
+        Interpreter(insns)
+    region = Region("map", bytearray(8))
+    vm = Interpreter(insns, resolve_imm64=lambda insn, pc: region.base)
+    assert vm.run().r0 == 0
+
+
+def _packet_prog(src: str) -> Interpreter:
+    return Interpreter(ubpf.assemble(src))
+
+
+@pytest.mark.parametrize(
+    "src, expected",
+    [
+        ("ldabsb 1\nexit", 0x22),
+        ("ldabsh 1\nexit", 0x2233),  # network byte order
+        ("ldabsw 0\nexit", 0x11223344),
+        ("mov %r1, 2\nldindh %r1, 1\nexit", 0x4455),
+        ("ldabsw 3\nexit", 0),  # out of bounds: the program ends with r0 = 0
+        ("mov %r0, 7\nmov %r1, -8\nldindb %r1, 1\nmov %r0, 9\nexit", 0),
+    ],
+)
+def test_legacy_packet_loads(src: str, expected: int):
+    assert _packet_prog(src).run(packet=b"\x11\x22\x33\x44\x55").r0 == expected
+
+
+def test_legacy_packet_load_without_packet_is_an_error():
+    with pytest.raises(VmError, match="without a packet"):
+        _packet_prog("ldabsb 0\nexit").run()
+
+
+def test_kfunc_dispatch_by_btf_id():
+    table = HelperTable()
+    table.register_kfunc(1234, "bpf_obj_new_impl", lambda env, r1, *a: r1 * 2)
+    assert run("mov %r1, 21\ncall runtime 1234\nexit", helpers=table) == 42
+    with pytest.raises(UnknownHelperError):
+        run("call runtime 99\nexit")
+
+
+def test_may_goto_takes_the_branch_when_the_budget_is_spent(monkeypatch):
+    src = "mov %r0, 0\nl:\nmay_goto out\nadd %r0, 1\nja l\nout:\nexit"
+    vm = Interpreter(ubpf.assemble(src))
+    assert vm.run().r0 == 1 << 23
+
+
+def test_tail_call_replaces_the_program():
+    target = Interpreter(ubpf.assemble("mov %r0, %r1\nadd %r0, 1\nexit"))
+    calls = []
+
+    def resolve(env, ctx, prog_array, index):
+        calls.append(index)
+        return target if index == 1 else None
+
+    src = "mov %r6, %r1\nmov %r3, 0\ncall 12\nmov %r1, %r6\nmov %r3, 1\ncall 12\nmov %r0, 99\nexit"
+    vm = Interpreter(ubpf.assemble(src), tail_call=resolve)
+    result = vm.run(args=[41])
+    assert result.r0 == 42 and calls == [0, 1]
+
+
+def test_stack_is_512_bytes_per_frame():
+    assert run("stb [%r10-512], 1\nldxb %r0, [%r10-512]\nexit") == 1
+    with pytest.raises(MemoryFault):
+        run("stb [%r10-513], 1\nexit")
