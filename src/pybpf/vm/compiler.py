@@ -14,6 +14,11 @@ zero gives 0 and modulo by zero leaves the dividend (its low 32 bits for
 32-bit operations); shift amounts are masked to the operand width; signed
 division truncates toward zero and INT_MIN / -1 wraps.
 
+Memory accesses have two inline fast paths: the current stack frame, and the
+run's "hot" region (the input memory or packet: ``HB``..``HE<n>`` for loads,
+``WB``..``WE<n>`` for stores when it is writable, set by the interpreter for
+each run); everything else goes through the checked ``LD``/``ST``.
+
 The generated function is ``entry(r1, r2, r3, r4, r5, r10)`` and returns
 ``(r0, executed, tail)`` where ``tail`` is None or the (program, r1) a tail
 call continues with.  The names it uses (``M64``, ``LD``, ``H6``...) come
@@ -357,10 +362,11 @@ class _Gen:
     def load(self, insn: Instruction, spec: OpSpec, pc: int) -> list[str]:
         n, d = spec.width, f"r{insn.dst_reg}"
         top = self.layout.stack_top - n
-        fast = f"U{n}(STK, a - {self.layout.stack_base})[0]"
         out = [
             f"a = {self.address(insn.src_reg, insn.off)}",
-            f"{d} = {fast} if slo <= a <= {top} else LD({pc}, a, {n})",
+            f"if slo <= a <= {top}: {d} = U{n}(STK, a - {self.layout.stack_base})[0]",
+            f"elif HB <= a <= HE{n}: {d} = U{n}(HV, a - HB)[0]",
+            f"else: {d} = LD({pc}, a, {n})",
         ]
         if spec.kind is Kind.LDXSX:
             sign = 1 << (8 * n - 1)
@@ -377,6 +383,7 @@ class _Gen:
         return [
             f"a = {self.address(insn.dst_reg, insn.off)}",
             f"if slo <= a <= {top}: P{n}(STK, a - {self.layout.stack_base}, {value})",
+            f"elif WB <= a <= WE{n}: P{n}(HV, a - WB, {value})",
             f"else: ST({pc}, a, {n}, {value})",
         ]
 
@@ -423,6 +430,7 @@ def compile_program(
 def namespace_names() -> tuple[str, ...]:
     """Names the generated code expects besides H<id>/HN<id>/K<id> helpers."""
     return ("M64", "M32", "S64", "S32", "MAX_LOOPS", "FUNC_TOKEN", "STK", "U1", "U2", "U4",
+            "HB", "HV", "HE1", "HE2", "HE4", "HE8", "WB", "WE1", "WE2", "WE4", "WE8",
             "U8", "P1", "P2", "P4", "P8", "LD", "ST", "ATOMIC", "LDABS", "TAIL", "HX", "ENV",
             "SDIV64", "SDIV32", "SMOD64", "SMOD32", "BSWAP16", "BSWAP32", "BSWAP64",
             "VmError", "BudgetExceeded", "CallDepthError", "HelperError", "TailCallError",

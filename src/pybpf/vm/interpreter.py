@@ -103,10 +103,11 @@ class Interpreter:
         self.compiled = compile_program(
             self.insns, self.layout, resolve_imm64=resolve_imm64, budget=budget
         )
-        namespace = self._namespace()
+        self._ns = self._namespace()
+        self._set_hot(None)
         code = compile(self.compiled.source, "<ebpf program>", "exec")
-        exec(code, namespace)  # noqa: S102 - source generated from validated instructions
-        self._entry = namespace["entry"]
+        exec(code, self._ns)  # noqa: S102 - source generated from validated instructions
+        self._entry = self._ns["entry"]
 
     @property
     def source(self) -> str:
@@ -207,6 +208,17 @@ class Interpreter:
             ns[f"K{btf_id & M32}"] = kfunc.fn if kfunc else _missing(btf_id, "kfunc")
         return ns
 
+    def _set_hot(self, region: Region | None) -> None:
+        """Point the generated code's inline fast path at ``region`` (None: no region)."""
+        ns = self._ns
+        base, end = (region.base, region.end) if region else (1, 0)
+        ns["HB"], ns["HV"] = base, region.view if region else None
+        writable = region is not None and region.writable
+        ns["WB"] = base if writable else 1
+        for n in (1, 2, 4, 8):
+            ns[f"HE{n}"] = end - n
+            ns[f"WE{n}"] = end - n if writable else 0
+
     # --- running ------------------------------------------------------------
     def run(
         self,
@@ -230,6 +242,7 @@ class Interpreter:
             region = self.memory.add(Region("memory", buf))
             regions.append(region)
             regs[0], regs[1] = region.base, len(buf)
+            self._set_hot(region)
         if args is not None:
             regs = [a & M64 for a in args] + [0] * (5 - len(args))
         if packet is not None:
@@ -240,6 +253,7 @@ class Interpreter:
             for region in regions:
                 self.memory.remove(region)
             self.env.packet = None
+            self._set_hot(None)
 
     def _run(self, regs: list[int]) -> RunResult:
         entry, executed, calls = self._entry, 0, 0
