@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import DATA
 
+from conftest import DATA
 from pybpf.isa import SPECS, decode, lookup
 from pybpf.testing.datafile import Outcome, load, run_file
 from pybpf.vm import ENGINES, conformance_helpers

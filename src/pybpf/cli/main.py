@@ -1,0 +1,143 @@
+"""``pybpf``: the command line.
+
+    pybpf asm PROG.s [-d ubpf|llvm|xlated] [-o PROG.bin | --hex]
+    pybpf disasm PROG.bin [-d llvm|ubpf|xlated|objdump] [--hex]
+    pybpf run PROG [--mem HEX | --mem-file F] [--budget N] [--trace-python]
+    pybpf hello              the seed's hello program: bytes, listings, three runs
+    pybpf bench              interpreter throughput
+
+Programs are raw bytecode (8 bytes per instruction) or, with ``--hex``, base16
+text; ``run`` also takes assembly text (``.s``/``.asm``, any dialect).  Every
+error is one line on standard error and exit status 1 (2 for usage); no
+command prints a Python traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pybpf import __version__, asm
+from pybpf.cli import hello
+from pybpf.errors import PybpfError
+from pybpf.isa import Instruction, decode, encode
+from pybpf.testing import bench
+from pybpf.vm import Interpreter, conformance_helpers
+
+
+class UsageError(PybpfError):
+    """Bad command-line input (a missing file, unreadable hex...)."""
+
+
+def _read(path: str) -> bytes:
+    try:
+        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror}") from None
+
+
+def _hex(text: str, what: str) -> bytes:
+    try:
+        return bytes(int(t, 16) for t in text.replace(",", " ").split())
+    except ValueError:
+        raise UsageError(f"{what} is not hex bytes") from None
+
+
+def _program(path: str, hex_input: bool, dialect: str | None) -> list[Instruction]:
+    data = _read(path)
+    if hex_input:
+        return decode(_hex(data.decode("ascii", "replace"), path))
+    if dialect or path.endswith((".s", ".asm", ".S")):
+        return asm.assemble(data.decode("utf-8", "replace"), dialect)
+    return decode(data)
+
+
+def cmd_asm(args: argparse.Namespace) -> int:
+    insns = asm.assemble(_read(args.file).decode("utf-8", "replace"), args.dialect)
+    code = encode(insns)
+    if args.hex:
+        sys.stdout.write(" ".join(f"{b:02x}" for b in code) + "\n")
+    elif args.output:
+        tmp = Path(args.output + ".tmp")
+        tmp.write_bytes(code)
+        tmp.replace(args.output)  # never a half-written output file
+    else:
+        sys.stdout.buffer.write(code)
+    return 0
+
+
+def cmd_disasm(args: argparse.Namespace) -> int:
+    insns = decode(_read(args.file) if not args.hex else _hex(_read(args.file).decode(), args.file))
+    sys.stdout.write(asm.disassemble(insns, args.dialect))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    insns = _program(args.file, args.hex, args.dialect)
+    memory = _hex(args.mem, "--mem") if args.mem else b""
+    if args.mem_file:
+        memory = _read(args.mem_file)
+    vm = Interpreter(insns, helpers=conformance_helpers(), budget=args.budget)
+    if args.trace_python:
+        sys.stdout.write(vm.source)
+    result = vm.run(memory=memory)
+    print(f"r0 = {result.r0:#x} ({result.r0})")
+    print(f"executed {result.executed} instructions")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``pybpf``."""
+    parser = argparse.ArgumentParser(prog="pybpf", description="eBPF in Python, in user space")
+    parser.add_argument("-V", "--version", action="version", version=f"pybpf {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("asm", help="assemble text into bytecode")
+    p.add_argument("file", help="assembly file, or - for standard input")
+    p.add_argument("-d", "--dialect", choices=sorted(asm.DIALECTS), help="default: detected")
+    p.add_argument("-o", "--output", help="write bytecode here (default: standard output)")
+    p.add_argument("--hex", action="store_true", help="print base16 text instead of bytes")
+    p.set_defaults(func=cmd_asm)
+
+    p = sub.add_parser("disasm", help="disassemble bytecode")
+    p.add_argument("file", help="bytecode file, or - for standard input")
+    p.add_argument("-d", "--dialect", default="llvm", choices=sorted(asm.LISTINGS))
+    p.add_argument("--hex", action="store_true", help="input is base16 text")
+    p.set_defaults(func=cmd_disasm)
+
+    p = sub.add_parser("run", help="run a program in the interpreter")
+    p.add_argument("file", help="bytecode, base16 (--hex) or assembly (.s) file")
+    p.add_argument("-d", "--dialect", choices=sorted(asm.DIALECTS), help="input is assembly")
+    p.add_argument("--hex", action="store_true", help="input is base16 text")
+    p.add_argument("--mem", help="input memory as hex bytes (r1 = address, r2 = length)")
+    p.add_argument("--mem-file", help="input memory from a file")
+    p.add_argument("--budget", type=int, default=1 << 32, help="instruction budget")
+    p.add_argument("--trace-python", action="store_true", help="print the generated Python")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("hello", help="the seed's hello program: listings and three runs")
+    p.set_defaults(func=lambda a: hello.main())
+
+    p = sub.add_parser("bench", help="interpreter throughput on loop-heavy programs")
+    p.add_argument("--repeat", type=int, default=3)
+    p.set_defaults(func=lambda a: bench.main(["--repeat", str(a.repeat)]))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``pybpf``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PybpfError as err:
+        sys.stderr.write(f"pybpf: {' '.join(str(err).split())}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""The command line: the hello walkthrough, asm/disasm/run, and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pybpf.cli import hello
+from pybpf.cli.main import main
+from pybpf.isa import decode
+from pybpf.kernel.tag import prog_tag
+
+
+def test_hello_walkthrough(capsys):
+    assert main(["hello"]) == 0
+    out = capsys.readouterr().out
+    assert "tag d35b94b4c0c10efb" in out and "490c48c1179970a8" in out
+    for n in range(3):
+        assert f"bpf_trace_printk: Hello World {n}" in out
+    assert '"counter": 3' in out
+    assert "   0: (18) r6 = map[id:20][0]+0" in out
+    assert "       2:\t61 63 00 00 00 00 00 00\tr3 = *(u32 *)(r6 + 0)" in out
+
+
+def test_hello_tags_match_the_seed_and_kernel_6_18():
+    loaded = hello.relocate(decode(hello.HELLO_XDP))
+    assert prog_tag(loaded) == "d35b94b4c0c10efb"
+    assert prog_tag(loaded, "sha256") == "490c48c1179970a8"
+    with pytest.raises(ValueError):
+        prog_tag(loaded, "md5")
+
+
+def test_asm_disasm_run(tmp_path: Path, capsys):
+    src = tmp_path / "p.s"
+    src.write_text("ldxw %r0, [%r1+0]\nadd %r0, 1\nexit\n")
+    out = tmp_path / "p.bin"
+    assert main(["asm", str(src), "-o", str(out)]) == 0
+    assert out.read_bytes()[:1] == b"\x61"
+    assert main(["disasm", str(out)]) == 0
+    assert capsys.readouterr().out == "r0 = *(u32 *)(r1 + 0)\nr0 += 1\nexit\n"
+    assert main(["disasm", str(out), "-d", "xlated"]) == 0
+    assert "   1: (07) r0 += 1" in capsys.readouterr().out
+    assert main(["run", str(out), "--mem", "29 00 00 00"]) == 0
+    assert "r0 = 0x2a (42)" in capsys.readouterr().out
+    assert main(["run", str(src), "--mem", "01 00 00 00"]) == 0
+    assert "r0 = 0x2 (2)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, text",
+    [
+        (["run", "/nonexistent.bin"], "cannot read"),
+        (["run", "-", "--hex"], "not hex"),
+        (["disasm", "/dev/null"], ""),
+    ],
+)
+def test_errors_are_one_line(argv, text, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pybpf.cli.main", *argv], input="zz",
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "Traceback" not in proc.stderr
+    if text:
+        assert proc.returncode == 1 and text in proc.stderr
+        assert proc.stderr.count("\n") == 1
+
+
+def test_bad_bytecode_and_assembly(tmp_path: Path, capsys):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\x07\x00\x01\x00\x01\x00\x00\x00")
+    assert main(["run", str(bad)]) == 1
+    assert "reserved field off" in capsys.readouterr().err
+    src = tmp_path / "bad.s"
+    src.write_text("mov %r0, 1\nfrobnicate %r1\n")
+    assert main(["asm", str(src)]) == 1
+    assert "line 2, column 1" in capsys.readouterr().err
