@@ -18,6 +18,15 @@ def conformance_files(kind: str) -> list[Path]:
     return sorted(folder.glob("*.data")) if folder.is_dir() else []
 
 
+def conformance_params(kind: str) -> list:
+    """pytest params of the suite's files, or one param skipped with the reason."""
+    files = conformance_files(kind)
+    if files:
+        return [pytest.param(p, id=p.stem) for p in files]
+    reason = f"conformance suite not found at {CONFORMANCE} (a fresh clone has no ../shared)"
+    return [pytest.param(None, id="absent", marks=pytest.mark.skip(reason=reason))]
+
+
 def require_conformance() -> None:
     """Skip (with the reason) when ../shared is not beside this checkout."""
     if not (CONFORMANCE / "tests").is_dir():

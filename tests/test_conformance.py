@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import conformance_files, require_conformance
+from conftest import conformance_files, conformance_params, require_conformance
 from pybpf.cli import conformance_plugin
 from pybpf.errors import ReservedFieldError
 from pybpf.isa import decode
@@ -34,13 +34,13 @@ def test_suite_is_complete():
 
 
 @pytest.mark.parametrize("engine", sorted(ENGINES))
-@pytest.mark.parametrize("path", TESTS, ids=[p.stem for p in TESTS])
+@pytest.mark.parametrize("path", conformance_params("tests"))
 def test_conformance_in_process(path: Path, engine: str):
     verdict = run_file(path, _engine(engine))
     assert verdict.outcome is Outcome.PASS, verdict.detail
 
 
-@pytest.mark.parametrize("path", NEGATIVE, ids=[p.stem for p in NEGATIVE])
+@pytest.mark.parametrize("path", conformance_params("negative"))
 def test_negative_never_passes(path: Path):
     verdict = run_file(path, _engine("interp"))
     assert verdict.outcome is not Outcome.PASS
@@ -48,9 +48,12 @@ def test_negative_never_passes(path: Path):
 
 _FIELD = {"offset": "off", "src": "src_reg", "dst": "dst_reg", "imm": "imm"}
 UNUSED = [p for p in NEGATIVE if p.stem.startswith("unused-")]
+UNUSED_PARAMS = [
+    p for p in conformance_params("negative") if p.id.startswith(("unused-", "absent"))
+]
 
 
-@pytest.mark.parametrize("path", UNUSED, ids=[p.stem for p in UNUSED])
+@pytest.mark.parametrize("path", UNUSED_PARAMS)
 def test_unused_field_rejected_naming_field(path: Path):
     field = _FIELD[path.stem.rsplit("-", 1)[1]]
     with pytest.raises(ReservedFieldError) as info:
