@@ -7,13 +7,12 @@ budget, so a random infinite loop ends with BudgetExceeded.
 
 from __future__ import annotations
 
-import contextlib
 import random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pybpf.asm import ubpf
+from pybpf.asm import DIALECTS, ubpf
 from pybpf.errors import AsmError, PybpfError
 from pybpf.isa import SPECS, Instruction, decode, encode
 from pybpf.vm import Interpreter, conformance_helpers
@@ -66,10 +65,28 @@ def test_random_valid_instruction_streams():
 
 
 @FUZZ
-@given(st.text(max_size=200))
-def test_random_text_ubpf(text: str):
-    with contextlib.suppress(AsmError):
-        ubpf.assemble(text)
+@given(st.sampled_from(sorted(DIALECTS)), st.text(max_size=200))
+def test_random_text_every_dialect(dialect: str, text: str):
+    try:
+        DIALECTS[dialect].assemble(text)
+    except AsmError as err:
+        assert err.line >= 1 and err.column >= 1
+
+
+_LLVM_WORDS = [
+    "r1", "w2", "=", "+=", "*(u32 *)", "(r10 - 8)", "(r1 +0)", "goto", "+1", "pc-1", "if", "==",
+    "s>", "call", "exit", "ll", "0x10", "-2147483649", "lock", "r11", "map[id:3][0]+8", ";",
+    "atomic64_fetch_add((u64 *)(r10 -8), r1)", "   3: (b7)",
+]  # fmt: skip
+
+
+@FUZZ
+@given(st.sampled_from(["llvm", "xlated"]), st.lists(st.sampled_from(_LLVM_WORDS), max_size=10))
+def test_mutated_c_like_assembly(dialect: str, words: list[str]):
+    try:
+        DIALECTS[dialect].assemble(" ".join(words) + "\nexit\n")
+    except AsmError as err:
+        assert err.line >= 1 and err.column >= 1
 
 
 _WORDS = ["mov", "add32", "ldxw", "stdw", "lock", "fetch", "call", "local", "lddw", "ja32",
