@@ -208,6 +208,17 @@ def test_seed_hello_objdump() -> None:
     assert llvm.assemble(llvm.disassemble(insns)) == insns
 
 
+def test_golden_hello_is_the_seed_text() -> None:
+    """The golden copy holds exactly the seed's lines (checked when ../shared is present)."""
+    seed = GOLDEN.parent.parent.parent / "shared" / "seeds" / "002_ffa0df144d0b0091.txt"
+    if not seed.is_file():
+        pytest.skip(f"seed not found at {seed} (a fresh clone has no ../shared)")
+    seed_lines = {" ".join(x.split()) for x in seed.read_text().splitlines()}
+    golden = [x for x in (GOLDEN / "hello_objdump.txt").read_text().splitlines()
+              if not x.startswith("#")]  # fmt: skip
+    assert all(" ".join(x.split()) in seed_lines for x in golden)
+
+
 # --- (iv) errors ------------------------------------------------------------------------------
 
 ERRORS = [
