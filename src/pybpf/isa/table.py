@@ -160,41 +160,16 @@ def _build() -> list[OpSpec]:
                 )
             )
         add(OpSpec(f"neg{sfx}", cls | Alu.NEG, Kind.NEG, frozenset((_D,)), Alu.NEG, width))
-    for bits in (16, 32, 64):
-        add(
-            OpSpec(
-                f"le{bits}",
-                Class.ALU | Alu.END | Source.K,
-                Kind.END,
-                frozenset((_D,)),
-                0,
-                bits,
-                disc=(_I, bits),
-            )
-        )
-        add(
-            OpSpec(
-                f"be{bits}",
-                Class.ALU | Alu.END | Source.X,
-                Kind.END,
-                frozenset((_D,)),
-                1,
-                bits,
-                disc=(_I, bits),
-            )
-        )
-        add(
-            OpSpec(
-                f"bswap{bits}",
-                Class.ALU64 | Alu.END | Source.K,
-                Kind.END,
-                frozenset((_D,)),
-                2,
-                bits,
-                disc=(_I, bits),
-                cpu=4,
-            )
-        )
+    # byte swaps: END's source bit picks le/be in class ALU; ALU64 END is bswap (v4)
+    ends = (
+        ("le", Class.ALU | Alu.END | Source.K, 1),
+        ("be", Class.ALU | Alu.END | Source.X, 1),
+        ("bswap", Class.ALU64 | Alu.END | Source.K, 4),
+    )
+    for op, (base, code, cpu) in enumerate(ends):
+        for bits in (16, 32, 64):
+            dst = frozenset((_D,))
+            add(OpSpec(f"{base}{bits}", code, Kind.END, dst, op, bits, disc=(_I, bits), cpu=cpu))
 
     for cls, width, sfx in ((Class.JMP, 64, ""), (Class.JMP32, 32, "32")):
         cpu_cls = 1 if cls == Class.JMP else 3
