@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pybpf.errors import IsaError, UnresolvedLoadError
 from pybpf.isa import (
     MAX_CALL_FRAMES,
     STACK_SIZE,
@@ -391,7 +392,7 @@ class _Gen:
         if insn.src_reg == Pseudo.IMM64:
             return insn.imm64
         if insn.src_reg == Pseudo.FUNC:
-            return FUNC_TOKEN | jump_target(self.specs[self.pcs.index(pc)], insn, pc)
+            return FUNC_TOKEN | (pc + 1 + insn.imm)  # the callback's pc, checked by check_jumps
         value = self.resolve_imm64(insn, pc) & M64
         self.imm64[pc] = value
         return value
@@ -411,8 +412,6 @@ def compile_program(
     :class:`~pybpf.errors.UnresolvedLoadError`.  ``budget`` bounds the number
     of executed instructions.
     """
-    from pybpf.errors import IsaError, UnresolvedLoadError
-
     if not insns:
         raise IsaError("empty program")
     specs = check_jumps(insns)
