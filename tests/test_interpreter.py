@@ -257,3 +257,14 @@ def test_stack_is_512_bytes_per_frame():
     assert run("stb [%r10-512], 1\nldxb %r0, [%r10-512]\nexit") == 1
     with pytest.raises(MemoryFault):
         run("stb [%r10-513], 1\nexit")
+
+
+def test_compilation_is_pure_and_loops_become_while():
+    from pybpf.vm.compiler import Layout, compile_program
+
+    insns = ubpf.assemble("mov %r1, 3\nl:\nsub %r1, 1\njne %r1, 0, l\nmov %r0, 0\nexit")
+    layout = Layout(0x1000, 0x2000)
+    first = compile_program(insns, layout).source
+    assert first == compile_program(insns, layout).source
+    assert "while True:" in first.split("while True:", 1)[1]  # the self-loop's inner loop
+    assert "r1 = (r1 - 0x1) & M64" in first
