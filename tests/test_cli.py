@@ -11,7 +11,7 @@ import pytest
 from pybpf.cli import hello
 from pybpf.cli.main import main
 from pybpf.isa import decode
-from pybpf.kernel.tag import prog_tag
+from pybpf.runtime.tag import prog_tag
 
 
 def test_hello_walkthrough(capsys):

@@ -268,3 +268,42 @@ def test_compilation_is_pure_and_loops_become_while():
     assert first == compile_program(insns, layout).source
     assert "while True:" in first.split("while True:", 1)[1]  # the self-loop's inner loop
     assert "r1 = (r1 - 0x1) & M64" in first
+
+
+def test_helper_can_call_back_into_a_subprogram():
+    """The mechanism of bpf_loop: a helper invokes a callback in a new frame."""
+    table = HelperTable()
+    vm_box = []
+
+    def loop(env, n, callback, ctx, flags, r5):
+        for i in range(n):
+            if vm_box[0].invoke(callback, [i, ctx]):
+                return i + 1
+        return n
+
+    table.register(181, "bpf_loop", loop)
+    src = """
+        stdw [%r10-8], 0
+        mov %r1, 5
+        lddw %r2, func(cb)
+        mov %r3, %r10
+        add %r3, -8
+        mov %r4, 0
+        call 181
+        ldxdw %r1, [%r10-8]
+        lsh %r0, 32
+        or %r0, %r1
+        exit
+    cb:
+        stdw [%r10-8], 99     # the callback's own frame
+        ldxdw %r3, [%r2]
+        add %r3, %r1
+        stxdw [%r2], %r3      # the caller's stack through ctx
+        mov %r0, 0
+        exit
+    """
+    vm = Interpreter(ubpf.assemble(src), helpers=table)
+    vm_box.append(vm)
+    assert vm.run().r0 == (5 << 32) | (0 + 1 + 2 + 3 + 4)
+    with pytest.raises(VmError, match="not a function"):
+        vm.invoke(3, [])

@@ -17,9 +17,10 @@ ALLOWED: dict[str, set[str]] = {
     "isa": {"errors"},
     "asm": {"errors", "isa"},
     "vm": {"errors", "isa"},
-    "kernel": {"errors", "isa"},
-    "testing": {"errors", "isa", "asm", "vm", "kernel"},
-    "cli": {"errors", "isa", "asm", "vm", "kernel", "testing"},
+    "runtime": {"errors", "isa", "vm"},
+    "kernel": {"errors", "isa", "vm", "runtime"},
+    "testing": {"errors", "isa", "asm", "vm", "runtime", "kernel"},
+    "cli": {"errors", "isa", "asm", "vm", "runtime", "kernel", "testing"},
     "__init__": set(),
 }
 

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pybpf.asm import llvm, xlated
 from pybpf.isa import LDDW, Instruction, Pseudo, decode
 from pybpf.isa.helper_ids import helper_id
-from pybpf.kernel.tag import prog_tag
+from pybpf.runtime.tag import prog_tag
 from pybpf.vm import HelperTable, Interpreter, Region
 
 HELLO_XDP = bytes.fromhex(

@@ -485,7 +485,7 @@ def generate(seed: int, length: int = 100) -> RandomProgram:
     """
     if length < 16:
         raise ValueError(f"length {length} < 16: the initialisation alone takes 16")
-    gen = _Gen(random.Random(seed), length)  # noqa: S311 - reproducible, not secret
+    gen = _Gen(random.Random(seed), length)
     gen.init()
     while len(gen.ops) < length:
         gen.random_op()

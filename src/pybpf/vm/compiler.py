@@ -19,7 +19,8 @@ run's "hot" region (the input memory or packet: ``HB``..``HE<n>`` for loads,
 ``WB``..``WE<n>`` for stores when it is writable, set by the interpreter for
 each run); everything else goes through the checked ``LD``/``ST``.
 
-The generated function is ``entry(r1, r2, r3, r4, r5, r10)`` and returns
+The generated function is ``entry(r1, r2, r3, r4, r5, r10, pc=0)`` (``pc``
+lets a helper call back into a subprogram: bpf_loop, for_each_map_elem) and returns
 ``(r0, executed, tail)`` where ``tail`` is None or the (program, r1) a tail
 call continues with.  The names it uses (``M64``, ``LD``, ``H6``...) come
 from the namespace :func:`namespace_names` lists, which the interpreter
@@ -79,6 +80,7 @@ class Compiled:
     helper_ids: frozenset[int]
     kfunc_ids: frozenset[int]
     imm64: dict[int, int]  # pc -> resolved constant of pseudo ld_imm64
+    leaders: frozenset[int]  # block starts: the pcs execution may enter at
 
 
 def _s(value: int, bits: int) -> int:
@@ -132,17 +134,17 @@ class _Gen:
     def generate(self) -> str:
         index = {pc: i for i, pc in enumerate(self.pcs)}
         leaders = self.leaders()
+        self.leader_set = frozenset(leaders)
         blocks: list[tuple[int, list[int]]] = []
         for b, start in enumerate(leaders):
             stop = leaders[b + 1] if b + 1 < len(leaders) else self.end
             blocks.append((start, [index[p] for p in self.pcs if start <= p < stop]))
-        self.emit(0, "def entry(r1, r2, r3, r4, r5, r10):")
+        self.emit(0, "def entry(r1, r2, r3, r4, r5, r10, pc=0):")
         self.emit(1, "r0 = r6 = r7 = r8 = r9 = 0")
         self.emit(1, f"slo = r10 - {STACK_SIZE}")
         self.emit(1, "frames = []")
         self.emit(1, "n = 0")
         self.emit(1, "loops = MAX_LOOPS")
-        self.emit(1, "pc = 0")
         self.emit(1, "while True:")
         self.tree(blocks + [(self.end, [])], 2)
         return "\n".join(self.lines) + "\n"
@@ -258,6 +260,7 @@ class _Gen:
 
     def helper_call(self, pc: int, fn: str, what: str, depth: int) -> None:
         e = self.emit
+        e(depth, "FRAME[0] = r10")  # a helper that calls back into the program needs the frame
         e(depth, "try:")
         e(depth + 1, f"r0 = {fn}(ENV, r1, r2, r3, r4, r5) & M64")
         e(depth, "except PybpfError as err:")
@@ -423,7 +426,8 @@ def compile_program(
 
     gen = _Gen(insns, specs, layout, resolve_imm64 or unresolved, budget)
     source = gen.generate()
-    return Compiled(source, frozenset(gen.helper_ids), frozenset(gen.kfunc_ids), gen.imm64)
+    return Compiled(source, frozenset(gen.helper_ids), frozenset(gen.kfunc_ids), gen.imm64,
+                    gen.leader_set)
 
 
 def namespace_names() -> tuple[str, ...]:
@@ -431,7 +435,7 @@ def namespace_names() -> tuple[str, ...]:
     return ("M64", "M32", "S64", "S32", "MAX_LOOPS", "FUNC_TOKEN", "STK", "U1", "U2", "U4",
             "HB", "HV", "HE1", "HE2", "HE4", "HE8", "WB", "WE1", "WE2", "WE4", "WE8",
             "U8", "P1", "P2", "P4", "P8", "LD", "ST", "ATOMIC", "LDABS", "TAIL", "HX", "ENV",
-            "SDIV64", "SDIV32", "SMOD64", "SMOD32", "BSWAP16", "BSWAP32", "BSWAP64",
+            "FRAME", "SDIV64", "SDIV32", "SMOD64", "SMOD32", "BSWAP16", "BSWAP32", "BSWAP64",
             "VmError", "BudgetExceeded", "CallDepthError", "HelperError", "TailCallError",
             "PybpfError", "at_pc")  # fmt: skip
 

@@ -119,7 +119,7 @@ class Interpreter:
         memory, stack, base, top = self.memory, self.stack, self.stack.base, self.stack.end
         ns: dict[str, object] = {
             "M64": M64, "M32": M32, "S64": S64, "S32": S32, "MAX_LOOPS": MAX_LOOPS,
-            "FUNC_TOKEN": FUNC_TOKEN, "STK": stack.buf, "ENV": self.env,
+            "FUNC_TOKEN": FUNC_TOKEN, "STK": stack.buf, "ENV": self.env, "FRAME": [top],
             "SDIV64": lambda a, b: compiler.sdiv(a, b, 64),
             "SDIV32": lambda a, b: compiler.sdiv(a, b, 32),
             "SMOD64": lambda a, b: compiler.smod(a, b, 64),
@@ -172,10 +172,8 @@ class Interpreter:
             memory.store(pc, address, size, new & mask)
             return old
 
-        env = self.env
-
         def ld_abs(pc: int, offset: int, size: int) -> int | None:
-            packet = env.packet
+            packet = ns["ENV"].packet
             if packet is None:
                 raise VmError("legacy packet load (LD_ABS/LD_IND) without a packet", pc=pc)
             offset = ((offset & M32) ^ S32) - S32
@@ -194,7 +192,7 @@ class Interpreter:
         def tail(r1: int, r2: int, r3: int, pc: int):
             if self.tail_call is None:
                 raise UnknownHelperError("bpf_tail_call (12) needs a tail-call resolver", pc=pc)
-            target = self.tail_call(env, r1, r2, r3 & M32)
+            target = self.tail_call(ns["ENV"], r1, r2, r3 & M32)
             return None if target is None else (target, r1)
 
         ns.update(LD=load, ST=store, ATOMIC=atomic, LDABS=ld_abs, TAIL=tail,
@@ -226,6 +224,7 @@ class Interpreter:
         *,
         args: Sequence[int] | None = None,
         packet: bytes | bytearray | None = None,
+        env: object | None = None,
     ) -> RunResult:
         """Run once.
 
@@ -233,7 +232,9 @@ class Interpreter:
         r2 (its length), the bpf_conformance convention; ``args`` instead sets
         r1..r5 directly (pointers into regions the caller added to
         ``self.memory``).  ``packet`` is the data LD_ABS/LD_IND read.  A
-        bytearray given as ``memory`` is written in place.
+        bytearray given as ``memory`` is written in place.  ``env`` replaces
+        the default :class:`Env` helpers receive for this run (it needs a
+        ``memory`` attribute, and a ``packet`` one for LD_ABS/LD_IND).
         """
         regions: list[Region] = []
         regs = [0, 0, 0, 0, 0]
@@ -247,13 +248,49 @@ class Interpreter:
             regs = [a & M64 for a in args] + [0] * (5 - len(args))
         if packet is not None:
             self.env.packet = Region("packet", bytearray(packet) or bytearray(1), writable=False)
+        self._ns["ENV"] = env if env is not None else self.env
         try:
             return self._run(regs)
         finally:
             for region in regions:
                 self.memory.remove(region)
             self.env.packet = None
+            self._ns["ENV"] = self.env
             self._set_hot(None)
+
+    def invoke(self, function: int, args: Sequence[int]) -> int:
+        """Call the subprogram at ``function`` from inside a helper; returns its r0.
+
+        ``function`` is a BPF_PSEUDO_FUNC value (what ld_imm64 src 4 loads) or
+        a pc.  The callee gets a new frame below the calling program's, as a
+        bpf-to-bpf call would, and r1..r5 = ``args``.  This is how bpf_loop
+        and bpf_for_each_map_elem run their callbacks.
+        """
+        pc = function & 0xFFFFFFFF if function & ~0xFFFFFFFF & M64 == FUNC_TOKEN else function
+        if pc not in self.compiled.leaders:
+            raise VmError(f"callback target {pc} is not a function of this program")
+        frame = self._ns["FRAME"]
+        caller_top = frame[0]
+        top = caller_top - STACK_SIZE
+        if top - STACK_SIZE < self.stack.base:
+            raise CallDepthError(f"callback would exceed {MAX_CALL_FRAMES} frames")
+        regs = [a & M64 for a in args] + [0] * (5 - len(args))
+        try:
+            r0, _, tail = self._entry(*regs[:5], top, pc)
+        finally:
+            frame[0] = caller_top
+        if tail is not None:
+            raise TailCallError("tail call from a callback")
+        return r0 & M64
+
+    def set_hot(self, region: Region | None) -> None:
+        """Give the inline fast path to ``region`` (the packet of the next runs), or None."""
+        self._set_hot(region)
+
+    def close(self) -> None:
+        """Release the stack region from the (possibly shared) memory."""
+        if self.stack in self.memory.regions:
+            self.memory.remove(self.stack)
 
     def _run(self, regs: list[int]) -> RunResult:
         entry, executed, calls = self._entry, 0, 0

@@ -29,6 +29,11 @@ _UNSIGNED = {
 }
 
 
+def native_buffer(size: int) -> ctypes.Array:
+    """A zeroed ctypes byte array of ``size`` bytes (C-allocated, fixed address)."""
+    return (ctypes.c_ubyte * size)()
+
+
 def buffer_address(buf: bytearray | ctypes.Array) -> tuple[int, object]:
     """The host address of ``buf`` and an object that keeps it pinned."""
     if isinstance(buf, ctypes.Array):

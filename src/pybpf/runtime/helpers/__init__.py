@@ -1,0 +1,142 @@
+"""The kernel's helpers: id, name, prototype, availability and implementation.
+
+Every helper is a :class:`HelperDef` in :data:`HELPERS`, keyed by its
+``enum bpf_func_id`` number (``pybpf.isa.helper_ids``).  The prototype
+(argument and return kinds, as the kernel's ``struct bpf_func_proto``
+declares them) is what the verifier will check; ``gpl_only`` helpers are
+refused to programs whose license is not GPL-compatible.  Which program
+types may call a helper is the program type's business
+(:data:`pybpf.runtime.progtypes.PROG_TYPES`).
+
+An implementation is ``fn(env, r1, r2, r3, r4, r5) -> int`` where ``env`` is
+the run's :class:`~pybpf.runtime.env.ExecEnv`; pointer arguments are
+addresses in the kernel's address space, read and written through
+``env.memory``; a negative return is ``-errno`` as in the kernel.
+
+Modules in this package each define a family of helpers and add them with
+:func:`define`; :func:`helper_table` builds the per-program dispatch table at
+load time.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from pybpf.isa.helper_ids import helper_name
+from pybpf.runtime.maps.base import fail
+from pybpf.vm.helpers import HelperTable
+
+if TYPE_CHECKING:
+    from pybpf.runtime.kernel import Kernel
+    from pybpf.runtime.program import Program
+
+
+class Arg(Enum):
+    """Argument kinds (``enum bpf_arg_type``, the ones pybpf's helpers use)."""
+
+    ANYTHING = "anything"
+    CONST_MAP_PTR = "const_map_ptr"
+    PTR_TO_MAP_KEY = "ptr_to_map_key"
+    PTR_TO_MAP_VALUE = "ptr_to_map_value"
+    PTR_TO_MEM = "ptr_to_mem"  # followed by CONST_SIZE(_OR_ZERO)
+    PTR_TO_UNINIT_MEM = "ptr_to_uninit_mem"
+    CONST_SIZE = "const_size"
+    CONST_SIZE_OR_ZERO = "const_size_or_zero"
+    PTR_TO_CTX = "ptr_to_ctx"
+    PTR_TO_CONST_STR = "ptr_to_const_str"
+    PTR_TO_FUNC = "ptr_to_func"
+    PTR_TO_STACK_OR_NULL = "ptr_to_stack_or_null"
+    PTR_TO_RINGBUF_MEM = "ptr_to_ringbuf_mem"
+    PTR_TO_SPIN_LOCK = "ptr_to_spin_lock"
+    PTR_TO_LONG = "ptr_to_long"
+    PTR_TO_INT = "ptr_to_int"
+
+
+class Ret(Enum):
+    """Return kinds (``enum bpf_return_type``)."""
+
+    INTEGER = "integer"
+    VOID = "void"
+    PTR_TO_MAP_VALUE_OR_NULL = "ptr_to_map_value_or_null"
+    PTR_TO_RINGBUF_MEM_OR_NULL = "ptr_to_ringbuf_mem_or_null"
+    PTR_TO_MEM_OR_NULL = "ptr_to_mem_or_null"
+
+
+HelperFn = Callable[..., int]
+
+
+@dataclass(frozen=True)
+class HelperDef:
+    """One helper: its kernel id and name, prototype, license restriction, code."""
+
+    id: int
+    name: str
+    args: tuple[Arg, ...]
+    ret: Ret
+    fn: HelperFn
+    gpl_only: bool = False
+
+
+HELPERS: dict[int, HelperDef] = {}
+
+
+def define(name: str, args: Sequence[Arg], ret: Ret, *, gpl_only: bool = False):
+    """Decorator: register ``fn`` as the helper called ``name`` (bpf_ prefix optional)."""
+    from pybpf.isa.helper_ids import helper_id
+
+    def deco(fn: HelperFn) -> HelperFn:
+        ident = helper_id(name)
+        if ident is None:
+            raise ValueError(f"{name} is not in enum bpf_func_id")
+        if ident in HELPERS:
+            raise ValueError(f"helper {ident} ({name}) is defined twice")
+        HELPERS[ident] = HelperDef(
+            ident, f"bpf_{helper_name(ident)}", tuple(args), ret, fn, gpl_only
+        )
+        return fn
+
+    return deco
+
+
+def helper_table(kernel: Kernel, prog: Program, called: Sequence[int]) -> HelperTable:
+    """The dispatch table of ``prog``; refuses at load what the kernel refuses.
+
+    ``called`` are the helper ids the program's ``call`` instructions name.
+    Raises KernelError(EINVAL) for an unknown id, a helper the program type
+    may not call, or a GPL-only helper in a non-GPL program — with the
+    kernel's wording where it has one.
+    """
+    from pybpf.runtime.progtypes import PROG_TYPES
+
+    allowed = PROG_TYPES[prog.prog_type].helpers
+    table = HelperTable()
+    for ident in dict.fromkeys(called):
+        definition = HELPERS.get(ident)
+        if ident == 12 and definition is None:  # tail_call is the interpreter's, not a function
+            continue
+        if definition is None:
+            raise fail(errno.EINVAL, f"invalid func unknown#{ident}" if helper_name(ident) is None
+                       else f"helper {helper_name(ident)}#{ident} is not supported")  # fmt: skip
+        if ident not in allowed:
+            raise fail(errno.EINVAL, f"program of this type is not allowed to use helper "
+                                     f"{definition.name}#{ident}")  # fmt: skip
+        if definition.gpl_only and not prog.gpl_compatible:
+            raise fail(errno.EINVAL, "cannot call GPL-restricted function from non-GPL "
+                                     f"compatible program ({definition.name}#{ident})")  # fmt: skip
+        table.register(ident, definition.name, definition.fn)
+    return table
+
+
+def _load_implementations() -> None:
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+_load_implementations()

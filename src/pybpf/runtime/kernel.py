@@ -1,0 +1,104 @@
+"""The simulated kernel: the state bpf(2) commands act on.
+
+One :class:`Kernel` owns an address space, the maps and programs by id (ids
+grow from 1 and are never reused, as the kernel's idr allocation appears to
+user space), the trace pipe, a clock and a seedable random source.  It offers
+the bpf(2) commands as methods — :meth:`map_create`, :meth:`prog_load`,
+:meth:`prog_test_run` — and the lookups the helpers need (a map from the
+pointer a program holds).  Process-local handles (fds), pinning and the
+persistent state directory belong to the kernel-model layer above.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import time
+from collections.abc import Mapping, Sequence
+
+from pybpf.isa import Instruction
+from pybpf.runtime.maps import MAP_CLASSES
+from pybpf.runtime.maps.base import Map, MapAttr, MapType, fail
+from pybpf.runtime.space import AddressSpace
+from pybpf.runtime.trace import TracePipe
+
+
+class Kernel:
+    """Maps, programs and shared state of one simulated machine."""
+
+    def __init__(self, *, ncpus: int | None = None, seed: int | None = None,
+                 tag_algorithm: str = "sha1") -> None:  # fmt: skip
+        self.space = AddressSpace()
+        self.ncpus = ncpus or os.cpu_count() or 1
+        self.random = random.Random(seed)
+        self.trace = TracePipe()
+        self.tag_algorithm = tag_algorithm
+        self.maps: dict[int, Map] = {}
+        self.progs: dict[int, object] = {}
+        self._map_by_ptr: dict[int, Map] = {}
+        self._next_map_id = 1
+        self._next_prog_id = 1
+        self.boot = time.monotonic_ns()
+
+    # --- clock ------------------------------------------------------------------
+    def ktime_ns(self) -> int:
+        """Monotonic nanoseconds since this kernel was created (bpf_ktime_get_ns)."""
+        return time.monotonic_ns() - self.boot
+
+    # --- maps ---------------------------------------------------------------------
+    def map_create(self, attr: MapAttr) -> Map:
+        """BPF_MAP_CREATE: a new map with the next id; EINVAL for an unknown type."""
+        cls = MAP_CLASSES.get(attr.map_type)
+        if cls is None:
+            raise fail(errno.EINVAL, f"map type {MapType(attr.map_type).name} is not supported")
+        m = cls(attr, self.space, ncpus=self.ncpus)
+        m.id = self._next_map_id
+        self._next_map_id += 1
+        m.pointer = self.space.alloc(f"map:{m.id}:{attr.name}", 8, writable=False)
+        self._map_by_ptr[m.pointer.base] = m
+        self.maps[m.id] = m
+        return m
+
+    def map_from_pointer(self, address: int) -> Map | None:
+        """The map whose ld_imm64 pointer is ``address`` (what helpers receive)."""
+        return self._map_by_ptr.get(address)
+
+    def map_free(self, m: Map) -> None:
+        """Drop a map (its last reference is gone)."""
+        self.maps.pop(m.id, None)
+        self._map_by_ptr.pop(m.pointer.base, None)
+        self.space.free(m.pointer)
+        m.release()
+
+    # --- programs ---------------------------------------------------------------
+    def prog_load(
+        self,
+        insns: Sequence[Instruction],
+        prog_type,
+        *,
+        name: str = "",
+        license: str = "GPL",
+        maps: Mapping[int, Map] | Sequence[Map] = (),
+        expected_attach_type: int = 0,
+        engine: str = "interp",
+    ):
+        """BPF_PROG_LOAD: check, relocate and prepare ``insns``; returns the Program.
+
+        ``maps`` resolves ld_imm64 map references: a mapping from the fd a
+        MAP_FD / MAP_VALUE instruction names to the map, or a sequence
+        indexed by MAP_IDX / MAP_IDX_VALUE (libbpf's fd_array).
+        """
+        from pybpf.runtime.program import Program  # program.py imports this module
+
+        prog = Program.load(self, insns, prog_type, name=name, license=license, maps=maps,
+                            expected_attach_type=expected_attach_type, engine=engine)  # fmt: skip
+        prog.id = self._next_prog_id
+        self._next_prog_id += 1
+        self.progs[prog.id] = prog
+        return prog
+
+    def prog_free(self, prog) -> None:
+        """Unload a program (its last reference is gone)."""
+        self.progs.pop(prog.id, None)
+        prog.release()

@@ -1,0 +1,192 @@
+"""A loaded program: identity, the xlated image, and the engine that runs it.
+
+:meth:`Program.load` does what BPF_PROG_LOAD does before and after the
+verifier: checks the name and license, validates every instruction and jump,
+resolves ld_imm64 map references (MAP_FD / MAP_VALUE by fd, MAP_IDX /
+MAP_IDX_VALUE by fd_array index) to the maps' ids, refuses helpers the
+program type may not call or a non-GPL program may not use, computes the tag
+and prepares the engine.
+
+The **xlated image** keeps the kernel's rewrites as ``bpftool prog dump
+xlated`` shows them: map references become ``map[id:N]`` /
+``map[id:N][0]+off`` (src MAP_FD / MAP_VALUE with the map *id* in imm), and
+helper calls keep their ids so listings name them.  The **tag** is computed
+over the instructions with map immediates zeroed (so it is the same whatever
+fds or ids a load got), SHA-1 by default as the seeds show, SHA-256 as Linux
+6.18 does.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from pybpf.errors import KernelError, PybpfError
+from pybpf.isa import LDDW, Instruction, Kind, Pseudo, check_jumps, slot_offsets
+from pybpf.runtime.helpers import helper_table
+from pybpf.runtime.maps.base import Map, MapType, fail
+from pybpf.runtime.progtypes import PROG_TYPES, ProgType
+from pybpf.runtime.tag import prog_tag
+from pybpf.vm.interpreter import Interpreter
+
+if TYPE_CHECKING:
+    from pybpf.runtime.kernel import Kernel
+
+NAME_MAX = 15  # BPF_OBJ_NAME_LEN - 1
+_NAME = re.compile(r"[A-Za-z0-9_.]*")
+# license_is_gpl_compatible() in include/linux/license.h
+GPL_COMPATIBLE = frozenset({
+    "GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL", "Dual MIT/GPL", "Dual MPL/GPL",
+})  # fmt: skip
+_DIRECT_VALUE_MAPS = (MapType.ARRAY,)  # maps whose values an ld_imm64 may address directly
+
+
+class Program:
+    """One loaded program (see the module docstring)."""
+
+    def __init__(self, kernel: Kernel, prog_type: ProgType, name: str, license: str) -> None:
+        self.kernel = kernel
+        self.prog_type = ProgType(prog_type)
+        self.name = name
+        self.license = license
+        self.gpl_compatible = license in GPL_COMPATIBLE
+        self.id = 0
+        self.loaded_at = time.time()
+        self.uid = 0
+        self.insns: tuple[Instruction, ...] = ()
+        self.xlated: tuple[Instruction, ...] = ()
+        self.maps: list[Map] = []
+        self.tag = ""
+        self.engine: Interpreter | None = None
+        self.expected_attach_type = 0
+        self.run_count = 0
+        self.run_time_ns = 0
+
+    @property
+    def map_ids(self) -> list[int]:
+        """Ids of the maps the program references, in first-use order."""
+        return [m.id for m in self.maps]
+
+    @property
+    def bytes_xlated(self) -> int:
+        """Size of the xlated image in bytes (8 per slot)."""
+        return 8 * sum(i.slots for i in self.xlated)
+
+    def tag_with(self, algorithm: str) -> str:
+        """The tag under another algorithm ('sha1' or 'sha256')."""
+        return prog_tag(self.xlated, algorithm)
+
+    # --- loading ----------------------------------------------------------------
+    @classmethod
+    def load(cls, kernel: Kernel, insns: Sequence[Instruction], prog_type, *, name: str = "",
+             license: str = "GPL", maps: Mapping[int, Map] | Sequence[Map] = (),
+             expected_attach_type: int = 0, engine: str = "interp") -> Program:  # fmt: skip
+        """Check and prepare ``insns`` (see the module docstring); KernelError on refusal."""
+        try:
+            prog_type = ProgType(prog_type)
+        except ValueError:
+            raise fail(errno.EINVAL, f"unknown program type {prog_type}") from None
+        if prog_type not in PROG_TYPES:
+            raise fail(errno.EINVAL, f"program type {prog_type.name.lower()} is not supported")
+        if len(name) > NAME_MAX or not _NAME.fullmatch(name):
+            raise fail(errno.EINVAL, f"invalid program name {name!r} (15 of [A-Za-z0-9_.])")
+        if not insns:
+            raise fail(errno.EINVAL, "a program needs at least one instruction")
+        prog = cls(kernel, prog_type, name, license)
+        prog.expected_attach_type = expected_attach_type
+        prog.insns = tuple(insns)
+        try:
+            specs = check_jumps(prog.insns)
+        except PybpfError as err:
+            raise KernelError(str(err), errno=errno.EINVAL) from err
+        prog.xlated = tuple(prog._relocate(prog.insns, maps))
+        prog.tag = prog_tag(prog.xlated, kernel.tag_algorithm)
+        helpers = helper_table(
+            kernel,
+            prog,
+            [
+                insn.imm
+                for insn, spec in zip(prog.insns, specs, strict=True)
+                if spec.kind is Kind.CALL
+            ],
+        )
+        prog.engine = Interpreter(
+            prog.xlated, helpers=helpers, resolve_imm64=prog._resolve,
+            tail_call=prog._tail_call, memory=kernel.space.memory,
+        )  # fmt: skip
+        return prog
+
+    def _relocate(self, insns: Sequence[Instruction], maps) -> list[Instruction]:
+        out = []
+        for pc, insn in zip(slot_offsets(insns), insns, strict=True):
+            if insn.code == LDDW and insn.src_reg in (
+                Pseudo.MAP_FD,
+                Pseudo.MAP_VALUE,
+                Pseudo.MAP_IDX,
+                Pseudo.MAP_IDX_VALUE,
+            ):
+                m = self._map_ref(insn, maps, pc)
+                if m not in self.maps:
+                    self.maps.append(m)
+                direct = insn.src_reg in (Pseudo.MAP_VALUE, Pseudo.MAP_IDX_VALUE)
+                if direct:  # array_map_direct_value_addr: one-entry arrays only
+                    if m.map_type not in _DIRECT_VALUE_MAPS or m.max_entries != 1:
+                        raise fail(errno.EINVAL, f"pc {pc}: direct value access on map "
+                                                 f"{m.name!r} is not allowed")  # fmt: skip
+                    if not 0 <= insn.imm2 < m.value_size:
+                        raise fail(
+                            errno.EINVAL,
+                            f"pc {pc}: direct value offset {insn.imm2} "
+                            f"outside map {m.name!r} value ({m.value_size}B)",
+                        )
+                insn = replace(insn, src_reg=Pseudo.MAP_VALUE if direct else Pseudo.MAP_FD,
+                               imm=m.id, imm2=insn.imm2 if direct else 0)  # fmt: skip
+            elif insn.code == LDDW and insn.src_reg == Pseudo.BTF_ID:
+                raise fail(errno.EINVAL, f"pc {pc}: ld_imm64 of a kernel symbol (BTF id) "
+                                         "is not supported")  # fmt: skip
+            out.append(insn)
+        return out
+
+    @staticmethod
+    def _map_ref(insn: Instruction, maps, pc: int) -> Map:
+        by_index = insn.src_reg in (Pseudo.MAP_IDX, Pseudo.MAP_IDX_VALUE)
+        try:
+            m = maps[insn.imm] if by_index or isinstance(maps, Mapping) else None
+        except (IndexError, KeyError):
+            m = None
+        if not isinstance(m, Map):
+            what = "fd_array index" if by_index else "fd"
+            raise fail(errno.EBADF, f"pc {pc}: {what} {insn.imm} is not a map")
+        if by_index is False and not isinstance(maps, Mapping):
+            raise fail(errno.EBADF, f"pc {pc}: map fd {insn.imm} needs a fd -> map mapping")
+        return m
+
+    def _resolve(self, insn: Instruction, pc: int) -> int:
+        """Turn an xlated map reference into the address the program holds."""
+        m = self.kernel.maps.get(insn.imm)
+        if m is None:  # pragma: no cover - _relocate only emits ids of live maps
+            raise fail(errno.EBADF, f"pc {pc}: map id {insn.imm} is gone")
+        if insn.src_reg == Pseudo.MAP_VALUE:
+            return m.direct_value_address() + insn.imm2
+        return m.pointer.base
+
+    def _tail_call(self, env, ctx: int, prog_array: int, index: int):
+        m = self.kernel.map_from_pointer(prog_array)
+        if m is None or m.map_type != MapType.PROG_ARRAY:
+            return None
+        target = m.program_at(index)
+        count = env.scratch.get("tail_calls", 0)
+        if target is None or count >= 33:  # MAX_TAIL_CALL_CNT
+            return None
+        env.scratch["tail_calls"] = count + 1
+        return target.engine
+
+    def release(self) -> None:
+        """Free the engine's resources."""
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
