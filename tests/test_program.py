@@ -1,0 +1,128 @@
+"""Loading programs into the simulated kernel: identity, relocation, refusals, hello."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from pybpf.asm import ubpf
+from pybpf.errors import KernelError
+from pybpf.runtime.kernel import Kernel
+from pybpf.runtime.maps.base import MapAttr, MapFlag, MapType
+from pybpf.runtime.progtypes import ProgType
+from pybpf.runtime.testrun import test_run as run_test
+
+BSS_FD, RODATA_FD = 3, 4
+
+# hello.bpf.c as clang compiles it, with its two ld_imm64 relocated by the loader
+HELLO = f"""
+    lddw %r6, map_value({BSS_FD}, 0)
+    ldxw %r3, [%r6+0]
+    lddw %r1, map_value({RODATA_FD}, 0)
+    mov %r2, 15
+    call 6
+    ldxw %r1, [%r6+0]
+    add %r1, 1
+    stxw [%r6+0], %r1
+    mov %r0, 2
+    exit
+"""
+
+
+def hello_kernel(**kw) -> tuple[Kernel, object, object, object]:
+    kernel = Kernel(**kw)
+    bss = kernel.map_create(MapAttr(MapType.ARRAY, 4, 4, 1, MapFlag.MMAPABLE, "hello.bss"))
+    rodata = kernel.map_create(
+        MapAttr(MapType.ARRAY, 4, 15, 1, MapFlag.MMAPABLE | MapFlag.RDONLY_PROG, "hello.rodata")
+    )
+    rodata.update(bytes(4), b"Hello World %d\0")
+    rodata.freeze()
+    prog = kernel.prog_load(ubpf.assemble(HELLO), ProgType.XDP, name="hello",
+                            license="Dual BSD/GPL", maps={BSS_FD: bss, RODATA_FD: rodata})  # fmt: skip
+    return kernel, prog, bss, rodata
+
+
+def test_hello_runs_as_xdp_and_counts():
+    kernel, prog, bss, rodata = hello_kernel()
+    packet = bytes(64)
+    for _ in range(3):
+        result = run_test(prog, data_in=packet)
+        assert result.retval == 2  # XDP_PASS
+        assert result.data_out == packet
+    lines = kernel.trace.read()
+    assert [line.split("bpf_trace_printk: ")[1] for line in lines] == [
+        "Hello World 0", "Hello World 1", "Hello World 2",
+    ]  # fmt: skip
+    assert bss.lookup(bytes(4)) == (3).to_bytes(4, "little")
+
+
+def test_hello_identity_as_the_seed_shows():
+    kernel, prog, bss, rodata = hello_kernel()
+    assert prog.tag == "d35b94b4c0c10efb"  # SHA-1, kernels before 6.18 (the seeds)
+    assert prog.tag_with("sha256") == "490c48c1179970a8"  # Linux 6.18
+    assert Kernel(tag_algorithm="sha256").tag_algorithm == "sha256"
+    assert prog.bytes_xlated == 96
+    assert prog.map_ids == [bss.id, rodata.id]
+    assert prog.gpl_compatible and prog.name == "hello" and prog.id == 1
+    assert (bss.map_flags, rodata.map_flags) == (0x400, 0x480)
+    assert rodata.frozen
+
+
+def test_xlated_image_names_maps_by_id():
+    kernel, prog, bss, rodata = hello_kernel()
+    lddw = [i for i in prog.xlated if i.code == 0x18]
+    assert [(i.src_reg, i.imm, i.imm2) for i in lddw] == [(2, bss.id, 0), (2, rodata.id, 0)]
+
+
+def test_ids_grow_and_are_not_reused():
+    kernel, prog, *_ = hello_kernel()
+    again = kernel.prog_load(prog.insns, ProgType.XDP, name="hello", maps={
+        BSS_FD: kernel.maps[1], RODATA_FD: kernel.maps[2]})  # fmt: skip
+    assert again.id == 2
+    kernel.prog_free(prog)
+    third = kernel.prog_load([*ubpf.assemble("mov %r0, 1\nexit")], ProgType.XDP)
+    assert third.id == 3 and 1 not in kernel.progs
+
+
+@pytest.mark.parametrize(
+    "kwargs, err",
+    [
+        (dict(name="a_name_longer_than_15"), errno.EINVAL),
+        (dict(name="bad-name"), errno.EINVAL),
+        (dict(maps={}), errno.EBADF),  # map fd 3 unknown
+        (dict(prog_type=999), errno.EINVAL),
+    ],
+)
+def test_load_refusals(kwargs, err):
+    kernel, prog, bss, rodata = hello_kernel()
+    args = dict(name="hello", maps={BSS_FD: bss, RODATA_FD: rodata}, prog_type=ProgType.XDP)
+    args.update(kwargs)
+    prog_type = args.pop("prog_type")
+    with pytest.raises(KernelError) as info:
+        kernel.prog_load(prog.insns, prog_type, **args)
+    assert info.value.errno == err
+
+
+def test_gpl_only_helper_refused_to_non_gpl_program():
+    kernel = Kernel()
+    insns = ubpf.assemble("mov %r1, 0\nmov %r2, 0\nmov %r3, 0\ncall 6\nmov %r0, 0\nexit")
+    with pytest.raises(KernelError) as info:
+        kernel.prog_load(insns, ProgType.XDP, license="Proprietary")
+    assert info.value.errno == errno.EINVAL and "GPL" in str(info.value)
+    kernel.prog_load(insns, ProgType.XDP, license="GPL")
+
+
+def test_direct_value_access_needs_a_one_entry_array():
+    kernel = Kernel()
+    big = kernel.map_create(MapAttr(MapType.ARRAY, 4, 8, 4, 0, "big"))
+    insns = ubpf.assemble("lddw %r1, map_value(3, 0)\nmov %r0, 0\nexit")
+    with pytest.raises(KernelError):
+        kernel.prog_load(insns, ProgType.XDP, maps={3: big})
+
+
+def test_unknown_helper_refused_at_load():
+    kernel = Kernel()
+    with pytest.raises(KernelError) as info:
+        kernel.prog_load(ubpf.assemble("call 9999\nexit"), ProgType.XDP)
+    assert info.value.errno == errno.EINVAL and "9999" in str(info.value)
