@@ -1,8 +1,10 @@
-"""A thin bpf(2) backend through ctypes: load a program, test-run it.
+"""A thin bpf(2) backend through ctypes: maps, program load, test run.
 
 Only what differential testing needs: :func:`prog_load` (``BPF_PROG_LOAD``)
 returns a :class:`Prog` whose :meth:`Prog.test_run` wraps
-``BPF_PROG_TEST_RUN``; :func:`available` says whether bpf(2) can be used
+``BPF_PROG_TEST_RUN``; :func:`map_create` returns a :class:`KMap` with the
+element commands (lookup, update, delete, get_next_key, lookup_and_delete,
+freeze) on ``bytes``; :func:`available` says whether bpf(2) can be used
 at all.  Every failing command raises :class:`~pybpf.errors.KernelError`
 carrying the kernel's ``errno`` (and, for a load, the verifier log);
 :class:`~pybpf.errors.KernelUnavailable` when bpf(2) cannot be reached at
@@ -33,7 +35,8 @@ from pybpf.errors import KernelError, KernelUnavailable
 from pybpf.isa import Instruction, encode
 
 __all__ = [
-    "BpfCmd", "Prog", "ProgType", "TestRunResult", "available", "prog_load", "syscall_number",
+    "BpfCmd", "KMap", "Prog", "ProgType", "TestRunResult", "available", "map_create",
+    "possible_cpus", "prog_load", "syscall_number",
 ]  # fmt: skip
 
 _SYSCALL_NR = {"x86_64": 321, "amd64": 321, "aarch64": 280, "arm64": 280}
@@ -48,8 +51,14 @@ class BpfCmd(IntEnum):
     """The bpf(2) commands used here (enum bpf_cmd)."""
 
     MAP_CREATE = 0
+    MAP_LOOKUP_ELEM = 1
+    MAP_UPDATE_ELEM = 2
+    MAP_DELETE_ELEM = 3
+    MAP_GET_NEXT_KEY = 4
     PROG_LOAD = 5
     PROG_TEST_RUN = 10
+    MAP_LOOKUP_AND_DELETE_ELEM = 21
+    MAP_FREEZE = 22
 
 
 class ProgType(IntEnum):
@@ -104,7 +113,42 @@ class _TestRunAttr(ctypes.Structure):
     )
 
 
-if ctypes.sizeof(_ProgLoadAttr) != 72 or ctypes.sizeof(_TestRunAttr) != 80:  # pragma: no cover
+class _MapCreateAttr(ctypes.Structure):
+    """The BPF_MAP_CREATE member of union bpf_attr, up to map_token_fd."""
+
+    _fields_ = (
+        ("map_type", ctypes.c_uint32),
+        ("key_size", ctypes.c_uint32),
+        ("value_size", ctypes.c_uint32),
+        ("max_entries", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("inner_map_fd", ctypes.c_uint32),
+        ("numa_node", ctypes.c_uint32),
+        ("map_name", ctypes.c_char * 16),
+        ("map_ifindex", ctypes.c_uint32),
+        ("btf_fd", ctypes.c_uint32),
+        ("btf_key_type_id", ctypes.c_uint32),
+        ("btf_value_type_id", ctypes.c_uint32),
+        ("btf_vmlinux_value_type_id", ctypes.c_uint32),
+        ("map_extra", ctypes.c_uint64),
+        ("value_type_btf_obj_fd", ctypes.c_int32),
+        ("map_token_fd", ctypes.c_int32),
+    )
+
+
+class _MapElemAttr(ctypes.Structure):
+    """The element-command member of union bpf_attr (key, value or next_key, flags)."""
+
+    _fields_ = (
+        ("map_fd", ctypes.c_uint32),
+        ("key", ctypes.c_uint64),
+        ("value", ctypes.c_uint64),  # union with next_key
+        ("flags", ctypes.c_uint64),
+    )
+
+
+if (ctypes.sizeof(_ProgLoadAttr), ctypes.sizeof(_TestRunAttr), ctypes.sizeof(_MapCreateAttr),
+        ctypes.sizeof(_MapElemAttr)) != (72, 80, 80, 32):  # pragma: no cover
     raise RuntimeError("bpf_attr layout does not match include/uapi/linux/bpf.h")
 
 
@@ -350,3 +394,124 @@ def prog_load(
             raise _error("bpf(PROG_LOAD)", err.errno, text) from None
         text = log.value.decode(errors="replace") if log is not None else ""
         return Prog(fd, prog_type=int(prog_type), insn_cnt=len(data) // 8, log=text)
+
+
+@functools.cache
+def possible_cpus() -> int:
+    """How many CPUs the kernel sizes per-CPU map values for (/sys/.../cpu/possible)."""
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            text = f.read().strip()
+    except OSError:
+        return os.cpu_count() or 1
+    count = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        count += int(hi or lo) - int(lo) + 1
+    return count
+
+
+def _buf(data: bytes | None, size: int):
+    """A ctypes buffer holding ``data`` (zero-padded to ``size``) and its address (0: NULL)."""
+    if data is None:
+        return None, 0
+    buf = ctypes.create_string_buffer(bytes(data), max(size, len(data), 1))
+    return buf, ctypes.addressof(buf)
+
+
+class KMap:
+    """A kernel map: its fd and the element commands on ``bytes``.
+
+    Keys and values are passed as given (the kernel reads ``key_size`` and
+    the value size from the pointers, so a wrong length cannot be told to
+    it: a short buffer is zero-padded here).  Per-CPU maps take and give
+    ``round_up(value_size, 8) * possible_cpus()`` bytes.  Every failing
+    command raises :class:`KernelError` with the kernel's errno.
+    """
+
+    PERCPU_TYPES = frozenset({5, 6, 10})  # percpu_hash, percpu_array, lru_percpu_hash
+
+    def __init__(self, fd: int, map_type: int, key_size: int, value_size: int,
+                 max_entries: int, map_flags: int) -> None:  # fmt: skip
+        self.fd = fd
+        self.map_type = map_type
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.map_flags = map_flags
+        self._finalizer = weakref.finalize(self, os.close, fd)
+
+    @property
+    def user_value_size(self) -> int:
+        """Bytes of a value as bpf(2) copies it."""
+        if self.map_type in self.PERCPU_TYPES:
+            return (self.value_size + 7) // 8 * 8 * possible_cpus()
+        return self.value_size
+
+    def close(self) -> None:
+        """Close the descriptor (idempotent)."""
+        self._finalizer()
+
+    def __enter__(self) -> KMap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _elem(self, cmd: BpfCmd, key: bytes | None, value: bytes | None, flags: int,
+              out_size: int = 0) -> bytes:  # fmt: skip
+        kbuf, kaddr = _buf(key, self.key_size)
+        vbuf, vaddr = _buf(value if value is not None else (bytes(out_size) if out_size
+                                                            else None), out_size)  # fmt: skip
+        attr = _MapElemAttr(map_fd=self.fd, key=kaddr, value=vaddr, flags=flags)
+        _bpf(cmd, attr)
+        del kbuf
+        return vbuf.raw[:out_size] if vbuf is not None and out_size else b""
+
+    def lookup(self, key: bytes | None, flags: int = 0) -> bytes:
+        """BPF_MAP_LOOKUP_ELEM (``key`` None for queue/stack peek)."""
+        return self._elem(BpfCmd.MAP_LOOKUP_ELEM, key, None, flags, self.user_value_size)
+
+    def peek_value(self, value: bytes, flags: int = 0) -> None:
+        """BPF_MAP_LOOKUP_ELEM on a bloom filter: the value goes in, errno says the answer."""
+        self._elem(BpfCmd.MAP_LOOKUP_ELEM, None, value, flags, len(value))
+
+    def update(self, key: bytes | None, value: bytes, flags: int = 0) -> None:
+        """BPF_MAP_UPDATE_ELEM (``key`` None for queue/stack/bloom push)."""
+        self._elem(BpfCmd.MAP_UPDATE_ELEM, key, value, flags)
+
+    def delete(self, key: bytes | None) -> None:
+        """BPF_MAP_DELETE_ELEM."""
+        self._elem(BpfCmd.MAP_DELETE_ELEM, key, None, 0)
+
+    def get_next_key(self, key: bytes | None) -> bytes:
+        """BPF_MAP_GET_NEXT_KEY (``key`` None: the first key)."""
+        kbuf, kaddr = _buf(key, self.key_size)
+        nbuf = ctypes.create_string_buffer(max(self.key_size, 1))
+        attr = _MapElemAttr(map_fd=self.fd, key=kaddr, value=ctypes.addressof(nbuf))
+        _bpf(BpfCmd.MAP_GET_NEXT_KEY, attr)
+        del kbuf
+        return nbuf.raw[: self.key_size]
+
+    def lookup_and_delete(self, key: bytes | None, flags: int = 0) -> bytes:
+        """BPF_MAP_LOOKUP_AND_DELETE_ELEM (``key`` None for queue/stack pop)."""
+        return self._elem(BpfCmd.MAP_LOOKUP_AND_DELETE_ELEM, key, None, flags,
+                          self.user_value_size)  # fmt: skip
+
+    def freeze(self) -> None:
+        """BPF_MAP_FREEZE."""
+        _bpf(BpfCmd.MAP_FREEZE, _MapElemAttr(map_fd=self.fd))
+
+
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int,
+               map_flags: int = 0, *, name: str = "", inner_map_fd: int = 0,
+               map_extra: int = 0) -> KMap:  # fmt: skip
+    """BPF_MAP_CREATE; the new map as a :class:`KMap` (KernelError with errno on refusal)."""
+    if len(name) > 15 or not set(name) <= _NAME_CHARS:
+        raise ValueError(f"map name {name!r}: at most 15 of [A-Za-z0-9_.]")
+    attr = _MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
+                          max_entries=max_entries, map_flags=map_flags,
+                          inner_map_fd=inner_map_fd, map_name=name.encode(),
+                          map_extra=map_extra)  # fmt: skip
+    fd = _bpf(BpfCmd.MAP_CREATE, attr)
+    return KMap(fd, map_type, key_size, value_size, max_entries, map_flags)

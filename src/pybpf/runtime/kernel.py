@@ -40,6 +40,7 @@ class Kernel:
         self._next_map_id = 1
         self._next_prog_id = 1
         self.boot = time.monotonic_ns()
+        self.netdevs: dict[int, int] = {1: 1}  # ifindex -> rx queues; lo is ifindex 1
 
     # --- clock ------------------------------------------------------------------
     def ktime_ns(self) -> int:

@@ -5,13 +5,34 @@
 (the kernel's ``*_func_proto`` per type) and how a test run builds its
 context (:mod:`pybpf.runtime.context`).  :data:`SEC_TABLE` maps libbpf's
 section names to (program type, expected attach type).
+
+Helper availability is what Linux 6.18 answers to a program loaded with every
+capability (root): ``bpf_base_func_proto`` (kernel/bpf/helpers.c) including
+its CAP_BPF and CAP_PERFMON parts, ``bpf_sk_base_func_proto`` on top of it
+for networking types, the per-type switch of net/core/filter.c
+(``xdp_func_proto``, ``sk_filter_func_proto``, ``tc_cls_act_func_proto``,
+``cg_skb_func_proto``) and kernel/trace/bpf_trace.c
+(``bpf_tracing_func_proto`` and the kprobe / tracepoint / raw tracepoint /
+perf_event switches), on an x86-64 build (probe_read and probe_read_str are
+there: ARCH_HAS_NON_OVERLAPPING_ADDRESS_SPACE) without
+CONFIG_BPF_KPROBE_OVERRIDE (no override_return).  The base and tracing sets
+come from :mod:`pybpf.runtime.helpers.groups` when that module defines
+``BASE`` / ``TRACING``; otherwise from the lists below.
+
+:func:`sec_to_prog_type` follows libbpf's ``section_defs`` and
+``sec_def_matches``: an entry ending in ``+`` matches the bare name or the
+name followed by ``/`` and anything (``kprobe`` and ``kprobe/do_exit``), one
+ending in ``/`` matches any name with that prefix, others match exactly;
+the first matching entry of the table wins.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, IntFlag
+
+from pybpf.isa.helper_ids import helper_id
 
 
 class ProgType(IntEnum):
@@ -52,6 +73,69 @@ class ProgType(IntEnum):
     NETFILTER = 32
 
 
+class AttachType(IntEnum):
+    """``enum bpf_attach_type`` (include/uapi/linux/bpf.h, Linux 6.18)."""
+
+    CGROUP_INET_INGRESS = 0
+    CGROUP_INET_EGRESS = 1
+    CGROUP_INET_SOCK_CREATE = 2
+    CGROUP_SOCK_OPS = 3
+    SK_SKB_STREAM_PARSER = 4
+    SK_SKB_STREAM_VERDICT = 5
+    CGROUP_DEVICE = 6
+    SK_MSG_VERDICT = 7
+    CGROUP_INET4_BIND = 8
+    CGROUP_INET6_BIND = 9
+    CGROUP_INET4_CONNECT = 10
+    CGROUP_INET6_CONNECT = 11
+    CGROUP_INET4_POST_BIND = 12
+    CGROUP_INET6_POST_BIND = 13
+    CGROUP_UDP4_SENDMSG = 14
+    CGROUP_UDP6_SENDMSG = 15
+    LIRC_MODE2 = 16
+    FLOW_DISSECTOR = 17
+    CGROUP_SYSCTL = 18
+    CGROUP_UDP4_RECVMSG = 19
+    CGROUP_UDP6_RECVMSG = 20
+    CGROUP_GETSOCKOPT = 21
+    CGROUP_SETSOCKOPT = 22
+    TRACE_RAW_TP = 23
+    TRACE_FENTRY = 24
+    TRACE_FEXIT = 25
+    MODIFY_RETURN = 26
+    LSM_MAC = 27
+    TRACE_ITER = 28
+    CGROUP_INET4_GETPEERNAME = 29
+    CGROUP_INET6_GETPEERNAME = 30
+    CGROUP_INET4_GETSOCKNAME = 31
+    CGROUP_INET6_GETSOCKNAME = 32
+    XDP_DEVMAP = 33
+    CGROUP_INET_SOCK_RELEASE = 34
+    XDP_CPUMAP = 35
+    SK_LOOKUP = 36
+    XDP = 37
+    SK_SKB_VERDICT = 38
+    SK_REUSEPORT_SELECT = 39
+    SK_REUSEPORT_SELECT_OR_MIGRATE = 40
+    PERF_EVENT = 41
+    TRACE_KPROBE_MULTI = 42
+    LSM_CGROUP = 43
+    STRUCT_OPS = 44
+    NETFILTER = 45
+    TCX_INGRESS = 46
+    TCX_EGRESS = 47
+    TRACE_UPROBE_MULTI = 48
+    CGROUP_UNIX_CONNECT = 49
+    CGROUP_UNIX_SENDMSG = 50
+    CGROUP_UNIX_RECVMSG = 51
+    CGROUP_UNIX_GETPEERNAME = 52
+    CGROUP_UNIX_GETSOCKNAME = 53
+    NETKIT_PRIMARY = 54
+    NETKIT_PEER = 55
+    TRACE_KPROBE_SESSION = 56
+    TRACE_UPROBE_SESSION = 57
+
+
 @dataclass(frozen=True)
 class ProgTypeSpec:
     """What pybpf knows of one program type.
@@ -69,3 +153,334 @@ class ProgTypeSpec:
 
 
 PROG_TYPES: dict[ProgType, ProgTypeSpec] = {}
+
+
+# --- helper availability -------------------------------------------------------------------------
+def _ids(names: str) -> frozenset[int]:
+    out = set()
+    for name in names.split():
+        ident = helper_id(name)
+        if ident is None:  # pragma: no cover - the lists below are checked by the tests
+            raise ValueError(f"{name} is not in enum bpf_func_id")
+        out.add(ident)
+    return frozenset(out)
+
+
+# bpf_base_func_proto: unprivileged part, then CAP_BPF, then CAP_PERFMON (root has both)
+_BASE = _ids("""
+    map_lookup_elem map_update_elem map_delete_elem map_push_elem map_pop_elem map_peek_elem
+    map_lookup_percpu_elem get_prandom_u32 get_smp_processor_id get_numa_node_id tail_call
+    ktime_get_ns ktime_get_boot_ns ktime_get_tai_ns ringbuf_output ringbuf_reserve
+    ringbuf_submit ringbuf_discard ringbuf_query strncmp strtol strtoul get_current_pid_tgid
+    get_ns_current_pid_tgid get_current_uid_gid
+    spin_lock spin_unlock jiffies64 per_cpu_ptr this_cpu_ptr timer_init timer_set_callback
+    timer_start timer_cancel kptr_xchg for_each_map_elem loop user_ringbuf_drain
+    ringbuf_reserve_dynptr ringbuf_submit_dynptr ringbuf_discard_dynptr dynptr_from_mem
+    dynptr_read dynptr_write dynptr_data cgrp_storage_get cgrp_storage_delete
+    get_current_cgroup_id get_current_ancestor_cgroup_id current_task_under_cgroup
+    get_cgroup_classid task_storage_get task_storage_delete
+    trace_printk get_current_task get_current_task_btf get_current_comm probe_read_user
+    probe_read_kernel probe_read_user_str probe_read_kernel_str copy_from_user
+    copy_from_user_task snprintf_btf snprintf task_pt_regs trace_vprintk perf_event_read_value
+    perf_event_read send_signal send_signal_thread get_task_stack get_branch_snapshot find_vma
+""")
+# bpf_tracing_func_proto: base plus these (probe_write_user needs CAP_SYS_ADMIN)
+_TRACING_EXTRA = _ids("get_smp_processor_id probe_read probe_read_str get_func_ip probe_write_user")
+# bpf_sk_base_func_proto (the skc_to_* casts need CAP_PERFMON)
+_SK_BASE_EXTRA = _ids("""
+    skc_to_tcp6_sock skc_to_tcp_sock skc_to_tcp_timewait_sock skc_to_tcp_request_sock
+    skc_to_udp6_sock skc_to_unix_sock skc_to_mptcp_sock ktime_get_coarse_ns
+""")
+_SOCK_LOOKUP = _ids("sk_lookup_tcp sk_lookup_udp sk_release skc_lookup_tcp")
+_SYNCOOKIE_RAW = _ids("""
+    tcp_raw_gen_syncookie_ipv4 tcp_raw_gen_syncookie_ipv6 tcp_raw_check_syncookie_ipv4
+    tcp_raw_check_syncookie_ipv6
+""")
+
+
+def _groups() -> tuple[frozenset[int], frozenset[int]]:
+    """(BASE, TRACING): from helpers/groups.py when it defines them, else the lists above."""
+    base, tracing = _BASE, _BASE | _TRACING_EXTRA
+    try:
+        from pybpf.runtime.helpers import groups  # another module's; optional
+    except ImportError:
+        return base, tracing
+
+    def as_ids(value, default):
+        if not value:
+            return default
+        return frozenset(v if isinstance(v, int) else helper_id(v) for v in value)
+
+    return as_ids(getattr(groups, "BASE", None), base), as_ids(
+        getattr(groups, "TRACING", None), tracing
+    )
+
+
+def _helper_sets() -> dict[ProgType, frozenset[int]]:
+    base, tracing = _groups()
+    sk_base = base | _SK_BASE_EXTRA
+    socket_filter = sk_base | _ids("""
+        skb_load_bytes skb_load_bytes_relative get_socket_cookie get_netns_cookie get_socket_uid
+        perf_event_output
+    """)
+    cgroup_skb = (
+        socket_filter
+        | _SOCK_LOOKUP
+        | _ids("""
+        get_local_storage sk_fullsock sk_storage_get sk_storage_delete skb_cgroup_id
+        skb_ancestor_cgroup_id sk_cgroup_id sk_ancestor_cgroup_id tcp_sock get_listener_sock
+        skb_ecn_set_ce
+    """)
+    )  # get_retval/set_retval: not for the INET_INGRESS/EGRESS attach types
+    tc = (
+        sk_base
+        | _SOCK_LOOKUP
+        | _SYNCOOKIE_RAW
+        | _ids("""
+        skb_store_bytes skb_load_bytes skb_load_bytes_relative skb_pull_data csum_diff
+        csum_update csum_level l3_csum_replace l4_csum_replace clone_redirect get_cgroup_classid
+        skb_vlan_push skb_vlan_pop skb_change_proto skb_change_type skb_adjust_room
+        skb_change_tail skb_change_head skb_get_tunnel_key skb_set_tunnel_key skb_get_tunnel_opt
+        skb_set_tunnel_opt redirect redirect_neigh redirect_peer get_route_realm get_hash_recalc
+        set_hash_invalid set_hash perf_event_output get_smp_processor_id skb_under_cgroup
+        get_socket_cookie get_netns_cookie get_socket_uid fib_lookup check_mtu sk_fullsock
+        sk_storage_get sk_storage_delete skb_get_xfrm_state skb_cgroup_classid skb_cgroup_id
+        skb_ancestor_cgroup_id tcp_sock get_listener_sock tcp_check_syncookie skb_ecn_set_ce
+        tcp_gen_syncookie sk_assign skb_set_tstamp
+    """)
+    )
+    xdp = (
+        sk_base
+        | _SOCK_LOOKUP
+        | _SYNCOOKIE_RAW
+        | _ids("""
+        perf_event_output get_smp_processor_id csum_diff xdp_adjust_head xdp_adjust_meta redirect
+        redirect_map xdp_adjust_tail xdp_get_buff_len xdp_load_bytes xdp_store_bytes fib_lookup
+        check_mtu tcp_check_syncookie tcp_gen_syncookie
+    """)
+    )
+    stack = _ids("perf_event_output get_stackid get_stack get_attach_cookie")
+    return {
+        ProgType.SOCKET_FILTER: socket_filter,
+        ProgType.SCHED_CLS: tc,
+        ProgType.SCHED_ACT: tc,
+        ProgType.CGROUP_SKB: cgroup_skb,
+        ProgType.XDP: xdp,
+        ProgType.KPROBE: tracing | stack | _ids("get_func_ip"),
+        ProgType.TRACEPOINT: tracing | stack,
+        ProgType.RAW_TRACEPOINT: tracing | stack,
+        ProgType.PERF_EVENT: tracing | stack | _ids("perf_prog_read_value read_branch_records"),
+    }
+
+
+def _runner(kind: str) -> Callable:
+    """A test-run entry that imports :mod:`pybpf.runtime.testrun` when first called."""
+
+    def run(prog, **kwargs):
+        from pybpf.runtime import testrun  # testrun imports this module
+
+        return testrun.RUNNERS[kind](prog, **kwargs)
+
+    run.__name__ = f"run_{kind}"
+    return run
+
+
+_NAMES = {
+    ProgType.SOCKET_FILTER: ("socket_filter", "skb"),
+    ProgType.KPROBE: ("kprobe", None),
+    ProgType.SCHED_CLS: ("sched_cls", "skb"),
+    ProgType.SCHED_ACT: ("sched_act", "skb"),
+    ProgType.TRACEPOINT: ("tracepoint", None),
+    ProgType.XDP: ("xdp", "xdp"),
+    ProgType.PERF_EVENT: ("perf_event", None),
+    ProgType.CGROUP_SKB: ("cgroup_skb", "skb"),
+    ProgType.RAW_TRACEPOINT: ("raw_tracepoint", "raw_tp"),
+}
+PROG_TYPES.update(
+    (pt, ProgTypeSpec(pt, name, helpers, _runner(run) if run else None))
+    for (pt, (name, run)), helpers in zip(
+        _NAMES.items(), (_helper_sets()[pt] for pt in _NAMES), strict=True
+    )
+)
+
+
+def by_name(name: str) -> ProgTypeSpec:
+    """The spec of a bpftool type name (``xdp``); KeyError if unknown."""
+    for spec in PROG_TYPES.values():
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+# --- libbpf section names ------------------------------------------------------------------------
+class SecFlag(IntFlag):
+    """libbpf's ``enum sec_def_flags``."""
+
+    NONE = 0
+    EXP_ATTACH_OPT = 1  # expected_attach_type dropped on kernels without it
+    ATTACHABLE = 2
+    ATTACHABLE_OPT = 3
+    ATTACH_BTF = 4  # the target is named by BTF (fentry/func)
+    SLEEPABLE = 8  # loaded with BPF_F_SLEEPABLE
+    XDP_FRAGS = 16  # loaded with BPF_F_XDP_HAS_FRAGS
+    USDT = 32
+
+
+@dataclass(frozen=True)
+class SecDef:
+    """One row of libbpf's ``section_defs``."""
+
+    sec: str
+    prog_type: ProgType
+    attach_type: int
+    flags: SecFlag = SecFlag.NONE
+
+    def matches(self, name: str) -> bool:
+        """libbpf's ``sec_def_matches``."""
+        if self.sec.endswith("/"):
+            return name.startswith(self.sec)
+        if self.sec.endswith("+"):
+            stem = self.sec[:-1]
+            return name == stem or name.startswith(stem + "/")
+        return name == self.sec
+
+
+def _sec_table() -> tuple[SecDef, ...]:
+    P, A, F = ProgType, AttachType, SecFlag
+    S, ATT, OPT, BTF, SL, FR = F.NONE, F.ATTACHABLE, F.ATTACHABLE_OPT, F.ATTACH_BTF, F.SLEEPABLE, \
+        F.XDP_FRAGS  # fmt: skip
+    rows = [
+        ("socket", P.SOCKET_FILTER, 0, S),
+        ("sk_reuseport/migrate", P.SK_REUSEPORT, A.SK_REUSEPORT_SELECT_OR_MIGRATE, ATT),
+        ("sk_reuseport", P.SK_REUSEPORT, A.SK_REUSEPORT_SELECT, ATT),
+        ("kprobe+", P.KPROBE, 0, S),
+        ("uprobe+", P.KPROBE, 0, S),
+        ("uprobe.s+", P.KPROBE, 0, SL),
+        ("kretprobe+", P.KPROBE, 0, S),
+        ("uretprobe+", P.KPROBE, 0, S),
+        ("uretprobe.s+", P.KPROBE, 0, SL),
+        ("kprobe.multi+", P.KPROBE, A.TRACE_KPROBE_MULTI, S),
+        ("kretprobe.multi+", P.KPROBE, A.TRACE_KPROBE_MULTI, S),
+        ("kprobe.session+", P.KPROBE, A.TRACE_KPROBE_SESSION, S),
+        ("uprobe.multi+", P.KPROBE, A.TRACE_UPROBE_MULTI, S),
+        ("uretprobe.multi+", P.KPROBE, A.TRACE_UPROBE_MULTI, S),
+        ("uprobe.session+", P.KPROBE, A.TRACE_UPROBE_SESSION, S),
+        ("uprobe.multi.s+", P.KPROBE, A.TRACE_UPROBE_MULTI, SL),
+        ("uretprobe.multi.s+", P.KPROBE, A.TRACE_UPROBE_MULTI, SL),
+        ("uprobe.session.s+", P.KPROBE, A.TRACE_UPROBE_SESSION, SL),
+        ("ksyscall+", P.KPROBE, 0, S),
+        ("kretsyscall+", P.KPROBE, 0, S),
+        ("usdt+", P.KPROBE, 0, F.USDT),
+        ("usdt.s+", P.KPROBE, 0, F.USDT | SL),
+        ("tc/ingress", P.SCHED_CLS, A.TCX_INGRESS, S),
+        ("tc/egress", P.SCHED_CLS, A.TCX_EGRESS, S),
+        ("tcx/ingress", P.SCHED_CLS, A.TCX_INGRESS, S),
+        ("tcx/egress", P.SCHED_CLS, A.TCX_EGRESS, S),
+        ("tc", P.SCHED_CLS, 0, S),
+        ("classifier", P.SCHED_CLS, 0, S),
+        ("action", P.SCHED_ACT, 0, S),
+        ("netkit/primary", P.SCHED_CLS, A.NETKIT_PRIMARY, S),
+        ("netkit/peer", P.SCHED_CLS, A.NETKIT_PEER, S),
+        ("tracepoint+", P.TRACEPOINT, 0, S),
+        ("tp+", P.TRACEPOINT, 0, S),
+        ("tracepoint.s+", P.TRACEPOINT, 0, SL),
+        ("tp.s+", P.TRACEPOINT, 0, SL),
+        ("raw_tracepoint+", P.RAW_TRACEPOINT, 0, S),
+        ("raw_tp+", P.RAW_TRACEPOINT, 0, S),
+        ("raw_tracepoint.s+", P.RAW_TRACEPOINT, 0, SL),
+        ("raw_tp.s+", P.RAW_TRACEPOINT, 0, SL),
+        ("raw_tracepoint.w+", P.RAW_TRACEPOINT_WRITABLE, 0, S),
+        ("raw_tp.w+", P.RAW_TRACEPOINT_WRITABLE, 0, S),
+        ("tp_btf+", P.TRACING, A.TRACE_RAW_TP, BTF),
+        ("tp_btf.s+", P.TRACING, A.TRACE_RAW_TP, BTF | SL),
+        ("fentry+", P.TRACING, A.TRACE_FENTRY, BTF),
+        ("fmod_ret+", P.TRACING, A.MODIFY_RETURN, BTF),
+        ("fexit+", P.TRACING, A.TRACE_FEXIT, BTF),
+        ("fentry.s+", P.TRACING, A.TRACE_FENTRY, BTF | SL),
+        ("fmod_ret.s+", P.TRACING, A.MODIFY_RETURN, BTF | SL),
+        ("fexit.s+", P.TRACING, A.TRACE_FEXIT, BTF | SL),
+        ("freplace+", P.EXT, 0, BTF),
+        ("lsm+", P.LSM, A.LSM_MAC, BTF),
+        ("lsm.s+", P.LSM, A.LSM_MAC, BTF | SL),
+        ("lsm_cgroup+", P.LSM, A.LSM_CGROUP, BTF),
+        ("iter+", P.TRACING, A.TRACE_ITER, BTF),
+        ("iter.s+", P.TRACING, A.TRACE_ITER, BTF | SL),
+        ("syscall", P.SYSCALL, 0, SL),
+        ("xdp.frags/devmap", P.XDP, A.XDP_DEVMAP, FR),
+        ("xdp/devmap", P.XDP, A.XDP_DEVMAP, ATT),
+        ("xdp.frags/cpumap", P.XDP, A.XDP_CPUMAP, FR),
+        ("xdp/cpumap", P.XDP, A.XDP_CPUMAP, ATT),
+        ("xdp.frags", P.XDP, A.XDP, FR),
+        ("xdp", P.XDP, A.XDP, OPT),
+        ("perf_event", P.PERF_EVENT, 0, S),
+        ("lwt_in", P.LWT_IN, 0, S),
+        ("lwt_out", P.LWT_OUT, 0, S),
+        ("lwt_xmit", P.LWT_XMIT, 0, S),
+        ("lwt_seg6local", P.LWT_SEG6LOCAL, 0, S),
+        ("sockops", P.SOCK_OPS, A.CGROUP_SOCK_OPS, OPT),
+        ("sk_skb/stream_parser", P.SK_SKB, A.SK_SKB_STREAM_PARSER, OPT),
+        ("sk_skb/stream_verdict", P.SK_SKB, A.SK_SKB_STREAM_VERDICT, OPT),
+        ("sk_skb/verdict", P.SK_SKB, A.SK_SKB_VERDICT, OPT),
+        ("sk_skb", P.SK_SKB, 0, S),
+        ("sk_msg", P.SK_MSG, A.SK_MSG_VERDICT, OPT),
+        ("lirc_mode2", P.LIRC_MODE2, A.LIRC_MODE2, OPT),
+        ("flow_dissector", P.FLOW_DISSECTOR, A.FLOW_DISSECTOR, OPT),
+        ("cgroup_skb/ingress", P.CGROUP_SKB, A.CGROUP_INET_INGRESS, OPT),
+        ("cgroup_skb/egress", P.CGROUP_SKB, A.CGROUP_INET_EGRESS, OPT),
+        ("cgroup/skb", P.CGROUP_SKB, 0, S),
+        ("cgroup/sock_create", P.CGROUP_SOCK, A.CGROUP_INET_SOCK_CREATE, ATT),
+        ("cgroup/sock_release", P.CGROUP_SOCK, A.CGROUP_INET_SOCK_RELEASE, ATT),
+        ("cgroup/sock", P.CGROUP_SOCK, A.CGROUP_INET_SOCK_CREATE, OPT),
+        ("cgroup/post_bind4", P.CGROUP_SOCK, A.CGROUP_INET4_POST_BIND, ATT),
+        ("cgroup/post_bind6", P.CGROUP_SOCK, A.CGROUP_INET6_POST_BIND, ATT),
+    ]
+    for call, attach in (
+        ("bind4", A.CGROUP_INET4_BIND), ("bind6", A.CGROUP_INET6_BIND),
+        ("connect4", A.CGROUP_INET4_CONNECT), ("connect6", A.CGROUP_INET6_CONNECT),
+        ("connect_unix", A.CGROUP_UNIX_CONNECT), ("sendmsg4", A.CGROUP_UDP4_SENDMSG),
+        ("sendmsg6", A.CGROUP_UDP6_SENDMSG), ("sendmsg_unix", A.CGROUP_UNIX_SENDMSG),
+        ("recvmsg4", A.CGROUP_UDP4_RECVMSG), ("recvmsg6", A.CGROUP_UDP6_RECVMSG),
+        ("recvmsg_unix", A.CGROUP_UNIX_RECVMSG), ("getpeername4", A.CGROUP_INET4_GETPEERNAME),
+        ("getpeername6", A.CGROUP_INET6_GETPEERNAME),
+        ("getpeername_unix", A.CGROUP_UNIX_GETPEERNAME),
+        ("getsockname4", A.CGROUP_INET4_GETSOCKNAME),
+        ("getsockname6", A.CGROUP_INET6_GETSOCKNAME),
+        ("getsockname_unix", A.CGROUP_UNIX_GETSOCKNAME),
+    ):  # fmt: skip
+        rows.append((f"cgroup/{call}", P.CGROUP_SOCK_ADDR, attach, ATT))
+    rows += [
+        ("cgroup/sysctl", P.CGROUP_SYSCTL, A.CGROUP_SYSCTL, ATT),
+        ("cgroup/getsockopt", P.CGROUP_SOCKOPT, A.CGROUP_GETSOCKOPT, ATT),
+        ("cgroup/setsockopt", P.CGROUP_SOCKOPT, A.CGROUP_SETSOCKOPT, ATT),
+        ("cgroup/dev", P.CGROUP_DEVICE, A.CGROUP_DEVICE, OPT),
+        ("struct_ops+", P.STRUCT_OPS, 0, S),
+        ("struct_ops.s+", P.STRUCT_OPS, 0, SL),
+        ("sk_lookup", P.SK_LOOKUP, A.SK_LOOKUP, ATT),
+        ("netfilter", P.NETFILTER, A.NETFILTER, S),
+    ]
+    return tuple(SecDef(sec, pt, int(at), fl) for sec, pt, at, fl in rows)
+
+
+SEC_TABLE: tuple[SecDef, ...] = _sec_table()
+"""libbpf's section_defs in libbpf's order (the first match wins).
+
+The fsession / fentry.multi rows of libbpf's development tree are left out:
+their attach types are not in Linux 6.18's ``enum bpf_attach_type``.
+"""
+
+
+def find_sec_def(name: str) -> SecDef | None:
+    """The first :data:`SEC_TABLE` row matching section ``name``, or None."""
+    return next((d for d in SEC_TABLE if d.matches(name)), None)
+
+
+def sec_to_prog_type(name: str) -> tuple[ProgType, int]:
+    """(program type, expected_attach_type) libbpf derives from a SEC() name.
+
+    Raises KeyError for a name libbpf does not recognise (``xdp/foo``,
+    ``kprobefoo``).
+    """
+    sec = find_sec_def(name)
+    if sec is None:
+        raise KeyError(f"unrecognized ELF section name {name!r}")
+    return sec.prog_type, sec.attach_type

@@ -293,21 +293,39 @@ class Interpreter:
             self.memory.remove(self.stack)
 
     def _run(self, regs: list[int]) -> RunResult:
-        entry, executed, calls = self._entry, 0, 0
+        vm, executed, calls = self, 0, 0
+        adopted: list[Interpreter] = []
         r1 = regs[0]
-        top = self.stack.end
-        while True:
-            r0, n, tail = entry(r1, regs[1], regs[2], regs[3], regs[4], top)
-            executed += n
-            if tail is None:
-                return RunResult(r0 & M64, executed)
-            calls += 1
-            if calls > MAX_TAIL_CALLS:  # the kernel falls through after 33 tail calls;
-                return RunResult(r0 & M64, executed)  # pragma: no cover - runtime layer decides
-            target, r1 = tail
-            entry = target._entry
-            if executed > self.budget:
-                raise BudgetExceeded(f"instruction budget of {self.budget} exhausted")
+        try:
+            while True:
+                r0, n, tail = vm._entry(r1, regs[1], regs[2], regs[3], regs[4], vm.stack.end)
+                executed += n
+                if tail is None:
+                    return RunResult(r0 & M64, executed)
+                calls += 1
+                if calls > MAX_TAIL_CALLS:  # the kernel falls through after 33 tail calls;
+                    return RunResult(r0 & M64, executed)  # pragma: no cover - runtime decides
+                target, r1 = tail
+                target._adopt(self)  # same run: same env and packet, the target's own stack
+                adopted.append(target)
+                vm = target
+                if executed > self.budget:
+                    raise BudgetExceeded(f"instruction budget of {self.budget} exhausted")
+        finally:
+            for other in adopted:
+                if other is not self:
+                    other._adopt(None)
+
+    _RUN_STATE = ("ENV", "HB", "HV", "WB", "HE1", "HE2", "HE4", "HE8", "WE1", "WE2", "WE4", "WE8")
+
+    def _adopt(self, caller: Interpreter | None) -> None:
+        """Take the caller's run state (env, packet fast path) for a tail call; None resets."""
+        if caller is None:
+            self._ns["ENV"] = self.env
+            self._set_hot(None)
+            return
+        for name in self._RUN_STATE:
+            self._ns[name] = caller._ns[name]
 
 
 def _missing(ident: int, what: str = "helper"):

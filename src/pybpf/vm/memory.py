@@ -10,6 +10,14 @@ stays valid for the region's lifetime.
 :class:`Memory` checks every access against its regions and raises
 :class:`~pybpf.errors.MemoryFault` naming pc, address, size and the nearest
 region; nothing outside the regions is ever read or written.
+
+A Region subclass may take over its loads and stores: when it sets the class
+attribute ``custom_access`` to True, :meth:`Memory.load` / :meth:`Memory.store`
+call its ``load(pc, offset, size) -> int`` / ``store(pc, offset, size, value)``
+(``offset`` from the region's base) instead of reading its buffer — this is
+how a program type's context converts field accesses as the kernel's
+``convert_ctx_access`` does.  Plain regions keep the direct path;
+:meth:`Memory.read` / :meth:`Memory.write` (helpers) always see the raw buffer.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import ctypes
 import struct
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from pybpf.errors import MemoryFault
 
@@ -56,6 +65,7 @@ class Region:
     name: str
     buf: bytearray | ctypes.Array
     writable: bool = True
+    custom_access: ClassVar[bool] = False  # True: Memory.load/store call self.load/store
     base: int = field(init=False)
     size: int = field(init=False)
     _pin: object = field(init=False, repr=False)
@@ -140,6 +150,8 @@ class Memory:
         region = self.find(address, size)
         if region is None:
             raise self._fault(pc, address, size, False)
+        if region.custom_access:
+            return region.load(pc, address - region.base, size)
         return _UNSIGNED[size].unpack_from(region.view, address - region.base)[0]
 
     def store(self, pc: int, address: int, size: int, value: int) -> None:
@@ -147,6 +159,9 @@ class Memory:
         region = self.find(address, size)
         if region is None:
             raise self._fault(pc, address, size, True)
+        if region.custom_access:
+            region.store(pc, address - region.base, size, value)
+            return
         if not region.writable:
             raise self._fault(pc, address, size, True, "read-only region")
         _UNSIGNED[size].pack_into(

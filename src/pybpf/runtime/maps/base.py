@@ -181,6 +181,11 @@ class Map:
             raise fail(errno.EINVAL, "negative size")
         if len(attr.name.encode()) > 15:
             raise fail(errno.EINVAL, f"map name {attr.name!r} is longer than 15 characters")
+        if attr.map_extra and attr.map_type not in (MapType.BLOOM_FILTER, MapType.ARENA):
+            raise fail(errno.EINVAL, "map_extra is only for bloom filters and arenas")
+        both = MapFlag.RDONLY | MapFlag.WRONLY, MapFlag.RDONLY_PROG | MapFlag.WRONLY_PROG
+        if any(attr.map_flags & pair == pair for pair in both):
+            raise fail(errno.EINVAL, "a map cannot be both read-only and write-only")
 
     # --- user space: bpf(2) map commands --------------------------------------
     def _check_key(self, key: bytes) -> None:
@@ -227,14 +232,21 @@ class Map:
         )
 
     def freeze(self) -> None:
-        """BPF_MAP_FREEZE: user space may no longer write (EBUSY if already frozen)."""
-        if self.frozen:
-            raise fail(errno.EBUSY, f"map {self.name!r} is already frozen")
+        """BPF_MAP_FREEZE: user space may no longer write.
+
+        The kernel checks write permission first, so freezing a frozen or
+        BPF_F_RDONLY map is EPERM (not EBUSY).
+        """
+        self._check_writable_from_user()
         self.frozen = True
 
     def _check_writable_from_user(self) -> None:
         if self.frozen or self.map_flags & MapFlag.RDONLY:
             raise fail(errno.EPERM, f"map {self.name!r} is frozen or read-only for user space")
+
+    def _check_readable_from_user(self) -> None:
+        if self.map_flags & MapFlag.WRONLY:
+            raise fail(errno.EPERM, f"map {self.name!r} is write-only for user space")
 
     # batch commands, generic over the element commands (atomic per element, as the kernel)
     def lookup_batch(
@@ -285,15 +297,16 @@ class Map:
             raise
 
     # --- programs: addresses ------------------------------------------------
-    def prog_lookup(self, key_addr: int) -> int:
+    # ``cpu`` is the CPU the program runs on (ExecEnv.cpu): per-CPU maps use it
+    def prog_lookup(self, key_addr: int, *, cpu: int = 0) -> int:
         """map_lookup_elem from a program: the value's address, or 0."""
         return 0
 
-    def prog_update(self, key_addr: int, value_addr: int, flags: int) -> int:
+    def prog_update(self, key_addr: int, value_addr: int, flags: int, *, cpu: int = 0) -> int:
         """map_update_elem from a program: 0 or -errno."""
         return -errno.EINVAL
 
-    def prog_delete(self, key_addr: int) -> int:
+    def prog_delete(self, key_addr: int, *, cpu: int = 0) -> int:
         """map_delete_elem from a program: 0 or -errno."""
         return -errno.EINVAL
 
