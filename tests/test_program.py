@@ -7,13 +7,14 @@ import errno
 import pytest
 
 from pybpf.asm import ubpf
+from pybpf.cli import hello
 from pybpf.errors import KernelError
 from pybpf.runtime.kernel import Kernel
-from pybpf.runtime.maps.base import MapAttr, MapFlag, MapType
+from pybpf.runtime.maps.base import MapAttr, MapType
 from pybpf.runtime.progtypes import ProgType
 from pybpf.runtime.testrun import test_run as run_test
 
-BSS_FD, RODATA_FD = 3, 4
+BSS_FD, RODATA_FD = hello.BSS_FD, hello.RODATA_FD
 
 # hello.bpf.c as clang compiles it, with its two ld_imm64 relocated by the loader
 HELLO = f"""
@@ -32,19 +33,12 @@ HELLO = f"""
 
 def hello_kernel(**kw) -> tuple[Kernel, object, object, object]:
     kernel = Kernel(**kw)
-    bss = kernel.map_create(MapAttr(MapType.ARRAY, 4, 4, 1, MapFlag.MMAPABLE, "hello.bss"))
-    rodata = kernel.map_create(
-        MapAttr(MapType.ARRAY, 4, 15, 1, MapFlag.MMAPABLE | MapFlag.RDONLY_PROG, "hello.rodata")
-    )
-    rodata.update(bytes(4), b"Hello World %d\0")
-    rodata.freeze()
-    prog = kernel.prog_load(ubpf.assemble(HELLO), ProgType.XDP, name="hello",
-                            license="Dual BSD/GPL", maps={BSS_FD: bss, RODATA_FD: rodata})  # fmt: skip
+    prog, bss, rodata = hello.load(kernel, ubpf.assemble(HELLO))
     return kernel, prog, bss, rodata
 
 
 def test_hello_runs_as_xdp_and_counts():
-    kernel, prog, bss, rodata = hello_kernel()
+    kernel, prog, bss, _rodata = hello_kernel()
     packet = bytes(64)
     for _ in range(3):
         result = run_test(prog, data_in=packet)
@@ -58,7 +52,7 @@ def test_hello_runs_as_xdp_and_counts():
 
 
 def test_hello_identity_as_the_seed_shows():
-    kernel, prog, bss, rodata = hello_kernel()
+    _kernel, prog, bss, rodata = hello_kernel()
     assert prog.tag == "d35b94b4c0c10efb"  # SHA-1, kernels before 6.18 (the seeds)
     assert prog.tag_with("sha256") == "490c48c1179970a8"  # Linux 6.18
     assert Kernel(tag_algorithm="sha256").tag_algorithm == "sha256"
@@ -70,7 +64,7 @@ def test_hello_identity_as_the_seed_shows():
 
 
 def test_xlated_image_names_maps_by_id():
-    kernel, prog, bss, rodata = hello_kernel()
+    _kernel, prog, bss, rodata = hello_kernel()
     lddw = [i for i in prog.xlated if i.code == 0x18]
     assert [(i.src_reg, i.imm, i.imm2) for i in lddw] == [(2, bss.id, 0), (2, rodata.id, 0)]
 
@@ -126,3 +120,46 @@ def test_unknown_helper_refused_at_load():
     with pytest.raises(KernelError) as info:
         kernel.prog_load(ubpf.assemble("call 9999\nexit"), ProgType.XDP)
     assert info.value.errno == errno.EINVAL and "9999" in str(info.value)
+
+
+def _tail_chain_kernel(length: int):
+    """Programs 0..length-1: each adds 1 to a counter in the packet and tail-calls the next."""
+    kernel = Kernel()
+    table = kernel.map_create(MapAttr(MapType.PROG_ARRAY, 4, 4, 64, 0, "jmp_table"))
+    src = """
+        mov %r6, %r1
+        ldxw %r2, [%r6+0]          # xdp_md->data
+        ldxw %r3, [%r6+4]          # xdp_md->data_end
+        mov %r4, %r2
+        add %r4, 4
+        jgt %r4, %r3, out
+        ldxw %r5, [%r2]
+        add %r5, 1
+        stxw [%r2], %r5
+        mov %r1, %r6
+        lddw %r2, map_fd(3)
+        mov %r3, {next}
+        call 12                    # bpf_tail_call: returns only when it fails
+    out:
+        mov %r0, 2
+        exit
+    """
+    progs = [kernel.prog_load(ubpf.assemble(src.format(next=i + 1)), ProgType.XDP,
+                              maps={3: table}) for i in range(length)]  # fmt: skip
+    for i, prog in enumerate(progs):
+        table.set(i, prog)
+    return progs
+
+
+def test_tail_calls_chain_and_stop_after_33():
+    progs = _tail_chain_kernel(40)
+    result = run_test(progs[0], data_in=bytes(64))
+    assert result.retval == 2
+    # the first program and 33 tail calls ran (MAX_TAIL_CALL_CNT), then the call fell through
+    assert int.from_bytes(result.data_out[:4], "little") == 1 + 33
+
+
+def test_tail_call_to_an_empty_slot_falls_through():
+    progs = _tail_chain_kernel(3)
+    result = run_test(progs[0], data_in=bytes(64))
+    assert int.from_bytes(result.data_out[:4], "little") == 3

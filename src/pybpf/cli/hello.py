@@ -3,26 +3,26 @@
 hello.bpf.c (seeds 002 and 004) increments a global ``counter`` and prints
 ``Hello World %d`` with bpf_printk.  Compiled, its xdp section holds the 12
 slots below; the two ld_imm64 refer to the ``.bss`` and ``.rodata`` global
-data through relocations.  This command shows what the seeds show of it —
-the llvm-objdump listing, the load (relocation to map values), the tag, the
-xlated listing — then runs it three times in the interpreter with a
-``.bss`` and a ``.rodata`` region and a bpf_trace_printk that writes the
-kernel's trace-pipe line.
+data through relocations.  This command does what the seeds do with it, on
+pybpf's simulated kernel: it shows the llvm-objdump listing, creates the
+``hello.bss`` and ``hello.rodata`` maps as libbpf would (``.rodata`` frozen),
+loads the program as XDP (relocating the two loads to map values), lists it
+and its xlated image as bpftool would, test-runs it three times and prints
+the trace pipe and the ``.bss`` map.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import time
 from dataclasses import replace
+from datetime import datetime
 
 from pybpf.asm import llvm, xlated
 from pybpf.isa import LDDW, Instruction, Pseudo, decode
-from pybpf.isa.helper_ids import helper_id
-from pybpf.runtime.tag import prog_tag
-from pybpf.vm import HelperTable, Interpreter, Region
+from pybpf.runtime.kernel import Kernel
+from pybpf.runtime.maps.base import MapAttr, MapFlag, MapType
+from pybpf.runtime.progtypes import ProgType
+from pybpf.runtime.testrun import test_run
 
 HELLO_XDP = bytes.fromhex(
     "18060000000000000000000000000000"  # r6 = 0 ll        (.bss, relocated)
@@ -36,85 +36,65 @@ HELLO_XDP = bytes.fromhex(
     "b700000002000000"  # r0 = 2           (XDP_PASS)
     "9500000000000000"  # exit
 )
-BSS_ID, RODATA_ID = 20, 21  # the map ids of the seed's session
-_START = time.monotonic()
+BSS_FD, RODATA_FD = 3, 4  # the fds a loader would hold
 
 
 def relocate(insns: list[Instruction]) -> list[Instruction]:
-    """What the loader does: the first ld_imm64 becomes &.bss[0], the second &.rodata[0]."""
-    maps = iter((BSS_ID, RODATA_ID))
+    """What libbpf does: the first ld_imm64 becomes &.bss[0], the second &.rodata[0]."""
+    fds = iter((BSS_FD, RODATA_FD))
     return [
-        replace(i, src_reg=Pseudo.MAP_VALUE, imm=next(maps), imm2=0) if i.code == LDDW else i
+        replace(i, src_reg=Pseudo.MAP_VALUE, imm=next(fds), imm2=0) if i.code == LDDW else i
         for i in insns
     ]
 
 
-def trace_printk_line(message: str) -> str:
-    """A line as /sys/kernel/tracing/trace_pipe shows it."""
-    stamp = time.monotonic() - _START
-    return f"{'pybpf':>16}-{os.getpid():<7} [000] d..21 {stamp:12.6f}: bpf_trace_printk: {message}"
+def load(kernel: Kernel, insns: list[Instruction] | None = None):
+    """Create hello's global-data maps and load the program; returns (prog, bss, rodata).
 
-
-def _printf(fmt: str, args: list[int]) -> str:
-    values = iter(args)
-
-    def one(m: re.Match[str]) -> str:
-        spec = m.group(0)
-        if spec == "%%":
-            return "%"
-        value = next(values, 0)
-        conv, long = spec[-1], "ll" in spec or "l" in spec
-        bits = 64 if long else 32
-        value &= (1 << bits) - 1
-        if conv in "di":
-            value -= (1 << bits) if value >> (bits - 1) else 0
-            return str(value)
-        return {"u": str(value), "x": f"{value:x}", "X": f"{value:X}"}.get(conv, spec)
-
-    return re.sub(r"%%|%l{0,2}[diuxX]", one, fmt)
+    ``insns`` defaults to the compiled bytes, relocated; map references in
+    them use fd 3 for .bss and fd 4 for .rodata.
+    """
+    bss = kernel.map_create(MapAttr(MapType.ARRAY, 4, 4, 1, MapFlag.MMAPABLE, "hello.bss"))
+    ro_flags = MapFlag.MMAPABLE | MapFlag.RDONLY_PROG
+    rodata = kernel.map_create(MapAttr(MapType.ARRAY, 4, 15, 1, ro_flags, "hello.rodata"))
+    rodata.update(bytes(4), b"Hello World %d\0")
+    rodata.freeze()
+    insns = relocate(decode(HELLO_XDP)) if insns is None else insns
+    fds = {BSS_FD: bss, RODATA_FD: rodata}
+    prog = kernel.prog_load(insns, ProgType.XDP, name="hello", license="Dual BSD/GPL", maps=fds)
+    return prog, bss, rodata
 
 
 def main() -> int:
     """Print the walkthrough; exit status 0."""
-    insns = decode(HELLO_XDP)
     print(
         "$ llvm-objdump -d hello.bpf.o\n\nDisassembly of section xdp:\n\n0000000000000000 <hello>:"
     )
-    print(llvm.objdump_listing(insns), end="")
+    print(llvm.objdump_listing(decode(HELLO_XDP)), end="")
 
-    loaded = relocate(insns)
-    print(
-        f"\nloaded: xdp  name hello  tag {prog_tag(loaded)}  gpl"
-        f"  (sha256 tag as on 6.18: {prog_tag(loaded, 'sha256')})"
-    )
-    print(f"        xlated {len(HELLO_XDP)}B  map_ids {BSS_ID},{RODATA_ID}\n")
-    print("$ bpftool prog dump xlated name hello")
-    print(xlated.disassemble(loaded), end="")
+    kernel = Kernel()
+    prog, bss, rodata = load(kernel)
+    loaded = datetime.fromtimestamp(prog.loaded_at).astimezone().strftime("%Y-%m-%dT%H:%M:%S%z")
+    print("\n$ pybpf prog list")
+    print(f"{prog.id}: xdp  name {prog.name}  tag {prog.tag}  gpl")
+    print(f"\tloaded_at {loaded}  uid {prog.uid}")
+    print(f"\txlated {prog.bytes_xlated}B  not jited  map_ids {','.join(map(str, prog.map_ids))}")
+    print(f"\t(tag as Linux 6.18 computes it, with SHA-256: {prog.tag_with('sha256')})")
+    print("\n$ pybpf map list")
+    for m in (bss, rodata):
+        frozen = "  frozen" if m.frozen else ""
+        print(f"{m.id}: array  name {m.name}  flags {m.map_flags:#x}")
+        print(f"\tkey {m.key_size}B  value {m.value_size}B  max_entries {m.max_entries}{frozen}")
+    print("\n$ pybpf prog dump xlated name hello")
+    print(xlated.disassemble(prog.xlated), end="")
 
-    bss = Region("hello.bss", bytearray(4))
-    rodata = Region("hello.rodata", bytearray(b"Hello World %d\0"), writable=False)
-    regions = {BSS_ID: bss, RODATA_ID: rodata}
-    trace: list[str] = []
-
-    def trace_printk(env, fmt, size, a1, a2, a3):
-        text = env.memory.read(fmt, size).split(b"\0")[0].decode("utf-8", "replace")
-        trace.append(trace_printk_line(_printf(text, [a1, a2, a3])))
-        return len(trace[-1])
-
-    helpers = HelperTable()
-    helpers.register(helper_id("trace_printk"), "bpf_trace_printk", trace_printk)
-    vm = Interpreter(
-        loaded, helpers=helpers, resolve_imm64=lambda insn, pc: regions[insn.imm].base + insn.imm2
-    )
-    for region in regions.values():
-        vm.memory.add(region)
-    print("\n$ bpftool prog run name hello data_in packet repeat 1   (three times)")
+    print("\n$ pybpf prog run name hello data_in packet   (three times)")
     for _ in range(3):
-        result = vm.run(memory=bytes(64))
-        print(f"Return value: {result.r0}, executed {result.executed} instructions")
+        result = test_run(prog, data_in=bytes(64))
+        print(f"Return value: {result.retval}, duration (average): {result.duration_ns}ns")
     print("\n$ cat /sys/kernel/tracing/trace_pipe")
-    print("\n".join(trace))
-    counter = int.from_bytes(bss.buf, "little")
-    dump = json.dumps([{"value": {".bss": [{"counter": counter}]}}])
-    print(f"\n$ bpftool map dump name hello.bss\n{dump}")
+    print("\n".join(kernel.trace.read()))
+    counter = int.from_bytes(bss.lookup(bytes(4)), "little")
+    print("\n$ pybpf map dump name hello.bss")
+    print(json.dumps([{"value": {".bss": [{"counter": counter}]}}], indent=4))
     return 0

@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from pybpf.isa import Instruction
+from pybpf.runtime.kmem import KernelMemory
 from pybpf.runtime.maps import MAP_CLASSES
 from pybpf.runtime.maps.base import Map, MapAttr, MapType, fail
 from pybpf.runtime.space import AddressSpace
@@ -41,6 +42,7 @@ class Kernel:
         self._next_prog_id = 1
         self.boot = time.monotonic_ns()
         self.netdevs: dict[int, int] = {1: 1}  # ifindex -> rx queues; lo is ifindex 1
+        self.kmem = KernelMemory()  # what probe_read_kernel/user read
 
     # --- clock ------------------------------------------------------------------
     def ktime_ns(self) -> int:
