@@ -122,11 +122,7 @@ def test_unknown_helper_refused_at_load():
     assert info.value.errno == errno.EINVAL and "9999" in str(info.value)
 
 
-def _tail_chain_kernel(length: int):
-    """Programs 0..length-1: each adds 1 to a counter in the packet and tail-calls the next."""
-    kernel = Kernel()
-    table = kernel.map_create(MapAttr(MapType.PROG_ARRAY, 4, 4, 64, 0, "jmp_table"))
-    src = """
+TAIL_CHAIN = """
         mov %r6, %r1
         ldxw %r2, [%r6+0]          # xdp_md->data
         ldxw %r3, [%r6+4]          # xdp_md->data_end
@@ -143,7 +139,14 @@ def _tail_chain_kernel(length: int):
     out:
         mov %r0, 2
         exit
-    """
+"""
+
+
+def _tail_chain_kernel(length: int):
+    """Programs 0..length-1: each adds 1 to a counter in the packet and tail-calls the next."""
+    kernel = Kernel()
+    table = kernel.map_create(MapAttr(MapType.PROG_ARRAY, 4, 4, 64, 0, "jmp_table"))
+    src = TAIL_CHAIN
     progs = [kernel.prog_load(ubpf.assemble(src.format(next=i + 1)), ProgType.XDP,
                               maps={3: table}) for i in range(length)]  # fmt: skip
     for i, prog in enumerate(progs):
@@ -163,3 +166,28 @@ def test_tail_call_to_an_empty_slot_falls_through():
     progs = _tail_chain_kernel(3)
     result = run_test(progs[0], data_in=bytes(64))
     assert int.from_bytes(result.data_out[:4], "little") == 3
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("length", [3, 40])
+def test_tail_call_chain_agrees_with_the_kernel(length: int):
+    from dataclasses import replace
+
+    from pybpf.kernel import linux
+
+    reason = linux.available()
+    if reason:
+        pytest.skip(reason)
+    with linux.map_create(MapType.PROG_ARRAY, 4, 4, 64) as table:
+        progs = []
+        for i in range(length):
+            insns = [replace(x, imm=table.fd) if x.code == 0x18 and x.src_reg == 1 else x
+                     for x in ubpf.assemble(TAIL_CHAIN.format(next=i + 1))]  # fmt: skip
+            progs.append(linux.prog_load(insns, linux.XDP))
+        for i, prog in enumerate(progs):
+            table.update(i.to_bytes(4, "little"), prog.fd.to_bytes(4, "little"))
+        theirs = progs[0].test_run(bytes(64))
+        for prog in progs:
+            prog.close()
+    ours = run_test(_tail_chain_kernel(length)[0], data_in=bytes(64))
+    assert (ours.retval, ours.data_out) == (theirs.retval, theirs.data_out)
