@@ -29,6 +29,7 @@ from pybpf.runtime.maps.common import (
     PCPU_MIN_UNIT_SIZE,
     check_lookup_flags,
     check_update_flags,
+    next_index,
     round8,
     u32,
 )  # fmt: skip
@@ -121,12 +122,7 @@ class ArrayMap(Map):
         self._check_readable_from_user()
         if key is not None:
             self._check_key(key)
-        index = u32(key) if key is not None else self.max_entries
-        if index >= self.max_entries:
-            return bytes(4)
-        if index == self.max_entries - 1:
-            raise fail(errno.ENOENT, "last index")
-        return (index + 1).to_bytes(4, "little")
+        return next_index(key, self.max_entries)
 
     def lookup_and_delete(self, key: bytes | None, flags: int = 0) -> bytes:
         self._check_readable_from_user()

@@ -36,6 +36,16 @@ def u32(data: bytes) -> int:
     return U32.unpack_from(data)[0]
 
 
+def next_index(key: bytes | None, max_entries: int) -> bytes:
+    """get_next_key of array-like maps: index 0 after None or an out-of-range key."""
+    index = u32(key) if key is not None else max_entries
+    if index >= max_entries:
+        return bytes(4)
+    if index == max_entries - 1:
+        raise fail(errno.ENOENT, "last index")
+    return (index + 1).to_bytes(4, "little")
+
+
 def check_update_flags(flags: int) -> None:
     """EINVAL for anything beyond ANY/NOEXIST/EXIST (F_LOCK needs a spin lock: none here)."""
     if flags & ~4 > 2 or flags & 4:

@@ -30,6 +30,7 @@ from pybpf.runtime.maps.common import (
     FdResolver,
     check_lookup_flags,
     check_update_flags,
+    next_index,
     resolve,
     u32,
 )  # fmt: skip
@@ -119,12 +120,7 @@ class _Targets(Map):
             if i == len(keys):
                 raise fail(errno.ENOENT, "last key")
             return keys[i].to_bytes(4, "little")
-        index = u32(key) if key is not None else self.max_entries
-        if index >= self.max_entries:
-            return bytes(4)
-        if index == self.max_entries - 1:
-            raise fail(errno.ENOENT, "last index")
-        return (index + 1).to_bytes(4, "little")
+        return next_index(key, self.max_entries)
 
     def keys(self):
         return iter([k.to_bytes(4, "little") for k in sorted(self._entries)]

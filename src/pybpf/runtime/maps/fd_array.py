@@ -19,6 +19,7 @@ from pybpf.runtime.maps.common import (
     ENOTSUPP,
     FdResolver,
     check_lookup_flags,
+    next_index,
     resolve,
     u32,
 )  # fmt: skip
@@ -100,12 +101,7 @@ class FdArrayMap(Map):
 
     def get_next_key(self, key: bytes | None) -> bytes:
         self._check_readable_from_user()
-        index = u32(key) if key is not None else self.max_entries
-        if index >= self.max_entries:
-            return bytes(4)
-        if index == self.max_entries - 1:
-            raise fail(errno.ENOENT, "last index")
-        return (index + 1).to_bytes(4, "little")
+        return next_index(key, self.max_entries)
 
     def lookup_and_delete(self, key: bytes | None, flags: int = 0) -> bytes:
         self._check_readable_from_user()
