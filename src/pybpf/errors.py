@@ -131,6 +131,38 @@ class TailCallError(VmError):
     """A tail call could not be made for a reason the kernel would not ignore."""
 
 
+# --- object files ------------------------------------------------------------
+
+
+class ObjectError(PybpfError):
+    """An ELF object that cannot be read or loaded; names what is wrong and where.
+
+    ``section`` and ``symbol`` are set when the problem is tied to one.
+    """
+
+    def __init__(self, message: str, *, section: str | None = None,
+                 symbol: str | None = None) -> None:  # fmt: skip
+        self.section = section
+        self.symbol = symbol
+        where = "".join(f"{k} {v!r}: " for k, v in (("section", section), ("symbol", symbol)) if v)
+        super().__init__(where + message)
+
+
+class BtfError(ObjectError):
+    """BTF or BTF.ext data that is malformed; ``offset`` is the byte offset when known."""
+
+    def __init__(
+        self, message: str, *, offset: int | None = None, section: str | None = None
+    ) -> None:
+        self.offset = offset
+        at = f" at offset {offset}" if offset is not None else ""
+        super().__init__(message + at, section=section)
+
+
+class CoreError(ObjectError):
+    """A CO-RE relocation that cannot be resolved against the target BTF."""
+
+
 # --- kernel ---------------------------------------------------------------
 
 
