@@ -43,6 +43,11 @@ class Kernel:
         self.boot = time.monotonic_ns()
         self.netdevs: dict[int, int] = {1: 1}  # ifindex -> rx queues; lo is ifindex 1
         self.kmem = KernelMemory()  # what probe_read_kernel/user read
+        # task_struct fields (name -> (offset, size)) bpf_get_current_task's image holds;
+        # the loader fills it from the target BTF of CO-RE relocations
+        self.task_layout: dict[str, tuple[int, int]] = {}
+        self.task_size = 0
+        self.current_task_addr: int | None = None
 
     # --- clock ------------------------------------------------------------------
     def ktime_ns(self) -> int:

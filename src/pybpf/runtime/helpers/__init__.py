@@ -115,6 +115,9 @@ def helper_table(kernel: Kernel, prog: Program, called: Sequence[int]) -> Helper
     allowed = PROG_TYPES[prog.prog_type].helpers
     table = HelperTable()
     for ident in dict.fromkeys(called):
+        if ident == CORE_POISON:  # the verifier refuses it only where it is reachable
+            table.register(ident, "core_poison", _core_poison)
+            continue
         definition = HELPERS.get(ident)
         if ident == 12 and definition is None:  # tail_call is the interpreter's, not a function
             continue
@@ -129,6 +132,16 @@ def helper_table(kernel: Kernel, prog: Program, called: Sequence[int]) -> Helper
                                      f"compatible program ({definition.name}#{ident})")  # fmt: skip
         table.register(ident, definition.name, definition.fn)
     return table
+
+
+CORE_POISON = 0xBAD2310  # libbpf's call imm for an instruction whose CO-RE relocation failed
+
+
+def _core_poison(env, *args) -> int:
+    from pybpf.errors import VmError
+
+    raise VmError("reached an instruction whose CO-RE relocation failed (libbpf poisoned it "
+                  "with call 0xbad2310: the field or type does not exist in the target BTF)")
 
 
 def _load_implementations() -> None:

@@ -50,3 +50,32 @@ def get_numa_node_id(env, r1, r2, r3, r4, r5):
 @define("get_prandom_u32", [], Ret.INTEGER)
 def get_prandom_u32(env, r1, r2, r3, r4, r5):
     return env.kernel.random.getrandbits(32)
+
+
+@define("get_current_task", [], Ret.INTEGER)
+def get_current_task(env, r1, r2, r3, r4, r5):
+    """The address of ``current``'s task_struct in the simulated kernel memory.
+
+    The image holds the fields of ``kernel.task_layout`` (name -> (offset,
+    size), filled by the loader from the target BTF a program's CO-RE
+    relocations were resolved against) with this task's values, so
+    ``BPF_CORE_READ(task, pid)`` through bpf_probe_read_kernel reads what
+    bpf_get_current_pid_tgid reports.  Rebuilt at every call: the task may
+    change between runs.
+    """
+    task = current_task(env)
+    layout = getattr(env.kernel, "task_layout", None) or {"pid": (0, 4), "tgid": (4, 4)}
+    size = max(offset + width for offset, width in layout.values())
+    image = bytearray(max(size, getattr(env.kernel, "task_size", 0)))
+    values = {"pid": task.pid, "tgid": task.tgid, "comm": task.comm.encode()}
+    for name, (offset, width) in layout.items():
+        value = values.get(name)
+        if isinstance(value, bytes):
+            image[offset : offset + width] = value[: width - 1].ljust(width, b"\0")
+        elif value is not None:
+            image[offset : offset + width] = (value % (1 << 8 * width)).to_bytes(width, "little")
+    kernel = env.kernel
+    if kernel.current_task_addr is not None:
+        kernel.kmem.unmap(kernel.current_task_addr)
+    kernel.current_task_addr = kernel.kmem.place(bytes(image), name="task_struct (current)")
+    return kernel.current_task_addr

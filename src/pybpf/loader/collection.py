@@ -1,0 +1,223 @@
+"""Load an :class:`~pybpf.loader.spec.ObjectSpec` into a kernel: libbpf's bpf_object__load.
+
+The spec is pure (parsed bytes); loading touches the kernel: it creates the
+maps (global data initialised, ``.rodata`` frozen, inner maps for maps of
+maps), applies CO-RE relocations against the target BTF (the kernel's
+vmlinux BTF unless one is given), and loads every program with its maps
+substituted for the spec's map indexes.  The result is a :class:`Collection`
+with programs and maps by name, as cilium/ebpf calls it.
+
+Errors: :class:`~pybpf.errors.ObjectError` for what the object asks that
+cannot be done (an unknown section type, a CO-RE relocation without a
+target), :class:`~pybpf.errors.KernelError` (with errno) for what the kernel
+refuses.  A failed load leaves no map or program behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pybpf.errors import ObjectError, PybpfError
+from pybpf.isa import LDDW, Instruction, slot_offsets
+from pybpf.loader.spec import MapSpec, ObjectSpec, ProgramSpec
+from pybpf.runtime.kernel import Kernel
+from pybpf.runtime.maps.base import Map, MapAttr, MapType
+from pybpf.runtime.program import Program
+from pybpf.runtime.testrun import TestRunResult, test_run
+
+NAME_MAX = 15
+
+
+@dataclass
+class Collection:
+    """What one object became in a kernel: programs and maps by name."""
+
+    spec: ObjectSpec
+    kernel: Kernel
+    programs: dict[str, Program] = field(default_factory=dict)
+    maps: dict[str, Map] = field(default_factory=dict)
+
+    def program(self, name: str) -> Program:
+        """The program called ``name`` (KeyError naming the choices otherwise)."""
+        try:
+            return self.programs[name]
+        except KeyError:
+            raise KeyError(f"no program {name!r}; the object has {sorted(self.programs)}") from None
+
+    def map(self, name: str) -> Map:
+        """The map called ``name`` (KeyError naming the choices otherwise)."""
+        try:
+            return self.maps[name]
+        except KeyError:
+            raise KeyError(f"no map {name!r}; the object has {sorted(self.maps)}") from None
+
+    def run(self, name: str, data_in: bytes = b"", **kw) -> TestRunResult:
+        """BPF_PROG_TEST_RUN of program ``name``."""
+        return test_run(self.program(name), data_in=data_in, **kw)
+
+    def close(self) -> None:
+        """Unload everything this collection loaded (programs first, then maps)."""
+        for prog in self.programs.values():
+            self.kernel.prog_free(prog)
+        for m in self.maps.values():
+            self.kernel.map_free(m)
+        self.programs.clear()
+        self.maps.clear()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_object(
+    source: ObjectSpec | str | Path | bytes,
+    kernel: Kernel | None = None,
+    *,
+    target_btf=None,
+    rodata: Mapping[str, bytes] | None = None,
+) -> Collection:
+    """Open (if needed) and load an object; see the module docstring.
+
+    ``source`` is a spec, a path, or the object's bytes.  ``rodata`` replaces
+    the initial contents of global-data maps by name before they are frozen
+    (the set-before-load pattern of ``const volatile`` configuration).
+    """
+    if isinstance(source, ObjectSpec):
+        spec = source
+    elif isinstance(source, bytes | bytearray):
+        spec = ObjectSpec.from_bytes(bytes(source))
+    else:
+        spec = ObjectSpec.from_file(source)
+    kernel = kernel or Kernel()
+    coll = Collection(spec, kernel)
+    try:
+        maps = [_create_map(kernel, m, (rodata or {}).get(m.name)) for m in spec.maps]
+        coll.maps = {m.name: live for m, live in zip(spec.maps, maps, strict=True)}
+        _fill_slots(spec, coll.maps, coll.maps, prog_array=False)  # init_map_in_map_slots
+        for prog_spec in spec.programs:
+            coll.programs[prog_spec.name] = _load_program(kernel, spec, prog_spec, maps, target_btf)
+        _fill_slots(spec, coll.maps, coll.programs, prog_array=True)  # init_prog_array_slots
+    except BaseException:
+        coll.close()
+        raise
+    return coll
+
+
+def _create_map(kernel: Kernel, spec: MapSpec, initial: bytes | None) -> Map:
+    inner = _create_map(kernel, spec.inner, None) if spec.inner is not None else None
+    attr = MapAttr(
+        MapType(spec.map_type), spec.key_size, spec.value_size, spec.max_entries,
+        spec.map_flags, spec.name[:NAME_MAX], inner_map=inner,
+        btf_key_type_id=spec.btf_key_type_id, btf_value_type_id=spec.btf_value_type_id,
+    )  # fmt: skip
+    m = kernel.map_create(attr)
+    m.spec = spec
+    data = initial if initial is not None else spec.initial
+    if data is not None:
+        if len(data) != spec.value_size:
+            kernel.map_free(m)
+            raise ObjectError(f"initial data is {len(data)} bytes, the map's value is "
+                              f"{spec.value_size}", section=spec.section)  # fmt: skip
+        m.update(bytes(4), bytes(data))
+    if spec.freeze:
+        m.freeze()
+    return m
+
+
+def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: list[Map],
+                  target_btf) -> Program:  # fmt: skip
+    if prog.prog_type is None:
+        raise ObjectError(f"program {prog.name!r}: section {prog.section!r} names no program "
+                          "type libbpf knows", section=prog.section, symbol=prog.name)  # fmt: skip
+    insns = list(prog.insns)
+    if prog.core_relos:
+        insns = _apply_core(kernel, spec, prog, insns, target_btf)
+    try:
+        loaded = kernel.prog_load(insns, prog.prog_type, name=_prog_name(prog.name),
+                                  license=spec.license or "", maps=maps,
+                                  expected_attach_type=prog.expected_attach_type or 0)  # fmt: skip
+    except PybpfError as err:
+        err.args = (f"program {prog.name!r} (section {prog.section!r}): {err.args[0]}",
+                    *err.args[1:])  # fmt: skip
+        raise
+    loaded.source = prog  # line and function info for listings, as the kernel keeps them
+    loaded.btf = spec.btf
+    return loaded
+
+
+def _fill_slots(spec: ObjectSpec, maps: dict[str, Map], objects: Mapping[str, object],
+                prog_array: bool) -> None:  # fmt: skip
+    """Store the ``.values`` initialisers: programs in prog arrays, inner maps in maps of maps."""
+    for m in spec.maps:
+        if (m.map_type == MapType.PROG_ARRAY) != prog_array:
+            continue
+        for slot, name in m.init_slots:
+            if name not in objects:
+                raise ObjectError(f"slot {slot} names {name!r}, which was not loaded",
+                                  section=".maps", symbol=m.name)  # fmt: skip
+            maps[m.name].set(slot, objects[name])
+
+
+def _prog_name(name: str) -> str:
+    """libbpf's name for the kernel: [A-Za-z0-9_.] characters, 15 at most."""
+    return "".join(c if c.isalnum() or c in "_." else "_" for c in name)[:NAME_MAX]
+
+
+def _apply_core(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, insns: list[Instruction],
+                target_btf) -> list[Instruction]:  # fmt: skip
+    from pybpf.btf import load_vmlinux
+    from pybpf.btf.core import patch_insn, resolve_core
+
+    target = target_btf if target_btf is not None else load_vmlinux()
+    if target is None:
+        raise ObjectError(f"program {prog.name!r} has CO-RE relocations and no target BTF "
+                          "(no /sys/kernel/btf/vmlinux; pass target_btf)", symbol=prog.name)
+    _lay_out_current_task(kernel, target)
+    by_pc = {pc: i for i, pc in enumerate(slot_offsets(insns))}
+    for relo in prog.core_relos:
+        index = by_pc.get(relo.insn_index)
+        if index is None:
+            raise ObjectError(f"CO-RE relocation at pc {relo.insn_index} is not on an "
+                              "instruction", section=prog.section, symbol=prog.name)  # fmt: skip
+        insn = insns[index]
+        result = resolve_core(spec.btf, relo, target)
+        p = patch_insn(insn.code, insn.dst_reg, insn.src_reg, insn.off, insn.imm, insn.imm2,
+                       result, relo)  # fmt: skip
+        if p.code == insn.code or insn.code != LDDW:
+            insns[index] = Instruction(p.code, p.dst, p.src, p.off, _s32(p.imm),
+                                       _s32(p.imm2) if p.code == LDDW else 0)  # fmt: skip
+        else:  # a poisoned ld_imm64 becomes two poisoned calls, as libbpf writes it
+            call = Instruction(p.code, p.dst, p.src, p.off, _s32(p.imm))
+            insns[index : index + 1] = [call, call]
+            by_pc = {pc: i for i, pc in enumerate(slot_offsets(insns))}
+    return insns
+
+
+_TASK_FIELDS = ("pid", "tgid", "comm")
+
+
+def _lay_out_current_task(kernel: Kernel, target) -> None:
+    """Give bpf_get_current_task's image the target's task_struct layout.
+
+    Programs read ``current`` at the offsets CO-RE computed from ``target``;
+    the simulated task must hold its pid, tgid and comm at those offsets.
+    """
+    type_id = target.find("task_struct", "struct")
+    if type_id is None:
+        return
+    struct = target.type(type_id)
+    layout = {}
+    for member in struct.members:
+        if member.name in _TASK_FIELDS and not member.bitfield_size:
+            layout[member.name] = (member.offset // 8, target.size_of(member.type))
+    kernel.task_layout = layout
+    kernel.task_size = struct.size
+
+
+def _s32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
