@@ -7,14 +7,13 @@ import errno
 import pytest
 
 from pybpf.asm import ubpf
-from pybpf.cli import hello
 from pybpf.errors import KernelError
 from pybpf.runtime.kernel import Kernel
-from pybpf.runtime.maps.base import MapAttr, MapType
+from pybpf.runtime.maps.base import MapAttr, MapFlag, MapType
 from pybpf.runtime.progtypes import ProgType
 from pybpf.runtime.testrun import test_run as run_test
 
-BSS_FD, RODATA_FD = hello.BSS_FD, hello.RODATA_FD
+BSS_FD, RODATA_FD = 3, 4
 
 # hello.bpf.c as clang compiles it, with its two ld_imm64 relocated by the loader
 HELLO = f"""
@@ -32,8 +31,16 @@ HELLO = f"""
 
 
 def hello_kernel(**kw) -> tuple[Kernel, object, object, object]:
+    """The maps libbpf creates for hello.bpf.o, and the program assembled by hand."""
     kernel = Kernel(**kw)
-    prog, bss, rodata = hello.load(kernel, ubpf.assemble(HELLO))
+    bss = kernel.map_create(MapAttr(MapType.ARRAY, 4, 4, 1, MapFlag.MMAPABLE, "hello.bss"))
+    ro_flags = MapFlag.MMAPABLE | MapFlag.RDONLY_PROG
+    rodata = kernel.map_create(MapAttr(MapType.ARRAY, 4, 15, 1, ro_flags, "hello.rodata"))
+    rodata.update(bytes(4), b"Hello World %d\0")
+    rodata.freeze()
+    fds = {BSS_FD: bss, RODATA_FD: rodata}
+    prog = kernel.prog_load(ubpf.assemble(HELLO), ProgType.XDP, name="hello",
+                            license="Dual BSD/GPL", maps=fds)  # fmt: skip
     return kernel, prog, bss, rodata
 
 

@@ -43,7 +43,7 @@ start comments.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from pybpf.asm import clike as C
 from pybpf.asm import text as T
@@ -134,17 +134,20 @@ def disassemble(insns: Iterable[Instruction]) -> str:
 _ANNOTATED = (Kind.JA, Kind.JCOND, Kind.JUMP)
 
 
-def objdump_listing(insns: Iterable[Instruction], *, symbol: str | None = None) -> str:
+def objdump_listing(insns: Iterable[Instruction], *, symbol: str | None = None,
+                    notes: Mapping[int, Sequence[str]] | None = None) -> str:  # fmt: skip
     """The body lines of ``llvm-objdump -d``: ``%8d:\\t<bytes>\\t<text>``, one per line.
 
     The address column counts 8-byte slots; an lddw shows its 16 bytes on one
     line.  A run of all-zero slots is one ``\\t\\t...`` line, as llvm-objdump
     prints it.  With ``symbol``, jumps get llvm's target annotation
     ``<symbol+0xBYTES>`` (``<symbol>`` at offset 0; negative targets wrap to
-    64 bits), as for a function ``symbol`` at address 0.
+    64 bits), as for a function ``symbol`` at address 0.  ``notes`` maps a pc
+    to lines printed above it (``llvm-objdump -S``'s ``; source`` lines).
     """
     out, pc, zeros = [], 0, False
     for insn in insns:
+        out.extend((notes or {}).get(pc, ()))
         raw = encode([insn])
         if not any(raw):
             if not zeros:

@@ -38,7 +38,7 @@ name resolves through :mod:`pybpf.isa.helper_ids` (its ``#N`` then ignored);
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from pybpf.asm import clike as C
 from pybpf.asm import text as T
@@ -132,14 +132,19 @@ def _call_text(spec: OpSpec, insn: Instruction) -> str:
 
 
 def disassemble(insns: Iterable[Instruction], *, helper_name: Callback | None = None,
-                imm: Callback | None = None, opcodes: bool = False) -> str:  # fmt: skip
+                imm: Callback | None = None, opcodes: bool = False,
+                notes: Mapping[int, Sequence[str]] | None = None) -> str:  # fmt: skip
     """bpftool's plain listing: ``%4u: `` + :func:`format_insn`, one line each.
 
     With ``opcodes``, each instruction is followed by bpftool's hex line: seven
-    spaces and the instruction's bytes (an lddw's 16 on one line).
+    spaces and the instruction's bytes (an lddw's 16 on one line).  ``notes``
+    maps a pc to lines printed above its instruction, as bpftool prints a
+    function's signature (``int hello(struct xdp_md * ctx):``) and its source
+    lines (``; counter++;``) from BTF.
     """
     out, pc = [], 0
     for insn in insns:
+        out.extend(line + "\n" for line in (notes or {}).get(pc, ()))
         out.append(f"{pc:4d}: {format_insn(insn, helper_name=helper_name, imm=imm)}\n")
         if opcodes:
             out.append("       " + " ".join(f"{b:02x}" for b in encode([insn])) + "\n")

@@ -116,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace-python", action="store_true", help="print the generated Python")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("hello", help="the seed's hello program: listings and three runs")
-    p.set_defaults(func=lambda a: hello.main())
+    p = sub.add_parser("hello", help="the seed's hello program: load, list, run three times")
+    p.add_argument("object", nargs="?", help="an object to use instead of hello.bpf.o")
+    p.set_defaults(func=lambda a: hello.main(a.object))
 
     p = sub.add_parser("bench", help="interpreter throughput on loop-heavy programs")
     p.add_argument("--repeat", type=int, default=3)

@@ -95,8 +95,10 @@ def load_object(
     kernel = kernel or Kernel()
     coll = Collection(spec, kernel)
     try:
-        maps = [_create_map(kernel, m, (rodata or {}).get(m.name)) for m in spec.maps]
-        coll.maps = {m.name: live for m, live in zip(spec.maps, maps, strict=True)}
+        maps = []
+        for m in spec.maps:  # one by one, so a failure can unload what came before
+            maps.append(_create_map(kernel, m, (rodata or {}).get(m.name)))
+            coll.maps[m.name] = maps[-1]
         _fill_slots(spec, coll.maps, coll.maps, prog_array=False)  # init_map_in_map_slots
         for prog_spec in spec.programs:
             coll.programs[prog_spec.name] = _load_program(kernel, spec, prog_spec, maps, target_btf)
@@ -114,7 +116,12 @@ def _create_map(kernel: Kernel, spec: MapSpec, initial: bytes | None) -> Map:
         spec.map_flags, spec.name[:NAME_MAX], inner_map=inner,
         btf_key_type_id=spec.btf_key_type_id, btf_value_type_id=spec.btf_value_type_id,
     )  # fmt: skip
-    m = kernel.map_create(attr)
+    try:
+        m = kernel.map_create(attr)
+    except BaseException:
+        if inner is not None:
+            kernel.map_free(inner)
+        raise
     m.spec = spec
     data = initial if initial is not None else spec.initial
     if data is not None:
