@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from pybpf.asm import llvm, xlated
 from pybpf.cli import hello
 from pybpf.elf.reader import read_object
-from pybpf.errors import ObjectError
+from pybpf.errors import KernelError, ObjectError
 from pybpf.isa import decode
 from pybpf.loader import ObjectSpec, load_object
 from pybpf.loader.listing import objdump_notes, xlated_notes
@@ -86,3 +87,19 @@ def test_a_failed_load_leaves_nothing_behind():
     with pytest.raises(ObjectError, match="initial data is 5 bytes"):
         load_object(spec, kernel, rodata={"hello.rodata": b"short"})  # wrong size
     assert not kernel.maps and not kernel.progs
+
+
+def test_pinned_program_outlives_its_collection():
+    kernel = Kernel()
+    with load_object(HELLO, kernel) as coll:
+        coll.pin("hello", "/sys/fs/bpf/hello")
+        with pytest.raises(KernelError) as info:
+            coll.pin("hello", "/sys/fs/bpf/hello")
+        assert info.value.errno == errno.EEXIST
+    prog = kernel.obj_get("/sys/fs/bpf/hello")
+    assert prog.name == "hello" and prog.id in kernel.progs
+    assert sorted(m.name for m in kernel.maps.values()) == ["hello.bss", "hello.rodata"]
+    kernel.unpin("/sys/fs/bpf/hello")
+    with pytest.raises(KernelError) as info:
+        kernel.obj_get("/sys/fs/bpf/hello")
+    assert info.value.errno == errno.ENOENT

@@ -57,12 +57,23 @@ class Collection:
         """BPF_PROG_TEST_RUN of program ``name``."""
         return test_run(self.program(name), data_in=data_in, **kw)
 
+    def pin(self, name: str, path: str) -> None:
+        """Pin program or map ``name`` at ``path`` (under /sys/fs/bpf): it outlives close()."""
+        obj = self.programs.get(name) or self.maps.get(name)
+        if obj is None:
+            raise KeyError(f"no program or map {name!r}")
+        self.kernel.obj_pin(path, obj)
+
     def close(self) -> None:
-        """Unload everything this collection loaded (programs first, then maps)."""
+        """Unload what this collection loaded and nothing pinned keeps alive."""
+        pinned = {id(obj) for obj in self.kernel.pins.values()}
         for prog in self.programs.values():
-            self.kernel.prog_free(prog)
+            if id(prog) not in pinned:
+                self.kernel.prog_free(prog)
         for m in self.maps.values():
-            self.kernel.map_free(m)
+            in_use = any(m in getattr(p, "maps", ()) for p in self.kernel.progs.values())
+            if id(m) not in pinned and not in_use:
+                self.kernel.map_free(m)
         self.programs.clear()
         self.maps.clear()
 

@@ -48,6 +48,7 @@ class Kernel:
         self.task_layout: dict[str, tuple[int, int]] = {}
         self.task_size = 0
         self.current_task_addr: int | None = None
+        self.pins: dict[str, object] = {}
 
     # --- clock ------------------------------------------------------------------
     def ktime_ns(self) -> int:
@@ -78,6 +79,31 @@ class Kernel:
         self._map_by_ptr.pop(m.pointer.base, None)
         self.space.free(m.pointer)
         m.release()
+
+    # --- pins ---------------------------------------------------------------------
+    def obj_pin(self, path: str, obj: object) -> None:
+        """BPF_OBJ_PIN: keep ``obj`` (a map or program) alive under ``path``; EEXIST if taken.
+
+        The pins of this kernel object only; the persistent bpffs shared by
+        processes is the kernel-model layer's.
+        """
+        if not path.startswith("/sys/fs/bpf/") or path.endswith("/"):
+            raise fail(errno.EINVAL, f"{path!r} is not a file under /sys/fs/bpf")
+        if path in self.pins:
+            raise fail(errno.EEXIST, f"{path} exists")
+        self.pins[path] = obj
+
+    def obj_get(self, path: str) -> object:
+        """BPF_OBJ_GET: the object pinned at ``path`` (ENOENT otherwise)."""
+        try:
+            return self.pins[path]
+        except KeyError:
+            raise fail(errno.ENOENT, f"{path}: no such pin") from None
+
+    def unpin(self, path: str) -> None:
+        """Remove a pin (``rm /sys/fs/bpf/X``); ENOENT if there is none."""
+        if self.pins.pop(path, None) is None:
+            raise fail(errno.ENOENT, f"{path}: no such pin")
 
     # --- programs ---------------------------------------------------------------
     def prog_load(
