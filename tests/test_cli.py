@@ -83,3 +83,16 @@ def test_bad_bytecode_and_assembly(tmp_path: Path, capsys):
     src.write_text("mov %r0, 1\nfrobnicate %r1\n")
     assert main(["asm", str(src)]) == 1
     assert "line 2, column 1" in capsys.readouterr().err
+
+
+def test_run_trace_shows_each_instruction_and_changed_registers(tmp_path: Path, capsys):
+    src = tmp_path / "loop.s"
+    src.write_text("mov %r0, 0\nmov %r1, 2\nl:\nadd %r0, %r1\nsub %r1, 1\njne %r1, 0, l\nexit\n")
+    assert main(["run", str(src), "--trace"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == [
+        "   0: r0 = 0",
+        "   1: r1 = 2                            r1 = 0x2",
+        "   2: r0 += r1                          r0 = 0x2",
+    ]
+    assert lines[-3:] == ["   5: exit", "r0 = 0x3 (3)", "executed 9 instructions"]

@@ -2,7 +2,7 @@
 
     pybpf asm PROG.s [-d ubpf|llvm|xlated] [-o PROG.bin | --hex]
     pybpf disasm PROG.bin [-d llvm|ubpf|xlated|objdump] [--hex]
-    pybpf run PROG [--mem HEX | --mem-file F] [--budget N] [--trace-python]
+    pybpf run PROG [--mem HEX | --mem-file F] [--budget N] [--trace] [--trace-python]
     pybpf hello              the seed's hello program: bytes, listings, three runs
     pybpf bench              interpreter throughput
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pybpf import __version__, asm
 from pybpf.cli import hello
+from pybpf.cli.trace import RegisterTrace
 from pybpf.errors import PybpfError
 from pybpf.isa import Instruction, decode, encode
 from pybpf.testing import bench
@@ -78,10 +79,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     memory = _hex(args.mem, "--mem") if args.mem else b""
     if args.mem_file:
         memory = _read(args.mem_file)
-    vm = Interpreter(insns, helpers=conformance_helpers(), budget=args.budget)
+    tracer = RegisterTrace(insns, sys.stdout) if args.trace else None
+    vm = Interpreter(insns, helpers=conformance_helpers(), budget=args.budget, tracer=tracer)
     if args.trace_python:
         sys.stdout.write(vm.source)
     result = vm.run(memory=memory)
+    if tracer is not None:
+        tracer.finish(result.r0)
     print(f"r0 = {result.r0:#x} ({result.r0})")
     print(f"executed {result.executed} instructions")
     return 0
@@ -113,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mem", help="input memory as hex bytes (r1 = address, r2 = length)")
     p.add_argument("--mem-file", help="input memory from a file")
     p.add_argument("--budget", type=int, default=1 << 32, help="instruction budget")
+    p.add_argument("--trace", action="store_true",
+                   help="print each executed instruction and the registers it changed")
     p.add_argument("--trace-python", action="store_true", help="print the generated Python")
     p.set_defaults(func=cmd_run)
 

@@ -90,7 +90,8 @@ def _s(value: int, bits: int) -> int:
 
 class _Gen:
     def __init__(self, insns: Sequence[Instruction], specs: list[OpSpec], layout: Layout,
-                 resolve_imm64, budget: int) -> None:  # fmt: skip
+                 resolve_imm64, budget: int, trace: bool = False) -> None:  # fmt: skip
+        self.trace = trace
         self.insns = insns
         self.specs = specs
         self.pcs = slot_offsets(insns)
@@ -177,7 +178,9 @@ class _Gen:
             f"'instruction budget of {self.budget} exhausted', pc={start})",
         )
         for i in body[:-1]:
+            self.traced(self.pcs[i], depth)
             self.straight(self.insns[i], self.specs[i], self.pcs[i], depth)
+        self.traced(pc, depth)
         nxt = pc + insn.slots
         if self_loop:
             self.emit(depth, f"if not ({self.condition(insn, spec)}): break")
@@ -185,6 +188,11 @@ class _Gen:
             self.emit(depth - 1, "continue")
             return
         self.terminator(insn, spec, pc, nxt, depth)
+
+    def traced(self, pc: int, depth: int) -> None:
+        """In trace mode, report the registers before the instruction at ``pc`` runs."""
+        if self.trace:
+            self.emit(depth, f"TRACE({pc}, (r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10))")
 
     def terminator(self, insn: Instruction, spec: OpSpec, pc: int, nxt: int, depth: int) -> None:
         kind, e = spec.kind, self.emit
@@ -407,13 +415,15 @@ def compile_program(
     *,
     resolve_imm64=None,
     budget: int = 1 << 62,
+    trace: bool = False,
 ) -> Compiled:
     """Generate the Python source of ``insns`` (validated, jumps checked).
 
     ``resolve_imm64(insn, pc) -> int`` turns pseudo ld_imm64 (map fd, map
     value, BTF id, map index) into addresses; without it such a load raises
     :class:`~pybpf.errors.UnresolvedLoadError`.  ``budget`` bounds the number
-    of executed instructions.
+    of executed instructions.  ``trace`` makes the code call ``TRACE(pc, regs)``
+    before every instruction (a debugging mode: several times slower).
     """
     if not insns:
         raise IsaError("empty program")
@@ -424,7 +434,7 @@ def compile_program(
             f"ld_imm64 with pseudo source {Pseudo(insn.src_reg).name} needs a loader", pc=pc
         )
 
-    gen = _Gen(insns, specs, layout, resolve_imm64 or unresolved, budget)
+    gen = _Gen(insns, specs, layout, resolve_imm64 or unresolved, budget, trace)
     source = gen.generate()
     return Compiled(source, frozenset(gen.helper_ids), frozenset(gen.kfunc_ids), gen.imm64,
                     gen.leader_set)
@@ -435,7 +445,8 @@ def namespace_names() -> tuple[str, ...]:
     return ("M64", "M32", "S64", "S32", "MAX_LOOPS", "FUNC_TOKEN", "STK", "U1", "U2", "U4",
             "HB", "HV", "HE1", "HE2", "HE4", "HE8", "WB", "WE1", "WE2", "WE4", "WE8",
             "U8", "P1", "P2", "P4", "P8", "LD", "ST", "ATOMIC", "LDABS", "TAIL", "HX", "ENV",
-            "FRAME", "SDIV64", "SDIV32", "SMOD64", "SMOD32", "BSWAP16", "BSWAP32", "BSWAP64",
+            "FRAME", "TRACE", "SDIV64", "SDIV32", "SMOD64", "SMOD32",
+            "BSWAP16", "BSWAP32", "BSWAP64",
             "VmError", "BudgetExceeded", "CallDepthError", "HelperError", "TailCallError",
             "PybpfError", "at_pc")  # fmt: skip
 

@@ -78,7 +78,9 @@ class Interpreter:
     ld_imm64 (map fd/value, BTF id, map index) into addresses;
     ``tail_call(env, ctx, map, index)`` returns the Interpreter to continue in
     or None when the kernel would fall through; ``budget`` bounds executed
-    instructions per run (tail calls included).
+    instructions per run (tail calls included); ``tracer(pc, regs)``, when
+    given, is called before every instruction with r0..r10 (a slower,
+    debugging build of the program).
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class Interpreter:
         tail_call=None,
         budget: int = DEFAULT_BUDGET,
         memory: Memory | None = None,
+        tracer: Callable[[int, tuple[int, ...]], None] | None = None,
     ) -> None:
         self.insns = tuple(insns)
         self.helpers = helpers or HelperTable()
@@ -101,8 +104,10 @@ class Interpreter:
         self.memory.add(self.stack)
         self.layout = Layout(self.stack.base, self.stack.end)
         self.compiled = compile_program(
-            self.insns, self.layout, resolve_imm64=resolve_imm64, budget=budget
-        )
+            self.insns, self.layout, resolve_imm64=resolve_imm64, budget=budget,
+            trace=tracer is not None,
+        )  # fmt: skip
+        self.tracer = tracer
         self._ns = self._namespace()
         self._set_hot(None)
         code = compile(self.compiled.source, "<ebpf program>", "exec")
@@ -120,6 +125,7 @@ class Interpreter:
         ns: dict[str, object] = {
             "M64": M64, "M32": M32, "S64": S64, "S32": S32, "MAX_LOOPS": MAX_LOOPS,
             "FUNC_TOKEN": FUNC_TOKEN, "STK": stack.buf, "ENV": self.env, "FRAME": [top],
+            "TRACE": self.tracer,
             "SDIV64": lambda a, b: compiler.sdiv(a, b, 64),
             "SDIV32": lambda a, b: compiler.sdiv(a, b, 32),
             "SMOD64": lambda a, b: compiler.smod(a, b, 64),
