@@ -96,3 +96,23 @@ def test_run_trace_shows_each_instruction_and_changed_registers(tmp_path: Path, 
         "   2: r0 += r1                          r0 = 0x2",
     ]
     assert lines[-3:] == ["   5: exit", "r0 = 0x3 (3)", "executed 9 instructions"]
+
+
+def test_cc_compiles_and_hello_loads_the_result(tmp_path: Path, capsys):
+    import shutil
+
+    if shutil.which("clang") is None or not Path("/usr/include/bpf/bpf_helpers.h").exists():
+        pytest.skip("clang or libbpf-dev headers not installed")
+    src = tmp_path / "hello.bpf.c"
+    src.write_bytes((Path(__file__).resolve().parent / "fixtures" / "hello.bpf.c").read_bytes())
+    assert main(["cc", str(src)]) == 0
+    obj = capsys.readouterr().out.strip()
+    assert main(["hello", obj]) == 0
+    assert "tag d35b94b4c0c10efb" in capsys.readouterr().out
+
+
+def test_cc_without_clang_says_how_to_install(tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setenv("CLANG", "no-such-clang-binary")
+    (tmp_path / "x.bpf.c").write_text("int x;")
+    assert main(["cc", str(tmp_path / "x.bpf.c")]) == 1
+    assert "apt-get install clang" in capsys.readouterr().err

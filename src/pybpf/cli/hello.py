@@ -16,10 +16,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from importlib import resources
+from pathlib import Path
 
 from pybpf.asm import llvm, xlated
 from pybpf.btf import format_value
 from pybpf.elf.reader import read_object
+from pybpf.errors import ObjectError
 from pybpf.isa import decode
 from pybpf.loader import ObjectSpec, load_object
 from pybpf.loader.listing import objdump_notes, xlated_notes
@@ -36,7 +38,10 @@ def example_bytes(name: str = EXAMPLE) -> bytes:
 
 def main(path: str | None = None) -> int:
     """Print the walkthrough; exit status 0."""
-    data = example_bytes() if path is None else open(path, "rb").read()  # noqa: SIM115
+    try:
+        data = example_bytes() if path is None else Path(path).read_bytes()
+    except OSError as err:
+        raise ObjectError(f"cannot read {path}: {err.strerror}") from None
     spec = ObjectSpec.from_bytes(data, path or EXAMPLE)
     print(f"$ llvm-objdump -S {path or EXAMPLE}")
     elf = read_object(data, path or EXAMPLE)

@@ -3,7 +3,8 @@
     pybpf asm PROG.s [-d ubpf|llvm|xlated] [-o PROG.bin | --hex]
     pybpf disasm PROG.bin [-d llvm|ubpf|xlated|objdump] [--hex]
     pybpf run PROG [--mem HEX | --mem-file F] [--budget N] [--trace] [--trace-python]
-    pybpf hello              the seed's hello program: bytes, listings, three runs
+    pybpf cc PROG.bpf.c [-o OBJ]   compile C with clang -target bpf -g -O2
+    pybpf hello [OBJ]        the seeds' hello program: load, listings, three runs
     pybpf bench              interpreter throughput
 
 Programs are raw bytecode (8 bytes per instruction) or, with ``--hex``, base16
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 from pybpf import __version__, asm
-from pybpf.cli import hello
+from pybpf.cli import cc, hello
 from pybpf.cli.trace import RegisterTrace
 from pybpf.errors import PybpfError
 from pybpf.isa import Instruction, decode, encode
@@ -121,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print each executed instruction and the registers it changed")
     p.add_argument("--trace-python", action="store_true", help="print the generated Python")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("cc", help="compile eBPF C with clang -target bpf -g -O2")
+    p.add_argument("file", help="a .bpf.c source")
+    p.add_argument("-o", "--output", help="the object (default: the source with .o)")
+    p.set_defaults(func=lambda a: print(cc.compile_c(a.file, a.output)) or 0)
 
     p = sub.add_parser("hello", help="the seed's hello program: load, list, run three times")
     p.add_argument("object", nargs="?", help="an object to use instead of hello.bpf.o")
