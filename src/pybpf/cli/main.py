@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pybpf import __version__, asm
 from pybpf.cli import cc, hello
+from pybpf.cli.bpftool.dispatch import dispatch, is_bpftool_command
 from pybpf.cli.trace import RegisterTrace
 from pybpf.errors import PybpfError
 from pybpf.isa import Instruction, decode, encode
@@ -140,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pybpf``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if is_bpftool_command(argv):
+        return dispatch(argv)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -42,6 +42,14 @@ class QueueMap(Map):
         if attr.value_size * attr.max_entries > ALLOC_LIMIT:
             raise fail(errno.ENOMEM, "storage exceeds pybpf's allocation limit")
 
+    def snapshot(self) -> list[bytes]:
+        """The values, oldest first (what a persistent kernel model saves)."""
+        return list(self._values)
+
+    def restore(self, values: list[bytes]) -> None:
+        """Replace the contents with ``values`` (oldest first), as :meth:`snapshot` gave them."""
+        self._values = deque(bytes(v) for v in values[-self.max_entries :])
+
     # --- the three operations, -errno style ---------------------------------------
     def _push(self, value: bytes, flags: int) -> int:
         if flags & UpdateFlag.NOEXIST or flags > UpdateFlag.EXIST:

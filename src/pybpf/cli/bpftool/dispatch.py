@@ -1,0 +1,62 @@
+"""Route ``pybpf [-j] [-p] [-d] OBJECT COMMAND ...`` to an object module, inside a session."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+
+from pybpf.cli.bpftool.common import EXIT_ERROR, CommandError, Ctx, match
+from pybpf.errors import PybpfError
+from pybpf.kernel import state
+
+OBJECTS = ("prog", "map", "btf", "net", "feature")
+_OPTIONS = {"-j": "json", "--json": "json", "-p": "pretty", "--pretty": "pretty",
+            "-d": "debug", "--debug": "debug"}  # fmt: skip
+
+
+def is_bpftool_command(argv: Sequence[str]) -> bool:
+    """True when ``argv`` (after global options) starts with a bpftool object."""
+    args = [a for a in argv if a not in _OPTIONS]
+    return bool(args) and any(o.startswith(args[0]) for o in OBJECTS) and len(args[0]) > 0
+
+
+def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
+    """Run one bpftool-style command; returns the exit status (255 on ``Error:``)."""
+    ctx = ctx or Ctx()
+    args = list(argv)
+    while args and args[0].startswith("-"):
+        opt = _OPTIONS.get(args.pop(0))
+        if opt is None:
+            return _error(ctx, "unknown option")
+        setattr(ctx, opt, True)
+    ctx.json = ctx.json or ctx.pretty  # bpftool: -p implies -j
+    try:
+        obj = match(args.pop(0) if args else "", OBJECTS, "object") if args else None
+        if obj is None:
+            raise CommandError("missing object: prog | map | btf | net | feature")
+        module = importlib.import_module(f"pybpf.cli.bpftool.{obj}")
+        if not args or args[0] == "help":
+            ctx.out.write(module.__doc__.strip() + "\n")
+            return 0
+        name = match(args.pop(0), list(module.COMMANDS), f"{obj} command")
+        with state.session(write=name not in getattr(module, "READ_ONLY", ())) as kernel:
+            ctx.kernel = kernel
+            return module.COMMANDS[name](ctx, args)
+    except PybpfError as err:
+        return _error(ctx, " ".join(str(err).split()))
+    except BrokenPipeError:
+        return 0
+
+
+def _error(ctx: Ctx, message: str) -> int:
+    if ctx.json:
+        ctx.out.write(json.dumps({"error": message}) + "\n")
+    else:
+        ctx.err.write(f"Error: {message}\n")
+    return EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - via pybpf
+    return dispatch(sys.argv[1:] if argv is None else argv)
