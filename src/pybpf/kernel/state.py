@@ -48,6 +48,7 @@ VERSION = 1
 _FD_MAPS = (MapType.PROG_ARRAY, MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
 _UNSAVED = (MapType.RINGBUF, MapType.PERF_EVENT_ARRAY, MapType.BLOOM_FILTER)
 DEFAULT_DEVICES = {"lo": 1, "eth0": 2}  # virtual network devices: name -> ifindex
+TRACE_KEPT = 10_000  # unread trace-pipe lines kept between commands (the oldest are dropped)
 
 
 def state_dir() -> Path:
@@ -145,13 +146,19 @@ def _save(kernel: Kernel, root: Path) -> None:
         "attachments": {
             str(k): v for k, v in kernel.attachments.items() if v in kernel.progs
         },
-        "trace": list(kernel.trace.lines),
+        "trace": list(kernel.trace.lines)[-TRACE_KEPT:],
+        "xdp_modes": {
+            str(k): v for k, v in kernel.xdp_modes.items() if k in kernel.attachments
+        },
         "devices": kernel.devices,
         "btf": getattr(kernel, "btf_blobs", {}),
+        "next_btf_id": getattr(kernel, "_next_btf_id", 1),
     }
     progs, maps = _reachable(state, root)  # what no pin or attachment reaches dies now
     state["progs"] = [r for r in state["progs"] if r["id"] in progs]
     state["maps"] = [r for r in state["maps"] if r["id"] in maps]
+    used = {str(r.get("btf_id", 0)) for r in state["progs"] + state["maps"]}
+    state["btf"] = {k: v for k, v in state["btf"].items() if k in used}
     _atomic_write(root / "state.json", json.dumps(state))
 
 
@@ -180,6 +187,7 @@ def _prog_record(p: Program) -> dict:
         "insns": encode(p.xlated).hex(), "loaded_at": p.loaded_at, "uid": p.uid,
         "expected_attach_type": p.expected_attach_type, "map_ids": p.map_ids,
         "notes": {str(k): v for k, v in getattr(p, "notes", {}).items()},
+        "linum": {str(k): v for k, v in getattr(p, "linum", {}).items()},
         "btf_id": getattr(p, "btf_id", 0), "run_count": p.run_count,
         "run_time_ns": p.run_time_ns,
     }  # fmt: skip
@@ -203,6 +211,7 @@ def _atomic_write(path: Path, text: str) -> None:
 def _restore(kernel: Kernel, root: Path) -> None:
     kernel.devices = dict(DEFAULT_DEVICES)
     kernel.attachments = {}
+    kernel.xdp_modes = {}
     _set_netdevs(kernel)
     try:
         state = json.loads((root / "state.json").read_text())
@@ -211,6 +220,7 @@ def _restore(kernel: Kernel, root: Path) -> None:
     except ValueError as err:
         raise KernelError(f"{root / 'state.json'} is corrupt: {err}", errno=errno.EIO) from None
     kernel.btf_blobs = state.get("btf", {})
+    kernel._next_btf_id = state.get("next_btf_id", 1)
     # a pin removed since (rm /sys/fs/bpf/X) frees what only it kept alive
     live_progs, live_maps = _reachable(state, root)
     map_records = [r for r in state["maps"] if r["id"] in live_maps]
@@ -228,6 +238,7 @@ def _restore(kernel: Kernel, root: Path) -> None:
     kernel.attachments = {int(k): v for k, v in state.get("attachments", {}).items()}
     kernel.trace.lines.extend(state.get("trace", []))
     kernel.devices = dict(state.get("devices", DEFAULT_DEVICES))
+    kernel.xdp_modes = {int(k): v for k, v in state.get("xdp_modes", {}).items()}
     _set_netdevs(kernel)
 
 
@@ -285,6 +296,7 @@ def _restore_prog(kernel: Kernel, r: dict, maps: dict[int, Map]) -> Program:
         expected_attach_type=r["expected_attach_type"]))  # fmt: skip
     prog.loaded_at, prog.uid = r["loaded_at"], r["uid"]
     prog.notes = {int(k): v for k, v in r.get("notes", {}).items()}
+    prog.linum = {int(k): v for k, v in r.get("linum", {}).items()}
     prog.btf_id = r.get("btf_id", 0)
     prog.run_count, prog.run_time_ns = r.get("run_count", 0), r.get("run_time_ns", 0)
     return prog

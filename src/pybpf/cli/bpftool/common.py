@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from pybpf.btf import render_plain
 from pybpf.errors import PybpfError
 
 EXIT_ERROR = 255  # bpftool returns -1 from main
@@ -30,14 +31,15 @@ class Ctx:
     json: bool = False
     pretty: bool = False
     debug: bool = False
+    bpffs: bool = False  # -f: show where objects are pinned
     kernel: Any = None
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
 
     def emit_json(self, value: object) -> None:
-        """Print ``value`` as bpftool does: compact, or indented by 4 with ``-p``."""
+        """Print ``value`` as bpftool's json_writer does: compact, or its ``-p`` layout."""
         if self.pretty:
-            self.out.write(json.dumps(value, indent=4) + "\n")
+            self.out.write(render_plain(value) + "\n")
         else:
             self.out.write(json.dumps(value, separators=(",", ":")) + "\n")
 

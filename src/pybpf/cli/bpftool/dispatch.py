@@ -13,24 +13,27 @@ from pybpf.kernel import state
 
 OBJECTS = ("prog", "map", "btf", "net", "feature")
 _OPTIONS = {"-j": "json", "--json": "json", "-p": "pretty", "--pretty": "pretty",
-            "-d": "debug", "--debug": "debug"}  # fmt: skip
+            "-d": "debug", "--debug": "debug", "-f": "bpffs", "--bpffs": "bpffs"}  # fmt: skip
 
 
 def is_bpftool_command(argv: Sequence[str]) -> bool:
     """True when ``argv`` (after global options) starts with a bpftool object."""
-    args = [a for a in argv if a not in _OPTIONS]
+    args = [a for a in argv if _options(a) is None]
     return bool(args) and any(o.startswith(args[0]) for o in OBJECTS) and len(args[0]) > 0
 
 
 def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
     """Run one bpftool-style command; returns the exit status (255 on ``Error:``)."""
     ctx = ctx or Ctx()
-    args = list(argv)
-    while args and args[0].startswith("-"):
-        opt = _OPTIONS.get(args.pop(0))
-        if opt is None:
-            return _error(ctx, "unknown option")
-        setattr(ctx, opt, True)
+    args = []
+    for arg in argv:  # like bpftool's getopt_long: options anywhere (`show id 1 --pretty`)
+        opts = _options(arg)
+        if opts is None:
+            args.append(arg)
+        for opt in opts or ():
+            setattr(ctx, opt, True)
+    if args and args[0].startswith("-") and args[0] != "-":
+        return _error(ctx, f"unknown option '{args[0]}'")
     ctx.json = ctx.json or ctx.pretty  # bpftool: -p implies -j
     try:
         obj = match(args.pop(0) if args else "", OBJECTS, "object") if args else None
@@ -41,6 +44,9 @@ def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
             ctx.out.write(module.__doc__.strip() + "\n")
             return 0
         name = match(args.pop(0), list(module.COMMANDS), f"{obj} command")
+        unlocked = getattr(module, "UNLOCKED", {}).get(name)
+        if unlocked is not None and unlocked(args):
+            return module.COMMANDS[name](ctx, args)  # it opens its own short sessions
         with state.session(write=name not in getattr(module, "READ_ONLY", ())) as kernel:
             ctx.kernel = kernel
             return module.COMMANDS[name](ctx, args)
@@ -48,6 +54,20 @@ def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
         return _error(ctx, " ".join(str(err).split()))
     except BrokenPipeError:
         return 0
+
+
+def _options(arg: str) -> list[str] | None:
+    """The global options ``arg`` sets (``-jp`` sets two), or None if it is not one."""
+    if arg in _OPTIONS:
+        return [_OPTIONS[arg]]
+    if (
+        len(arg) > 2
+        and arg[0] == "-"
+        and arg[1] != "-"
+        and all(f"-{c}" in _OPTIONS for c in arg[1:])
+    ):
+        return [_OPTIONS[f"-{c}"] for c in arg[1:]]
+    return None
 
 
 def _error(ctx: Ctx, message: str) -> int:
