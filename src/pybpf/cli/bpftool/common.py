@@ -21,7 +21,15 @@ EXIT_ERROR = 255  # bpftool returns -1 from main
 
 
 class CommandError(PybpfError):
-    """A bad argument or a refused command: bpftool's ``Error: ...``."""
+    """A bad argument or a refused command: bpftool's ``Error: ...``.
+
+    ``status`` is the exit status: 255 for bpftool's ``return -1``, ``256 - errno``
+    where bpftool returns a failed command's ``-errno``.
+    """
+
+    def __init__(self, message: str, status: int = EXIT_ERROR) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from collections.abc import Sequence
 
@@ -50,8 +49,8 @@ def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
         with state.session(write=name not in getattr(module, "READ_ONLY", ())) as kernel:
             ctx.kernel = kernel
             return module.COMMANDS[name](ctx, args)
-    except PybpfError as err:
-        return _error(ctx, " ".join(str(err).split()))
+    except PybpfError as err:  # the session is not saved: a failed command changes nothing
+        return _error(ctx, " ".join(str(err).split()), getattr(err, "status", EXIT_ERROR))
     except BrokenPipeError:
         return 0
 
@@ -70,12 +69,12 @@ def _options(arg: str) -> list[str] | None:
     return None
 
 
-def _error(ctx: Ctx, message: str) -> int:
+def _error(ctx: Ctx, message: str, status: int = EXIT_ERROR) -> int:
     if ctx.json:
-        ctx.out.write(json.dumps({"error": message}) + "\n")
+        ctx.emit_json({"error": message})
     else:
         ctx.err.write(f"Error: {message}\n")
-    return EXIT_ERROR
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - via pybpf

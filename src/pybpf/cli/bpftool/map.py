@@ -42,6 +42,7 @@ import re
 from typing import Any
 
 from pybpf.cli.bpftool.common import EXIT_ERROR, CommandError, Ctx
+from pybpf.cli.bpftool.prog import select_one
 from pybpf.errors import KernelError, PybpfError
 from pybpf.kernel import state
 from pybpf.runtime.maps.base import Map, MapAttr, MapFlag, MapType
@@ -54,31 +55,14 @@ _OBJ_NAME_LEN = 16  # BPF_OBJ_NAME_LEN
 _PAGE = 4096
 
 
-class Failed(Exception):
-    """A bpftool ``return err``: the message was printed, exit with ``status``."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
 def is_prefix(word: str, full: str) -> bool:
     """bpftool's is_prefix(): ``word`` starts ``full`` (so "" matches everything)."""
     return full.startswith(word)
 
 
-def p_err(ctx: Ctx, message: str) -> None:
-    """bpftool's p_err: ``Error: ...`` on stderr, or ``{"error": ...}`` with -j."""
-    if ctx.json:
-        ctx.emit_json({"error": message})
-    else:
-        ctx.err.write(f"Error: {message}\n")
-
-
-def fail(ctx: Ctx, message: str, status: int = EXIT_ERROR) -> Failed:
-    """Print ``message`` as bpftool's p_err and return the exception ending the command."""
-    p_err(ctx, message)
-    return Failed(status)
+def fail(ctx: Ctx, message: str, status: int = EXIT_ERROR) -> CommandError:
+    """The error ending the command: dispatch prints it as bpftool's p_err does."""
+    return CommandError(message, status)
 
 
 def errno_status(err: int) -> int:
@@ -96,7 +80,7 @@ def _errno(err: KernelError) -> int:
     return err.errno or errno.EINVAL
 
 
-def bad_arg(ctx: Ctx, word: str) -> Failed:
+def bad_arg(ctx: Ctx, word: str) -> CommandError:
     return fail(ctx, f"what is '{word}'?")
 
 
@@ -269,36 +253,7 @@ def parse_map(ctx: Ctx, args: list[str]) -> Map:
 
 def parse_prog(ctx: Ctx, args: list[str]) -> Any:
     """bpftool's prog_parse_fd: PROG := id N | tag TAG | name NAME | pinned PATH."""
-    word = _need(ctx, args, "PROG: id PROG_ID | pinned FILE | tag PROG_TAG | name PROG_NAME")
-    progs = ctx.kernel.progs
-    if is_prefix(word, "id"):
-        text = _need(ctx, args, "program id")
-        ident = strtoul(text)
-        if ident is None:
-            raise fail(ctx, f"can't parse {text} as ID")
-        prog = progs.get(ident & 0xFFFFFFFF)
-        if prog is None:
-            raise fail(ctx, f"get by id ({ident & 0xFFFFFFFF}): {strerror(errno.ENOENT)}")
-        return prog
-    if is_prefix(word, "pinned"):
-        return _pinned(ctx, _need(ctx, args, "pinned path"), "prog")
-    if is_prefix(word, "tag"):
-        tag = _need(ctx, args, "program tag").lower()
-        if not re.fullmatch(r"[0-9a-f]{16}", tag):
-            raise fail(ctx, "can't parse tag")
-        found = [progs[i] for i in sorted(progs) if getattr(progs[i], "tag", "") == tag]
-    elif is_prefix(word, "name"):
-        name = _need(ctx, args, "program name")
-        if len(name) > 127:
-            raise fail(ctx, "can't parse name")
-        found = [progs[i] for i in sorted(progs) if progs[i].name == name]
-    else:
-        raise fail(ctx, f"expected 'id', 'tag', 'name' or 'pinned', got: '{word}'?")
-    if not found:
-        raise fail(ctx, f"no program matches {word} {tag if is_prefix(word, 'tag') else name}")
-    if len(found) > 1:
-        raise fail(ctx, "several programs match this handle")
-    return found[0]
+    return select_one(ctx, args)
 
 
 # --- DATA ---------------------------------------------------------------------------------------
@@ -675,9 +630,8 @@ def do_lookup(ctx: Ctx, args: list[str]) -> int:
                 ctx.emit_json(None)
             else:
                 ctx.out.write(f"key:\n{_hex(key)}\n\nNot found\n")
-        else:
-            p_err(ctx, f"lookup failed: {strerror(err)}")
-        return errno_status(_errno(err))
+            return errno_status(errno.ENOENT)
+        raise fail(ctx, f"lookup failed: {strerror(err)}", errno_status(_errno(err))) from None
     _print_key_value(ctx, m, key, value)
     return 0
 
@@ -709,8 +663,7 @@ def do_update(ctx: Ctx, args: list[str]) -> int:
     try:
         _store(m, elem)
     except KernelError as err:
-        p_err(ctx, f"update failed: {strerror(err)}")
-        return errno_status(_errno(err))
+        raise fail(ctx, f"update failed: {strerror(err)}", errno_status(_errno(err))) from None
     if ctx.json:
         ctx.emit_json(None)
     return 0
@@ -726,8 +679,7 @@ def do_delete(ctx: Ctx, args: list[str]) -> int:
             raise KernelError("no delete", errno=errno.EINVAL)
         m.delete(elem.key or b"")
     except KernelError as err:
-        p_err(ctx, f"delete failed: {strerror(err)}")
-        return errno_status(_errno(err))
+        raise fail(ctx, f"delete failed: {strerror(err)}", errno_status(_errno(err))) from None
     if ctx.json:
         ctx.emit_json(None)
     return 0
@@ -745,8 +697,7 @@ def do_getnext(ctx: Ctx, args: list[str]) -> int:
             raise KernelError("no get_next_key", errno=errno.EINVAL)
         nxt = m.get_next_key(key)
     except KernelError as err:
-        p_err(ctx, f"can't get next key: {strerror(err)}")
-        return errno_status(_errno(err))
+        raise fail(ctx, f"can't get next key: {strerror(err)}", errno_status(_errno(err))) from None
     if ctx.json:
         ctx.emit_json({"key": _hex_json(key) if key is not None else None,
                        "next_key": _hex_json(nxt)})  # fmt: skip
@@ -769,9 +720,8 @@ def do_pop(ctx: Ctx, args: list[str]) -> int:
                 ctx.emit_json(None)
             else:
                 ctx.out.write("Error: empty map\n")  # bpftool prints this one on stdout
-        else:
-            p_err(ctx, f"pop failed: {strerror(err)}")
-        return errno_status(_errno(err))
+            return errno_status(errno.ENOENT)
+        raise fail(ctx, f"pop failed: {strerror(err)}", errno_status(_errno(err))) from None
     _print_key_value(ctx, m, key or b"", value)
     return 0
 
@@ -784,8 +734,8 @@ def do_freeze(ctx: Ctx, args: list[str]) -> int:
     try:
         m.freeze()
     except KernelError as err:
-        p_err(ctx, f"failed to freeze map: {strerror(err)}")
-        return errno_status(_errno(err))
+        raise fail(ctx, f"failed to freeze map: {strerror(err)}",
+                   errno_status(_errno(err))) from None
     if ctx.json:
         ctx.emit_json(None)
     return 0
@@ -797,8 +747,8 @@ def _pin(ctx: Ctx, obj: Any, path: str) -> int:
         state.pin(ctx.kernel, path, obj)
     except KernelError as err:
         text = strerror(err)
-        p_err(ctx, f"can't pin the object ({path}): {text}")
-        return errno_status(_errno(err))
+        raise fail(ctx, f"can't pin the object ({path}): {text}",
+                   errno_status(_errno(err))) from None
     return 0
 
 
@@ -881,24 +831,10 @@ def do_create(ctx: Ctx, args: list[str]) -> int:
     return 0
 
 
-def _checked(command):
-    """Turn :class:`Failed` (message already printed) into the exit status."""
-
-    def run(ctx: Ctx, args: list[str]) -> int:
-        try:
-            return command(ctx, list(args))
-        except Failed as done:
-            return done.status
-
-    run.__doc__ = command.__doc__
-    run.__name__ = command.__name__
-    return run
-
-
-COMMANDS = {name: _checked(fn) for name, fn in {
+COMMANDS = {
     "show": do_show, "list": do_show, "dump": do_dump, "update": do_update,
     "lookup": do_lookup, "getnext": do_getnext, "delete": do_delete, "pin": do_pin,
     "create": do_create, "peek": do_lookup, "push": do_update, "enqueue": do_update,
     "pop": do_pop, "dequeue": do_pop, "freeze": do_freeze,
-}.items()}  # fmt: skip
+}  # fmt: skip
 READ_ONLY = {"show", "list", "dump", "lookup", "getnext", "peek"}

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from pybpf.cli.bpftool.common import Ctx
-from pybpf.cli.bpftool.map import Failed, _checked, fail, is_prefix, parse_prog, req_args, strtoul
+from pybpf.cli.bpftool.common import CommandError, Ctx
+from pybpf.cli.bpftool.map import fail, is_prefix, parse_prog, req_args, strtoul
 from pybpf.errors import KernelError, PybpfError
 
 _ATTACH_TYPES = {"xdp": None, "xdpgeneric": "generic", "xdpdrv": "driver",
@@ -117,8 +117,9 @@ def do_attach(ctx: Ctx, args: list[str]) -> int:
     mode = _attach_type(ctx, args.pop(0))
     try:
         prog = parse_prog(ctx, args)
-    except Failed as done:
-        raise Failed((-errno.EINVAL) & 0xFF) from done
+    except CommandError as err:  # bpftool: a bad PROG makes attach return -EINVAL
+        err.status = (-errno.EINVAL) & 0xFF
+        raise
     ifindex = _dev_arg(ctx, args)
     overwrite = False
     if args:
@@ -496,10 +497,10 @@ def _run_packets(ctx: Ctx, prog: Any, ifindex: int, packets: list[Packet],
             "skipped": skipped, "written": written}  # fmt: skip
 
 
-COMMANDS = {name: _checked(fn) for name, fn in {
+COMMANDS = {
     "show": do_show, "list": do_show, "attach": do_attach, "detach": do_detach,
     "dev": do_dev, "feed": do_feed,
-}.items()}  # fmt: skip
+}  # fmt: skip
 READ_ONLY = {"show", "list"}
 
 __all__ = ["COMMANDS", "READ_ONLY", "PcapError", "PcapReader", "PcapWriter", "read_pcap",
