@@ -264,7 +264,7 @@ def test_percpu_values_are_per_cpu(root, capsys):
 
 
 def test_memlock_follows_the_kernels_formulas(root, capsys):
-    from pybpf.cli.bpftool.map import memlock
+    from pybpf.cli.bpftool.memlock import map_memlock as memlock
     from pybpf.runtime.kernel import Kernel
     from pybpf.runtime.maps.base import MapAttr, MapType
 

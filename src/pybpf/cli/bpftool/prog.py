@@ -46,6 +46,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pybpf.cli.bpftool.common import EXIT_ERROR, CommandError, Ctx, match, no_more, take
+from pybpf.cli.bpftool.memlock import prog_memlock
 from pybpf.errors import KernelError, PybpfError
 from pybpf.isa import encode, slot_offsets
 from pybpf.isa.helper_ids import helper_name as _helper_name
@@ -55,8 +56,6 @@ from pybpf.runtime.progtypes import PROG_TYPES, sec_to_prog_type
 
 HELPER_BASE = -65536  # fake helper offsets: HELPER_BASE - HELPER_STRIDE * id
 HELPER_STRIDE = 256
-PROG_HEADER = 72  # offsetof(struct bpf_prog, insns) on x86-64
-PAGE = 4096
 DEFAULT_SIZE_OUT = 32 * 1024  # bpftool's SZ_32K
 SELECTORS = ("id", "tag", "name", "pinned")
 FOLLOW_INTERVAL = 0.5
@@ -71,12 +70,6 @@ def helper_text(insn) -> str | None:
     if name is None:
         return None
     return f"bpf_{name}#{HELPER_BASE - HELPER_STRIDE * insn.imm}"
-
-
-def memlock(prog) -> int:
-    """bytes_memlock: bpf_prog_size() rounded up to pages."""
-    size = PROG_HEADER + prog.bytes_xlated
-    return PAGE * ((size + PAGE - 1) // PAGE)
 
 
 def _type_name(prog) -> str | None:
@@ -165,7 +158,7 @@ def prog_json(ctx: Ctx, prog, pins: dict[int, list[str]] | None) -> dict:
     out["orphaned"] = False
     out["bytes_xlated"] = prog.bytes_xlated
     out["jited"] = False
-    out["bytes_memlock"] = memlock(prog)
+    out["bytes_memlock"] = prog_memlock(prog)
     if prog.map_ids:
         out["map_ids"] = list(prog.map_ids)
     if getattr(prog, "btf_id", 0):
@@ -191,7 +184,7 @@ def prog_plain(prog, pins: dict[int, list[str]] | None) -> str:
     """print_prog_plain."""
     text = header_plain(prog)
     text += f"\tloaded_at {_loaded_at(prog, False)}  uid {prog.uid}\n"
-    text += f"\txlated {prog.bytes_xlated}B  not jited  memlock {memlock(prog)}B"
+    text += f"\txlated {prog.bytes_xlated}B  not jited  memlock {prog_memlock(prog)}B"
     if prog.map_ids:
         text += "  map_ids " + ",".join(map(str, prog.map_ids))
     for path in (pins or {}).get(prog.id, []):
@@ -731,5 +724,5 @@ COMMANDS = {
 UNLOCKED = {"tracelog": lambda args: any(a and "follow".startswith(a) for a in args)}
 READ_ONLY = {"show", "list", "dump"}
 
-__all__ = ["COMMANDS", "READ_ONLY", "UNLOCKED", "helper_text", "kernel_btf_blob", "memlock",
+__all__ = ["COMMANDS", "READ_ONLY", "UNLOCKED", "helper_text", "kernel_btf_blob",
            "select", "xlated_plain"]
