@@ -191,7 +191,7 @@ def test_pin_loadall_pinmaps_and_lifetime(loaded, tmp_path):
 
 def test_btf_and_feature(loaded):
     status, out, _ = loaded("btf", "list")
-    assert status == 0 and out == "1: name <anon>  size 692B  prog_ids 1  map_ids 1,2\n"
+    assert status == 0 and out == "1: name <anon>  size 693B  prog_ids 1  map_ids 1,2\n"
     _, out, _ = loaded("btf", "dump", "id", "1")
     assert "[16] DATASEC '.bss' size=4 vlen=1\n" in out  # fixed up as the kernel holds it
     _, out, _ = loaded("btf", "dump", "file", HELLO)
@@ -270,7 +270,7 @@ def test_linum_in_process():
     prog.notes = progmod.xlated_notes(spec, spec.programs[0])
     prog.linum = progmod._linum_notes(spec, spec.programs[0])
     text = progmod.xlated_plain(prog, linum=True)
-    assert '; bpf_printk("Hello World %d", counter); [file:./hello.bpf.c line_num:13 ' \
+    assert '; bpf_printk("Hello World %d", counter); [file:./hello.bpf.c line_num:8 ' \
            'line_col:5]\n' in text  # fmt: skip
     item = progmod.xlated_json(prog, linum=True)[0]
-    assert (item["file"], item["line_num"], item["line_col"]) == ("./hello.bpf.c", 13, 5)
+    assert (item["file"], item["line_num"], item["line_col"]) == ("./hello.bpf.c", 8, 5)

@@ -1,8 +1,3 @@
-/* The seed's "Hello World" for a network interface, exactly as the book writes it.
- *
- * Tests: a .bss global (counter, zero-initialised) read and incremented by the
- * program, bpf_printk (bpf_trace_printk with a format string in .rodata), XDP_PASS.
- */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
@@ -11,7 +6,7 @@ int counter = 0;
 SEC("xdp")
 int hello(struct xdp_md *ctx) {
     bpf_printk("Hello World %d", counter);
-    counter++;
+    counter++; 
     return XDP_PASS;
 }
 
