@@ -262,74 +262,20 @@ def _build() -> list[OpSpec]:
         )
         code = Class.STX | Mode.ATOMIC | size
         mem = frozenset((_D, _S, _O))
-        add(
-            OpSpec(
-                f"load_acq{s}",
-                code,
-                Kind.LOAD_ACQ,
-                mem,
-                AtomicOp.LOAD_ACQ,
-                nbytes,
-                disc=(_I, AtomicOp.LOAD_ACQ),
-                cpu=4,
-            )
-        )
-        add(
-            OpSpec(
-                f"store_rel{s}",
-                code,
-                Kind.STORE_REL,
-                mem,
-                AtomicOp.STORE_REL,
-                nbytes,
-                disc=(_I, AtomicOp.STORE_REL),
-                cpu=4,
-            )
-        )
+
+        def atomic(name: str, kind: Kind, op: int, cpu: int) -> None:
+            # every BPF_STX | BPF_ATOMIC form: the operation in imm selects it
+            add(OpSpec(name, code, kind, mem, op, nbytes, disc=(_I, op), cpu=cpu))  # noqa: B023
+
+        atomic(f"load_acq{s}", Kind.LOAD_ACQ, AtomicOp.LOAD_ACQ, 4)
+        atomic(f"store_rel{s}", Kind.STORE_REL, AtomicOp.STORE_REL, 4)
         if size not in (Size.W, Size.DW):
             continue
         for aop, base in ATOMIC_NAMES.items():
-            add(
-                OpSpec(
-                    f"lock_{base}_{s}", code, Kind.ATOMIC, mem, aop, nbytes, disc=(_I, aop), cpu=3
-                )
-            )
-            add(
-                OpSpec(
-                    f"lock_fetch_{base}_{s}",
-                    code,
-                    Kind.ATOMIC,
-                    mem,
-                    aop | AtomicOp.FETCH,
-                    nbytes,
-                    disc=(_I, aop | AtomicOp.FETCH),
-                    cpu=3,
-                )
-            )
-        add(
-            OpSpec(
-                f"lock_xchg_{s}",
-                code,
-                Kind.ATOMIC,
-                mem,
-                AtomicOp.XCHG,
-                nbytes,
-                disc=(_I, AtomicOp.XCHG),
-                cpu=3,
-            )
-        )
-        add(
-            OpSpec(
-                f"lock_cmpxchg_{s}",
-                code,
-                Kind.ATOMIC,
-                mem,
-                AtomicOp.CMPXCHG,
-                nbytes,
-                disc=(_I, AtomicOp.CMPXCHG),
-                cpu=3,
-            )
-        )
+            atomic(f"lock_{base}_{s}", Kind.ATOMIC, aop, 3)
+            atomic(f"lock_fetch_{base}_{s}", Kind.ATOMIC, aop | AtomicOp.FETCH, 3)
+        atomic(f"lock_xchg_{s}", Kind.ATOMIC, AtomicOp.XCHG, 3)
+        atomic(f"lock_cmpxchg_{s}", Kind.ATOMIC, AtomicOp.CMPXCHG, 3)
     return specs
 
 
