@@ -126,29 +126,13 @@ def map_dump_json(
 # --- json_writer in pretty mode ---------------------------------------------------
 
 
+# json_writer's escapes (bpftool's json_writer.c jsonw_puts): note the single quote
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r",
+            "\f": "\\f", "\b": "\\b", "'": "\\'"}  # fmt: skip
+
+
 def _quote(s: str) -> str:
-    out = ['"']
-    for c in s:
-        if c == '"':
-            out.append('\\"')
-        elif c == "\\":
-            out.append("\\\\")
-        elif c == "\t":
-            out.append("\\t")
-        elif c == "\n":
-            out.append("\\n")
-        elif c == "\r":
-            out.append("\\r")
-        elif c == "\f":
-            out.append("\\f")
-        elif c == "\b":
-            out.append("\\b")
-        elif c == "'":
-            out.append("\\'")
-        else:
-            out.append(c)
-    out.append('"')
-    return "".join(out)
+    return '"' + "".join(_ESCAPES.get(c, c) for c in s) + '"'
 
 
 def _scalar(v: Any) -> str:
