@@ -175,5 +175,28 @@ class KernelError(PybpfError):
         super().__init__(message)
 
 
+class VerifierError(KernelError):
+    """The verifier refused a program (the kernel answers EACCES or EINVAL).
+
+    ``pc`` is the instruction (slot index, as the kernel's log numbers it)
+    the refusal is about, or None for a whole-program check; ``reason`` is the
+    kernel's one-line message (``R0 !read_ok``); ``log`` the full log at the
+    level asked for; ``report`` the explanation for people (source line,
+    path, hint), empty when none was built.
+    """
+
+    def __init__(self, reason: str, *, pc: int | None = None, errno: int = 13, log: str = "",
+                 report: str = "") -> None:  # fmt: skip
+        self.pc = pc
+        self.reason = reason
+        self.report = report
+        where = f"pc {pc}: " if pc is not None else ""
+        super().__init__(f"{where}{reason}", errno=errno, log=log)
+
+
+class JitError(PybpfError):
+    """The JIT could not compile a program (an engine limit, not a program fault)."""
+
+
 class KernelUnavailable(KernelError):
     """bpf(2) cannot be used by this process (not Linux, no permission...)."""
