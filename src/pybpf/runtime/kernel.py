@@ -29,12 +29,13 @@ class Kernel:
     """Maps, programs and shared state of one simulated machine."""
 
     def __init__(self, *, ncpus: int | None = None, seed: int | None = None,
-                 tag_algorithm: str = "sha1") -> None:  # fmt: skip
+                 tag_algorithm: str = "sha1", verify: bool = False) -> None:  # fmt: skip
         self.space = AddressSpace()
         self.ncpus = ncpus or os.cpu_count() or 1
         self.random = random.Random(seed)
         self.trace = TracePipe()
         self.tag_algorithm = tag_algorithm
+        self.verify = verify  # run the verifier at every prog_load (bpf_check)
         self.maps: dict[int, Map] = {}
         self.progs: dict[int, object] = {}
         self._map_by_ptr: dict[int, Map] = {}
@@ -116,17 +117,26 @@ class Kernel:
         maps: Mapping[int, Map] | Sequence[Map] = (),
         expected_attach_type: int = 0,
         engine: str = "interp",
+        log_level: int = 0,
+        verify: bool | None = None,
+        line_info: Mapping | None = None,
     ):
         """BPF_PROG_LOAD: check, relocate and prepare ``insns``; returns the Program.
 
         ``maps`` resolves ld_imm64 map references: a mapping from the fd a
         MAP_FD / MAP_VALUE instruction names to the map, or a sequence
-        indexed by MAP_IDX / MAP_IDX_VALUE (libbpf's fd_array).
+        indexed by MAP_IDX / MAP_IDX_VALUE (libbpf's fd_array).  The verifier
+        runs when ``verify`` (default: the kernel's ``verify`` setting) is true;
+        a refusal raises VerifierError with the log at ``log_level`` (0, 1 or
+        2) and a report using ``line_info`` (pc -> BTF line info record).
         """
         from pybpf.runtime.program import Program  # program.py imports this module
 
         prog = Program.load(self, insns, prog_type, name=name, license=license, maps=maps,
-                            expected_attach_type=expected_attach_type, engine=engine)  # fmt: skip
+                            expected_attach_type=expected_attach_type, engine=engine,
+                            log_level=log_level,
+                            verify=self.verify if verify is None else verify,
+                            line_info=line_info)  # fmt: skip
         prog.id = self._next_prog_id
         self._next_prog_id += 1
         self.progs[prog.id] = prog

@@ -61,6 +61,7 @@ class Program:
         self.xlated: tuple[Instruction, ...] = ()
         self.maps: list[Map] = []
         self.tag = ""
+        self.verdict = None  # the verifier's Verdict when the program was verified
         self.engine: Interpreter | None = None
         self.expected_attach_type = 0
         self.run_count = 0
@@ -84,7 +85,8 @@ class Program:
     @classmethod
     def load(cls, kernel: Kernel, insns: Sequence[Instruction], prog_type, *, name: str = "",
              license: str = "GPL", maps: Mapping[int, Map] | Sequence[Map] = (),
-             expected_attach_type: int = 0, engine: str = "interp") -> Program:  # fmt: skip
+             expected_attach_type: int = 0, engine: str = "interp", log_level: int = 0,
+             verify: bool = False, line_info: Mapping | None = None) -> Program:  # fmt: skip
         """Check and prepare ``insns`` (see the module docstring); KernelError on refusal."""
         try:
             prog_type = ProgType(prog_type)
@@ -104,7 +106,12 @@ class Program:
         except PybpfError as err:
             raise KernelError(str(err), errno=errno.EINVAL) from err
         prog.xlated = tuple(prog._relocate(prog.insns, maps))
-        prog.tag = prog_tag(prog.xlated, kernel.tag_algorithm)
+        prog.tag = prog_tag(prog.xlated, kernel.tag_algorithm)  # before the verifier's rewrites
+        if verify:
+            from pybpf.runtime.verification import verify_program
+
+            prog.verdict = verify_program(prog, log_level=log_level, line_info=line_info)
+            prog.xlated = prog.verdict.xlated
         helpers = helper_table(
             kernel,
             prog,

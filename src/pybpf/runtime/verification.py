@@ -1,0 +1,41 @@
+"""Running the verifier at load time, as BPF_PROG_LOAD runs ``bpf_check``.
+
+:func:`verify_program` describes a program's target to the pure verifier
+(:mod:`pybpf.verifier`): its program type and attach type, the license, the
+maps its xlated image references (by id, as ``ld_imm64 map[id:N]`` names
+them) and the prototypes of the helpers its program type may call.  On a
+refusal it raises :class:`~pybpf.errors.VerifierError` carrying the log at
+the level asked for and the report for people; on success it returns the
+verdict, whose ``xlated`` image (dead code removed, constant branches
+hard-wired) the program keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from pybpf.runtime.helpers import HELPERS
+from pybpf.runtime.progtypes import PROG_TYPES
+
+if TYPE_CHECKING:
+    from pybpf.runtime.program import Program
+
+
+def verify_program(prog: Program, *, log_level: int = 0, line_info: Mapping | None = None):
+    """Verify ``prog.xlated``; returns the Verdict or raises VerifierError."""
+    from pybpf.verifier import Target, verify
+
+    allowed = PROG_TYPES[prog.prog_type].helpers
+    target = Target(
+        prog_type=int(prog.prog_type),
+        attach_type=prog.expected_attach_type,
+        gpl=prog.gpl_compatible,
+        maps={m.id: m for m in prog.maps},
+        helpers={ident: HELPERS[ident].proto for ident in allowed if ident in HELPERS},
+        line_info=line_info,
+    )
+    verdict = verify(prog.xlated, target, log_level=log_level)
+    if not verdict.ok:
+        raise verdict.error
+    return verdict
