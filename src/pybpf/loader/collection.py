@@ -90,12 +90,15 @@ def load_object(
     *,
     target_btf=None,
     rodata: Mapping[str, bytes] | None = None,
+    log_level: int = 0,
 ) -> Collection:
     """Open (if needed) and load an object; see the module docstring.
 
     ``source`` is a spec, a path, or the object's bytes.  ``rodata`` replaces
     the initial contents of global-data maps by name before they are frozen
     (the set-before-load pattern of ``const volatile`` configuration).
+    ``log_level`` is the verifier log's level (0, 1, 2); each program's BTF
+    line info goes with it so a refusal can name the source line.
     """
     if isinstance(source, ObjectSpec):
         spec = source
@@ -112,7 +115,8 @@ def load_object(
             coll.maps[m.name] = maps[-1]
         _fill_slots(spec, coll.maps, coll.maps, prog_array=False)  # init_map_in_map_slots
         for prog_spec in spec.programs:
-            coll.programs[prog_spec.name] = _load_program(kernel, spec, prog_spec, maps, target_btf)
+            coll.programs[prog_spec.name] = _load_program(kernel, spec, prog_spec, maps, target_btf,
+                                                          log_level)
         _fill_slots(spec, coll.maps, coll.programs, prog_array=True)  # init_prog_array_slots
     except BaseException:
         coll.close()
@@ -147,7 +151,7 @@ def _create_map(kernel: Kernel, spec: MapSpec, initial: bytes | None) -> Map:
 
 
 def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: list[Map],
-                  target_btf) -> Program:  # fmt: skip
+                  target_btf, log_level: int = 0) -> Program:  # fmt: skip
     if prog.prog_type is None:
         raise ObjectError(f"program {prog.name!r}: section {prog.section!r} names no program "
                           "type libbpf knows", section=prog.section, symbol=prog.name)  # fmt: skip
@@ -157,7 +161,9 @@ def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: lis
     try:
         loaded = kernel.prog_load(insns, prog.prog_type, name=_prog_name(prog.name),
                                   license=spec.license or "", maps=maps,
-                                  expected_attach_type=prog.expected_attach_type or 0)  # fmt: skip
+                                  expected_attach_type=prog.expected_attach_type or 0,
+                                  log_level=log_level,
+                                  line_info={i.insn_index: i for i in prog.line_info})  # fmt: skip
     except PybpfError as err:
         err.args = (f"program {prog.name!r} (section {prog.section!r}): {err.args[0]}",
                     *err.args[1:])  # fmt: skip

@@ -39,6 +39,7 @@ class Ctx:
     json: bool = False
     pretty: bool = False
     debug: bool = False
+    log_level: int | None = None  # --log-level N: the verifier log's level (pybpf's option)
     bpffs: bool = False  # -f: show where objects are pinned
     kernel: Any = None
     out: TextIO = field(default_factory=lambda: sys.stdout)

@@ -25,7 +25,15 @@ def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
     """Run one bpftool-style command; returns the exit status (255 on ``Error:``)."""
     ctx = ctx or Ctx()
     args = []
-    for arg in argv:  # like bpftool's getopt_long: options anywhere (`show id 1 --pretty`)
+    argv = list(argv)
+    while argv:  # like bpftool's getopt_long: options anywhere (`show id 1 --pretty`)
+        arg = argv.pop(0)
+        if arg == "--log-level" or arg.startswith("--log-level="):
+            value = arg.partition("=")[2] if "=" in arg else (argv.pop(0) if argv else "")
+            if value not in ("0", "1", "2"):
+                return _error(ctx, f"--log-level takes 0, 1 or 2, not '{value}'")
+            ctx.log_level = int(value)
+            continue
         opts = _options(arg)
         if opts is None:
             args.append(arg)

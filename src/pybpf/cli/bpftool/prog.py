@@ -401,7 +401,8 @@ def _linum_notes(spec, prog_spec) -> dict[int, str]:
 def _load(ctx: Ctx, args: list[str], first_only: bool) -> int:
     from dataclasses import replace
 
-    from pybpf.loader import ObjectSpec, load_object
+    from pybpf.cli.bpftool.loadlog import load_with_log
+    from pybpf.loader import ObjectSpec
 
     cmd = "load" if first_only else "loadall"
     if len(args) < 2:
@@ -447,10 +448,7 @@ def _load(ctx: Ctx, args: list[str], first_only: bool) -> int:
         spec = replace(spec, programs=tuple(replace(p, prog_type=kind,
                        expected_attach_type=attach) for p in spec.programs))  # fmt: skip
     kernel = ctx.kernel
-    try:
-        coll = load_object(spec, kernel)
-    except PybpfError as err:
-        raise CommandError(f"failed to load object file: {err}") from None
+    coll = load_with_log(ctx, spec, kernel)
     btf_id = 0
     if spec.btf_data:
         btf_id = _new_btf_id(kernel)
