@@ -23,11 +23,11 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pybpf.isa.helper_ids import helper_name
 from pybpf.runtime.maps.base import fail
+from pybpf.verifier.protos import Arg, ArgFlag, ArgType, HelperProto, Ret
 from pybpf.vm.helpers import HelperTable
 
 if TYPE_CHECKING:
@@ -35,57 +35,50 @@ if TYPE_CHECKING:
     from pybpf.runtime.program import Program
 
 
-class Arg(Enum):
-    """Argument kinds (``enum bpf_arg_type``, the ones pybpf's helpers use)."""
-
-    ANYTHING = "anything"
-    CONST_MAP_PTR = "const_map_ptr"
-    PTR_TO_MAP_KEY = "ptr_to_map_key"
-    PTR_TO_MAP_VALUE = "ptr_to_map_value"
-    PTR_TO_MEM = "ptr_to_mem"  # followed by CONST_SIZE(_OR_ZERO)
-    PTR_TO_UNINIT_MEM = "ptr_to_uninit_mem"
-    CONST_SIZE = "const_size"
-    CONST_SIZE_OR_ZERO = "const_size_or_zero"
-    PTR_TO_CTX = "ptr_to_ctx"
-    PTR_TO_CONST_STR = "ptr_to_const_str"
-    PTR_TO_FUNC = "ptr_to_func"
-    PTR_TO_STACK_OR_NULL = "ptr_to_stack_or_null"
-    PTR_TO_RINGBUF_MEM = "ptr_to_ringbuf_mem"
-    PTR_TO_SPIN_LOCK = "ptr_to_spin_lock"
-    PTR_TO_LONG = "ptr_to_long"
-    PTR_TO_INT = "ptr_to_int"
-
-
-class Ret(Enum):
-    """Return kinds (``enum bpf_return_type``)."""
-
-    INTEGER = "integer"
-    VOID = "void"
-    PTR_TO_MAP_VALUE_OR_NULL = "ptr_to_map_value_or_null"
-    PTR_TO_RINGBUF_MEM_OR_NULL = "ptr_to_ringbuf_mem_or_null"
-    PTR_TO_MEM_OR_NULL = "ptr_to_mem_or_null"
-
-
 HelperFn = Callable[..., int]
+
+
+__all__ = ["HELPERS", "Arg", "ArgFlag", "ArgType", "HelperDef", "HelperProto", "Ret", "define",
+           "helper_table"]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class HelperDef:
-    """One helper: its kernel id and name, prototype, license restriction, code."""
+    """One helper: its kernel id and name, prototype, code.
+
+    ``proto`` is what the verifier checks (:class:`pybpf.verifier.protos.HelperProto`);
+    ``args``, ``ret`` and ``gpl_only`` are the prototype's fields as declared.
+    """
 
     id: int
     name: str
-    args: tuple[Arg, ...]
-    ret: Ret
     fn: HelperFn
-    gpl_only: bool = False
+    proto: HelperProto
+
+    @property
+    def args(self) -> tuple[Arg | ArgType, ...]:
+        return tuple(a if a.flags or a.size else a.base for a in self.proto.args)
+
+    @property
+    def ret(self) -> Ret:
+        return self.proto.ret
+
+    @property
+    def gpl_only(self) -> bool:
+        return self.proto.gpl_only
 
 
 HELPERS: dict[int, HelperDef] = {}
 
 
-def define(name: str, args: Sequence[Arg], ret: Ret, *, gpl_only: bool = False):
-    """Decorator: register ``fn`` as the helper called ``name`` (bpf_ prefix optional)."""
+def define(name: str, args: Sequence[Arg | ArgType], ret: Ret, *, gpl_only: bool = False,
+           **facts: Any):
+    """Decorator: register ``fn`` as the helper called ``name`` (bpf_ prefix optional).
+
+    ``args``, ``ret``, ``gpl_only`` and ``facts`` (the other fields of
+    :class:`~pybpf.verifier.protos.HelperProto`: pkt_access, acquire,
+    callback...) are the kernel's ``bpf_func_proto`` for the helper.
+    """
     from pybpf.isa.helper_ids import helper_id
 
     def deco(fn: HelperFn) -> HelperFn:
@@ -94,9 +87,9 @@ def define(name: str, args: Sequence[Arg], ret: Ret, *, gpl_only: bool = False):
             raise ValueError(f"{name} is not in enum bpf_func_id")
         if ident in HELPERS:
             raise ValueError(f"helper {ident} ({name}) is defined twice")
-        HELPERS[ident] = HelperDef(
-            ident, f"bpf_{helper_name(ident)}", tuple(args), ret, fn, gpl_only
-        )
+        full = f"bpf_{helper_name(ident)}"
+        proto = HelperProto(full, tuple(args), ret, gpl_only=gpl_only, **facts)
+        HELPERS[ident] = HelperDef(ident, full, fn, proto)
         return fn
 
     return deco

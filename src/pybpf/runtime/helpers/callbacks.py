@@ -26,12 +26,13 @@ import errno
 from pybpf.errors import KernelError
 from pybpf.runtime.helpers import Arg, Ret, define
 from pybpf.runtime.helpers._common import map_arg, u32
+from pybpf.verifier import protos as P
 
 BPF_MAX_LOOPS = 1 << 23
 
 
-@define("loop", [Arg.ANYTHING, Arg.PTR_TO_FUNC, Arg.PTR_TO_STACK_OR_NULL, Arg.ANYTHING],
-        Ret.INTEGER)  # fmt: skip
+@define("loop", [Arg.ANYTHING, Arg.PTR_TO_FUNC, P.PTR_TO_STACK_OR_NULL, Arg.ANYTHING],
+        Ret.INTEGER, callback=P.LOOP_CALLBACK)  # fmt: skip
 def loop(env, r1, r2, r3, r4, r5):
     if r4:
         return -errno.EINVAL
@@ -45,8 +46,8 @@ def loop(env, r1, r2, r3, r4, r5):
     return nr_loops
 
 
-@define("for_each_map_elem", [Arg.CONST_MAP_PTR, Arg.PTR_TO_FUNC, Arg.PTR_TO_STACK_OR_NULL,
-                              Arg.ANYTHING], Ret.INTEGER)  # fmt: skip
+@define("for_each_map_elem", [Arg.CONST_MAP_PTR, Arg.PTR_TO_FUNC, P.PTR_TO_STACK_OR_NULL,
+                              Arg.ANYTHING], Ret.INTEGER, callback=P.MAP_ELEM_CALLBACK)  # fmt: skip
 def for_each_map_elem(env, r1, r2, r3, r4, r5):
     if r4:
         return -errno.EINVAL

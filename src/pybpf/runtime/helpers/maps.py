@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import errno
 
-from pybpf.runtime.helpers import Arg, Ret, define
+from pybpf.runtime.helpers import Arg, ArgFlag, Ret, define
 from pybpf.runtime.helpers._common import call_with_cpu, map_arg, u32
 
 A = Arg
+# pop/peek fill the value: ARG_PTR_TO_MAP_VALUE | MEM_UNINIT | MEM_WRITE
+_VALUE_OUT = A.PTR_TO_MAP_VALUE | ArgFlag.MEM_UNINIT | ArgFlag.MEM_WRITE
 
 
-@define("map_lookup_elem", [A.CONST_MAP_PTR, A.PTR_TO_MAP_KEY], Ret.PTR_TO_MAP_VALUE_OR_NULL)
+@define("map_lookup_elem", [A.CONST_MAP_PTR, A.PTR_TO_MAP_KEY], Ret.PTR_TO_MAP_VALUE_OR_NULL,
+        pkt_access=True)  # fmt: skip
 def map_lookup_elem(env, r1, r2, r3, r4, r5):
     m = map_arg(env, r1)
     if m is None:
@@ -29,7 +32,7 @@ def map_lookup_elem(env, r1, r2, r3, r4, r5):
 
 
 @define("map_update_elem", [A.CONST_MAP_PTR, A.PTR_TO_MAP_KEY, A.PTR_TO_MAP_VALUE, A.ANYTHING],
-        Ret.INTEGER)  # fmt: skip
+        Ret.INTEGER, pkt_access=True)  # fmt: skip
 def map_update_elem(env, r1, r2, r3, r4, r5):
     m = map_arg(env, r1)
     if m is None:
@@ -37,7 +40,7 @@ def map_update_elem(env, r1, r2, r3, r4, r5):
     return m.prog_update(r2, r3, r4, cpu=env.cpu)
 
 
-@define("map_delete_elem", [A.CONST_MAP_PTR, A.PTR_TO_MAP_KEY], Ret.INTEGER)
+@define("map_delete_elem", [A.CONST_MAP_PTR, A.PTR_TO_MAP_KEY], Ret.INTEGER, pkt_access=True)
 def map_delete_elem(env, r1, r2, r3, r4, r5):
     m = map_arg(env, r1)
     if m is None:
@@ -53,23 +56,24 @@ def _queue_op(env, address: int, op: str, *args: int) -> int:
     return call_with_cpu(method, *args, cpu=env.cpu)
 
 
-@define("map_push_elem", [A.CONST_MAP_PTR, A.PTR_TO_MAP_VALUE, A.ANYTHING], Ret.INTEGER)
+@define("map_push_elem", [A.CONST_MAP_PTR, A.PTR_TO_MAP_VALUE, A.ANYTHING], Ret.INTEGER,
+        pkt_access=True)  # fmt: skip
 def map_push_elem(env, r1, r2, r3, r4, r5):
     return _queue_op(env, r1, "prog_push", r2, r3)
 
 
-@define("map_pop_elem", [A.CONST_MAP_PTR, A.PTR_TO_MAP_VALUE], Ret.INTEGER)
+@define("map_pop_elem", [A.CONST_MAP_PTR, _VALUE_OUT], Ret.INTEGER)
 def map_pop_elem(env, r1, r2, r3, r4, r5):
     return _queue_op(env, r1, "prog_pop", r2)
 
 
-@define("map_peek_elem", [A.CONST_MAP_PTR, A.PTR_TO_MAP_VALUE], Ret.INTEGER)
+@define("map_peek_elem", [A.CONST_MAP_PTR, _VALUE_OUT], Ret.INTEGER)
 def map_peek_elem(env, r1, r2, r3, r4, r5):
     return _queue_op(env, r1, "prog_peek", r2)
 
 
 @define("map_lookup_percpu_elem", [A.CONST_MAP_PTR, A.PTR_TO_MAP_KEY, A.ANYTHING],
-        Ret.PTR_TO_MAP_VALUE_OR_NULL)  # fmt: skip
+        Ret.PTR_TO_MAP_VALUE_OR_NULL, pkt_access=True)  # fmt: skip
 def map_lookup_percpu_elem(env, r1, r2, r3, r4, r5):
     """The value of ``key`` on CPU ``r3`` of a per-CPU map; NULL past the last CPU."""
     m = map_arg(env, r1)

@@ -22,7 +22,8 @@ from __future__ import annotations
 import errno
 
 from pybpf.errors import HelperError
-from pybpf.runtime.helpers import Arg, Ret, define
+from pybpf.runtime.helpers import Arg, ArgFlag, Ret, define
+from pybpf.verifier import protos as P
 
 ENOTSUPP = 524
 ETH_HLEN = 14
@@ -37,6 +38,8 @@ BPF_F_PSEUDO_HDR, BPF_F_MARK_MANGLED_0, BPF_F_MARK_ENFORCE, BPF_F_IPV6 = 16, 32,
 CSUM_MANGLED_0 = 0xFFFF
 INT_MAX = 0x7FFFFFFF
 M32, M64 = 0xFFFFFFFF, (1 << 64) - 1
+# csum_diff reads either buffer, or none: ARG_PTR_TO_MEM | PTR_MAYBE_NULL | MEM_RDONLY
+_RDONLY_OR_NULL = P.PTR_TO_RDONLY_MEM | ArgFlag.MAYBE_NULL
 _DEVMAPS = (14, 25)  # BPF_MAP_TYPE_DEVMAP, DEVMAP_HASH
 
 
@@ -83,8 +86,9 @@ def _csum16_add(csum: int, addend: int) -> int:
     return (res + (res < (addend & 0xFFFF))) & 0xFFFF
 
 
-@define("csum_diff", [Arg.PTR_TO_MEM, Arg.CONST_SIZE_OR_ZERO, Arg.PTR_TO_MEM,
-                      Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING], Ret.INTEGER)  # fmt: skip
+@define("csum_diff", [_RDONLY_OR_NULL, Arg.CONST_SIZE_OR_ZERO, _RDONLY_OR_NULL,
+                      Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING], Ret.INTEGER,
+        pkt_access=True)  # fmt: skip
 def csum_diff(env, from_ptr, from_size, to_ptr, to_size, seed):
     """bpf_csum_diff: the folded 16-bit sum of ``to`` minus ``from`` plus ``seed``."""
     from_size, to_size, ret = from_size & M32, to_size & M32, seed & M32
@@ -108,7 +112,7 @@ def _xdp(env):
     return xdp
 
 
-@define("xdp_adjust_head", [Arg.PTR_TO_CTX, Arg.ANYTHING], Ret.INTEGER)
+@define("xdp_adjust_head", [Arg.PTR_TO_CTX, Arg.ANYTHING], Ret.INTEGER, changes_pkt_data=True)
 def xdp_adjust_head(env, ctx, offset, r3=0, r4=0, r5=0):
     """bpf_xdp_adjust_head: move data by ``offset`` (meta data moves along)."""
     xdp, offset = _xdp(env), _s32(offset)
@@ -125,7 +129,7 @@ def xdp_adjust_head(env, ctx, offset, r3=0, r4=0, r5=0):
     return 0
 
 
-@define("xdp_adjust_tail", [Arg.PTR_TO_CTX, Arg.ANYTHING], Ret.INTEGER)
+@define("xdp_adjust_tail", [Arg.PTR_TO_CTX, Arg.ANYTHING], Ret.INTEGER, changes_pkt_data=True)
 def xdp_adjust_tail(env, ctx, offset, r3=0, r4=0, r5=0):
     """bpf_xdp_adjust_tail: move data_end (or the last fragment's end) by ``offset``."""
     xdp, offset = _xdp(env), _s32(offset)
@@ -160,7 +164,7 @@ def _frags_adjust_tail(xdp, offset: int) -> int:
     return 0
 
 
-@define("xdp_adjust_meta", [Arg.PTR_TO_CTX, Arg.ANYTHING], Ret.INTEGER)
+@define("xdp_adjust_meta", [Arg.PTR_TO_CTX, Arg.ANYTHING], Ret.INTEGER, changes_pkt_data=True)
 def xdp_adjust_meta(env, ctx, offset, r3=0, r4=0, r5=0):
     """bpf_xdp_adjust_meta: move data_meta by ``offset``."""
     xdp, offset = _xdp(env), _s32(offset)
@@ -186,7 +190,7 @@ def _xdp_pointer(xdp, offset: int, length: int) -> int | None:
     return None
 
 
-@define("xdp_load_bytes", [Arg.PTR_TO_CTX, Arg.ANYTHING, Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE],
+@define("xdp_load_bytes", [Arg.PTR_TO_CTX, Arg.ANYTHING, P.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE],
         Ret.INTEGER)  # fmt: skip
 def xdp_load_bytes(env, ctx, offset, buf, length, r5=0):
     """bpf_xdp_load_bytes: copy ``length`` bytes at data+``offset`` (fragments included)."""
@@ -199,7 +203,7 @@ def xdp_load_bytes(env, ctx, offset, buf, length, r5=0):
     return 0
 
 
-@define("xdp_store_bytes", [Arg.PTR_TO_CTX, Arg.ANYTHING, Arg.PTR_TO_MEM, Arg.CONST_SIZE],
+@define("xdp_store_bytes", [Arg.PTR_TO_CTX, Arg.ANYTHING, P.PTR_TO_RDONLY_MEM, Arg.CONST_SIZE],
         Ret.INTEGER)  # fmt: skip
 def xdp_store_bytes(env, ctx, offset, buf, length, r5=0):
     """bpf_xdp_store_bytes: copy ``length`` bytes to data+``offset`` (fragments included)."""
@@ -272,7 +276,7 @@ def _skb(env):
     return skb
 
 
-@define("skb_load_bytes", [Arg.PTR_TO_CTX, Arg.ANYTHING, Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE],
+@define("skb_load_bytes", [Arg.PTR_TO_CTX, Arg.ANYTHING, P.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE],
         Ret.INTEGER)  # fmt: skip
 def skb_load_bytes(env, ctx, offset, to, length, r5=0):
     """bpf_skb_load_bytes: bytes at skb->data + offset; zeroes ``to`` and -EFAULT if short."""
@@ -285,8 +289,8 @@ def skb_load_bytes(env, ctx, offset, to, length, r5=0):
     return 0
 
 
-@define("skb_store_bytes", [Arg.PTR_TO_CTX, Arg.ANYTHING, Arg.PTR_TO_MEM, Arg.CONST_SIZE,
-                            Arg.ANYTHING], Ret.INTEGER)  # fmt: skip
+@define("skb_store_bytes", [Arg.PTR_TO_CTX, Arg.ANYTHING, P.PTR_TO_RDONLY_MEM, Arg.CONST_SIZE,
+                            Arg.ANYTHING], Ret.INTEGER, changes_pkt_data=True)  # fmt: skip
 def skb_store_bytes(env, ctx, offset, src, length, flags):
     """bpf_skb_store_bytes: write at skb->data + offset (RECOMPUTE_CSUM: no skb->csum to fix)."""
     skb, offset, length = _skb(env), offset & M32, length & M32
@@ -329,7 +333,7 @@ def _replace(skb, at: int, size: int, old: int, new: int) -> None:
 
 
 @define("l3_csum_replace", [Arg.PTR_TO_CTX, Arg.ANYTHING, Arg.ANYTHING, Arg.ANYTHING,
-                            Arg.ANYTHING], Ret.INTEGER)  # fmt: skip
+                            Arg.ANYTHING], Ret.INTEGER, changes_pkt_data=True)  # fmt: skip
 def l3_csum_replace(env, ctx, offset, old, new, flags):
     """bpf_l3_csum_replace: size in the low flag bits (0: ``new`` is a csum_diff)."""
     skb, offset = _skb(env), offset & M32
@@ -347,7 +351,7 @@ def l3_csum_replace(env, ctx, offset, old, new, flags):
 
 
 @define("l4_csum_replace", [Arg.PTR_TO_CTX, Arg.ANYTHING, Arg.ANYTHING, Arg.ANYTHING,
-                            Arg.ANYTHING], Ret.INTEGER)  # fmt: skip
+                            Arg.ANYTHING], Ret.INTEGER, changes_pkt_data=True)  # fmt: skip
 def l4_csum_replace(env, ctx, offset, old, new, flags):
     """bpf_l4_csum_replace: as l3, plus PSEUDO_HDR, MARK_MANGLED_0 / MARK_ENFORCE, IPV6."""
     skb, offset = _skb(env), offset & M32

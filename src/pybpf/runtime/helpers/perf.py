@@ -22,6 +22,7 @@ import errno
 
 from pybpf.runtime.helpers import Arg, Ret, define
 from pybpf.runtime.helpers._common import call_with_cpu, map_arg, u32
+from pybpf.verifier import protos as P
 
 BPF_F_INDEX_MASK = 0xFFFF_FFFF
 BPF_F_CURRENT_CPU = BPF_F_INDEX_MASK
@@ -36,8 +37,9 @@ def _packet(ctx) -> bytes | None:
     return None
 
 
-@define("perf_event_output", [Arg.PTR_TO_CTX, Arg.CONST_MAP_PTR, Arg.ANYTHING, Arg.PTR_TO_MEM,
-                              Arg.CONST_SIZE_OR_ZERO], Ret.INTEGER, gpl_only=True)  # fmt: skip
+@define("perf_event_output", [Arg.PTR_TO_CTX, Arg.CONST_MAP_PTR, Arg.ANYTHING,
+                              P.PTR_TO_RDONLY_MEM, Arg.CONST_SIZE_OR_ZERO], Ret.INTEGER,
+        gpl_only=True)  # fmt: skip
 def perf_event_output(env, r1, r2, r3, r4, r5):
     flags = r3
     if flags & ~(BPF_F_INDEX_MASK | BPF_F_CTXLEN_MASK):

@@ -32,14 +32,17 @@ import errno
 import hashlib
 import struct
 
-from pybpf.runtime.helpers import Arg, Ret, define
+from pybpf.runtime.helpers import Arg, ArgFlag, Ret, define
 from pybpf.runtime.helpers._common import read_cstr, u32
 from pybpf.runtime.kmem import TASK_SIZE_MAX
+from pybpf.verifier import protos as P
 
 MAX_TRACE_PRINTK_VARARGS = 3
 MAX_BPRINTF_VARARGS = 12
 MAX_BPRINTF_BIN_ARGS = 512
 MAX_BPRINTF_BUF = 1024
+# the varargs array of trace_vprintk/snprintf: ARG_PTR_TO_MEM | PTR_MAYBE_NULL | MEM_RDONLY
+_ARGS = P.PTR_TO_RDONLY_MEM | ArgFlag.MAYBE_NULL
 
 _FLAGS = b"0+- "
 _PUNCT = frozenset(b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
@@ -268,7 +271,7 @@ def _trace(env, text: bytes) -> int:
     return len(text)
 
 
-@define("trace_printk", [Arg.PTR_TO_MEM, Arg.CONST_SIZE], Ret.INTEGER, gpl_only=True)
+@define("trace_printk", [P.PTR_TO_RDONLY_MEM, Arg.CONST_SIZE], Ret.INTEGER, gpl_only=True)
 def trace_printk(env, r1, r2, r3, r4, r5):
     fmt = _format_arg(env, r1, u32(r2))
     if isinstance(fmt, int):
@@ -286,7 +289,7 @@ def _varargs(env, address: int, data_len: int) -> list[int] | int:
     return list(struct.unpack(f"<{data_len // 8}Q", raw))
 
 
-@define("trace_vprintk", [Arg.PTR_TO_MEM, Arg.CONST_SIZE, Arg.PTR_TO_MEM, Arg.CONST_SIZE_OR_ZERO],
+@define("trace_vprintk", [P.PTR_TO_RDONLY_MEM, Arg.CONST_SIZE, _ARGS, Arg.CONST_SIZE_OR_ZERO],
         Ret.INTEGER, gpl_only=True)  # fmt: skip
 def trace_vprintk(env, r1, r2, r3, r4, r5):
     args = _varargs(env, r3, u32(r4))
@@ -301,8 +304,9 @@ def trace_vprintk(env, r1, r2, r3, r4, r5):
     return _trace(env, text)
 
 
-@define("snprintf", [Arg.PTR_TO_MEM, Arg.CONST_SIZE_OR_ZERO, Arg.PTR_TO_CONST_STR, Arg.PTR_TO_MEM,
-                     Arg.CONST_SIZE_OR_ZERO], Ret.INTEGER, gpl_only=True)  # fmt: skip
+@define("snprintf", [P.PTR_TO_MEM_OR_NULL | ArgFlag.MEM_WRITE, Arg.CONST_SIZE_OR_ZERO,
+                     Arg.PTR_TO_CONST_STR, _ARGS, Arg.CONST_SIZE_OR_ZERO], Ret.INTEGER,
+        gpl_only=True)  # fmt: skip
 def snprintf(env, r1, r2, r3, r4, r5):
     args = _varargs(env, r4, u32(r5))
     if isinstance(args, int):

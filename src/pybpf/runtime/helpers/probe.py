@@ -24,8 +24,9 @@ import errno
 from pybpf.runtime.helpers import Arg, Ret, define
 from pybpf.runtime.helpers._common import u32
 from pybpf.runtime.kmem import PAGE_SIZE, TASK_SIZE_MAX, kmem_of
+from pybpf.verifier import protos as P
 
-_PROTO = [Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING]
+_PROTO = [P.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING]
 
 
 def _region_bytes(env, address: int, size: int) -> bytes | None:

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import errno
 
-from pybpf.runtime.helpers import Arg, Ret, define
+from pybpf.runtime.helpers import Arg, ArgFlag, Ret, define
 from pybpf.runtime.helpers._common import HelperMisuse, map_arg, u32
+from pybpf.verifier import protos as P
 
 BPF_RB_NO_WAKEUP = 1 << 0
 BPF_RB_FORCE_WAKEUP = 1 << 1
 BPF_RB_AVAIL_DATA, BPF_RB_RING_SIZE, BPF_RB_CONS_POS, BPF_RB_PROD_POS = 0, 1, 2, 3
 _WAKEUP = BPF_RB_NO_WAKEUP | BPF_RB_FORCE_WAKEUP
+# submit/discard release the reservation: ARG_PTR_TO_RINGBUF_MEM | OBJ_RELEASE
+_RELEASED = Arg.PTR_TO_RINGBUF_MEM | ArgFlag.OBJ_RELEASE
 
 
 def _ringbuf(env, address: int):
@@ -37,7 +40,7 @@ def _ringbuf(env, address: int):
     return m if m is not None and hasattr(m, "reserve") else None
 
 
-@define("ringbuf_output", [Arg.CONST_MAP_PTR, Arg.PTR_TO_MEM, Arg.CONST_SIZE_OR_ZERO,
+@define("ringbuf_output", [Arg.CONST_MAP_PTR, P.PTR_TO_RDONLY_MEM, Arg.CONST_SIZE_OR_ZERO,
                            Arg.ANYTHING], Ret.INTEGER)  # fmt: skip
 def ringbuf_output(env, r1, r2, r3, r4, r5):
     if r4 & ~_WAKEUP:
@@ -48,8 +51,8 @@ def ringbuf_output(env, r1, r2, r3, r4, r5):
     return m.output(env.memory.read(r2, u32(r3)))
 
 
-@define("ringbuf_reserve", [Arg.CONST_MAP_PTR, Arg.CONST_SIZE_OR_ZERO, Arg.ANYTHING],
-        Ret.PTR_TO_RINGBUF_MEM_OR_NULL)  # fmt: skip
+@define("ringbuf_reserve", [Arg.CONST_MAP_PTR, Arg.CONST_ALLOC_SIZE_OR_ZERO, Arg.ANYTHING],
+        Ret.PTR_TO_RINGBUF_MEM_OR_NULL, acquire=True)  # fmt: skip
 def ringbuf_reserve(env, r1, r2, r3, r4, r5):
     m = _ringbuf(env, r1)
     if m is None or r3:
@@ -69,12 +72,12 @@ def _release(env, address: int, how: str) -> int:
     return 0
 
 
-@define("ringbuf_submit", [Arg.PTR_TO_RINGBUF_MEM, Arg.ANYTHING], Ret.VOID)
+@define("ringbuf_submit", [_RELEASED, Arg.ANYTHING], Ret.VOID)
 def ringbuf_submit(env, r1, r2, r3, r4, r5):
     return _release(env, r1, "submit")
 
 
-@define("ringbuf_discard", [Arg.PTR_TO_RINGBUF_MEM, Arg.ANYTHING], Ret.VOID)
+@define("ringbuf_discard", [_RELEASED, Arg.ANYTHING], Ret.VOID)
 def ringbuf_discard(env, r1, r2, r3, r4, r5):
     return _release(env, r1, "discard")
 

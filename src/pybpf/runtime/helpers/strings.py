@@ -19,13 +19,14 @@ import struct
 
 from pybpf.runtime.helpers import Arg, Ret, define
 from pybpf.runtime.helpers._common import read_cstr, u32
+from pybpf.verifier import protos as P
 
 BPF_STRTOX_BASE_MASK = 0x1F
 _SPACE = frozenset(b" \t\n\v\f\r")
 _DIGITS = "0123456789abcdef"
 
 
-@define("strncmp", [Arg.PTR_TO_MEM, Arg.CONST_SIZE, Arg.PTR_TO_CONST_STR], Ret.INTEGER)
+@define("strncmp", [P.PTR_TO_RDONLY_MEM, Arg.CONST_SIZE, Arg.PTR_TO_CONST_STR], Ret.INTEGER)
 def strncmp(env, r1, r2, r3, r4, r5):
     size = u32(r2)
     s1 = env.memory.read(r1, size)
@@ -79,7 +80,7 @@ def _result(env, address: int, value: int) -> None:
     env.memory.write(address, struct.pack("<Q", value & 0xFFFF_FFFF_FFFF_FFFF))
 
 
-@define("strtol", [Arg.PTR_TO_MEM, Arg.CONST_SIZE, Arg.ANYTHING, Arg.PTR_TO_LONG], Ret.INTEGER)
+@define("strtol", [P.PTR_TO_RDONLY_MEM, Arg.CONST_SIZE, Arg.ANYTHING, P.PTR_TO_LONG], Ret.INTEGER)
 def strtol(env, r1, r2, r3, r4, r5):
     _result(env, r4, 0)
     consumed, value, negative = strtoull(env.memory.read(r1, u32(r2)), r3)
@@ -95,7 +96,8 @@ def strtol(env, r1, r2, r3, r4, r5):
     return consumed
 
 
-@define("strtoul", [Arg.PTR_TO_MEM, Arg.CONST_SIZE, Arg.ANYTHING, Arg.PTR_TO_LONG], Ret.INTEGER)
+@define("strtoul", [P.PTR_TO_RDONLY_MEM, Arg.CONST_SIZE, Arg.ANYTHING, P.PTR_TO_LONG],
+        Ret.INTEGER)  # fmt: skip
 def strtoul(env, r1, r2, r3, r4, r5):
     _result(env, r4, 0)
     consumed, value, negative = strtoull(env.memory.read(r1, u32(r2)), r3)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pybpf.runtime.helpers import Arg, Ret, define
 from pybpf.runtime.helpers._common import current_task, u32
+from pybpf.verifier import protos as P
 
 
 @define("get_current_pid_tgid", [], Ret.INTEGER)
@@ -26,7 +27,7 @@ def get_current_uid_gid(env, r1, r2, r3, r4, r5):
     return (task.gid & 0xFFFF_FFFF) << 32 | (task.uid & 0xFFFF_FFFF)
 
 
-@define("get_current_comm", [Arg.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE], Ret.INTEGER)
+@define("get_current_comm", [P.PTR_TO_UNINIT_MEM, Arg.CONST_SIZE], Ret.INTEGER)
 def get_current_comm(env, r1, r2, r3, r4, r5):
     """strscpy_pad: at most size-1 bytes of comm, NUL, zeros to the end; returns 0."""
     size = u32(r2)
@@ -37,7 +38,7 @@ def get_current_comm(env, r1, r2, r3, r4, r5):
     return 0
 
 
-@define("get_smp_processor_id", [], Ret.INTEGER)
+@define("get_smp_processor_id", [], Ret.INTEGER, allow_fastcall=True)
 def get_smp_processor_id(env, r1, r2, r3, r4, r5):
     return env.cpu
 
@@ -52,7 +53,7 @@ def get_prandom_u32(env, r1, r2, r3, r4, r5):
     return env.kernel.random.getrandbits(32)
 
 
-@define("get_current_task", [], Ret.INTEGER)
+@define("get_current_task", [], Ret.INTEGER, gpl_only=True)
 def get_current_task(env, r1, r2, r3, r4, r5):
     """The address of ``current``'s task_struct in the simulated kernel memory.
 
