@@ -1,0 +1,568 @@
+"""The verifier corpus and its oracle: pybpf's verdicts against the running kernel's.
+
+Usage::
+
+    python -m pybpf.testing.verifier_diff              # recorded kernel verdicts vs pybpf
+    python -m pybpf.testing.verifier_diff --live       # the running kernel vs pybpf
+    python -m pybpf.testing.verifier_diff --record     # rewrite the recorded verdicts
+    python -m pybpf.testing.verifier_diff -v NAME...   # only these cases, with the logs
+
+The corpus (``tests/verifier_corpus/``, its README describes the format) holds
+``*.vc`` files of cases: a program (llvm assembly, or a compiled C object), its
+program type, license, the maps it uses, and the kernel's recorded verdict
+(``accept``, or ``reject PC ERRNO`` and the error lines of the log).
+
+A kernel verdict comes from ``BPF_PROG_LOAD`` at log level 1 with the declared
+maps created for the load: the failing pc is the last ``N: (..)`` instruction
+line printed before the error, the error lines are what follows it up to
+``processed N insns``.  pybpf's verdict comes from ``Kernel.prog_load`` with
+the verifier on: a :class:`~pybpf.errors.VerifierError` carries pc, reason and
+errno; any other load error is a rejection without a pc.
+
+Two verdicts *agree* when both accept, or both reject naming the same pc.  A
+disagreement where the kernel rejects for a memory-safety reason (anything but
+the policy reasons of :data:`POLICY_REASONS`) and pybpf accepts is *dangerous*.
+
+Exit status: 0 when everything agrees, 1 on any disagreement, 2 when ``--live``
+or ``--record`` cannot reach bpf(2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno as errno_mod
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pybpf.asm import llvm
+from pybpf.errors import KernelError, KernelUnavailable, PybpfError, VerifierError
+from pybpf.isa import LDDW, Instruction, Pseudo
+
+__all__ = [
+    "CORPUS", "Case", "CorpusError", "MapDecl", "Summary", "Verdict", "compare", "kernel_verdict",
+    "load_corpus", "main", "parse_file", "parse_kernel_log", "pybpf_verdict", "record",
+    "verifier_ready",
+]  # fmt: skip
+
+CORPUS = Path(__file__).resolve().parents[3] / "tests" / "verifier_corpus"
+
+PROG_TYPES = {
+    "socket_filter": 1, "kprobe": 2, "sched_cls": 3, "sched_act": 4, "tracepoint": 5,
+    "xdp": 6, "perf_event": 7, "cgroup_skb": 8, "cgroup_sock": 9, "lwt_in": 10,
+    "lwt_out": 11, "lwt_xmit": 12, "sock_ops": 13, "sk_skb": 14, "cgroup_device": 15,
+    "sk_msg": 16, "raw_tracepoint": 17, "cgroup_sock_addr": 18, "flow_dissector": 22,
+    "cgroup_sysctl": 23, "cgroup_sockopt": 25, "sk_lookup": 30, "syscall": 31,
+}  # fmt: skip
+
+MAP_TYPES = {
+    "hash": 1, "array": 2, "prog_array": 3, "perf_event_array": 4, "percpu_hash": 5,
+    "percpu_array": 6, "stack_trace": 7, "lru_hash": 9, "lru_percpu_hash": 10,
+    "lpm_trie": 11, "queue": 22, "stack": 23, "ringbuf": 27, "bloom_filter": 30,
+}  # fmt: skip
+
+#: kernel errors that are policy, not memory safety (a pybpf accept is wrong, not dangerous)
+POLICY_REASONS = (
+    "At program exit the register R0 has", "cannot call GPL-restricted function",
+    "program of this type cannot use helper", "unknown func", "invalid func unknown",
+    "infinite loop detected", "back-edge from insn", "BPF program is too large",
+    "unreachable insn", "last insn is not an exit or jmp", "jump out of range",
+    "The sequence of", "combined stack size", "call stack", "too many states",
+    "loop detected", "R0 leaks addr", "leaks addr into",
+)  # fmt: skip
+
+_INSN_LINE = re.compile(r"^(\d+): \([0-9a-f]{2}\)")
+_PROCESSED = re.compile(r"^processed \d+ insns")
+_STATE_LINE = re.compile(r"^(\d+: R\d|from \d+ to \d+:|; |\s*$|mark_precise|Func#|func#|"
+                         r"Live regs|Global function|Validating|\d+: \([0-9a-f]{2}\))")
+
+
+class CorpusError(PybpfError):
+    """A corpus file that cannot be parsed; ``line`` is 1-based (0: the whole file)."""
+
+    def __init__(self, message: str, *, path: str, line: int = 0) -> None:
+        self.path, self.line = path, line
+        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
+
+
+@dataclass(frozen=True)
+class MapDecl:
+    """A map a case uses; ``ld_pseudo rN, 1, I`` names the I-th declared map."""
+
+    name: str
+    map_type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    map_flags: int = 0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One verifier's answer: ``ok``, else the failing ``pc`` (None: unknown), errno, lines."""
+
+    ok: bool
+    pc: int | None = None
+    errno: int = 0
+    lines: tuple[str, ...] = ()
+    log: str = field(default="", compare=False)
+
+    @property
+    def reason(self) -> str:
+        """The first error line ('' for an accept)."""
+        return self.lines[0] if self.lines else ""
+
+    def text(self) -> str:
+        """The recorded form: ``accept`` or ``reject PC ERRNO`` then the error lines."""
+        if self.ok:
+            return "accept"
+        name = errno_mod.errorcode.get(self.errno, str(self.errno))
+        head = f"reject {'-' if self.pc is None else self.pc} {name}"
+        return "\n".join((head, *self.lines))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One corpus program and its recorded kernel verdict (None: not recorded yet)."""
+
+    name: str
+    path: Path
+    prog_type: int
+    insns: tuple[Instruction, ...]
+    maps: tuple[MapDecl, ...] = ()
+    license: str = "GPL"
+    attach_type: int = 0
+    recorded: Verdict | None = None
+    source: str = "asm"  # "asm" or the object file of a C program
+    line_info: tuple = ()
+
+    @property
+    def kind(self) -> str:
+        """``asm`` or ``c``."""
+        return "asm" if self.source == "asm" else "c"
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def _int(text: str, path: str, line: int) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise CorpusError(f"bad number {text!r}", path=path, line=line) from None
+
+
+def _map_decl(words: list[str], path: str, line: int) -> MapDecl:
+    if len(words) < 2 or words[1] not in MAP_TYPES:
+        raise CorpusError(f"map needs NAME TYPE (one of {', '.join(MAP_TYPES)})",
+                          path=path, line=line)  # fmt: skip
+    attrs = {"key": 0, "value": 0, "entries": 1, "flags": 0}
+    for word in words[2:]:
+        key, eq, value = word.partition("=")
+        if not eq or key not in attrs:
+            raise CorpusError(f"bad map attribute {word!r}", path=path, line=line)
+        attrs[key] = _int(value, path, line)
+    return MapDecl(words[0], MAP_TYPES[words[1]], attrs["key"], attrs["value"],
+                   attrs["entries"], attrs["flags"])  # fmt: skip
+
+
+def _parse_verdict(lines: list[str], path: str, line: int) -> Verdict | None:
+    lines = [s.strip() for s in lines if s.strip()]
+    if not lines:
+        return None
+    head = lines[0].split()
+    if head == ["accept"]:
+        return Verdict(True)
+    if len(head) != 3 or head[0] != "reject":
+        raise CorpusError("-- kernel: 'accept' or 'reject PC ERRNO'", path=path, line=line)
+    pc = None if head[1] == "-" else _int(head[1], path, line)
+    err = getattr(errno_mod, head[2], None)
+    if not isinstance(err, int):
+        err = _int(head[2], path, line)
+    return Verdict(False, pc, err, tuple(lines[1:]))
+
+
+def parse_file(path: str | Path) -> list[Case]:
+    """The cases of one ``.vc`` file (CorpusError, or AsmError inside one, when malformed)."""
+    path = Path(path)
+    name = str(path)
+    cases: list[Case] = []
+    block: list[tuple[int, str]] = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if raw.startswith("==="):
+            if block:
+                cases.append(_parse_case(block, path))
+            block = [(number, raw)]
+        elif block:
+            block.append((number, raw))
+        elif raw.split("#", 1)[0].strip():
+            raise CorpusError("text before the first '=== name'", path=name, line=number)
+    if block:
+        cases.append(_parse_case(block, path))
+    return cases
+
+
+def _parse_case(block: list[tuple[int, str]], path: Path) -> Case:
+    name_path = str(path)
+    first, header = block[0]
+    case_name = header[3:].strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", case_name):
+        raise CorpusError(f"bad case name {case_name!r}", path=name_path, line=first)
+    keys: dict[str, str] = {}
+    maps: list[MapDecl] = []
+    sections: dict[str, list[str]] = {}
+    section_line: dict[str, int] = {}
+    current = None
+    for number, raw in block[1:]:
+        if raw.startswith("--"):
+            current = raw[2:].strip()
+            if current not in ("asm", "kernel"):
+                raise CorpusError(f"unknown section {raw!r}", path=name_path, line=number)
+            sections[current] = []
+            section_line[current] = number
+            continue
+        if current is not None:
+            sections[current].append(raw if current == "asm" else raw.split("#", 1)[0])
+            continue
+        text = raw.split("#", 1)[0].strip()
+        if not text:
+            continue
+        word, _, rest = text.partition(" ")
+        if word == "map":
+            maps.append(_map_decl(rest.split(), name_path, number))
+        elif word in ("type", "license", "attach", "object"):
+            keys[word] = rest.strip()
+        else:
+            raise CorpusError(f"unknown key {word!r}", path=name_path, line=number)
+    recorded = _parse_verdict(sections.get("kernel", []), name_path,
+                              section_line.get("kernel", first))  # fmt: skip
+    license = keys.get("license", "GPL")
+    attach = _int(keys.get("attach", "0"), name_path, first)
+    if "object" in keys:
+        return _c_case(case_name, path, path.parent / keys["object"], recorded, license)
+    if keys.get("type") not in PROG_TYPES:
+        raise CorpusError(f"type must be one of {', '.join(PROG_TYPES)}", path=name_path,
+                          line=first)  # fmt: skip
+    if "asm" not in sections:
+        raise CorpusError("no -- asm section", path=name_path, line=first)
+    insns = tuple(llvm.assemble("\n".join(sections["asm"]) + "\n"))
+    for insn in insns:
+        if insn.code == LDDW and insn.src_reg in (Pseudo.MAP_FD, Pseudo.MAP_VALUE) \
+                and not 0 <= insn.imm < len(maps):  # fmt: skip
+            raise CorpusError(f"map index {insn.imm} not declared", path=name_path, line=first)
+    return Case(case_name, path, PROG_TYPES[keys["type"]], insns, tuple(maps), license, attach,
+                recorded)  # fmt: skip
+
+
+def _c_case(name: str, path: Path, obj: Path, recorded: Verdict | None, license: str) -> Case:
+    from pybpf.loader import ObjectSpec
+
+    spec = ObjectSpec.from_file(obj)
+    if len(spec.programs) != 1:
+        raise CorpusError(f"{obj.name} must hold exactly one program", path=str(path))
+    prog = spec.programs[0]
+    if prog.prog_type is None:
+        raise CorpusError(f"{obj.name}: no program type for {prog.section!r}", path=str(path))
+    maps = []
+    for m in spec.maps:
+        if m.initial is not None or m.inner is not None:
+            raise CorpusError(f"{obj.name}: global data and maps of maps are not supported",
+                              path=str(path))  # fmt: skip
+        maps.append(MapDecl(m.name, m.map_type, m.key_size, m.value_size, m.max_entries,
+                            m.map_flags))  # fmt: skip
+    insns = tuple(replace(i, src_reg=Pseudo.MAP_FD) if i.code == LDDW and i.src_reg == Pseudo.MAP_IDX
+                  else replace(i, src_reg=Pseudo.MAP_VALUE)
+                  if i.code == LDDW and i.src_reg == Pseudo.MAP_IDX_VALUE else i
+                  for i in prog.insns)  # fmt: skip
+    return Case(name, path, int(prog.prog_type), insns, tuple(maps), spec.license or license,
+                prog.expected_attach_type or 0, recorded, obj.name, prog.line_info)  # fmt: skip
+
+
+def load_corpus(root: str | Path = CORPUS, names: Iterable[str] = ()) -> list[Case]:
+    """Every case under ``root`` (``*.vc`` files, recursively), optionally only ``names``."""
+    wanted = set(names)
+    cases = [c for p in sorted(Path(root).rglob("*.vc")) for c in parse_file(p)]
+    seen: set[str] = set()
+    for case in cases:
+        if case.name in seen:
+            raise CorpusError(f"case {case.name!r} appears twice", path=str(case.path))
+        seen.add(case.name)
+    return [c for c in cases if not wanted or c.name in wanted]
+
+
+# --- the two verifiers --------------------------------------------------------------------------
+
+
+def parse_kernel_log(log: str, err: int) -> Verdict:
+    """A refusal from the kernel's level-1 log: failing pc and error lines."""
+    lines = re.sub(r"(?<=\S)(processed \d+ insns)", r"\n\1", log).splitlines()
+    end = next((i for i in range(len(lines) - 1, -1, -1) if _PROCESSED.match(lines[i])),
+               len(lines))  # fmt: skip
+    pc, start = None, 0
+    for i in range(end):
+        m = _INSN_LINE.match(lines[i])
+        if m:
+            pc, start = int(m.group(1)), i + 1
+    error = [s.strip() for s in lines[start:end] if not _STATE_LINE.match(s)]
+    if pc is None:
+        found = re.search(r"\binsn (\d+)\b", " ".join(error))
+        pc = int(found.group(1)) if found else None
+    return Verdict(False, pc, err, tuple(error), log)
+
+
+def kernel_verdict(case: Case) -> Verdict:
+    """Load ``case`` into the running kernel (KernelUnavailable when bpf(2) cannot be used)."""
+    from pybpf.kernel import linux
+
+    kmaps = []
+    try:
+        for m in case.maps:
+            kmaps.append(linux.map_create(m.map_type, m.key_size, m.value_size, m.max_entries,
+                                          m.map_flags))  # fmt: skip
+        insns = [replace(i, imm=kmaps[i.imm].fd)
+                 if i.code == LDDW and i.src_reg in (Pseudo.MAP_FD, Pseudo.MAP_VALUE) else i
+                 for i in case.insns]  # fmt: skip
+        try:
+            prog = linux.prog_load(insns, case.prog_type, license=case.license, log_level=1,
+                                   expected_attach_type=case.attach_type)  # fmt: skip
+        except KernelError as err:
+            if isinstance(err, KernelUnavailable) or err.errno == errno_mod.EPERM:
+                raise
+            return parse_kernel_log(err.log, err.errno)
+        prog.close()
+        return Verdict(True, log=prog.log)
+    finally:
+        for m in kmaps:
+            m.close()
+
+
+def verifier_ready() -> bool:
+    """True once :mod:`pybpf.verifier` provides ``verify`` (until then pybpf accepts all)."""
+    import pybpf.verifier
+
+    return hasattr(pybpf.verifier, "verify")
+
+
+def pybpf_verdict(case: Case) -> Verdict:
+    """Load ``case`` into a fresh pybpf Kernel with the verifier on (when it exists)."""
+    from pybpf.runtime.kernel import Kernel
+    from pybpf.runtime.maps.base import MapAttr, MapType
+
+    kernel = Kernel(verify=verifier_ready())
+    try:
+        maps = {i: kernel.map_create(MapAttr(MapType(m.map_type), m.key_size, m.value_size,
+                                             m.max_entries, m.map_flags, m.name[:15]))
+                for i, m in enumerate(case.maps)}  # fmt: skip
+        line_info = {r.insn_index: r for r in case.line_info} if case.line_info else None
+        kernel.prog_load(case.insns, case.prog_type, license=case.license, maps=maps,
+                         expected_attach_type=case.attach_type, log_level=1,
+                         line_info=line_info)  # fmt: skip
+    except VerifierError as err:
+        lines = tuple(s for s in err.reason.splitlines() if s.strip())
+        return Verdict(False, err.pc, err.errno, lines, err.log)
+    except KernelError as err:
+        return Verdict(False, None, err.errno, (str(err),), err.log)
+    except PybpfError as err:
+        return Verdict(False, None, errno_mod.EINVAL, (f"{type(err).__name__}: {err}",))
+    return Verdict(True)
+
+
+# --- comparing --------------------------------------------------------------------------------
+
+
+def dangerous(kernel: Verdict, ours: Verdict) -> bool:
+    """The kernel refuses for memory safety and pybpf accepts."""
+    return (not kernel.ok and ours.ok
+            and not any(p in line for line in kernel.lines for p in POLICY_REASONS))  # fmt: skip
+
+
+def agree(kernel: Verdict, ours: Verdict) -> bool:
+    """Same verdict, and for a rejection the same pc."""
+    return kernel.ok == ours.ok and (kernel.ok or kernel.pc == ours.pc)
+
+
+@dataclass
+class Row:
+    """One case compared: the kernel's verdict and pybpf's."""
+
+    case: Case
+    kernel: Verdict
+    ours: Verdict
+
+    @property
+    def agree(self) -> bool:
+        return agree(self.kernel, self.ours)
+
+    @property
+    def dangerous(self) -> bool:
+        return dangerous(self.kernel, self.ours)
+
+    @property
+    def kind(self) -> str:
+        """``agree``, ``pc`` (both reject, other pc), ``kernel-accepts`` or ``kernel-rejects``."""
+        if self.agree:
+            return "agree"
+        if self.kernel.ok == self.ours.ok:
+            return "pc"
+        return "kernel-accepts" if self.kernel.ok else "kernel-rejects"
+
+
+@dataclass
+class Summary:
+    """The rows of a comparison and its figures."""
+
+    rows: list[Row]
+
+    @property
+    def total(self) -> int:
+        return len(self.rows)
+
+    @property
+    def agreed(self) -> int:
+        return sum(r.agree for r in self.rows)
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.agreed / self.total if self.total else 0.0
+
+    @property
+    def disagreements(self) -> list[Row]:
+        return [r for r in self.rows if not r.agree]
+
+    @property
+    def dangerous(self) -> list[Row]:
+        return [r for r in self.rows if r.dangerous]
+
+    def count(self, kind: str) -> int:
+        return sum(r.kind == kind for r in self.rows)
+
+    def lines(self, verbose: bool = False) -> list[str]:
+        """The printed report: one line per case, then disagreements and totals."""
+        out = []
+        for r in self.rows:
+            mark = "ok  " if r.agree else ("DANG" if r.dangerous else "DIFF")
+            out.append(f"{mark} {r.case.name:40} kernel: {_short(r.kernel):28} "
+                       f"pybpf: {_short(r.ours)}")  # fmt: skip
+            if verbose and not r.agree:
+                out += ["    kernel: " + s for s in r.kernel.text().splitlines()]
+                out += ["    pybpf:  " + s for s in r.ours.text().splitlines()]
+        acc = sum(r.kernel.ok for r in self.rows)
+        out.append("")
+        out.append(f"{self.total} programs ({acc} accepted by the kernel, {self.total - acc} "
+                   f"rejected; {sum(r.case.kind == 'c' for r in self.rows)} from C)")  # fmt: skip
+        out.append(f"agreement: {self.agreed}/{self.total} = {self.percent:.1f}% "
+                   f"(verdict and pc)")  # fmt: skip
+        verdicts = sum(r.kernel.ok == r.ours.ok for r in self.rows)
+        out.append(f"verdict only: {verdicts}/{self.total}; kernel-accepts/pybpf-rejects: "
+                   f"{self.count('kernel-accepts')}; kernel-rejects/pybpf-accepts: "
+                   f"{self.count('kernel-rejects')} (dangerous: {len(self.dangerous)}); "
+                   f"other pc: {self.count('pc')}")  # fmt: skip
+        return out
+
+
+def _short(v: Verdict) -> str:
+    if v.ok:
+        return "accept"
+    return f"reject pc {'-' if v.pc is None else v.pc} {v.reason[:60]}"
+
+
+def compare(cases: Sequence[Case], *, live: bool = False) -> Summary:
+    """Each case's kernel verdict (recorded, or ``live``) against pybpf's."""
+    rows = []
+    for case in cases:
+        kernel = kernel_verdict(case) if live or case.recorded is None else case.recorded
+        rows.append(Row(case, kernel, pybpf_verdict(case)))
+    return Summary(rows)
+
+
+# --- recording ----------------------------------------------------------------------------------
+
+
+def record(cases: Sequence[Case]) -> list[Case]:
+    """Rewrite the ``-- kernel`` sections of ``cases``' files; the cases whose verdict changed."""
+    verdicts = {c.name: kernel_verdict(c) for c in cases}
+    changed = [c for c in cases if c.recorded != verdicts[c.name]]
+    for path in sorted({c.path for c in cases}):
+        _rewrite(path, verdicts)
+    return changed
+
+
+def _rewrite(path: Path, verdicts: dict[str, Verdict]) -> None:
+    out: list[str] = []
+    name = None
+    skipping = False
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        if raw.startswith("==="):
+            if name in verdicts and not skipping:
+                out += ["-- kernel", *verdicts[name].text().splitlines()]
+            name, skipping = raw[3:].strip(), False
+        elif raw.startswith("-- kernel") and name in verdicts:
+            out += ["-- kernel", *verdicts[name].text().splitlines()]
+            skipping = True
+            continue
+        elif skipping:
+            if raw.startswith("--"):
+                skipping = False
+            else:
+                continue
+        out.append(raw)
+    if name in verdicts and not skipping:
+        out += ["-- kernel", *verdicts[name].text().splitlines()]
+    while out and not out[-1].strip():
+        out.pop()
+    _blank_before_headers(out)
+    path.write_text("\n".join(out) + "\n", encoding="utf-8")
+
+
+def _blank_before_headers(out: list[str]) -> None:
+    """Keep one blank line before every ``===`` (a rewrite may have eaten it)."""
+    i = 1
+    while i < len(out):
+        if out[i].startswith("===") and out[i - 1].strip():
+            out.insert(i, "")
+            i += 1
+        i += 1
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m pybpf.testing.verifier_diff",
+                                     description="pybpf's verifier against the kernel's")  # fmt: skip
+    parser.add_argument("names", nargs="*", help="only these cases")
+    parser.add_argument("--corpus", default=str(CORPUS), help="corpus directory")
+    parser.add_argument("--live", action="store_true", help="ask the running kernel")
+    parser.add_argument("--record", action="store_true", help="rewrite the recorded verdicts")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print disagreements' lines")
+    args = parser.parse_args(argv)
+    try:
+        cases = load_corpus(args.corpus, args.names)
+        if args.record or args.live:
+            from pybpf.kernel import linux
+
+            reason = linux.available()
+            if reason:
+                print(f"bpf(2) unavailable: {reason}", file=sys.stderr)
+                return 2
+        if args.record:
+            changed = record(cases)
+            for c in changed:
+                print(f"changed: {c.name}")
+            print(f"recorded {len(cases)} cases ({len(changed)} changed)")
+            return 0
+        summary = compare(cases, live=args.live)
+    except PybpfError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not verifier_ready():
+        print("note: pybpf.verifier has no verify() yet: pybpf accepts every program")
+    print("\n".join(summary.lines(args.verbose)))
+    return 0 if not summary.disagreements else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
