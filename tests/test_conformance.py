@@ -15,8 +15,9 @@ from conftest import conformance_files, conformance_params, require_conformance
 from pybpf.cli import conformance_plugin
 from pybpf.errors import ReservedFieldError
 from pybpf.isa import decode
+from pybpf.runtime.engines import ENGINES
 from pybpf.testing.datafile import Outcome, load, run_file
-from pybpf.vm import ENGINES, conformance_helpers
+from pybpf.vm import conformance_helpers
 
 TESTS = conformance_files("tests")
 NEGATIVE = conformance_files("negative")

@@ -8,8 +8,9 @@ import pytest
 
 from conftest import DATA
 from pybpf.isa import SPECS, decode, lookup
+from pybpf.runtime.engines import ENGINES
 from pybpf.testing.datafile import Outcome, load, run_file
-from pybpf.vm import ENGINES, conformance_helpers
+from pybpf.vm import conformance_helpers
 
 FILES = sorted(DATA.glob("*.data"))
 

@@ -20,7 +20,8 @@ import sys
 
 from pybpf.errors import PybpfError
 from pybpf.isa import decode
-from pybpf.vm import ENGINES, conformance_helpers
+from pybpf.runtime.engines import ENGINES
+from pybpf.vm import conformance_helpers
 
 
 class _Parser(argparse.ArgumentParser):

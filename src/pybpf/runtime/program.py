@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from pybpf.errors import KernelError, PybpfError
 from pybpf.isa import LDDW, Instruction, Kind, Pseudo, check_jumps, slot_offsets
+from pybpf.runtime import engines
 from pybpf.runtime.helpers import helper_table
 from pybpf.runtime.maps.base import Map, MapType, fail
 from pybpf.runtime.progtypes import PROG_TYPES, ProgType
@@ -121,9 +122,9 @@ class Program:
                 if spec.kind is Kind.CALL
             ],
         )
-        prog.engine = Interpreter(
-            prog.xlated, helpers=helpers, resolve_imm64=prog._resolve,
-            tail_call=prog._tail_call, memory=kernel.space.memory,
+        prog.engine = engines.build(
+            engine, prog.xlated, verified=prog.verdict is not None, helpers=helpers,
+            resolve_imm64=prog._resolve, tail_call=prog._tail_call, memory=kernel.space.memory,
         )  # fmt: skip
         return prog
 

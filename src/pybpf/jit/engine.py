@@ -1,0 +1,406 @@
+"""A program compiled to native code, with the Interpreter's interface.
+
+Usage::
+
+    prog = JitProgram(insns, helpers=conformance_helpers(), checked=True)
+    prog.run(memory=b"\\x01\\x02").r0
+    prog.close()
+
+Construction translates the program (:mod:`pybpf.jit.ir`) and compiles it
+(:mod:`pybpf.jit.native`); a run fills a context of 64-bit words, calls the
+native entry, and serves its callouts in Python: helpers, kfuncs, accesses
+outside the stack and hot windows (through :class:`~pybpf.vm.memory.Memory`,
+so faults carry the interpreter's message and pc), LD_ABS/LD_IND, tail calls
+and errors.  An exception raised while serving a callout is recorded, the
+native code returns at once, and :meth:`JitProgram.run` raises it: the same
+:class:`~pybpf.errors.VmError` subclass with the same pc as the interpreter.
+
+Modes: ``checked=True`` (for programs no verifier has seen) counts executed
+instructions per block and stops at ``budget`` with BudgetExceeded, and sends
+every access outside the stack frames and the hot region through Memory.
+``checked=False`` trusts a verifier: no counting (``RunResult.executed`` is
+0), and accesses outside the stack and hot region go directly to host memory
+except those in the context region (r1's region when it converts its fields).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pybpf.errors import (
+    BudgetExceeded,
+    CallDepthError,
+    HelperError,
+    MemoryFault,
+    PybpfError,
+    TailCallError,
+    UnknownHelperError,
+    VmError,
+)
+from pybpf.isa import MAX_CALL_FRAMES, MAX_TAIL_CALLS, STACK_SIZE, AtomicOp, Instruction
+from pybpf.jit import native
+from pybpf.jit.ir import (
+    ENTRY,
+    SLOTS,
+    Callout,
+    Fault,
+    IrOptions,
+    NativeCall,
+    Slot,
+    Status,
+    split_callout,
+    translate,
+)
+from pybpf.vm.compiler import FUNC_TOKEN
+from pybpf.vm.helpers import HelperTable
+from pybpf.vm.interpreter import DEFAULT_BUDGET, Env, RunResult
+from pybpf.vm.memory import Memory, Region
+
+M64 = (1 << 64) - 1
+M32 = (1 << 32) - 1
+S32 = 1 << 31
+ENGINE_VERSION = 1
+"""Bumped whenever generated code changes meaning (the compile cache keys on it)."""
+
+
+def _at_pc(err: PybpfError, pc: int) -> PybpfError:
+    if isinstance(err, VmError) and err.pc is None:
+        err.pc = pc
+        err.args = (f"pc {pc}: {err.args[0]}",) + err.args[1:]
+    return err
+
+
+class _Call:
+    """One activation of the native entry: its context words and what it recorded."""
+
+    __slots__ = ("env", "error", "slots", "tail")
+
+    def __init__(self) -> None:
+        self.slots = native.Slots(SLOTS)
+        self.env: object = None
+        self.error: BaseException | None = None
+        self.tail: object = None
+
+
+class JitProgram:
+    """One program compiled to native code, ready to run any number of times.
+
+    Arguments are the Interpreter's (``helpers``, ``resolve_imm64``,
+    ``tail_call``, ``budget``, ``memory``) plus ``checked`` (see the module
+    docstring), ``opt_level`` (LLVM 0..3), ``native_calls``/``prelude`` (the
+    helper hook of :mod:`pybpf.jit.ir`) and ``object_code`` (a previously
+    compiled object for the same instructions and options, from a cache).
+    Raises what the interpreter raises for invalid code, and JitError when
+    LLVM refuses the module.
+    """
+
+    def __init__(
+        self,
+        insns: Sequence[Instruction],
+        *,
+        helpers: HelperTable | None = None,
+        resolve_imm64=None,
+        tail_call=None,
+        budget: int = DEFAULT_BUDGET,
+        memory: Memory | None = None,
+        checked: bool = False,
+        opt_level: int = 2,
+        native_calls: Mapping[int, NativeCall] | None = None,
+        prelude: str = "",
+        object_code: bytes | None = None,
+    ) -> None:
+        self.insns = tuple(insns)
+        self.helpers = helpers or HelperTable()
+        self.memory = memory or Memory()
+        self.env = Env(self.memory)
+        self.tail_call = tail_call
+        self.budget = budget
+        self.checked = checked
+        self.opt_level = opt_level
+        options = IrOptions(resolve_imm64=resolve_imm64, count=checked, direct=not checked,
+                            native_calls=dict(native_calls or {}), prelude=prelude)  # fmt: skip
+        self.translation = translate(self.insns, options=options)
+        if object_code is None:
+            self.native = native.compile_ir(self.translation.text, opt_level=opt_level)
+        else:
+            self.native = native.load_object(object_code)
+        self._entry = self.native.entry(ENTRY)
+        self.stack = Region("stack", bytearray(STACK_SIZE * MAX_CALL_FRAMES))
+        self.memory.add(self.stack)
+        self._trampoline = native.trampoline(self._callout)
+        self._trampoline_address = native.address_of(self._trampoline)
+        self._calls: dict[int, _Call] = {}
+        self._pool: list[_Call] = []
+        self._fns = {i: self._helper_fn(i) for i in self.translation.helper_ids}
+        self._kfuncs = {i: self._kfunc_fn(i) for i in self.translation.kfunc_ids}
+        self._env: object = self.env
+        self._hot: Region | None = None
+        self._frame_top = self.stack.end
+        self._last_tail: tuple[object, int] | None = None
+
+    # --- what listings and caches read -------------------------------------------
+    @property
+    def source(self) -> str:
+        """The LLVM IR the program was compiled from."""
+        return self.translation.text
+
+    @property
+    def object_code(self) -> bytes:
+        """The relocatable object file of the compiled module (ELF on Linux)."""
+        return self.native.object_code
+
+    # --- running ------------------------------------------------------------------
+    def run(
+        self,
+        memory: bytes | bytearray | None = None,
+        *,
+        args: Sequence[int] | None = None,
+        packet: bytes | bytearray | None = None,
+        env: object | None = None,
+    ) -> RunResult:
+        """Run once; arguments as :meth:`pybpf.vm.Interpreter.run`.
+
+        ``RunResult.executed`` counts instructions in checked mode and is 0
+        otherwise.
+        """
+        regions: list[Region] = []
+        regs = [0, 0, 0, 0, 0]
+        if memory is not None and len(memory):
+            buf = memory if isinstance(memory, bytearray) else bytearray(memory)
+            region = self.memory.add(Region("memory", buf))
+            regions.append(region)
+            regs[0], regs[1] = region.base, len(buf)
+            self._hot = region
+        if args is not None:
+            regs = [a & M64 for a in args] + [0] * (5 - len(args))
+        if packet is not None:
+            self.env.packet = Region("packet", bytearray(packet) or bytearray(1), writable=False)
+        self._env = env if env is not None else self.env
+        try:
+            return self._run(regs)
+        finally:
+            for region in regions:
+                self.memory.remove(region)
+            self.env.packet = None
+            self._env = self.env
+            self._hot = None
+
+    def invoke(self, function: int, args: Sequence[int]) -> int:
+        """Call subprogram ``function`` from inside a helper (bpf_loop); returns r0.
+
+        As :meth:`pybpf.vm.Interpreter.invoke`: a new frame below the caller's.
+        """
+        pc = function & M32 if function & ~M32 & M64 == FUNC_TOKEN else function
+        if pc not in self.translation.leaders:
+            raise VmError(f"callback target {pc} is not a function of this program")
+        caller_top = self._frame_top
+        top = caller_top - STACK_SIZE
+        if top - STACK_SIZE < self.stack.base:
+            raise CallDepthError(f"callback would exceed {MAX_CALL_FRAMES} frames")
+        regs = [a & M64 for a in args] + [0] * (5 - len(args))
+        try:
+            status, r0, _ = self._enter(self._env, regs, top, pc, self._hot)
+        finally:
+            self._frame_top = caller_top
+        if status == Status.TAIL_CALL:
+            raise TailCallError("tail call from a callback")
+        return r0
+
+    def set_hot(self, region: Region | None) -> None:
+        """Let the native fast path reach ``region`` directly (None: no region)."""
+        self._hot = region
+
+    def close(self) -> None:
+        """Release the stack region and the native code."""
+        if self.stack in self.memory.regions:
+            self.memory.remove(self.stack)
+        self.native.close()
+
+    def _run(self, regs: list[int]) -> RunResult:
+        prog, executed, calls, env, hot = self, 0, 0, self._env, self._hot
+        r1 = regs[0]
+        while True:
+            status, r0, n = prog._enter(env, [r1, *regs[1:]], prog.stack.end, 0, hot)
+            executed += n
+            if status == Status.EXIT:
+                return RunResult(r0, executed)
+            calls += 1
+            if calls > MAX_TAIL_CALLS:  # the kernel falls through after 33 tail calls
+                return RunResult(r0, executed)
+            target, r1 = prog._last_tail
+            if not isinstance(target, JitProgram):  # another engine finishes the run
+                result = target.run(args=[r1, *regs[1:]], env=env)
+                return RunResult(result.r0, executed + result.executed)
+            if self.checked and executed > self.budget:
+                raise BudgetExceeded(f"instruction budget of {self.budget} exhausted")
+            prog = target
+
+    def _enter(self, env, regs: Sequence[int], top: int, start: int,
+               hot: Region | None) -> tuple[int, int, int]:  # fmt: skip
+        call = self._pool.pop() if self._pool else _Call()
+        slots = call.slots
+        for i in range(5):
+            slots[Slot.R1 + i] = regs[i]
+        slots[Slot.R10] = top
+        slots[Slot.START] = start
+        slots[Slot.STACK_TOP] = self.stack.end
+        if hot is not None:
+            slots[Slot.HOT_BASE], slots[Slot.HOT_SIZE] = hot.base, hot.size
+            slots[Slot.HOT_WSIZE] = hot.size if hot.writable else 0
+        else:
+            slots[Slot.HOT_BASE] = slots[Slot.HOT_SIZE] = slots[Slot.HOT_WSIZE] = 0
+        slots[Slot.CUSTOM_BASE] = slots[Slot.CUSTOM_SIZE] = 0
+        if not self.checked:
+            ctx = self.memory.find(regs[0], 1)
+            if ctx is not None and ctx.custom_access:
+                slots[Slot.CUSTOM_BASE], slots[Slot.CUSTOM_SIZE] = ctx.base, ctx.size
+        slots[Slot.TRAMPOLINE] = self._trampoline_address
+        slots[Slot.BUDGET] = self.budget
+        slots[Slot.ABORT] = slots[Slot.AUX] = slots[Slot.EXECUTED] = 0
+        call.env, call.error, call.tail = env, None, None
+        self._calls[slots.address] = call
+        try:
+            status = self._entry(slots.address)
+        finally:
+            del self._calls[slots.address]
+            self._pool.append(call)
+        if status == Status.ABORT:
+            error, call.error = call.error, None
+            if error is None:  # pragma: no cover - the trampoline always records one
+                raise VmError("native code aborted without an error")
+            raise error
+        self._last_tail = call.tail
+        return status, slots[Slot.R0], slots[Slot.EXECUTED]
+
+    # --- callouts -------------------------------------------------------------------
+    def _callout(self, ctx: int, ident: int, a1: int, a2: int, a3: int, a4: int,
+                 a5: int) -> int:  # fmt: skip
+        call = self._calls.get(ctx)
+        if call is None:  # pragma: no cover - only our own code calls back
+            return 0
+        try:
+            kind, pc, value = split_callout(ident)
+            if kind == Callout.LOAD:
+                return self._load(pc, a1, a2)
+            if kind == Callout.STORE:
+                self._store(pc, a1, a2, a3)
+                return 0
+            if kind in (Callout.HELPER, Callout.KFUNC, Callout.HELPER_X):
+                self._frame_top = call.slots[Slot.R10]
+                if kind == Callout.HELPER:
+                    fn, what = self._fns[value], value
+                elif kind == Callout.KFUNC:
+                    fn, what = self._kfuncs[value], value
+                else:
+                    what = call.slots[Slot.AUX]
+                    fn = self._dynamic(what)
+                return self._helper(fn, what, pc, call.env, a1, a2, a3, a4, a5)
+            if kind == Callout.ATOMIC:
+                return self._atomic(pc, a1, a2, a3, a4, a5)
+            if kind == Callout.LD_ABS:
+                return self._ld_abs(call, pc, a1, a2)
+            if kind == Callout.TAIL_CALL:
+                return self._tail(call, pc, a1, a2, a3)
+            raise self._fault(Fault(value), pc)
+        except BaseException as err:  # recorded here, re-raised by _enter
+            call.error = err
+            call.slots[Slot.ABORT] = 1
+            return 0
+
+    def _helper(self, fn, what, pc: int, env, *args: int) -> int:
+        try:
+            return fn(env, *args) & M64
+        except PybpfError as err:
+            raise _at_pc(err, pc) from None
+        except Exception as err:
+            raise HelperError(f"helper {what} failed: {err!r}", pc=pc) from err
+
+    def _helper_fn(self, helper_id: int):
+        helper = self.helpers.get(helper_id)
+        return helper.fn if helper else _missing(helper_id)
+
+    def _kfunc_fn(self, btf_id: int):
+        kfunc = self.helpers.kfuncs.get(btf_id)
+        return kfunc.fn if kfunc else _missing(btf_id, "kfunc")
+
+    def _dynamic(self, helper_id: int):
+        helper = self.helpers.get(helper_id & M64)
+        return helper.fn if helper else _missing(helper_id)
+
+    def _in_stack(self, address: int, size: int) -> bool:
+        base, top = self.stack.base, self.stack.end
+        return base <= address < top or base < address + size <= top
+
+    def _below_frame(self, pc: int, address: int, size: int, write: bool) -> MemoryFault:
+        return MemoryFault(pc=pc, address=address, size=size, write=write, region="stack",
+                           reason="outside the current frame of")  # fmt: skip
+
+    def _load(self, pc: int, address: int, size: int) -> int:
+        if self._in_stack(address, size):
+            raise self._below_frame(pc, address, size, False)
+        return self.memory.load(pc, address, size)
+
+    def _store(self, pc: int, address: int, size: int, value: int) -> None:
+        if self._in_stack(address, size):
+            raise self._below_frame(pc, address, size, True)
+        self.memory.store(pc, address, size, value & ((1 << (8 * size)) - 1))
+
+    def _atomic(self, pc: int, address: int, size: int, op: int, value: int, r0: int) -> int:
+        if self._in_stack(address, size):
+            raise self._below_frame(pc, address, size, True)
+        memory = self.memory
+        old = memory.load(pc, address, size)
+        mask = (1 << (8 * size)) - 1
+        kind = op & ~AtomicOp.FETCH
+        if op == AtomicOp.CMPXCHG:
+            if old == r0 & mask:
+                memory.store(pc, address, size, value & mask)
+            return old
+        if op == AtomicOp.XCHG:
+            new = value
+        elif kind == AtomicOp.ADD:
+            new = old + value
+        elif kind == AtomicOp.OR:
+            new = old | value
+        elif kind == AtomicOp.AND:
+            new = old & value
+        else:
+            new = old ^ value
+        memory.store(pc, address, size, new & mask)
+        return old
+
+    def _ld_abs(self, call: _Call, pc: int, offset: int, size: int) -> int:
+        packet = getattr(call.env, "packet", None)
+        if packet is None:
+            raise VmError("legacy packet load (LD_ABS/LD_IND) without a packet", pc=pc)
+        offset = ((offset & M32) ^ S32) - S32
+        if offset < 0 or offset + size > packet.size:
+            call.slots[Slot.AUX] = 1
+            return 0
+        call.slots[Slot.AUX] = 0
+        return int.from_bytes(packet.view[offset : offset + size], "big")
+
+    def _tail(self, call: _Call, pc: int, r1: int, r2: int, r3: int) -> int:
+        if self.tail_call is None:
+            raise UnknownHelperError("bpf_tail_call (12) needs a tail-call resolver", pc=pc)
+        target = self.tail_call(call.env, r1, r2, r3 & M32)
+        call.tail = None if target is None else (target, r1)
+        return 0 if target is None else 1
+
+    def _fault(self, fault: Fault, pc: int) -> VmError:
+        if fault is Fault.FELL_OFF:
+            return VmError("fell off the end of the program", pc=pc)
+        if fault is Fault.CALL_DEPTH:
+            return CallDepthError(f"call depth exceeds {MAX_CALL_FRAMES} frames", pc=pc)
+        if fault is Fault.BUDGET:
+            return BudgetExceeded(f"instruction budget of {self.budget} exhausted", pc=pc)
+        if fault is Fault.TAIL_IN_SUBPROG:
+            return TailCallError("tail call from a bpf-to-bpf subprogram", pc=pc)
+        return VmError("call target is not a function of this program", pc=pc)
+
+
+def _missing(ident: int, what: str = "helper"):
+    def call(env, r1, r2, r3, r4, r5):
+        raise UnknownHelperError(f"unknown {what} {ident}")
+
+    return call

@@ -1,0 +1,66 @@
+"""The execution engines by name: how tests run a case and how the runtime builds one.
+
+Every engine runs every test case: the conformance tests, the data tests and
+the conformance plugin iterate over :data:`ENGINES` instead of naming an
+engine.  ``interp`` is the reference interpreter, ``interp-trace`` its
+tracing build (``pybpf run --trace``), ``jit`` the native JIT in checked
+mode (these programs are not verified).
+
+:func:`build` is what :meth:`pybpf.runtime.program.Program.load` calls: an
+engine object (``run``/``invoke``/``set_hot``/``close``) for a loaded
+program.  The registry lives here, above both the vm and the jit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pybpf.errors import PybpfError
+from pybpf.isa import Instruction
+from pybpf.jit.engine import JitProgram
+from pybpf.vm.helpers import HelperTable
+from pybpf.vm.interpreter import Interpreter
+
+Runner = Callable[[Sequence[Instruction], bytes, HelperTable], int]
+
+JIT_CHECKED_DEFAULT = True
+"""Load-time JIT runs in checked mode until programs are verified before they run."""
+
+
+def _interp(insns: Sequence[Instruction], memory: bytes, helpers: HelperTable) -> int:
+    return Interpreter(insns, helpers=helpers).run(memory=memory).r0
+
+
+def _interp_traced(insns: Sequence[Instruction], memory: bytes, helpers: HelperTable) -> int:
+    # the tracing build must compute exactly what the plain one does
+    vm = Interpreter(insns, helpers=helpers, tracer=lambda pc, regs: None)
+    return vm.run(memory=memory).r0
+
+
+def _jit(insns: Sequence[Instruction], memory: bytes, helpers: HelperTable) -> int:
+    prog = JitProgram(insns, helpers=helpers, checked=True)
+    try:
+        return prog.run(memory=memory).r0
+    finally:
+        prog.close()
+
+
+ENGINES: dict[str, Runner] = {"interp": _interp, "interp-trace": _interp_traced, "jit": _jit}
+
+NAMES = ("interp", "jit")
+"""Engines a loaded program may run on (``--engine``)."""
+
+
+def build(name: str, insns: Sequence[Instruction], *, verified: bool = False, **kwargs):
+    """The engine ``name`` for ``insns``; kwargs are the Interpreter's.
+
+    ``verified`` lets the JIT trust the program (direct memory access, no
+    instruction counting); otherwise it runs checked.  Raises PybpfError for
+    an unknown name.
+    """
+    if name == "interp":
+        return Interpreter(insns, **kwargs)
+    if name == "jit":
+        checked = JIT_CHECKED_DEFAULT or not verified
+        return JitProgram(insns, checked=checked, **kwargs)
+    raise PybpfError(f"unknown engine {name!r} (one of {', '.join(NAMES)})")
