@@ -1,0 +1,299 @@
+"""Context access rules (pybpf.verifier.ctx) against the Linux verifier.
+
+Every program type pybpf models is swept: each offset from 0 to past the end
+of its context, each access size, as a load, a sign-extending load and a
+store.  Each point is a three-instruction program (``r2 = *(uN *)(r1 + off);
+r0 = 0; exit`` or the store of r2) the kernel loaded with log level 2; its
+answer (accepted, and the type its log gives R2 after a load) is recorded in
+``golden/verifier_ctx_kernel.json``.  The recorded sweep is compared with
+:func:`ctx_access` everywhere; when bpf(2) works, a sample of the recording
+(and, with ``PYBPF_CTX_FULL=1``, all of it) is re-checked live.
+
+Re-record with ``python tests/test_verifier_ctx.py --record`` (root).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from pybpf.errors import KernelError
+from pybpf.isa import Instruction
+from pybpf.kernel import linux
+from pybpf.verifier import ctx
+from pybpf.verifier.types import Base, Flag
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "verifier_ctx_kernel.json"
+
+_SIZE_CODE = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}
+MODES = ("read", "ldsx", "write")
+
+
+def _sweeps() -> list[dict]:
+    """(prog_type, attach_type, offsets) of the sweep."""
+    out = []
+    for prog_type in sorted(ctx.PROG_TYPES):
+        size = ctx.ctx_size(prog_type)
+        if prog_type == ctx.TRACEPOINT:  # 8 KiB: the start and the end are what differ
+            offsets = [*range(0, 72), *range(size - 16, size + 8)]
+        else:
+            offsets = list(range(0, size + 8))
+        out.append({"prog_type": prog_type, "attach": 0, "offsets": offsets})
+    out.append({"prog_type": ctx.XDP, "attach": ctx.BPF_XDP_DEVMAP,
+                "offsets": list(range(0, ctx.XDP_MD_SIZE + 8))})  # fmt: skip
+    return out
+
+
+def program(off: int, size: int, mode: str) -> list[Instruction]:
+    if mode == "write":
+        access = [Instruction(0xB7, 2, 0, 0, 0), Instruction(0x63 | _SIZE_CODE[size], 1, 2, off)]
+    else:
+        code = (0x81 if mode == "ldsx" else 0x61) | _SIZE_CODE[size]
+        access = [Instruction(code, 2, 1, off)]
+    return [*access, Instruction(0xB7, 0, 0, 0, 0), Instruction(0x95)]
+
+
+_R2 = re.compile(r"\bR2(?:_w)?=([a-z_]+)")
+
+
+def kernel_answer(prog_type: int, attach: int, off: int, size: int, mode: str
+                  ) -> tuple[bool, str]:  # fmt: skip
+    """(accepted, R2's type name after a load or the refusal's last log line)."""
+    try:
+        prog = linux.prog_load(program(off, size, mode), prog_type=prog_type, log_level=2,
+                               expected_attach_type=attach)  # fmt: skip
+    except KernelError as err:
+        lines = [ln for ln in err.log.splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "invalid bpf_context access" in ln), None)
+        return False, reason or (lines[-1] if lines else str(err))
+    log = prog.log
+    prog.close()
+    if mode == "write":
+        return True, ""
+    first = next((ln for ln in log.splitlines() if ln.startswith("0: (")), "")
+    match = _R2.search(first)
+    return True, match.group(1) if match else "?"
+
+
+def _sizes(mode: str) -> tuple[int, ...]:
+    return (1, 2, 4) if mode == "ldsx" else (1, 2, 4, 8)
+
+
+def record() -> dict:
+    sweeps = []
+    for sweep in _sweeps():
+        for mode in MODES:
+            for size in _sizes(mode):
+                accepted, refused = {}, {}
+                for off in sweep["offsets"]:
+                    ok, text = kernel_answer(sweep["prog_type"], sweep["attach"], off, size, mode)
+                    if ok:
+                        accepted[str(off)] = text
+                    elif text != f"invalid bpf_context access off={off} size={size}":
+                        refused[str(off)] = text
+                sweeps.append({**sweep, "mode": mode, "size": size, "accepted": accepted,
+                               "other_refusals": refused})  # fmt: skip
+    return {"kernel": platform.release(), "sweeps": sweeps}
+
+
+def _recording() -> dict:
+    if not GOLDEN.exists():
+        pytest.skip(f"{GOLDEN.name} not recorded (python {__file__} --record)")
+    return json.loads(GOLDEN.read_text())
+
+
+def _ours(sweep: dict, off: int) -> ctx.CtxAccess | None:
+    return ctx.ctx_access(sweep["prog_type"], off, sweep["size"], write=sweep["mode"] == "write",
+                          attach_type=sweep["attach"], ldsx=sweep["mode"] == "ldsx")  # fmt: skip
+
+
+def _sweep_id(sweep: dict) -> str:
+    return f"type{sweep['prog_type']}-attach{sweep['attach']}-{sweep['mode']}{sweep['size']}"
+
+
+# --- the recording against the table -----------------------------------------------------------
+def test_recording_covers_every_modelled_program_type():
+    seen = {s["prog_type"] for s in _recording()["sweeps"]}
+    assert seen == set(ctx.PROG_TYPES)
+
+
+def test_kernel_refuses_only_with_the_context_message():
+    """Every refusal in the sweep is the ctx check's (so the sweep measures ctx rules)."""
+    others = {(_sweep_id(s), o): t for s in _recording()["sweeps"]
+              for o, t in s["other_refusals"].items()}  # fmt: skip
+    assert others == {}
+
+
+def test_verdicts_match_the_kernel_everywhere():
+    wrong = []
+    total = 0
+    for sweep in _recording()["sweeps"]:
+        for off in sweep["offsets"]:
+            total += 1
+            kernel = str(off) in sweep["accepted"]
+            if (_ours(sweep, off) is not None) != kernel:
+                wrong.append(f"{_sweep_id(sweep)} off={off}: kernel "
+                             f"{'accepts' if kernel else 'refuses'}")  # fmt: skip
+    assert total > 10_000
+    assert wrong == []
+
+
+def test_loaded_register_types_match_the_kernel_log():
+    wrong = []
+    for sweep in _recording()["sweeps"]:
+        if sweep["mode"] == "write":
+            continue
+        for off, kernel_type in sweep["accepted"].items():
+            access = _ours(sweep, int(off))
+            if access is not None and access.type_name != kernel_type:
+                wrong.append(f"{_sweep_id(sweep)} off={off}: {access.type_name} != {kernel_type}")
+    assert wrong == []
+
+
+def test_packet_pointers_come_from_the_data_fields():
+    acc = ctx.ctx_access(ctx.XDP, 0, 4, write=False)
+    assert (acc.base, acc.field) == (Base.PTR_TO_PACKET, "data")
+    assert ctx.ctx_access(ctx.XDP, 4, 4, write=False).base is Base.PTR_TO_PACKET_END
+    assert ctx.ctx_access(ctx.XDP, 8, 4, write=False).type_name == "pkt_meta"
+    assert ctx.ctx_access(ctx.SCHED_CLS, 76, 4, write=False).type_name == "pkt"
+    assert ctx.ctx_access(ctx.SCHED_ACT, 140, 4, write=False).type_name == "pkt_meta"
+    assert ctx.ctx_access(ctx.CGROUP_SKB, 80, 4, write=False).type_name == "pkt_end"
+    assert ctx.ctx_access(ctx.CGROUP_SKB, 140, 4, write=False) is None  # no data_meta
+    assert ctx.ctx_access(ctx.SOCKET_FILTER, 76, 4, write=False) is None
+    sk = ctx.ctx_access(ctx.SOCKET_FILTER, 168, 8, write=False)
+    assert (sk.base, sk.flags, sk.type_name) == (Base.PTR_TO_SOCK_COMMON, Flag.MAYBE_NULL,
+                                                 "sock_common_or_null")  # fmt: skip
+
+
+def test_narrow_loads_record_the_field_size():
+    assert ctx.ctx_access(ctx.SCHED_CLS, 1, 1, write=False).field_size == 4  # len's 2nd byte
+    assert ctx.ctx_access(ctx.SCHED_CLS, 48, 8, write=False).field_size == 0  # cb: as is
+    assert ctx.ctx_access(ctx.SCHED_CLS, 0, 8, write=False) is None  # wider than len
+    assert ctx.ctx_access(ctx.PERF_EVENT, 172, 4, write=False).field_size == 8  # sample_period
+    assert ctx.ctx_access(ctx.PERF_EVENT, 4, 4, write=False) is None  # regs: whole longs
+    assert ctx.ctx_access(ctx.SCHED_CLS, 8, 2, write=True) is None  # mark: no narrow store
+    assert ctx.ctx_access(ctx.SCHED_CLS, 8, 4, write=True).field == "mark"
+
+
+def test_writable_fields_per_program_type():
+    writable = {}
+    for prog_type in (ctx.SOCKET_FILTER, ctx.SCHED_CLS, ctx.CGROUP_SKB):
+        writable[prog_type] = {ctx.field_at(ctx.SK_BUFF, off) for off in range(0, 192, 4)
+                               for size in (4, 8)
+                               if ctx.ctx_access(prog_type, off, size, write=True)}  # fmt: skip
+    assert writable[ctx.SOCKET_FILTER] == {"cb"}
+    assert writable[ctx.SCHED_CLS] == {"mark", "tc_index", "priority", "tc_classid", "cb",
+                                       "tstamp", "queue_mapping"}  # fmt: skip
+    assert writable[ctx.CGROUP_SKB] == {"mark", "priority", "cb", "tstamp"}
+    assert ctx.ctx_access(ctx.XDP, 16, 4, write=True) is None
+    assert ctx.ctx_access(ctx.KPROBE, 0, 8, write=True) is None
+
+
+def test_unknown_program_types_and_sizes_are_refused():
+    assert ctx.ctx_access(ctx.XDP, 0, 3, write=False) is None
+    assert ctx.ctx_access(999, 0, 4, write=False) is None
+    assert ctx.ctx_size(999) == 0
+    assert ctx.ctx_access(ctx.XDP, -4, 4, write=False) is None
+
+
+def test_struct_layouts_are_the_uapi_ones():
+    assert ctx.SK_BUFF["cb"] == (48, 20)
+    assert ctx.SK_BUFF["data_meta"] == (140, 4)
+    assert ctx.SK_BUFF["flow_keys"] == (144, 8)
+    assert ctx.SK_BUFF["sk"] == (168, 8)
+    assert ctx.SK_BUFF["tstamp_type"] == (180, 1)
+    assert ctx.SK_BUFF["hwtstamp"][0] + 8 == ctx.SK_BUFF_SIZE == 192
+    assert ctx.XDP_MD["egress_ifindex"] == (20, 4)
+    assert ctx.PERF_EVENT_DATA["addr"] == (176, 8)
+
+
+# --- packet access and return ranges ---------------------------------------------------------
+@pytest.mark.parametrize("prog_type, read, write", [
+    (ctx.XDP, True, True), (ctx.SCHED_CLS, True, True), (ctx.SCHED_ACT, True, True),
+    (ctx.CGROUP_SKB, True, False), (ctx.SOCKET_FILTER, False, False), (ctx.KPROBE, False, False),
+    (ctx.TRACEPOINT, False, False), (ctx.PERF_EVENT, False, False),
+    (ctx.RAW_TRACEPOINT, False, False),
+])  # fmt: skip
+def test_direct_packet_access(prog_type, read, write):
+    assert ctx.direct_packet_access(prog_type, False) is read
+    assert ctx.direct_packet_access(prog_type, True) is write
+    if read:  # through a helper, the prototype's pkt_access decides
+        assert ctx.direct_packet_access(prog_type, False, helper_pkt_access=False) is False
+
+
+@pytest.mark.parametrize("prog_type, attach, expected", [
+    (ctx.XDP, 0, None), (ctx.SCHED_CLS, 0, None), (ctx.SOCKET_FILTER, 0, None),
+    (ctx.CGROUP_SKB, 0, (0, 1)), (ctx.CGROUP_SKB, ctx.BPF_CGROUP_INET_EGRESS, (0, 3)),
+    (ctx.KPROBE, 0, None), (ctx.KPROBE, ctx.BPF_TRACE_KPROBE_SESSION, (0, 1)),
+    (ctx.TRACEPOINT, 0, None), (ctx.RAW_TRACEPOINT, 0, None), (ctx.PERF_EVENT, 0, None),
+])  # fmt: skip
+def test_return_range(prog_type, attach, expected):
+    assert ctx.return_range(prog_type, attach) == expected
+
+
+def _exit_with(value: int) -> list[Instruction]:
+    return [Instruction(0xB7, 0, 0, 0, value), Instruction(0x95)]
+
+
+@pytest.mark.parametrize("prog_type, attach, value", [
+    (ctx.CGROUP_SKB, 0, 1), (ctx.CGROUP_SKB, 0, 2), (ctx.CGROUP_SKB, 1, 3), (ctx.CGROUP_SKB, 1, 4),
+    (ctx.XDP, 0, 7), (ctx.SCHED_CLS, 0, -1), (ctx.SOCKET_FILTER, 0, -5), (ctx.KPROBE, 0, 9),
+    (ctx.TRACEPOINT, 0, 9), (ctx.PERF_EVENT, 0, 9), (ctx.RAW_TRACEPOINT, 0, 9),
+])  # fmt: skip
+def test_return_range_against_the_kernel(prog_type, attach, value):
+    if (reason := linux.available()) is not None:
+        pytest.skip(reason)
+    rng = ctx.return_range(prog_type, attach)
+    ours = rng is None or rng[0] <= value <= rng[1]
+    try:
+        linux.prog_load(_exit_with(value), prog_type=prog_type, expected_attach_type=attach).close()
+        kernel, log = True, ""
+    except KernelError as err:
+        kernel, log = False, err.log
+    assert ours == kernel, log
+    if not kernel:
+        assert f"should have been in [{rng[0]}, {rng[1]}]" in log
+
+
+# --- live re-check --------------------------------------------------------------------------------
+def _live_points() -> list[tuple[dict, int]]:
+    rec = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {"sweeps": []}
+    points = [(s, off) for s in rec["sweeps"] for off in s["offsets"]]
+    if os.environ.get("PYBPF_CTX_FULL") == "1":
+        return points
+    rng = random.Random(6)
+    accepted = [(s, o) for s, o in points if str(o) in s["accepted"]]
+    return rng.sample(accepted, min(150, len(accepted))) + rng.sample(points, min(150, len(points)))
+
+
+def test_recording_still_matches_the_running_kernel():
+    if (reason := linux.available()) is not None:
+        pytest.skip(reason)
+    points = _live_points()
+    if not points:
+        pytest.skip("no recording")
+    drift = []
+    for sweep, off in points:
+        ok, text = kernel_answer(sweep["prog_type"], sweep["attach"], off, sweep["size"],
+                                 sweep["mode"])  # fmt: skip
+        recorded = sweep["accepted"].get(str(off))
+        if ok != (recorded is not None) or (ok and text != recorded):
+            drift.append(f"{_sweep_id(sweep)} off={off}: kernel now {ok} {text!r}")
+    assert drift == []
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--record"]:
+        sys.exit(f"usage: {sys.argv[0]} --record")
+    if (why := linux.available()) is not None:
+        sys.exit(why)
+    data = record()
+    GOLDEN.write_text(json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n")
+    print(f"{GOLDEN}: {sum(len(s['offsets']) for s in data['sweeps'])} points")
