@@ -9,7 +9,8 @@ elements ``round_up(value_size, 8)`` apart, so a value address stays valid
 for the map's lifetime and :meth:`ArrayMap.direct_value_address` (element 0)
 serves ld_imm64 MAP_VALUE.  BPF_F_RDONLY_PROG makes that region read-only
 for programs (stores fault; user space writes through :meth:`update`);
-BPF_F_MMAPABLE is accepted on plain arrays only.
+BPF_F_MMAPABLE is accepted on plain arrays only.  :meth:`ArrayMap.jit_shape`
+hands the same blocks to JIT-compiled code, which indexes them natively.
 
 Per-CPU arrays give user space ``round_up(value_size, 8) * ncpus`` bytes
 (padding included, as the kernel copies whole 8-byte words) and programs
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import errno
 
+from pybpf.jit import maps_ir
 from pybpf.runtime.maps import register
 from pybpf.runtime.maps.base import Map, MapAttr, MapFlag, MapType, UpdateFlag, fail
 from pybpf.runtime.maps.common import (
@@ -133,6 +135,15 @@ class ArrayMap(Map):
 
     def __len__(self) -> int:
         return self.max_entries
+
+    def jit_shape(self) -> maps_ir.ArrayShape | None:
+        """How JIT-compiled code reaches this map natively (its value blocks, one per CPU)."""
+        if self.pointer is None or not self.regions:
+            return None
+        return maps_ir.ArrayShape(pointer=self.pointer.base, max_entries=self.max_entries,
+                                  value_size=self.value_size, stride=self.stride,
+                                  bases=tuple(r.base for r in self.regions),
+                                  writable=not self.map_flags & MapFlag.RDONLY_PROG)  # fmt: skip
 
     # --- programs -------------------------------------------------------------------
     def prog_lookup(self, key_addr: int, *, cpu: int = 0) -> int:

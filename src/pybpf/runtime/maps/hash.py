@@ -15,12 +15,20 @@ the kernel instead swaps in a fresh element, so a program holding the old
 pointer would keep seeing the old value there.  Iteration follows insertion
 order; the kernel's follows its seeded hash buckets, which user space cannot
 predict (compare as sets).
+
+Plain and per-CPU hashes (not the LRU ones, whose lookups must mark recency)
+keep a :class:`NativeIndex` of their elements in step on every insert and
+delete: an open-addressing table in native memory, laid out as
+:mod:`pybpf.jit.maps_ir` describes, over which JIT-compiled programs look
+keys up without calling back into Python (:meth:`HashMap.jit_shape`).
 """
 
 from __future__ import annotations
 
 import errno
+import struct
 
+from pybpf.jit import maps_ir
 from pybpf.runtime.maps import register
 from pybpf.runtime.maps.base import Map, MapAttr, MapFlag, MapType, UpdateFlag, fail
 from pybpf.runtime.maps.common import (
@@ -33,9 +41,109 @@ from pybpf.runtime.maps.common import (
     check_update_flags,
     round8,
 )  # fmt: skip
-from pybpf.vm.memory import Region
+from pybpf.vm.memory import Region, native_buffer
 
 HTAB_ELEM_SIZE = 48  # sizeof(struct htab_elem): the E2BIG bound on key_size + value_size
+_WORDS2 = struct.Struct("<QQ")
+_WORD = struct.Struct("<Q")
+
+
+class NativeIndex:
+    """The native lookup table of one hash map (layout: :mod:`pybpf.jit.maps_ir`).
+
+    Maps each key to the address of its value buffer.  :attr:`header` stays
+    at one address for the index's lifetime (generated code embeds it); the
+    table it points to is replaced when it grows, so the load factor stays at
+    most one half and a probe always meets an empty slot.  The caller keeps
+    it in step: :meth:`insert` a key that is absent, :meth:`remove` one that
+    is present.
+    """
+
+    MIN_SLOTS = 16
+
+    def __init__(self, key_size: int) -> None:
+        self.key_size = key_size
+        self.slot = maps_ir.slot_size(key_size)
+        self.header = Region("hash index header", native_buffer(maps_ir.HEADER_SIZE))
+        self.count = 0
+        self._reset(self.MIN_SLOTS)
+
+    def _reset(self, slots: int) -> None:
+        self.table = Region("hash index", native_buffer(slots * self.slot))
+        self.mask = slots - 1
+        _WORDS2.pack_into(self.header.view, maps_ir.HDR_TABLE, self.table.base, self.mask)
+        _WORD.pack_into(self.header.view, maps_ir.HDR_COUNT, self.count)
+
+    def _probe(self, key: bytes, h: int) -> tuple[int, bool]:
+        """(slot index, found): the key's slot or the empty slot ending its probe."""
+        view, size, padded = self.table.view, self.slot, key.ljust(self.slot - 16, b"\0")
+        i = h & self.mask
+        while True:
+            off = i * size
+            value, stored = _WORDS2.unpack_from(view, off)
+            if value == 0:
+                return i, False
+            if stored == h and view[off + 16 : off + size] == padded:
+                return i, True
+            i = (i + 1) & self.mask
+
+    def find(self, key: bytes) -> int:
+        """The value address of ``key``, or 0 (what the generated lookup returns)."""
+        i, found = self._probe(key, maps_ir.key_hash(key))
+        return _WORD.unpack_from(self.table.view, i * self.slot)[0] if found else 0
+
+    def insert(self, key: bytes, address: int) -> None:
+        """Add ``key`` (absent) with its value at ``address`` (non-zero)."""
+        if 2 * (self.count + 1) > self.mask + 1:
+            self._grow()
+        h = maps_ir.key_hash(key)
+        i, _ = self._probe(key, h)
+        off = i * self.slot
+        self.table.view[off + 16 : off + self.slot] = key.ljust(self.slot - 16, b"\0")
+        _WORDS2.pack_into(self.table.view, off, address, h)
+        self._count(self.count + 1)
+
+    def remove(self, key: bytes) -> None:
+        """Drop ``key`` (present), shifting the rest of its cluster back."""
+        i, found = self._probe(key, maps_ir.key_hash(key))
+        if not found:
+            return
+        view, size, mask = self.table.view, self.slot, self.mask
+        j = i
+        while True:
+            j = (j + 1) & mask
+            value, h = _WORDS2.unpack_from(view, j * size)
+            if value == 0:
+                break
+            home = h & mask
+            # the entry at j may fill the hole at i unless its home lies in (i, j]
+            if (i < home <= j) if i <= j else (i < home or home <= j):
+                continue
+            view[i * size : (i + 1) * size] = view[j * size : (j + 1) * size]
+            i = j
+        view[i * size : (i + 1) * size] = bytes(size)
+        self._count(self.count - 1)
+
+    def clear(self) -> None:
+        """Forget every key (the table shrinks back to its minimum)."""
+        self.count = 0
+        self._reset(self.MIN_SLOTS)
+
+    def _count(self, count: int) -> None:
+        self.count = count
+        _WORD.pack_into(self.header.view, maps_ir.HDR_COUNT, count)
+
+    def _grow(self) -> None:
+        old, size = self.table.view, self.slot
+        entries = [bytes(old[off : off + size]) for off in range(0, len(old), size)
+                   if _WORD.unpack_from(old, off)[0]]  # fmt: skip
+        self._reset(2 * (self.mask + 1))
+        view, mask = self.table.view, self.mask
+        for entry in entries:
+            i = _WORD.unpack_from(entry, 8)[0] & mask
+            while _WORD.unpack_from(view, i * size)[0]:
+                i = (i + 1) & mask
+            view[i * size : (i + 1) * size] = entry
 
 
 @register(MapType.HASH)
@@ -51,6 +159,7 @@ class HashMap(Map):
         super().__init__(attr, space, ncpus=ncpus)
         self.stride = round8(attr.value_size)
         self._elems: dict[bytes, Region] = {}
+        self.native_index = None if self.lru else NativeIndex(attr.key_size)
 
     def check_attr(self, attr: MapAttr) -> None:
         super().check_attr(attr)
@@ -80,6 +189,8 @@ class HashMap(Map):
         for region in self._elems.values():
             self.space.free(region)
         self._elems.clear()
+        if self.native_index is not None:
+            self.native_index.clear()
 
     @property
     def user_value_size(self) -> int:
@@ -92,6 +203,8 @@ class HashMap(Map):
 
     def _remove(self, key: bytes) -> None:
         self.space.free(self._elems.pop(key))
+        if self.native_index is not None:
+            self.native_index.remove(key)
 
     def _insert(self, key: bytes, flags: int, data: bytes, cpu: int | None) -> int:
         """Insert or replace; ``cpu`` None writes every CPU's value. 0 or -errno."""
@@ -104,6 +217,8 @@ class HashMap(Map):
             if len(self._elems) >= self.max_entries:
                 return -errno.E2BIG
             region = self._elems[key] = self._new_region(key)
+            if self.native_index is not None:
+                self.native_index.insert(key, region.base)
         self._write(region, data, cpu)
         return 0
 
@@ -169,6 +284,14 @@ class HashMap(Map):
 
     def __len__(self) -> int:
         return len(self._elems)
+
+    def jit_shape(self) -> maps_ir.HashShape | None:
+        """How JIT-compiled code reaches this map natively (None: LRU, trampoline only)."""
+        if self.native_index is None or self.pointer is None:
+            return None
+        return maps_ir.HashShape(pointer=self.pointer.base, header=self.native_index.header.base,
+                                 key_size=self.key_size, value_size=self.value_size,
+                                 stride=self.stride, percpu=self.percpu)  # fmt: skip
 
     # --- programs -------------------------------------------------------------------
     def prog_lookup(self, key_addr: int, *, cpu: int = 0) -> int:
