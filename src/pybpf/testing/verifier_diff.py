@@ -70,7 +70,7 @@ POLICY_REASONS = (
     "infinite loop detected", "back-edge from insn", "BPF program is too large",
     "unreachable insn", "last insn is not an exit or jmp", "jump out of range",
     "The sequence of", "combined stack size", "call stack", "too many states",
-    "loop detected", "R0 leaks addr", "leaks addr into",
+    "loop detected", "R0 leaks addr", "leaks addr into", "missing btf func_info",
 )  # fmt: skip
 
 _INSN_LINE = re.compile(r"^(\d+): \([0-9a-f]{2}\)")
@@ -97,6 +97,7 @@ class MapDecl:
     value_size: int
     max_entries: int
     map_flags: int = 0
+    frozen: bool = False  # BPF_MAP_FREEZE before the load (read-only const strings)
 
 
 @dataclass(frozen=True)
@@ -158,14 +159,14 @@ def _map_decl(words: list[str], path: str, line: int) -> MapDecl:
     if len(words) < 2 or words[1] not in MAP_TYPES:
         raise CorpusError(f"map needs NAME TYPE (one of {', '.join(MAP_TYPES)})",
                           path=path, line=line)  # fmt: skip
-    attrs = {"key": 0, "value": 0, "entries": 1, "flags": 0}
+    attrs = {"key": 0, "value": 0, "entries": 1, "flags": 0, "frozen": 0}
     for word in words[2:]:
         key, eq, value = word.partition("=")
         if not eq or key not in attrs:
             raise CorpusError(f"bad map attribute {word!r}", path=path, line=line)
         attrs[key] = _int(value, path, line)
     return MapDecl(words[0], MAP_TYPES[words[1]], attrs["key"], attrs["value"],
-                   attrs["entries"], attrs["flags"])  # fmt: skip
+                   attrs["entries"], attrs["flags"], bool(attrs["frozen"]))  # fmt: skip
 
 
 def _parse_verdict(lines: list[str], path: str, line: int) -> Verdict | None:
@@ -321,6 +322,8 @@ def kernel_verdict(case: Case) -> Verdict:
         for m in case.maps:
             kmaps.append(linux.map_create(m.map_type, m.key_size, m.value_size, m.max_entries,
                                           m.map_flags))  # fmt: skip
+            if m.frozen:
+                kmaps[-1].freeze()
         insns = [replace(i, imm=kmaps[i.imm].fd)
                  if i.code == LDDW and i.src_reg in (Pseudo.MAP_FD, Pseudo.MAP_VALUE) else i
                  for i in case.insns]  # fmt: skip
@@ -352,9 +355,12 @@ def pybpf_verdict(case: Case) -> Verdict:
 
     kernel = Kernel(verify=verifier_ready())
     try:
-        maps = {i: kernel.map_create(MapAttr(MapType(m.map_type), m.key_size, m.value_size,
-                                             m.max_entries, m.map_flags, m.name[:15]))
-                for i, m in enumerate(case.maps)}  # fmt: skip
+        maps = {}
+        for i, m in enumerate(case.maps):
+            maps[i] = kernel.map_create(MapAttr(MapType(m.map_type), m.key_size, m.value_size,
+                                                m.max_entries, m.map_flags, m.name[:15]))
+            if m.frozen:
+                maps[i].freeze()
         line_info = {r.insn_index: r for r in case.line_info} if case.line_info else None
         kernel.prog_load(case.insns, case.prog_type, license=case.license, maps=maps,
                          expected_attach_type=case.attach_type, log_level=1,
