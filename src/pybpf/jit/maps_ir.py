@@ -58,9 +58,12 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pybpf.jit.ir import Callout, CallSite, Slot, callout_id
 from pybpf.vm.memory import Region, native_buffer
+
+if TYPE_CHECKING:  # the translator is needed only when hooks run (maps import this module)
+    from pybpf.jit.ir import CallSite
 
 M64 = (1 << 64) - 1
 
@@ -325,6 +328,8 @@ def _trampoline(c: _Code, site: CallSite) -> str:
     HELPER_X rather than HELPER because a runner binds HELPER callouts only
     for the ids the translator saw without a hook.
     """
+    from pybpf.jit.ir import Callout, Slot, callout_id
+
     aux = c.v(f"getelementptr i64, ptr {site.ctx}, i64 {int(Slot.AUX)}")
     c.emit(f"store i64 {site.helper_id}, ptr {aux}")
     fn = c.v(f"getelementptr i64, ptr {site.ctx}, i64 {int(Slot.TRAMPOLINE)}")
@@ -441,17 +446,19 @@ def native_calls(shapes: Sequence[Shape] = (), *, boot_ns: int | None = None,
 
 # --- the native test-run loop -------------------------------------------------------------------
 REPEAT_DRIVER = "pybpf_repeat"
+REPEAT_ARGS = 6  # u64 words: entry, ctx, n, out status, out calls, out duration
 
 
 def repeat_driver_ir(name: str = REPEAT_DRIVER) -> str:
-    """A module with ``i64 name(ptr entry, ptr ctx, i64 n, ptr out)``.
+    """A module with ``i64 name(ptr args)``, args being :data:`REPEAT_ARGS` u64 words.
 
-    Calls ``i64 entry(ptr ctx)`` up to ``max(n, 1)`` times and stops early at
-    the first non-zero status.  Writes ``out[0]`` = the last status,
-    ``out[1]`` = the calls made, ``out[2]`` = the loop's duration in ns
-    (``CLOCK_MONOTONIC``); returns the duration.  The entry must reset its
-    own per-run state (the translator's ``bpf_entry`` reads its inputs from
-    the context at every call).
+    Reads ``entry``, ``ctx`` and ``n`` from words 0..2, calls ``i64
+    entry(ptr ctx)`` ``max(n, 1)`` times, stopping after the first non-zero
+    status, and writes the last status, the calls made and the loop's
+    duration in ns (``CLOCK_MONOTONIC``) to words 3..5; returns the status.
+    The driver has the signature of a compiled program's entry, so it is
+    called the same way.  The entry must reset its own per-run state (the
+    translator's ``bpf_entry`` reads its inputs from the context every call).
     """
     return f"""declare i32 @clock_gettime(i32, ptr)
 
@@ -466,8 +473,15 @@ define internal i64 @{name}.now() {{
   ret i64 %t
 }}
 
-define i64 @{name}(ptr %entry, ptr %ctx, i64 %n, ptr %out) {{
+define i64 @{name}(ptr %args) {{
 start:
+  %entryw = load i64, ptr %args, align 8
+  %entry = inttoptr i64 %entryw to ptr
+  %ctxp = getelementptr i64, ptr %args, i64 1
+  %ctxw = load i64, ptr %ctxp, align 8
+  %ctx = inttoptr i64 %ctxw to ptr
+  %np = getelementptr i64, ptr %args, i64 2
+  %n = load i64, ptr %np, align 8
   %few = icmp ult i64 %n, 1
   %runs = select i1 %few, i64 1, i64 %n
   %t0 = call i64 @{name}.now()
@@ -484,14 +498,59 @@ cont:
 stop:
   %t1 = call i64 @{name}.now()
   %dt = sub i64 %t1, %t0
-  store i64 %status, ptr %out, align 8
-  %o1 = getelementptr i64, ptr %out, i64 1
+  %o0 = getelementptr i64, ptr %args, i64 3
+  store i64 %status, ptr %o0, align 8
+  %o1 = getelementptr i64, ptr %args, i64 4
   store i64 %next, ptr %o1, align 8
-  %o2 = getelementptr i64, ptr %out, i64 2
+  %o2 = getelementptr i64, ptr %args, i64 5
   store i64 %dt, ptr %o2, align 8
-  ret i64 %dt
+  ret i64 %status
 }}
 """
+
+
+@dataclass(frozen=True)
+class RepeatResult:
+    """What one native repeat loop did: last status, calls made, total ns."""
+
+    status: int
+    calls: int
+    duration_ns: int
+
+
+class RepeatDriver:
+    """The compiled :func:`repeat_driver_ir`, shared by every program of a process.
+
+    :meth:`run` calls ``entry(ctx)`` ``n`` times natively; the caller sets up
+    ``ctx`` as for a single call (and serves its callouts: the entry's
+    trampoline runs inside this loop, on this thread).
+    """
+
+    _shared: RepeatDriver | None = None
+
+    def __init__(self) -> None:
+        from pybpf.jit import native  # compiling needs LLVM; importing this module does not
+
+        self._native = native.compile_ir(repeat_driver_ir())
+        self._call = self._native.entry(REPEAT_DRIVER)
+        self._args = Region("repeat arguments", native_buffer(8 * REPEAT_ARGS))
+
+    @classmethod
+    def shared(cls) -> RepeatDriver:
+        """The process's driver, compiled on first use."""
+        if cls._shared is None:
+            cls._shared = cls()
+        return cls._shared
+
+    def run(self, entry: int, ctx: int, n: int) -> RepeatResult:
+        """Call the function at ``entry`` on ``ctx`` up to ``max(n, 1)`` times."""
+        view = self._args.view
+        for i, word in enumerate((entry, ctx, n)):
+            view[8 * i : 8 * i + 8] = (word & M64).to_bytes(8, "little")
+        self._call(self._args.base)
+        status, calls, ns = (int.from_bytes(view[8 * i : 8 * i + 8], "little")
+                             for i in (3, 4, 5))  # fmt: skip
+        return RepeatResult(status, calls, ns)
 
 
 # --- native words -------------------------------------------------------------------------------
