@@ -1,0 +1,589 @@
+"""The verifier's structural checks and the privileged xlated rewrites.
+
+Before it interprets anything, ``bpf_check`` (Linux 6.18,
+``kernel/bpf/verifier.c``) checks the program's shape, in this order, and
+:func:`analyze` does the same:
+
+1. the size: 1 to 1,000,000 slots (``BPF_COMPLEXITY_LIMIT_INSNS``; 4096 for
+   an unprivileged loader), checked by ``bpf_prog_load`` with E2BIG and no log;
+2. ``add_subprog_and_kfunc``: every ``call local`` and ``ld_imm64`` of a
+   function (BPF_PSEUDO_FUNC) starts a subprogram; at most 256;
+3. ``check_subprogs``: every jump stays inside its subprogram and a
+   subprogram's last slot is ``exit``, ``ja`` or ``gotol``;
+4. ``check_btf_info`` without BTF: no LD_ABS or tail call in a subprogram;
+5. ``resolve_pseudo_ldimm64``'s well-formedness: LDX modes, ld_imm64 pairs
+   and pseudo sources, and opcodes the kernel knows;
+6. ``check_cfg``: a depth-first walk from instruction 0 along every edge
+   (calls included) must reach every instruction, and never land in the
+   second half of an ld_imm64.  A privileged loader's loops pass here; the
+   abstract interpreter bounds them.
+
+Every check works on *slots* (an ld_imm64 takes two), as the kernel does, so
+the messages and the pcs in them are the kernel's.  A failure raises
+:class:`~pybpf.errors.VerifierError` with the kernel's wording and errno.
+
+After the abstract interpretation, :func:`check_stack_depth` is
+``check_max_stack_depth`` (frames of 512 bytes combined, at most 8 deep, the
+256-byte rule for tail calls below subprograms), and :func:`xlate` the
+privileged rewrites of the image (``opt_hard_wire_dead_code_branches``,
+``opt_remove_dead_code``, ``opt_remove_nops``) with a map from old pcs to
+new ones.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import struct
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from pybpf.errors import VerifierError
+from pybpf.isa import SPECS, Instruction, Kind, decode
+from pybpf.isa.opcodes import CLASS_MASK, MODE_MASK, OP_MASK, SOURCE_MASK, Class, Jmp, Mode
+
+MAX_INSNS = 1_000_000  # BPF_COMPLEXITY_LIMIT_INSNS, for CAP_BPF
+MAX_INSNS_UNPRIV = 4096  # BPF_MAXINSNS
+MAX_SUBPROGS = 256  # BPF_MAX_SUBPROGS
+MAX_STACK = 512  # MAX_BPF_STACK: all frames of one call chain together
+MAX_FRAMES = 8  # MAX_CALL_FRAMES
+TAIL_CALL_STACK = 256  # stack of the frames below a subprogram that tail calls
+PRIV_STACK_MIN = 64  # BPF_PRIV_STACK_MIN_SIZE
+TAIL_CALL_HELPER = 12  # BPF_FUNC_tail_call
+
+LDDW = 0x18
+CALL = Class.JMP | Jmp.CALL
+EXIT = Class.JMP | Jmp.EXIT
+JA = Class.JMP | Jmp.JA
+GOTOL = Class.JMP32 | Jmp.JA
+MAY_GOTO = Class.JMP | Jmp.JCOND
+PSEUDO_CALL, PSEUDO_KFUNC, PSEUDO_FUNC = 1, 2, 4
+_LDIMM64_SOURCES = {0, 1, 2, 3, 4, 5, 6}  # 1 and 5 (map by fd / by index) need imm2 == 0
+
+# bpf_opcode_in_insntable: the opcode bytes the kernel knows.  The kernel's
+# table and pybpf's differ only in callx (0x8d), a uBPF extension.
+KNOWN_OPCODES = frozenset(s.code for s in SPECS if s.kind is not Kind.CALLX)
+
+
+class Slot(NamedTuple):
+    """One 8-byte slot as the kernel's ``struct bpf_insn`` sees it."""
+
+    code: int
+    dst_reg: int
+    src_reg: int
+    off: int
+    imm: int
+
+
+_WIRE = struct.Struct("<BBhi")
+
+
+def to_slots(insns: Sequence[Instruction] | bytes | bytearray) -> list[Slot]:
+    """The slots of a program: an ld_imm64 gives two (the second one's ``imm`` is imm2).
+
+    Bytes are cut into slots without pairing or validating anything, so a
+    malformed ld_imm64 pair reaches the checks the kernel makes on it.
+    """
+    if isinstance(insns, bytes | bytearray):
+        data = bytes(insns)
+        if len(data) % 8:
+            raise VerifierError(f"{len(data)} bytes is not a whole number of instructions",
+                                errno=errno.EINVAL)  # fmt: skip
+        return [Slot(c, r & 0xF, r >> 4, o, i) for c, r, o, i in _WIRE.iter_unpack(data)]
+    slots = []
+    for insn in insns:
+        slots.append(Slot(insn.code, insn.dst_reg, insn.src_reg, insn.off, insn.imm))
+        if insn.code == LDDW:
+            slots.append(Slot(0, 0, 0, 0, insn.imm2))
+    return slots
+
+
+def _is_jmp(code: int) -> bool:
+    return code & CLASS_MASK in (Class.JMP, Class.JMP32)
+
+
+def _is_pseudo_func(s: Slot) -> bool:
+    return s.code == LDDW and s.src_reg == PSEUDO_FUNC
+
+
+def _is_pseudo_call(s: Slot) -> bool:
+    return s.code == CALL and s.src_reg == PSEUDO_CALL
+
+
+def _jump_target(pc: int, s: Slot) -> int:
+    """Where the jump at ``pc`` goes (gotol keeps its offset in imm)."""
+    return pc + 1 + (s.imm if s.code == GOTOL else s.off)
+
+
+def is_cond_jump(code: int) -> bool:
+    """``insn_is_cond_jump``: a two-way jump (may_goto and JMP32 jumps included)."""
+    op = code & OP_MASK
+    if code & CLASS_MASK == Class.JMP32:
+        return op != Jmp.JA
+    if code & CLASS_MASK != Class.JMP:
+        return False
+    return op not in (Jmp.JA, Jmp.EXIT, Jmp.CALL)
+
+
+@dataclass(frozen=True)
+class Subprog:
+    """A subprogram: slots ``[start, end)``; what check_subprogs notes about it."""
+
+    start: int
+    end: int
+    has_tail_call: bool = False
+    has_ld_abs: bool = False
+
+
+@dataclass(frozen=True)
+class Structure:
+    """A program that passed the structural checks.
+
+    ``insns`` are the logical instructions, ``pcs[i]`` the slot of
+    ``insns[i]``, ``index_of`` the reverse map (slot -> index, first slots
+    only).  ``subprogs`` are in pc order, the main program first.
+    ``successors`` maps each pc to the pcs control may go to next, as the
+    kernel's CFG walk has them: fall-through first, then the jump target or
+    the callee (``call local`` and BPF_PSEUDO_FUNC loads); ``exit`` has none.
+    """
+
+    insns: tuple[Instruction, ...]
+    pcs: tuple[int, ...]
+    index_of: Mapping[int, int]
+    subprogs: tuple[Subprog, ...]
+    successors: Mapping[int, tuple[int, ...]]
+
+    @property
+    def length(self) -> int:
+        """The program's length in slots."""
+        return self.pcs[-1] + self.insns[-1].slots
+
+    def subprog_at(self, pc: int) -> int:
+        """The index of the subprogram holding slot ``pc``."""
+        for idx, sub in enumerate(self.subprogs):
+            if sub.start <= pc < sub.end:
+                return idx
+        raise ValueError(f"pc {pc} is outside the program")
+
+
+def _fail(reason: str, pc: int | None, err: int = errno.EINVAL) -> VerifierError:
+    return VerifierError(reason, pc=pc, errno=err)
+
+
+def _check_size(n: int, privileged: bool) -> None:
+    limit = MAX_INSNS if privileged else MAX_INSNS_UNPRIV
+    if n == 0:
+        raise _fail("program has no instructions", None, errno.E2BIG)
+    if n > limit:
+        raise _fail(f"program of {n} insns is too large (limit {limit})", None, errno.E2BIG)
+
+
+def _find_subprogs(slots: list[Slot], privileged: bool) -> list[int]:
+    """add_subprog_and_kfunc: the sorted subprogram starts."""
+    starts = {0}
+    for pc, s in enumerate(slots):
+        if not (_is_pseudo_func(s) or _is_pseudo_call(s) or
+                (s.code == CALL and s.src_reg == PSEUDO_KFUNC)):  # fmt: skip
+            continue
+        if not privileged:
+            raise _fail("loading/calling other bpf or kernel functions are allowed for "
+                        "CAP_BPF and CAP_SYS_ADMIN", pc, errno.EPERM)  # fmt: skip
+        if s.src_reg == PSEUDO_KFUNC:
+            continue  # kfunc BTF ids are checked against the kernel's BTF, not here
+        target = pc + s.imm + 1
+        if not 0 <= target < len(slots):
+            raise _fail("call to invalid destination", pc)
+        if target not in starts and len(starts) >= MAX_SUBPROGS:
+            raise _fail("too many subprograms", pc, errno.E2BIG)
+        starts.add(target)
+    return sorted(starts)
+
+
+def _check_subprogs(slots: list[Slot], starts: list[int]) -> tuple[Subprog, ...]:
+    """check_subprogs: jumps stay in their subprogram, none falls into the next."""
+    bounds = [*starts, len(slots)]
+    subs = []
+    for start, end in itertools.pairwise(bounds):
+        tail = ld_abs = False
+        for pc in range(start, end):
+            s = slots[pc]
+            cls, op = s.code & CLASS_MASK, s.code & OP_MASK
+            if s.code == CALL and s.src_reg == 0 and s.imm == TAIL_CALL_HELPER:
+                tail = True
+            if cls == Class.LD and s.code & MODE_MASK in (Mode.ABS, Mode.IND):
+                ld_abs = True
+            if _is_jmp(s.code) and op not in (Jmp.EXIT, Jmp.CALL):
+                target = _jump_target(pc, s)
+                if not start <= target < end:
+                    raise _fail(f"jump out of range from insn {pc} to {target}", pc)
+        if slots[end - 1].code not in (EXIT, JA, GOTOL):
+            raise _fail("last insn is not an exit or jmp", end - 1)
+        subs.append(Subprog(start, end, tail, ld_abs))
+    return tuple(subs)
+
+
+def _check_abnormal_return(subprogs: Sequence[Subprog]) -> None:
+    """check_abnormal_return: without BTF, subprograms may not leave abnormally."""
+    for sub in subprogs[1:]:
+        if sub.has_ld_abs:
+            raise _fail("LD_ABS is not allowed in subprogs without BTF", sub.start)
+        if sub.has_tail_call:
+            raise _fail("tail_call is not allowed in subprogs without BTF", sub.start)
+
+
+def _check_ldimm64(slots: list[Slot]) -> None:
+    """resolve_pseudo_ldimm64's checks of the encoding (maps are the caller's)."""
+    pc, n = 0, len(slots)
+    while pc < n:
+        s = slots[pc]
+        if s.code & CLASS_MASK == Class.LDX and (
+            s.code & MODE_MASK not in (Mode.MEM, Mode.MEMSX) or s.imm != 0
+        ):
+            raise _fail("BPF_LDX uses reserved fields", pc)
+        if s.code == LDDW:
+            nxt = slots[pc + 1] if pc + 1 < n else None
+            if nxt is None or nxt.code or nxt.dst_reg or nxt.src_reg or nxt.off:
+                raise _fail("invalid bpf_ld_imm64 insn", pc)
+            if s.src_reg not in _LDIMM64_SOURCES or (s.src_reg in (1, 5) and nxt.imm):
+                raise _fail("unrecognized bpf_ld_imm64 insn", pc)
+            pc += 2
+            continue
+        if s.code not in KNOWN_OPCODES:
+            raise _fail(f"unknown opcode {s.code:02x}", pc)
+        pc += 1
+
+
+def _edges(pc: int, s: Slot) -> tuple[int, ...]:
+    """visit_insn's edges of the slot at ``pc``: fall-through first."""
+    if _is_pseudo_func(s):
+        return (pc + 2, pc + 1 + s.imm)
+    if not _is_jmp(s.code):
+        return (pc + (2 if s.code == LDDW else 1),)
+    op = s.code & OP_MASK
+    if op == Jmp.EXIT:
+        return ()
+    if op == Jmp.CALL:
+        return (pc + 1, pc + 1 + s.imm) if s.src_reg == PSEUDO_CALL else (pc + 1,)
+    if op == Jmp.JA and not s.code & SOURCE_MASK:
+        return (_jump_target(pc, s),)
+    return (pc + 1, pc + 1 + s.off)
+
+
+def _check_cfg(slots: list[Slot], privileged: bool) -> dict[int, tuple[int, ...]]:
+    """check_cfg: every slot is reached from 0; none lands inside an ld_imm64."""
+    n = len(slots)
+    new, active, done = 0, 1, 2
+    state = [new] * n
+    succ: dict[int, tuple[int, ...]] = {}
+    state[0] = active
+    stack = [(0, iter(_edges(0, slots[0])))]
+    succ[0] = _edges(0, slots[0])
+    while stack:
+        pc, edges = stack[-1]
+        for w in edges:
+            if not 0 <= w < n:
+                raise _fail(f"jump out of range from insn {pc} to {w}", pc)
+            if state[w] == new:
+                state[w] = active
+                succ[w] = _edges(w, slots[w])
+                stack.append((w, iter(succ[w])))
+                break
+            if state[w] == active and not privileged:
+                raise _fail(f"back-edge from insn {pc} to {w}", pc)
+        else:
+            state[pc] = done
+            stack.pop()
+    pc = 0
+    while pc < n:
+        if state[pc] != done:
+            raise _fail(f"unreachable insn {pc}", pc)
+        if slots[pc].code == LDDW:
+            if state[pc + 1] != new:
+                raise _fail(f"jump into the middle of ldimm64 insn {pc}", pc)
+            pc += 1
+        pc += 1
+    return succ
+
+
+def analyze(
+    insns: Sequence[Instruction] | bytes | bytearray,
+    *,
+    privileged: bool = True,
+    btf: bool = False,
+) -> Structure:
+    """Run the structural checks of ``bpf_check`` on a program, in its order.
+
+    ``insns`` are instructions or raw bytecode (which may hold what an
+    Instruction list cannot: a broken ld_imm64 pair).  ``privileged`` is a
+    CAP_BPF loader (root), the case pybpf models; without it the kernel's
+    unprivileged limits apply (4096 slots, no subprograms, no back-edges).
+    ``btf`` says the load carries BTF func or line info; without it the
+    kernel refuses LD_ABS and tail calls in subprograms (check_btf_info).
+    Returns the :class:`Structure`; raises
+    :class:`~pybpf.errors.VerifierError` naming the kernel's message, the pc
+    it is about and its errno (E2BIG for size, EINVAL for shape, EPERM for
+    an unprivileged call).
+    """
+    slots = to_slots(insns)
+    _check_size(len(slots), privileged)
+    starts = _find_subprogs(slots, privileged)
+    subprogs = _check_subprogs(slots, starts)
+    if not btf:
+        _check_abnormal_return(subprogs)
+    _check_ldimm64(slots)
+    succ = _check_cfg(slots, privileged)
+    logical = tuple(decode(b"".join(_WIRE.pack(s.code, s.dst_reg | s.src_reg << 4, s.off, s.imm)
+                                    for s in slots), validate=False))  # fmt: skip
+    pcs, pc = [], 0
+    for insn in logical:
+        pcs.append(pc)
+        pc += insn.slots
+    return Structure(
+        insns=logical,
+        pcs=tuple(pcs),
+        index_of={p: i for i, p in enumerate(pcs)},
+        subprogs=subprogs,
+        successors=succ,
+    )
+
+
+# --- check_max_stack_depth ---------------------------------------------------
+
+
+def round_stack_depth(depth: int, *, jit: bool = True) -> int:
+    """A frame's size as the kernel counts it: to 16 bytes when JITed, else 32 (min 32)."""
+    if jit:
+        return -(-depth // 16) * 16
+    return -(-max(depth, 1) // 32) * 32
+
+
+def private_stack(prog_type: int) -> bool:
+    """Whether x86-64's JIT gives this program type a private stack (bpf_enable_priv_stack).
+
+    kprobe (2), tracepoint (5), perf_event (7) and raw_tracepoint (17); the
+    trampoline types only when they ask for it or may recurse, which pybpf
+    does not model.
+    """
+    return prog_type in (2, 5, 7, 17)
+
+
+def check_stack_depth(
+    structure: Structure,
+    depths: Sequence[int],
+    calls: Collection[int] | None = None,
+    *,
+    jit: bool = True,
+    private: bool = False,
+    async_callbacks: Collection[int] = (),
+) -> None:
+    """check_max_stack_depth: the stack of every call chain from the main program.
+
+    ``depths[i]`` is the deepest stack byte subprogram ``i`` touched (as the
+    abstract interpreter found it; missing entries count 0).  ``calls``
+    limits the walk to the call sites at those pcs; None follows every
+    ``call local`` and BPF_PSEUDO_FUNC load, as the kernel does (its walk is
+    static, so calls in dead code count).  ``jit`` rounds frames as the JIT
+    does (16 bytes) rather than the interpreter (32).  ``private`` is
+    :func:`private_stack` of the program type: a frame of 64 bytes or more
+    then lives apart and only needs to fit 512 bytes itself.
+    ``async_callbacks`` are subprogram indexes of timer callbacks: not
+    counted where their address is taken, walked as roots of their own.
+    Raises VerifierError (pc: the call site entering the frame at fault,
+    None in the main program): EACCES for a combined size over 512 bytes or
+    a tail call below 256 bytes of frames, E2BIG for more than 8 frames.
+    """
+    for root in sorted({0, *async_callbacks}, reverse=True):
+        _StackWalk(structure, depths, calls, jit, async_callbacks).run(root, private and not root)
+
+
+class _StackWalk:
+    """One depth-first walk of the static call graph from a root subprogram."""
+
+    def __init__(self, structure: Structure, depths: Sequence[int],
+                 calls: Collection[int] | None, jit: bool,
+                 async_callbacks: Collection[int]) -> None:  # fmt: skip
+        self.subs = structure.subprogs
+        self.starts = {s.start: i for i, s in enumerate(self.subs)}
+        self.sites = [(pc, insn) for pc, insn in zip(structure.pcs, structure.insns, strict=True)
+                      if (insn.code == CALL and insn.src_reg == PSEUDO_CALL)
+                      or (insn.code == LDDW and insn.src_reg == PSEUDO_FUNC)]  # fmt: skip
+        self.frames = [round_stack_depth(depths[i] if i < len(depths) else 0, jit=jit)
+                       for i in range(len(self.subs))]  # fmt: skip
+        self.calls = calls
+        self.async_callbacks = async_callbacks
+
+    def _next_site(self, pc: int, end: int) -> tuple[int, int] | None:
+        """The next call site in ``[pc, end)`` to follow: (its pc, the callee's index)."""
+        for site, insn in self.sites:
+            if not pc <= site < end or (self.calls is not None and site not in self.calls):
+                continue
+            callee = self.starts[site + 1 + insn.imm]
+            if callee in self.async_callbacks and insn.code != CALL:
+                continue  # an async callback runs on its own stack
+            return site, callee
+        return None
+
+    def run(self, root: int, private: bool) -> None:
+        subs, frames = self.subs, self.frames
+        stack: list[tuple[int, int, int | None]] = []  # (caller, resume pc, call site)
+        idx, depth, pc, site = root, 0, subs[root].start, None
+        apart = [private and f >= PRIV_STACK_MIN for f in frames]
+        entering = True
+        while True:
+            if entering:
+                if idx and subs[idx].has_tail_call and depth >= TAIL_CALL_STACK:
+                    raise _fail(
+                        "tail_calls are not allowed when call stack of previous "
+                        f"frames is {depth} bytes. Too large",
+                        site,
+                        errno.EACCES,
+                    )
+                if apart[idx]:
+                    if frames[idx] > MAX_STACK:
+                        raise _fail(f"stack size of subprog {idx} is {frames[idx]}. Too large",
+                                    site, errno.EACCES)  # fmt: skip
+                else:
+                    depth += frames[idx]
+                    if depth > MAX_STACK:
+                        raise _fail(f"combined stack size of {len(stack) + 1} calls is "
+                                    f"{depth}. Too large", site, errno.EACCES)  # fmt: skip
+            found = self._next_site(pc, subs[idx].end)
+            if found is not None:
+                site, callee = found
+                stack.append((idx, site + 1, site))
+                idx, pc, entering = callee, subs[callee].start, True
+                if len(stack) >= MAX_FRAMES:
+                    raise _fail(f"the call stack of {len(stack)} frames is too deep !",
+                                site, errno.E2BIG)  # fmt: skip
+                continue
+            if not stack:
+                return
+            if not apart[idx]:
+                depth -= frames[idx]
+            idx, pc, site = stack.pop()
+            entering = False
+
+
+# --- the privileged rewrites ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Xlated:
+    """The image after the rewrites: instructions, old slot -> new slot, subprogram starts.
+
+    ``pc_map`` holds every old slot that survived (both slots of a kept
+    ld_imm64); a removed slot has no entry.
+    """
+
+    insns: tuple[Instruction, ...]
+    pc_map: Mapping[int, int]
+    subprog_starts: tuple[int, ...]
+
+
+def _adjust(slots: list[Slot], pos: int, cnt: int) -> None:
+    """bpf_adj_branches after removing ``cnt`` slots at ``pos`` (already removed)."""
+    end_old, end_new = pos + cnt, pos
+    delta = end_new - end_old
+    for i, s in enumerate(slots):
+        if _is_pseudo_func(s) or _is_pseudo_call(s):
+            field = "imm"
+        elif not _is_jmp(s.code) or s.code & OP_MASK in (Jmp.EXIT, Jmp.CALL):
+            continue
+        else:
+            field = "imm" if s.code == GOTOL else "off"
+        off = getattr(s, field)
+        if i < pos and i + off + 1 >= end_old:
+            off += delta
+        elif i >= end_new and i + off + 1 < end_new:
+            off -= delta
+        slots[i] = s._replace(**{field: off})
+
+
+def _remove(slots: list[Slot], seen: list[bool], origin: list[int], starts: list[int],
+            pos: int, cnt: int) -> None:  # fmt: skip
+    """verifier_remove_insns: drop ``cnt`` slots at ``pos``, fix branches and subprograms.
+
+    ``starts`` ends with the program's length (the kernel's fake last
+    subprogram); a subprogram wholly removed leaves the list.
+    """
+    del slots[pos : pos + cnt], seen[pos : pos + cnt], origin[pos : pos + cnt]
+    _adjust(slots, pos, cnt)
+    last = len(starts) - 1
+    i = next((k for k in range(last) if starts[k] >= pos), last)
+    j = next((k for k in range(i, last) if starts[k] >= pos + cnt), last)
+    if starts[j] != pos + cnt:
+        j -= 1
+    if j > i:
+        del starts[i:j]
+    elif starts[i] == pos:
+        i += 1
+    for k in range(i, len(starts)):
+        starts[k] -= cnt
+
+
+def xlate(insns: Sequence[Instruction], seen: Collection[int],
+          subprog_starts: Iterable[int] = (0,)) -> Xlated:  # fmt: skip
+    """The privileged rewrites after do_check, on an image with ``seen`` pcs visited.
+
+    ``seen`` holds the pcs (first slots) the abstract interpreter processed.
+    In the kernel's order: a conditional jump (may_goto included) with one
+    successor never seen becomes ``ja`` to the other one; then every run of
+    unseen slots is removed, jump and call offsets adjusted as
+    ``bpf_adj_branches`` does; then every ``ja +0`` and ``may_goto +0`` (the
+    exact encodings, all other fields zero) is removed.  Subprograms wholly
+    removed disappear from the starts.
+    """
+    slots = to_slots(insns)
+    seen_slots = [False] * len(slots)
+    pc = 0
+    for insn in insns:
+        if pc in seen:
+            seen_slots[pc : pc + insn.slots] = [True] * insn.slots
+        pc += insn.slots
+    n = len(slots)
+    for i, s in enumerate(slots):
+        if not is_cond_jump(s.code) or i + 1 >= n or not 0 <= i + 1 + s.off < n:
+            continue
+        if not seen_slots[i + 1]:
+            slots[i] = Slot(JA, 0, 0, s.off, 0)
+        elif not seen_slots[i + 1 + s.off]:
+            slots[i] = Slot(JA, 0, 0, 0, 0)
+    origin = list(range(n))
+    starts = [*sorted(set(subprog_starts) | {0}), n]
+    i = 0
+    while i < len(slots):
+        j = 0
+        while i + j < len(slots) and not seen_slots[i + j]:
+            j += 1
+        if j:
+            _remove(slots, seen_slots, origin, starts, i, j)
+        i += 1
+    nops = (Slot(JA, 0, 0, 0, 0), Slot(MAY_GOTO, 0, 0, 0, 0))
+    i = 0
+    while i < len(slots):
+        if slots[i] not in nops:
+            i += 1
+            continue
+        may_goto = slots[i] == nops[1]
+        _remove(slots, seen_slots, origin, starts, i, 1)
+        # a may_goto +1 just before may_goto +0 is now +0 itself: look again
+        i = i - 1 if may_goto and i > 0 else i
+    data = b"".join(_WIRE.pack(s.code, s.dst_reg | s.src_reg << 4, s.off, s.imm) for s in slots)
+    return Xlated(
+        insns=tuple(decode(data, validate=False)),
+        pc_map={old: new for new, old in enumerate(origin)},
+        subprog_starts=tuple(starts[:-1]),
+    )
+
+
+def rewrite(insns: Sequence[Instruction], seen: Collection[int],
+            always: object = None) -> tuple[Instruction, ...]:  # fmt: skip
+    """The xlated image after the privileged rewrites (:func:`xlate`'s instructions).
+
+    ``always`` is accepted for callers that record branch directions and is
+    not read: the kernel decides a branch's direction from which successor
+    was seen, and so does this function.
+    """
+    del always
+    return xlate(insns, seen).insns

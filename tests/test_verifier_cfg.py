@@ -1,0 +1,424 @@
+"""The verifier's structural checks and xlated rewrites, against Linux 6.18.
+
+Each refused program is a row: its slots, the kernel's message, the pc and
+errno.  pybpf's :func:`pybpf.verifier.cfg.analyze` must refuse it the same
+way; where bpf(2) works, the running kernel must too (the oracle).  The
+rewrite rows state by hand which instructions the kernel's verifier visits
+(``seen``) and compare :func:`pybpf.verifier.cfg.xlate` with the expected
+image and, live, with ``bpftool prog dump xlated`` of the same program.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import struct
+import subprocess
+import tempfile
+
+import pytest
+
+from pybpf.asm import assemble, disassemble
+from pybpf.errors import VerifierError
+from pybpf.isa import Instruction, decode, encode
+from pybpf.kernel import linux
+from pybpf.verifier import cfg
+
+SOCKET_FILTER = 1
+
+
+def slot(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
+    """One raw 8-byte slot (for programs an Instruction list cannot hold)."""
+    return struct.pack("<BBhi", code, dst | src << 4, off, imm)
+
+
+def asm(text: str) -> bytes:
+    return encode(assemble(text, "llvm"))
+
+
+MOV0, EXIT = slot(0xB7), slot(0x95)
+EINVAL, E2BIG, EACCES, EPERM = errno.EINVAL, errno.E2BIG, errno.EACCES, errno.EPERM
+
+# (id, program bytes, the kernel's message, pc, errno)
+REFUSED = [
+    ("call-outside", MOV0 + slot(0x85, src=1, imm=5) + EXIT,
+     "call to invalid destination", 1, EINVAL),
+    ("call-before-start", slot(0x85, src=1, imm=-2) + EXIT,
+     "call to invalid destination", 0, EINVAL),
+    ("func-addr-outside", slot(0x18, 1, 4, 0, 7) + slot(0) + MOV0 + EXIT,
+     "call to invalid destination", 0, EINVAL),
+    ("jump-past-end", MOV0 + slot(0x05, off=5) + EXIT,
+     "jump out of range from insn 1 to 7", 1, EINVAL),
+    ("jump-before-start", slot(0x15, 1, 0, -3, 0) + MOV0 + EXIT,
+     "jump out of range from insn 0 to -2", 0, EINVAL),
+    ("gotol-past-end", MOV0 + slot(0x06, imm=9) + EXIT,
+     "jump out of range from insn 1 to 11", 1, EINVAL),
+    ("may-goto-past-end", slot(0xE5, off=4) + MOV0 + EXIT,
+     "jump out of range from insn 0 to 5", 0, EINVAL),
+    ("jump-into-subprog", asm("call local +2\nif r0 > 1 goto +2\nexit\nr0 = 0\nexit"),
+     "jump out of range from insn 1 to 4", 1, EINVAL),
+    ("jump-out-of-subprog", asm("call local +2\nr0 = 0\nexit\nr0 = 1\ngoto -3"),
+     "jump out of range from insn 4 to 2", 4, EINVAL),
+    ("last-not-exit", MOV0 + slot(0x07), "last insn is not an exit or jmp", 1, EINVAL),
+    ("last-cond-jump", MOV0 + slot(0x15, off=-2), "last insn is not an exit or jmp", 1, EINVAL),
+    ("last-may-goto", MOV0 + slot(0xE5, off=-2), "last insn is not an exit or jmp", 1, EINVAL),
+    ("last-is-lddw", MOV0 + EXIT + slot(0x18),
+     "last insn is not an exit or jmp", 2, EINVAL),
+    ("subprog-falls-through", asm("call local +1\nexit\nr0 = 0\nr0 = 1"),
+     "last insn is not an exit or jmp", 3, EINVAL),
+    ("main-falls-into-subprog", asm("call local +2\nr0 = 0\nr0 = 1\nexit"),
+     "last insn is not an exit or jmp", 2, EINVAL),
+    ("call-into-lddw", slot(0x85, src=1, imm=3) + MOV0 + EXIT + slot(0x18) + slot(0) + EXIT,
+     "last insn is not an exit or jmp", 3, EINVAL),
+    ("lddw-second-half-dst", slot(0x18) + slot(0, dst=1) + EXIT,
+     "invalid bpf_ld_imm64 insn", 0, EINVAL),
+    ("lddw-second-half-code", slot(0x18) + slot(0x07) + EXIT,
+     "invalid bpf_ld_imm64 insn", 0, EINVAL),
+    ("lddw-second-half-off", slot(0x18) + slot(0, off=1) + EXIT,
+     "invalid bpf_ld_imm64 insn", 0, EINVAL),
+    ("lddw-bad-source", slot(0x18, src=7) + slot(0) + EXIT,
+     "unrecognized bpf_ld_imm64 insn", 0, EINVAL),
+    ("lddw-map-fd-imm2", slot(0x18, 1, 1, 0, 3) + slot(0, imm=1) + EXIT,
+     "unrecognized bpf_ld_imm64 insn", 0, EINVAL),
+    ("ldx-mode", slot(0x21, 0, 1) + EXIT, "BPF_LDX uses reserved fields", 0, EINVAL),
+    ("ldx-imm", MOV0 + slot(0x61, 0, 1, 0, 1) + EXIT, "BPF_LDX uses reserved fields", 1, EINVAL),
+    ("unknown-ff", MOV0 + slot(0xFF) + EXIT, "unknown opcode ff", 1, EINVAL),
+    ("callx", MOV0 + slot(0x8D) + EXIT, "unknown opcode 8d", 1, EINVAL),
+    ("ld-abs-dw", slot(0x38) + EXIT, "unknown opcode 38", 0, EINVAL),
+    ("alu-end-x", slot(0xDF) + EXIT, "unknown opcode df", 0, EINVAL),
+    ("jump-checked-before-opcodes", slot(0xFF) + slot(0x05, off=9) + EXIT,
+     "jump out of range from insn 1 to 11", 1, EINVAL),
+    ("after-exit", MOV0 + EXIT + MOV0 + EXIT, "unreachable insn 2", 2, EINVAL),
+    ("jumped-over", asm("r0 = 0\ngoto +1\nr0 = 1\nexit"), "unreachable insn 2", 2, EINVAL),
+    ("after-loop", MOV0 + slot(0x05, off=-1) + EXIT, "unreachable insn 2", 2, EINVAL),
+    ("uncalled-tail", asm("call local +1\nexit\nexit\nr0 = 0\nexit"),
+     "unreachable insn 3", 3, EINVAL),
+    ("jump-over-lddw-start", slot(0x05, off=1) + slot(0x18) + slot(0) + MOV0 + EXIT,
+     "unreachable insn 1", 1, EINVAL),
+    ("jump-into-lddw", asm("r0 = 0\nif r0 > 0 goto +1\nr1 = 0 ll\nexit"),
+     "jump into the middle of ldimm64 insn 2", 2, EINVAL),
+    ("call-dead-caller", asm("r0 = 0\nexit\ncall local +1\nexit\nr0 = 0\nexit"),
+     "unreachable insn 2", 2, EINVAL),
+    ("ld-abs-in-subprog", asm("call local +1\nexit\nr0 = *(u8 *)skb[0]\nexit"),
+     "LD_ABS is not allowed in subprogs without BTF", 2, EINVAL),
+    ("tail-call-in-subprog", asm("call local +1\nexit\ncall 12\nexit"),
+     "tail_call is not allowed in subprogs without BTF", 2, EINVAL),
+    ("abnormal-before-opcodes", asm("call local +1\nexit\ncall 12\nexit") + slot(0xFF) + EXIT,
+     "tail_call is not allowed in subprogs without BTF", 2, EINVAL),
+    ("too-large", MOV0 * cfg.MAX_INSNS + EXIT,
+     "program of 1000001 insns is too large (limit 1000000)", None, E2BIG),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("prog", "reason", "pc", "err"),
+                         [pytest.param(*row[1:], id=row[0]) for row in REFUSED])  # fmt: skip
+def test_refused_as_the_kernel_words_it(prog: bytes, reason: str, pc: int | None, err: int):
+    with pytest.raises(VerifierError) as info:
+        cfg.analyze(prog)
+    assert (info.value.reason, info.value.pc, info.value.errno) == (reason, pc, err)
+
+
+def _kernel_refusal(prog: bytes) -> tuple[int, str]:
+    why = linux.available()
+    if why:
+        pytest.skip(f"bpf(2) is not available: {why}")
+    try:
+        linux.prog_load(prog, prog_type=SOCKET_FILTER, log_level=1).close()
+    except linux.KernelError as err:
+        return err.errno, err.log
+    pytest.fail("the kernel accepted the program")
+
+
+@pytest.mark.parametrize(("prog", "reason", "err"),
+                         [pytest.param(r[1], r[2], r[4], id=r[0]) for r in REFUSED])  # fmt: skip
+def test_kernel_refuses_the_same_way(prog: bytes, reason: str, err: int):
+    got_errno, log = _kernel_refusal(prog)
+    assert got_errno == err
+    if err != E2BIG:  # a size refusal comes before the verifier: no log
+        assert log.splitlines()[0] == reason
+
+
+def test_empty_program_is_too_big_as_bpf_prog_load_says():
+    # bpf_prog_load answers E2BIG for insn_cnt == 0 as for too many
+    with pytest.raises(VerifierError) as info:
+        cfg.analyze(b"")
+    assert info.value.errno == E2BIG and info.value.pc is None
+
+
+def test_partial_slot_is_refused_not_crashed():
+    with pytest.raises(VerifierError) as info:
+        cfg.analyze(b"\x95" + bytes(6))
+    assert info.value.errno == EINVAL
+
+
+def test_too_many_subprograms():
+    # 257 subprograms: main calls 256 others, each just "exit"
+    n = cfg.MAX_SUBPROGS
+    main = slot(0x85, src=1, imm=n) * n + EXIT  # the call at pc i goes to n + 1 + i
+    prog = main + EXIT * n
+    with pytest.raises(VerifierError) as info:
+        cfg.analyze(prog)
+    assert (info.value.reason, info.value.errno, info.value.pc) == (
+        "too many subprograms", E2BIG, n - 1)
+    got_errno, log = _kernel_refusal(prog)
+    assert (got_errno, log.splitlines()[0]) == (E2BIG, "too many subprograms")
+
+
+UNPRIVILEGED = [
+    ("call", asm("call local +1\nexit\nr0 = 0\nexit"),
+     "loading/calling other bpf or kernel functions are allowed for CAP_BPF and CAP_SYS_ADMIN",
+     0, EPERM),
+    ("loop", asm("r0 = 0\nr0 += 1\nif r0 < 5 goto -2\nexit"),
+     "back-edge from insn 2 to 1", 2, EINVAL),
+    ("size", MOV0 * cfg.MAX_INSNS_UNPRIV + EXIT,
+     "program of 4097 insns is too large (limit 4096)", None, E2BIG),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("prog", "reason", "pc", "err"),
+                         [pytest.param(*row[1:], id=row[0]) for row in UNPRIVILEGED])  # fmt: skip
+def test_unprivileged_limits(prog: bytes, reason: str, pc: int | None, err: int):
+    with pytest.raises(VerifierError) as info:
+        cfg.analyze(prog, privileged=False)
+    assert (info.value.reason, info.value.pc, info.value.errno) == (reason, pc, err)
+    if err != E2BIG:
+        cfg.analyze(prog)  # what a privileged loader may do
+
+
+# --- what passes ----------------------------------------------------------------
+
+LOOP = """
+r0 = 0
+r0 += 1
+if r0 < 5 goto -2
+exit
+"""
+
+def test_loops_pass_for_a_privileged_loader():
+    structure = cfg.analyze(assemble(LOOP, "llvm"))
+    assert structure.successors[2] == (3, 1)
+    assert [(s.start, s.end) for s in structure.subprogs] == [(0, 4)]
+
+
+def test_subprograms_from_calls_and_function_addresses():
+    insns = [
+        Instruction.lddw(1, 0),
+        Instruction(0x85, 0, 1, 0, 3),  # call local -> 6
+        Instruction(0x18, 2, 4, 0, 4),  # r2 = &subprog at 8 (BPF_PSEUDO_FUNC)
+        Instruction(0x95),
+        Instruction(0xB7),
+        Instruction(0x95),
+        Instruction(0xB7),
+        Instruction(0x95),
+    ]
+    structure = cfg.analyze(insns)
+    assert structure.pcs[:4] == (0, 2, 3, 5)
+    assert structure.index_of[5] == 3
+    assert structure.length == 10
+    assert [(s.start, s.end) for s in structure.subprogs] == [(0, 6), (6, 8), (8, 10)]
+    assert structure.successors[2] == (3, 6)
+    assert structure.successors[3] == (5, 8)
+    assert structure.successors[5] == ()
+    assert structure.subprog_at(7) == 1
+    assert structure.insns == tuple(insns)
+
+
+def test_subprogram_facts():
+    text = "call local +2\nr0 = *(u8 *)skb[0]\nexit\ncall 12\nr0 = 0\nexit"
+    structure = cfg.analyze(assemble(text, "llvm"), btf=True)
+    main, sub = structure.subprogs
+    assert (main.has_ld_abs, main.has_tail_call) == (True, False)
+    assert (sub.has_ld_abs, sub.has_tail_call) == (False, True)
+
+
+def test_kernel_accepts_what_passes_the_structure():
+    prog = asm(LOOP)
+    cfg.analyze(prog)
+    why = linux.available()
+    if why:
+        pytest.skip(f"bpf(2) is not available: {why}")
+    linux.prog_load(prog, prog_type=SOCKET_FILTER, log_level=1).close()
+
+
+# --- check_max_stack_depth ------------------------------------------------------
+
+def _stack_prog(main_depth: int, sub_depth: int, sub_size: str = "u64") -> str:
+    return (f"*(u64 *)(r10 - {main_depth}) = r1\ncall local +2\nr0 = 0\nexit\n"
+            f"*({sub_size} *)(r10 - {sub_depth}) = 0\nr0 = 0\nexit")  # fmt: skip
+
+
+def _deep_chain(callees: int) -> str:
+    """A call chain ``callees`` deep, called only from dead code (do_check never sees it)."""
+    lines = ["r0 = 0", "if r0 == 0 goto +1", "call local +1", "exit"]
+    lines += ["call local +1", "exit"] * (callees - 1) + ["r0 = 0", "exit"]
+    return "\n".join(lines)
+
+
+def _kernel_load(text_or_bytes, prog_type: int = SOCKET_FILTER) -> tuple[int, str]:
+    """(0, log) when the kernel accepts, else (errno, log); skips without bpf(2)."""
+    why = linux.available()
+    if why:
+        pytest.skip(f"bpf(2) is not available: {why}")
+    prog = asm(text_or_bytes) if isinstance(text_or_bytes, str) else text_or_bytes
+    try:
+        with linux.prog_load(prog, prog_type=prog_type, log_level=1) as loaded:
+            return 0, loaded.log
+    except linux.KernelError as err:
+        return err.errno, err.log
+
+
+def _stack_verdict(text: str, depths, **kw) -> tuple[int, str]:
+    try:
+        cfg.check_stack_depth(cfg.analyze(assemble(text, "llvm")), depths, **kw)
+    except VerifierError as err:
+        return err.errno, err.reason
+    return 0, ""
+
+
+KPROBE = 2
+
+# (id, program, the depths do_check finds, prog type, errno, message)
+STACKS = [
+    ("fits", _stack_prog(256, 256), [256, 256], SOCKET_FILTER, 0, ""),
+    ("combined", _stack_prog(256, 264), [256, 264], SOCKET_FILTER, EACCES,
+     "combined stack size of 2 calls is 528. Too large"),
+    ("sums-to-512", _stack_prog(496, 16), [496, 16], SOCKET_FILTER, 0, ""),
+    ("rounded-to-16", _stack_prog(488, 17, "u8"), [488, 17], SOCKET_FILTER, EACCES,
+     "combined stack size of 2 calls is 528. Too large"),
+    ("private-stack", _stack_prog(256, 264), [256, 264], KPROBE, 0, ""),
+    ("seven-deep", _deep_chain(7), [0] * 8, SOCKET_FILTER, 0, ""),
+    ("eight-deep", _deep_chain(8), [0] * 9, SOCKET_FILTER, E2BIG,
+     "the call stack of 8 frames is too deep !"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "depths", "prog_type", "err", "reason"),
+                         [pytest.param(*r[1:], id=r[0]) for r in STACKS])  # fmt: skip
+def test_stack_depth(text: str, depths, prog_type: int, err: int, reason: str):
+    private = cfg.private_stack(prog_type)
+    assert _stack_verdict(text, depths, private=private) == (err, reason)
+
+
+@pytest.mark.parametrize(("text", "prog_type", "err", "reason"),
+                         [pytest.param(*r[1:2], *r[3:], id=r[0]) for r in STACKS])  # fmt: skip
+def test_kernel_stack_depth(text: str, prog_type: int, err: int, reason: str):
+    got, log = _kernel_load(text, prog_type)
+    assert got == err
+    if reason:
+        assert reason in log.splitlines()
+
+
+def test_frames_round_as_jit_and_interpreter_do():
+    assert [cfg.round_stack_depth(d) for d in (0, 1, 16, 17, 504)] == [0, 16, 16, 32, 512]
+    assert [cfg.round_stack_depth(d, jit=False) for d in (0, 1, 32, 33)] == [32, 32, 32, 64]
+    # the interpreter's 32-byte minimum per frame adds up where the JIT's does not
+    assert _stack_verdict(_stack_prog(8, 8), [496, 8]) == (0, "")
+    assert _stack_verdict(_stack_prog(8, 8), [496, 8], jit=False) == (
+        EACCES, "combined stack size of 2 calls is 544. Too large")
+
+
+def test_only_the_given_call_sites_are_followed():
+    text = _deep_chain(8)
+    assert _stack_verdict(text, [0] * 9, calls=set())[0] == 0
+
+
+def test_tail_call_below_256_bytes_of_frames():
+    # The kernel refuses a tail call in a subprogram without BTF func info
+    # (tested above), which bpf(2) loads here do not carry: no oracle here.
+    text = ("*(u64 *)(r10 - {d}) = r1\ncall local +2\nr0 = 0\nexit\n"
+            "r2 = 0 ll\nr3 = 0\ncall 12\nr0 = 0\nexit")  # fmt: skip
+    for depth, err in ((256, EACCES), (248, EACCES), (240, 0)):
+        structure = cfg.analyze(assemble(text.format(d=depth), "llvm"), btf=True)
+        reason = ("tail_calls are not allowed when call stack of previous frames is "
+                  f"{cfg.round_stack_depth(depth)} bytes. Too large") if err else ""  # fmt: skip
+        try:
+            cfg.check_stack_depth(structure, [depth, 0])
+            got = (0, "")
+        except VerifierError as error:
+            got = (error.errno, error.reason)
+        assert got == (err, reason)
+
+
+# --- the privileged rewrites ----------------------------------------------------
+
+# (id, program, pcs the kernel's do_check visits, the xlated image it leaves)
+REWRITES = [
+    ("constant-branch-taken", "r0 = 0\nif r0 == 0 goto +1\nr0 = 1\nexit",
+     {0, 1, 3}, "r0 = 0\nexit"),
+    ("constant-branch-not-taken", "r0 = 0\nif r0 != 0 goto +2\nr0 = 1\nexit\nr0 = 2\nexit",
+     {0, 1, 2, 3}, "r0 = 0\nr0 = 1\nexit"),
+    ("dead-lddw", "r0 = 0\nif r0 == 0 goto +2\nr1 = 5 ll\nr0 = 1\nexit",
+     {0, 1, 4, 5}, "r0 = 0\nr0 = 1\nexit"),
+    ("call-offset", "r6 = 0\ncall local +4\nif r6 == 0 goto +1\nr0 = 1\nr0 = 0\nexit\n"
+     "r0 = 2\nexit", {0, 1, 2, 4, 5, 6, 7},
+     "r6 = 0\ncall local +2\nr0 = 0\nexit\nr0 = 2\nexit"),
+    ("loop-after-dead-code", "r1 = 0\nif r1 != 0 goto +1\ngoto +1\nr1 = 9\nr1 += 1\n"
+     "if r1 < 4 goto -2\nr0 = 0\nexit", {0, 1, 2, 4, 5, 6, 7},
+     "r1 = 0\nr1 += 1\nif r1 < 4 goto -2\nr0 = 0\nexit"),
+    ("nops", "may_goto +0\nr0 = 1\ngoto +0\nexit", {0, 1, 2, 3}, "r0 = 1\nexit"),
+    ("gotol-zero-stays", "r0 = 0\nif r0 != 0 goto +1\ngotol +1\nr0 = 1\nexit", {0, 1, 2, 4},
+     "r0 = 0\ngotol +0\nexit"),
+    ("jump-over-removed-backwards", "r0 = 0\nif r0 != 0 goto +1\ngoto +3\nr0 = 1\nr0 = 2\n"
+     "exit\nr0 = 3\ngoto -3", {0, 1, 2, 5, 6, 7}, "r0 = 0\ngoto +1\nexit\nr0 = 3\ngoto -3"),
+    ("jmp32-hard-wired", "w0 = 0\nif w0 > 3 goto +2\nr0 = 7\nexit\nr0 = 8\nexit", {0, 1, 2, 3},
+     "w0 = 0\nr0 = 7\nexit"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "seen", "expected"),
+                         [pytest.param(*r[1:], id=r[0]) for r in REWRITES])  # fmt: skip
+def test_rewrite(text: str, seen: set[int], expected: str):
+    got = cfg.rewrite(assemble(text, "llvm"), seen)
+    assert disassemble(got, "llvm") == disassemble(assemble(expected, "llvm"), "llvm")
+
+
+def _kernel_xlated(prog: bytes, name: str) -> list[Instruction]:
+    """The kernel's xlated image of ``prog`` (bpftool), local calls as pc-relative again."""
+    why = linux.available()
+    if why:
+        pytest.skip(f"bpf(2) is not available: {why}")
+    with linux.prog_load(prog, prog_type=SOCKET_FILTER, name=name), \
+            tempfile.TemporaryDirectory() as tmp:  # fmt: skip
+        raw = os.path.join(tmp, "xlated")
+        dump = ["bpftool", "prog", "dump", "xlated", "name", name]
+        try:
+            subprocess.run([*dump, "file", raw], check=True, capture_output=True, timeout=30)
+            text = subprocess.run(dump, check=True, capture_output=True, text=True,
+                                  timeout=30).stdout  # fmt: skip
+        except (OSError, subprocess.SubprocessError) as err:
+            pytest.skip(f"bpftool cannot dump the program: {err}")
+        with open(raw, "rb") as f:
+            insns = decode(f.read(), validate=False)
+    # the JIT keeps a callee's index in a local call; bpftool prints the offset
+    offsets = {int(pc): int(off) for pc, off in re.findall(r"^\s*(\d+): \(85\) call pc([+-]\d+)",
+                                                           text, re.M)}  # fmt: skip
+    pcs, pc = [], 0
+    for insn in insns:
+        pcs.append(pc)
+        pc += insn.slots
+    return [Instruction(0x85, 0, 1, 0, offsets[p]) if p in offsets else insn
+            for p, insn in zip(pcs, insns, strict=True)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "seen"), [pytest.param(r[1], r[2], id=r[0]) for r in REWRITES])
+def test_rewrite_as_the_kernel_does(text: str, seen: set[int]):
+    insns = assemble(text, "llvm")
+    name = f"cfg{os.getpid() % 100000}_{abs(hash(text)) % 10000}"
+    kernel = _kernel_xlated(encode(insns), name)
+    assert disassemble(cfg.rewrite(insns, seen), "llvm") == disassemble(kernel, "llvm")
+
+
+def test_xlate_maps_old_pcs_to_new():
+    text = "r0 = 0\nif r0 == 0 goto +2\nr1 = 5 ll\nr0 = 1\ncall local +1\nexit\nr0 = 2\nexit"
+    x = cfg.xlate(assemble(text, "llvm"), {0, 1, 4, 5, 6, 7, 8}, subprog_starts=[0, 7])
+    assert x.pc_map == {0: 0, 4: 1, 5: 2, 6: 3, 7: 4, 8: 5}
+    assert x.subprog_starts == (0, 4)
+    assert disassemble(x.insns, "llvm").splitlines()[2] == "call local +1"
+
+
+def test_wholly_dead_subprogram_leaves_the_starts():
+    text = "r0 = 0\nif r0 == 0 goto +1\ncall local +1\nexit\nr0 = 1\nexit"
+    x = cfg.xlate(assemble(text, "llvm"), {0, 1, 3}, subprog_starts=[0, 4])
+    assert x.subprog_starts == (0,)
+    assert disassemble(x.insns, "llvm") == "r0 = 0\nexit\n"
