@@ -919,9 +919,10 @@ class Scalar:
         is known to lie in ``[-1, 0]``, Linux 6.18 splits the path
         (``maybe_fork_scalars``): it returns ``(minus_one, zero)`` where
         ``minus_one`` replaces ``self`` before the operation on the current
-        path, and ``zero`` is the register on a new path pushed to resume at
-        the *next* instruction (the operation is not applied there, as in the
-        kernel).  Returns None when no split happens.
+        path, and ``zero`` replaces it on a new path pushed to run this same
+        instruction again (the log's ``from 3 to 3: R0=0``).  For a 32-bit
+        split only the low half becomes known.  Returns None when no split
+        happens.
         """
         if op not in (AND, OR) or src.var_off.mask:
             return None

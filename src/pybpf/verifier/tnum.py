@@ -103,6 +103,8 @@ def t_intersect(av: int, am: int, bv: int, bm: int) -> tuple[int, int]:
 def t_arshift(v: int, m: int, shift: int, bits: int) -> tuple[int, int]:
     """``tnum_arshift`` in a ``bits``-wide (32 or 64) register."""
     if bits == 32:
+        v &= U32
+        m &= U32
         sv = v - (1 << 32) if v & 0x80000000 else v
         sm = m - (1 << 32) if m & 0x80000000 else m
         return (sv >> shift) & U32, (sm >> shift) & U32
