@@ -1,0 +1,383 @@
+"""The JIT's native hot path: the hash index, native map calls, helper fast paths, repeat loop.
+
+Native results are compared with the interpreter's (the reference) on twin
+kernels, and with the running kernel where bpf(2) works.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import random
+import time
+
+import pytest
+
+from pybpf.asm import llvm
+from pybpf.errors import KernelError
+from pybpf.jit import maps_ir
+from pybpf.jit.native import compile_ir
+from pybpf.kernel import linux
+from pybpf.runtime.env import ExecEnv
+from pybpf.runtime.kernel import Kernel
+from pybpf.runtime.maps.base import MapAttr, MapFlag, MapType
+from pybpf.testing import jit_bench
+from pybpf.vm.helpers import HelperTable
+
+KEY_SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 16, 20, 33]
+M64 = (1 << 64) - 1
+
+
+def _dump(m) -> dict[bytes, bytes]:
+    """Every (key, value) of a pybpf or kernel map, through get_next_key."""
+    out, key = {}, None
+    while True:
+        try:
+            key = m.get_next_key(key)
+        except KernelError:
+            return out
+        out[key] = m.lookup(key)
+
+
+def _kernel_with(map_type, key_size, value_size, max_entries, flags=0, ncpus=1):
+    k = Kernel(ncpus=ncpus, seed=7)
+    m = k.map_create(MapAttr(map_type, key_size, value_size, max_entries, flags, name="m"))
+    return k, m
+
+
+# --- the index ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("key_size", KEY_SIZES)
+def test_index_follows_inserts_and_deletes(key_size):
+    _, m = _kernel_with(MapType.HASH, key_size, 8, 300)
+    rng = random.Random(key_size)
+    pool = [rng.randbytes(key_size) for _ in range(400)]
+    for step in range(2000):
+        key = rng.choice(pool)
+        if rng.random() < 0.6 and len(m) < 300:
+            m.update(key, bytes(8))
+        elif key in m._elems:
+            m.delete(key)
+        if step % 97 == 0 or step == 1999:
+            index = m.native_index
+            assert index.count == len(m)
+            for key2 in pool:
+                region = m._elems.get(key2)
+                assert index.find(key2) == (region.base if region else 0)
+
+
+def test_index_table_grows_and_keeps_a_fixed_header():
+    _, m = _kernel_with(MapType.HASH, 4, 4, 10000)
+    header = m.native_index.header.base
+    for i in range(5000):
+        m.update(i.to_bytes(4, "little"), i.to_bytes(4, "little"))
+    assert m.native_index.header.base == header
+    assert m.native_index.mask + 1 >= 2 * 5000
+    assert all(m.native_index.find(i.to_bytes(4, "little")) for i in range(5000))
+    for i in range(0, 5000, 2):
+        m.delete(i.to_bytes(4, "little"))
+    assert [bool(m.native_index.find(i.to_bytes(4, "little"))) for i in range(8)] == [
+        False, True] * 4  # fmt: skip
+    m.release()
+    assert m.native_index.count == 0 and m.native_index.find((1).to_bytes(4, "little")) == 0
+
+
+def test_lookup_and_delete_and_failed_updates_keep_the_index():
+    _, m = _kernel_with(MapType.HASH, 4, 8, 2)
+    a, b, c = (bytes([i, 0, 0, 0]) for i in (1, 2, 3))
+    m.update(a, bytes(8))
+    m.update(b, bytes(8))
+    with pytest.raises(KernelError):
+        m.update(c, bytes(8))  # E2BIG: full
+    assert m.native_index.find(c) == 0 and m.native_index.count == 2
+    m.lookup_and_delete(a)
+    assert m.native_index.find(a) == 0 and m.native_index.find(b) == m._elems[b].base
+
+
+@pytest.mark.parametrize("map_type", [MapType.LRU_HASH, MapType.LRU_PERCPU_HASH])
+def test_lru_maps_have_no_native_index(map_type):
+    _, m = _kernel_with(map_type, 4, 8, 16)
+    assert m.native_index is None and m.jit_shape() is None
+
+
+def test_key_hash_is_the_documented_function():
+    assert maps_ir.key_hash(b"") == maps_ir.HASH_SEED
+    h = maps_ir.HASH_SEED ^ 3
+    h = ((h ^ 0x030201) * maps_ir.HASH_MUL) & M64
+    assert maps_ir.key_hash(b"\x01\x02\x03") == h ^ (h >> 32)
+
+
+# --- native map calls against the interpreter -----------------------------------------------------
+LOOKUP = """
+  r2 = r1
+  ld_pseudo r1, 1, {m}
+  call bpf_map_lookup_elem
+  exit
+"""
+
+
+class Twin:
+    """A map in a kernel, a program over it, its interpreter and its JIT with hooks."""
+
+    def __init__(self, text, map_type, key_size, value_size, max_entries, flags=0, ncpus=1):
+        self.kernel, self.map = _kernel_with(map_type, key_size, value_size, max_entries, flags,
+                                             ncpus)  # fmt: skip
+        insns = llvm.assemble(text.replace("{m}", str(self.map.id)))
+        self.prog = self.kernel.prog_load(insns, 6, maps={self.map.id: self.map})
+        self.calls = {}
+        table = HelperTable()
+        for helper in self.prog.engine.helpers.helpers.values():
+            table.register(helper.id, helper.name, self._counting(helper.id, helper.fn))
+        self.prog.engine.helpers = table  # jit_engine takes the helpers from here
+        self.jit, self.words = jit_bench.jit_engine(self.prog)
+        self.interp = self.prog.engine
+
+    def _counting(self, ident, fn):
+        def call(env, *args):
+            self.calls[ident] = self.calls.get(ident, 0) + 1
+            return fn(env, *args)
+
+        return call
+
+    def env(self, cpu=0):
+        return ExecEnv(memory=self.kernel.space.memory, kernel=self.kernel, program=self.prog,
+                       cpu=cpu)  # fmt: skip
+
+    def run(self, engine, memory, cpu=0):
+        self.words.cpu.value = cpu
+        return engine.run(memory=memory, env=self.env(cpu)).r0
+
+
+@pytest.mark.parametrize("key_size", KEY_SIZES)
+def test_hash_lookup_is_native_and_agrees(key_size):
+    t = Twin(LOOKUP, MapType.HASH, key_size, 12, 64)
+    rng = random.Random(key_size)
+    keys = [rng.randbytes(key_size) for _ in range(40)]
+    for key in keys[:20]:
+        t.map.update(key, rng.randbytes(12))
+    for key in keys:
+        expect = t.run(t.interp, key)
+        assert (expect != 0) == (key in t.map._elems)
+        t.calls.clear()
+        assert t.run(t.jit, key) == expect
+        assert t.calls == {}  # no Python round trip
+
+
+def test_array_lookup_is_native_and_bounds_checked():
+    t = Twin(LOOKUP, MapType.ARRAY, 4, 12, 10)
+    for index in (0, 1, 9, 10, 11, 0xFFFFFFFF, 0x80000000):
+        key = index.to_bytes(4, "little")
+        t.calls.clear()
+        got = t.run(t.jit, key)
+        assert got == t.run(t.interp, key)
+        assert got == (t.map.regions[0].base + 16 * index if index < 10 else 0)
+    assert t.calls == {}  # (the interpreter bound its helpers before counting began)
+
+
+@pytest.mark.parametrize("map_type", [MapType.PERCPU_ARRAY, MapType.PERCPU_HASH])
+def test_percpu_lookup_uses_the_cpu_word(map_type):
+    t = Twin(LOOKUP, map_type, 4, 12, 8, ncpus=3)
+    key = (5).to_bytes(4, "little")
+    if map_type == MapType.PERCPU_HASH:
+        t.map.update(key, bytes(16 * 3))
+    for cpu in range(3):
+        expect = t.run(t.interp, key, cpu)
+        assert expect and t.run(t.jit, key, cpu) == expect
+
+
+def test_map_pointers_known_only_at_run_time():
+    """r1 from memory: the program's own map is still native, another map (one a
+    map of maps would yield) takes the trampoline."""
+    text = """
+  r2 = *(u64 *)(r1 + 8)
+  r1 = *(u64 *)(r1 + 0)
+  call bpf_map_lookup_elem
+  exit
+"""
+    t = Twin(text + "\n  ld_pseudo r1, 1, {m}\n", MapType.HASH, 4, 8, 8)
+    other = t.kernel.map_create(MapAttr(MapType.HASH, 4, 8, 8, name="other"))
+    key = t.kernel.space.alloc("key", 4)
+    key.view[:4] = b"abcd"
+    for m, calls in ((t.map, {}), (other, {1: 1})):
+        m.update(b"abcd", bytes(8))
+        memory = m.pointer.base.to_bytes(8, "little") + key.base.to_bytes(8, "little")
+        t.calls.clear()
+        assert t.run(t.jit, memory) == m._elems[b"abcd"].base
+        assert t.calls == calls
+
+
+def test_lru_lookup_marks_recency_through_the_trampoline():
+    t = Twin(LOOKUP, MapType.LRU_HASH, 4, 8, 8)
+    a, b = b"aaaa", b"bbbb"
+    t.map.update(a, bytes(8))
+    t.map.update(b, bytes(8))
+    assert list(t.map._recent) == [a, b]
+    assert t.run(t.jit, a) == t.map._elems[a].base
+    assert list(t.map._recent) == [b, a] and t.calls == {1: 1}
+
+
+UPDATE = """
+  r6 = r1
+  r2 = r1
+  r3 = r1
+  r3 += 16
+  r4 = *(u64 *)(r1 + 32)
+  ld_pseudo r1, 1, {m}
+  call bpf_map_update_elem
+  exit
+"""
+
+
+def _present(m, key):
+    try:
+        return m.lookup(key)
+    except KernelError:
+        return None
+
+
+def _update_case(t, engine, present, flags, cpu=0):
+    key = b"\x07\x00\x00\x00"
+    if present:
+        t.map.update(key, bytes(t.map.user_value_size))
+    memory = key.ljust(16, b"\0") + bytes(range(1, 17)) + flags.to_bytes(8, "little")
+    r0 = t.run(engine, memory, cpu)
+    state = _present(t.map, key)
+    if state is not None:
+        t.map.delete(key)
+    return r0, state
+
+
+@pytest.mark.parametrize("map_type", [MapType.HASH, MapType.PERCPU_HASH])
+@pytest.mark.parametrize("present", [False, True])
+@pytest.mark.parametrize("flags", [0, 1, 2, 3, 4, 1 << 40])
+def test_hash_update_agrees_with_the_interpreter(map_type, present, flags):
+    t = Twin(UPDATE, map_type, 4, 12, 4, ncpus=2)
+    expect = _update_case(t, t.interp, present, flags, cpu=1)
+    t.calls.clear()
+    got = _update_case(t, t.jit, present, flags, cpu=1)
+    assert got == expect
+    native = (present and flags in (0, 1, 2)) or (not present and flags == 2)
+    assert t.calls == ({} if native else {2: 1})
+
+
+@pytest.mark.parametrize("index", [0, 3, 4, 100])
+@pytest.mark.parametrize("flags", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("map_flags", [0, MapFlag.RDONLY_PROG])
+def test_array_update_agrees_with_the_interpreter(index, flags, map_flags):
+    t = Twin(UPDATE, MapType.ARRAY, 4, 12, 4, flags=map_flags)
+    memory = index.to_bytes(4, "little").ljust(16, b"\0") + bytes(range(1, 17)) \
+        + flags.to_bytes(8, "little")  # fmt: skip
+    results = []
+    for engine in (t.interp, t.jit):
+        for i in range(4):
+            t.map.update(i.to_bytes(4, "little"), bytes(12))
+        r0 = t.run(engine, memory)
+        results.append((r0, [t.map.lookup(i.to_bytes(4, "little")) for i in range(4)]))
+    assert results[0] == results[1]
+    assert results[0][0] != 0 or index < 4
+
+
+# --- helper fast paths ----------------------------------------------------------------------------
+def test_ktime_prandom_and_cpu_are_native():
+    text = """
+  r9 = r1
+  call bpf_ktime_get_ns
+  *(u64 *)(r9 + 0) = r0
+  call bpf_get_prandom_u32
+  *(u64 *)(r9 + 8) = r0
+  call bpf_get_prandom_u32
+  *(u64 *)(r9 + 16) = r0
+  call bpf_get_smp_processor_id
+  *(u64 *)(r9 + 24) = r0
+  ld_pseudo r1, 1, {m}
+  r0 = 0
+  exit
+"""
+    t = Twin(text, MapType.ARRAY, 4, 4, 1)
+    out = bytearray(32)
+    before = time.monotonic_ns() - t.kernel.boot
+    state = t.words.prandom.value
+    t.calls.clear()
+    t.run(t.jit, out, cpu=5)
+    after = time.monotonic_ns() - t.kernel.boot
+    now, r1, r2, cpu = (int.from_bytes(out[i : i + 8], "little") for i in (0, 8, 16, 24))
+    assert before <= now <= after
+    assert r1 < 1 << 32 and r2 < 1 << 32 and r1 != r2
+    assert t.words.prandom.value != state
+    assert cpu == 5 and t.calls == {}
+
+
+def test_without_words_the_helpers_keep_the_trampoline():
+    hooks, prelude = maps_ir.native_calls(())
+    assert hooks == {} and "clock_gettime" in prelude
+
+
+# --- the repeat driver ----------------------------------------------------------------------------
+def test_repeat_driver_counts_and_stops_on_a_status():
+    entry = """
+define i64 @count(ptr %ctx) {
+  %n = load i64, ptr %ctx
+  %m = add i64 %n, 1
+  store i64 %m, ptr %ctx
+  %p = getelementptr i64, ptr %ctx, i64 1
+  %stop = load i64, ptr %p
+  %hit = icmp eq i64 %m, %stop
+  %r = select i1 %hit, i64 2, i64 0
+  ret i64 %r
+}
+"""
+    module = compile_ir(entry)
+    try:
+        driver = maps_ir.RepeatDriver.shared()
+        ctx = (ctypes.c_uint64 * 2)(0, 0)
+        result = driver.run(module.address("count"), ctypes.addressof(ctx), 1000)
+        assert (result.status, result.calls, ctx[0]) == (0, 1000, 1000)
+        assert result.duration_ns > 0
+        ctx[0], ctx[1] = 0, 3
+        stopped = driver.run(module.address("count"), ctypes.addressof(ctx), 10)
+        assert (stopped.status, stopped.calls) == (2, 3)
+        ctx[0], ctx[1] = 0, 0
+        assert driver.run(module.address("count"), ctypes.addressof(ctx), 0).calls == 1
+    finally:
+        module.close()
+
+
+# --- the benchmark programs, against the kernel ---------------------------------------------------
+@pytest.mark.parametrize("bench", jit_bench.PROGRAMS, ids=lambda b: b.name)
+def test_bench_program_runs_natively_as_the_interpreter(bench):
+    side = jit_bench.PybpfSide(bench)
+    try:
+        r0, ns = side.run(3)
+        assert ns > 0
+        interp = jit_bench.PybpfSide(bench)
+        from pybpf.runtime.testrun import test_run
+
+        assert test_run(interp.prog, jit_bench.PACKET, repeat=3).retval == r0
+        for name, m in side.maps.items():
+            assert _dump(m) == _dump(interp.maps[name])
+    finally:
+        side.close()
+
+
+@pytest.mark.parametrize("bench", jit_bench.PROGRAMS, ids=lambda b: b.name)
+def test_bench_program_agrees_with_the_kernel(bench):
+    reason = linux.available()
+    if reason is not None:
+        pytest.skip(f"bpf(2) unavailable: {reason}")
+    ours, theirs = jit_bench.PybpfSide(bench), jit_bench.KernelSide(bench)
+    try:
+        assert ours.run(5)[0] == theirs.run(5)[0]
+        for name, m in ours.maps.items():
+            assert _dump(m) == _dump(theirs.maps[name])
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_bench_report_prints_ratios_and_the_geometric_mean():
+    rows = [jit_bench.Row("a", 200.0, 100.0, True), jit_bench.Row("b", 50.0, 100.0, True)]
+    lines = []
+    jit_bench.report(rows, None, lines.append)
+    assert "2.00" in lines[1] and "0.50" in lines[2]
+    assert lines[-1].startswith("geometric mean of pybpf/kernel: 1.00")
+    lines.clear()
+    jit_bench.report([jit_bench.Row("a", 1.0, None, None)], "no bpf(2)", lines.append)
+    assert lines[-1] == "kernel column skipped: no bpf(2)"
