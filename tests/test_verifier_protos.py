@@ -185,16 +185,23 @@ def _stack_ptr(dst: int, off: int) -> list[Instruction]:
     return [Instruction(0xBF, dst, 10), Instruction(0x07, dst, 0, 0, off)]
 
 
-def _value(helper, i: int, arg: ArgType, maps, *, size: int = 8) -> list[Instruction]:
+def _map(maps: dict, spec: tuple[int, int, int, int]):
+    if spec not in maps:
+        maps[spec] = linux.map_create(*spec)
+    return maps[spec]
+
+
+def _value(helper, i: int, arg: ArgType, maps, *, size: int = 8,
+           map_spec: tuple[int, int, int, int] | None = None) -> list[Instruction]:  # fmt: skip
     """Instructions putting a valid value for argument ``i`` into R(i+1)."""
     reg = i + 1
     if arg.base is Arg.CONST_MAP_PTR:
-        kmap = maps.setdefault(helper.name, linux.map_create(*_MAPS.get(helper.name, _ARRAY)))
+        kmap = _map(maps, map_spec or _MAPS.get(helper.name, _ARRAY))
         return [Instruction(0x18, reg, 1, 0, kmap.fd, 0)]
     if arg.base in (Arg.PTR_TO_MAP_KEY, Arg.PTR_TO_MAP_VALUE):
-        return _stack_ptr(reg, -16)
+        return _stack_ptr(reg, -64)
     if arg.base is Arg.PTR_TO_MEM:
-        return _stack_ptr(reg, -24 if arg.size else -16)
+        return _stack_ptr(reg, -72 if arg.size else -64)
     if arg.base in _SCALAR_KINDS:
         return [_mov(reg, size)]
     if arg.base is Arg.PTR_TO_CTX:
@@ -205,7 +212,7 @@ def _value(helper, i: int, arg: ArgType, maps, *, size: int = 8) -> list[Instruc
 def _program(helper, body: list[Instruction], *, init_stack: bool = True) -> list[Instruction]:
     head = [Instruction(0xBF, 6, 1)]
     if init_stack:
-        head += [Instruction(0x7A, 10, 0, off, 0) for off in (-8, -16, -24)]
+        head += [Instruction(0x7A, 10, 0, off, 0) for off in range(-8, -80, -8)]
     return [*head, *body, Instruction(0x85, 0, 0, 0, helper.id), _mov(0, 0), Instruction(0x95)]
 
 
@@ -309,3 +316,50 @@ def test_prototype_decides_what_the_kernel_refuses(maps, helper, what, index):
     rt = proto.ret.reg_type
     assert match.group(1) == (type_str(*rt) if rt else "scalar"), log
     assert ("ref_obj_id=" in (match.group(2) or "")) == proto.acquire, log
+
+
+# (map_type, key_size, value_size, max_entries) of each map type the kernel test creates
+MAP_SPECS = {
+    1: (1, 4, 8, 4), 2: (2, 4, 8, 1), 3: (3, 4, 4, 1), 4: (4, 4, 4, 4), 5: (5, 4, 8, 4),
+    6: (6, 4, 8, 1), 7: (7, 4, 64, 4), 9: (9, 4, 8, 4), 10: (10, 4, 8, 4), 14: (14, 4, 4, 4),
+    16: (16, 4, 4, 4), 22: (22, 0, 8, 4), 23: (23, 0, 8, 4), 25: (25, 4, 4, 4),
+    27: (27, 0, 0, 4096), 30: (30, 0, 8, 4),
+}  # fmt: skip
+
+
+def _map_cases():
+    return [pytest.param(h, t, id=f"{h.name}-map{t}") for h in ALL
+            if h.proto.map_arg is not None and _buildable_prefix(h.proto) == h.proto.nargs
+            for t in MAP_SPECS]  # fmt: skip
+
+
+@pytest.mark.parametrize("helper, map_type", _map_cases())
+def test_map_type_compatibility_against_the_kernel(maps, helper, map_type):
+    proto = helper.proto
+    body = [ins for i, arg in enumerate(proto.args)
+            for ins in _value(helper, i, arg, maps, map_spec=MAP_SPECS[map_type])]  # fmt: skip
+    _, log = _load(helper, _program(helper, body))
+    spec = MAP_SPECS[map_type]
+    sizes = {Arg.PTR_TO_MAP_KEY: spec[1], Arg.PTR_TO_MAP_VALUE: spec[2]}
+    if any(sizes.get(arg.base) == 0 for arg in proto.args):
+        assert "invalid zero-sized read" in log  # refused before the map is looked at
+        return
+    expected = P.map_write_error(helper.id, map_type) or P.map_func_error(helper.id, map_type)
+    kernel = next((ln for ln in log.splitlines()
+                   if ln.startswith("cannot pass map_type") or ln == "write into map forbidden"),
+                  None)  # fmt: skip
+    assert kernel == expected, log
+
+
+def test_map_compatibility_table():
+    assert P.map_func_error(1, P.QUEUE) == "cannot pass map_type 22 into func bpf_map_lookup_elem#1"
+    assert P.map_func_error(1, P.HASH) is None
+    assert P.map_func_error(12, P.PROG_ARRAY) is None and P.map_func_error(12, P.ARRAY)
+    assert P.map_func_error(164, P.RINGBUF).startswith("cannot pass")  # ringbuf: its own helpers
+    assert P.map_func_error(164, P.QUEUE).startswith("cannot pass")
+    assert P.map_func_error(164, P.LPM_TRIE) == "callback function not allowed for map"
+    assert P.map_func_error(164, P.LRU_PERCPU_HASH) is None
+    assert P.TAIL_CALL.args[1].base is Arg.CONST_MAP_PTR
+    assert P.map_write_error(2, P.DEVMAP) == "write into map forbidden"
+    assert P.map_write_error(2, P.HASH, P.BPF_F_RDONLY_PROG) == "write into map forbidden"
+    assert P.map_write_error(1, P.HASH, P.BPF_F_RDONLY_PROG) is None
