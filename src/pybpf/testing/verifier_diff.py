@@ -225,7 +225,8 @@ def _parse_case(block: list[tuple[int, str]], path: Path) -> Case:
             section_line[current] = number
             continue
         if current is not None:
-            sections[current].append(raw if current == "asm" else raw.split("#", 1)[0])
+            if current == "asm" or not raw.startswith("#"):  # kernel lines may hold '#'
+                sections[current].append(raw)
             continue
         text = raw.split("#", 1)[0].strip()
         if not text:
@@ -271,8 +272,9 @@ def _c_case(name: str, path: Path, obj: Path, recorded: Verdict | None, license:
         if m.initial is not None or m.inner is not None:
             raise CorpusError(f"{obj.name}: global data and maps of maps are not supported",
                               path=str(path))  # fmt: skip
-        maps.append(MapDecl(m.name, m.map_type, m.key_size, m.value_size, m.max_entries,
-                            m.map_flags))  # fmt: skip
+        # libbpf sizes a perf event array to the possible CPUs; verdicts do not depend on it
+        entries = m.max_entries or (1 if m.map_type == MAP_TYPES["perf_event_array"] else 0)
+        maps.append(MapDecl(m.name, m.map_type, m.key_size, m.value_size, entries, m.map_flags))
     insns = tuple(replace(i, src_reg=Pseudo.MAP_FD) if i.code == LDDW and i.src_reg == Pseudo.MAP_IDX
                   else replace(i, src_reg=Pseudo.MAP_VALUE)
                   if i.code == LDDW and i.src_reg == Pseudo.MAP_IDX_VALUE else i
@@ -320,8 +322,14 @@ def kernel_verdict(case: Case) -> Verdict:
     kmaps = []
     try:
         for m in case.maps:
-            kmaps.append(linux.map_create(m.map_type, m.key_size, m.value_size, m.max_entries,
-                                          m.map_flags))  # fmt: skip
+            try:
+                kmaps.append(linux.map_create(m.map_type, m.key_size, m.value_size,
+                                              m.max_entries, m.map_flags))  # fmt: skip
+            except KernelError as err:
+                if isinstance(err, KernelUnavailable) or err.errno == errno_mod.EPERM:
+                    raise
+                raise CorpusError(f"case {case.name}: map {m.name}: {err}",
+                                  path=str(case.path)) from None  # fmt: skip
             if m.frozen:
                 kmaps[-1].freeze()
         insns = [replace(i, imm=kmaps[i.imm].fd)
@@ -368,8 +376,10 @@ def pybpf_verdict(case: Case) -> Verdict:
     except VerifierError as err:
         lines = tuple(s for s in err.reason.splitlines() if s.strip())
         return Verdict(False, err.pc, err.errno, lines, err.log)
-    except KernelError as err:
-        return Verdict(False, None, err.errno, (str(err),), err.log)
+    except KernelError as err:  # refused before the verifier ran; the runtime names "pc N: "
+        found = re.match(r"pc (\d+): ", str(err))
+        return Verdict(False, int(found.group(1)) if found else None, err.errno, (str(err),),
+                       err.log)  # fmt: skip
     except PybpfError as err:
         return Verdict(False, None, errno_mod.EINVAL, (f"{type(err).__name__}: {err}",))
     return Verdict(True)

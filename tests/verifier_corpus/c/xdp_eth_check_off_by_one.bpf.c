@@ -1,0 +1,16 @@
+/* unsafe: the check stops one byte short of h_proto's end. */
+#include "common.h"
+
+SEC("xdp")
+int xdp_eth_check_off_by_one(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    struct ethhdr *eth = data;
+
+    if (data + 13 > data_end)
+        return XDP_DROP;
+    return eth->h_proto == bpf_htons(ETH_P_IP) ? XDP_PASS : XDP_DROP;
+}
+
+char LICENSE[] SEC("license") = "GPL";
