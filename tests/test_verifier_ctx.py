@@ -170,6 +170,9 @@ def test_packet_pointers_come_from_the_data_fields():
     sk = ctx.ctx_access(ctx.SOCKET_FILTER, 168, 8, write=False)
     assert (sk.base, sk.flags, sk.type_name) == (Base.PTR_TO_SOCK_COMMON, Flag.MAYBE_NULL,
                                                  "sock_common_or_null")  # fmt: skip
+    keys = ctx.ctx_access(ctx.FLOW_DISSECTOR, 144, 8, write=False)
+    assert (keys.base, keys.type_name) == (Base.PTR_TO_FLOW_KEYS, "flow_keys")
+    assert ctx.ctx_access(ctx.SCHED_CLS, 144, 8, write=False) is None
 
 
 def test_narrow_loads_record_the_field_size():

@@ -286,9 +286,9 @@ def test_prototype_decides_what_the_kernel_refuses(maps, helper, what, index):
         wrong = [Instruction(0xBF, index + 1, 10)] if arg.base in _SCALAR_KINDS else [
             _mov(index + 1, 1)]  # fmt: skip
         ok, log = _load(helper, _program(helper, body + wrong))
-        got = "fp" if arg.base in _SCALAR_KINDS else "scalar"
+        got = Base.PTR_TO_STACK if arg.base in _SCALAR_KINDS else Base.SCALAR
         assert not ok
-        assert f"R{index + 1} type={got} expected={P.expected_text(arg)}" in log, log
+        assert P.type_mismatch(index + 1, arg, got) in log, log
         return
     if what == "zero_size":
         mem = index - 1

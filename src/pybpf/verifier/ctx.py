@@ -31,6 +31,7 @@ from pybpf.verifier.types import Base, Flag, type_str
 
 SOCKET_FILTER, KPROBE, SCHED_CLS, SCHED_ACT, TRACEPOINT, XDP, PERF_EVENT, CGROUP_SKB = range(1, 9)
 RAW_TRACEPOINT = 17
+FLOW_DISSECTOR = 22
 
 # enum bpf_attach_type values that change a rule
 BPF_CGROUP_INET_EGRESS = 1
@@ -193,6 +194,18 @@ def _cgroup_skb(off: int, size: int, write: bool, attach: int, ldsx: bool):
     return _skb_common(off, size, write, ldsx, CtxAccess(base))
 
 
+def _flow_dissector(off: int, size: int, write: bool, attach: int, ldsx: bool):
+    """Only the packet and the flow keys; nothing is writable."""
+    if off < 0 or off >= SK_BUFF_SIZE or off % size or write:
+        return None
+    name = field_at(_SK, off)
+    if name in ("data", "data_end"):
+        return CtxAccess(_PKT[name], field=name) if size == 4 and not ldsx else None
+    if name == "flow_keys":
+        return CtxAccess(Base.PTR_TO_FLOW_KEYS, field=name) if size == 8 else None
+    return None
+
+
 # --- xdp_md -------------------------------------------------------------------------------------
 def _xdp(off: int, size: int, write: bool, attach: int, ldsx: bool):
     name = field_at(XDP_MD, off)
@@ -244,6 +257,7 @@ _RULES = {
     SCHED_CLS: (_tc, SK_BUFF_SIZE),
     SCHED_ACT: (_tc, SK_BUFF_SIZE),
     CGROUP_SKB: (_cgroup_skb, SK_BUFF_SIZE),
+    FLOW_DISSECTOR: (_flow_dissector, SK_BUFF_SIZE),
     XDP: (_xdp, XDP_MD_SIZE),
     KPROBE: (_kprobe, PT_REGS_SIZE),
     TRACEPOINT: (_tracepoint, PERF_MAX_TRACE_SIZE),

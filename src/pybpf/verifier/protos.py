@@ -381,6 +381,11 @@ def expected_text(arg: Arg | ArgType) -> str:
     return ", ".join(type_str(b, f) for b, f in compatible_types(arg))
 
 
+def type_mismatch(regno: int, arg: Arg | ArgType, base: Base, flags: Flag = Flag.NONE) -> str:
+    """check_reg_type's refusal: ``R3 type=scalar expected=fp, pkt, ...``."""
+    return f"R{regno} type={type_str(base, flags)} expected={expected_text(arg)}"
+
+
 # --- which maps a helper may be given (check_map_func_compatibility) --------------------------
 def _ids(names: str) -> frozenset[int]:
     out = set()
