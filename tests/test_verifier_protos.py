@@ -117,6 +117,16 @@ def test_derived_facts():
         "bpf_xdp_adjust_head", "bpf_xdp_adjust_meta", "bpf_xdp_adjust_tail"}  # fmt: skip
 
 
+def test_prototypes_per_program_type():
+    from pybpf.runtime.helpers import prototypes
+
+    xdp = prototypes(PROG_TYPES[ProgType.XDP].helpers)
+    assert xdp[12] is P.TAIL_CALL
+    assert xdp[44].name == "bpf_xdp_adjust_head" and 26 not in xdp  # no skb_load_bytes
+    assert set(xdp) <= set(PROG_TYPES[ProgType.XDP].helpers)
+    assert all(isinstance(p, HelperProto) for p in xdp.values())
+
+
 def test_helper_defs_keep_their_declared_view():
     lookup = next(h for h in HELPERS.values() if h.name == "bpf_map_lookup_elem")
     assert lookup.args == (Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY)

@@ -21,13 +21,13 @@ load time.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pybpf.isa.helper_ids import helper_name
 from pybpf.runtime.maps.base import fail
-from pybpf.verifier.protos import Arg, ArgFlag, ArgType, HelperProto, Ret
+from pybpf.verifier.protos import TAIL_CALL, Arg, ArgFlag, ArgType, HelperProto, Ret
 from pybpf.vm.helpers import HelperTable
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ HelperFn = Callable[..., int]
 
 
 __all__ = ["HELPERS", "Arg", "ArgFlag", "ArgType", "HelperDef", "HelperProto", "Ret", "define",
-           "helper_table"]  # fmt: skip
+           "helper_table", "prototypes"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,19 @@ def define(name: str, args: Sequence[Arg | ArgType], ret: Ret, *, gpl_only: bool
         return fn
 
     return deco
+
+
+def prototypes(allowed: Iterable[int]) -> dict[int, HelperProto]:
+    """The verifier's view of the helpers a program type may call: id -> prototype.
+
+    ``allowed`` is the program type's helper set; ids pybpf does not
+    implement are left out (the load refuses them), tail_call (12) gets the
+    kernel's bpf_tail_call_proto.
+    """
+    out = {i: HELPERS[i].proto for i in allowed if i in HELPERS}
+    if 12 in allowed:
+        out[12] = TAIL_CALL
+    return out
 
 
 def helper_table(kernel: Kernel, prog: Program, called: Sequence[int]) -> HelperTable:
