@@ -104,7 +104,7 @@ class JitProgram:
         budget: int = DEFAULT_BUDGET,
         memory: Memory | None = None,
         checked: bool = False,
-        opt_level: int = 2,
+        opt_level: int = native.DEFAULT_OPT_LEVEL,
         native_calls: Mapping[int, NativeCall] | None = None,
         prelude: str = "",
         object_code: bytes | None = None,

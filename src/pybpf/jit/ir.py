@@ -220,6 +220,15 @@ def _signed(value: int, bits: int = 64) -> int:
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
+def _writes_r10(insn: Instruction, spec: OpSpec) -> bool:
+    if spec.kind in (Kind.ALU, Kind.NEG, Kind.MOVSX, Kind.END, Kind.LDDW, Kind.LDX, Kind.LDXSX,
+                     Kind.LOAD_ACQ):  # fmt: skip
+        return insn.dst_reg == 10
+    if spec.kind is Kind.ATOMIC:
+        return insn.src_reg == 10 and bool(spec.op & AtomicOp.FETCH) and spec.op != AtomicOp.CMPXCHG
+    return False
+
+
 def leaders(insns: Sequence[Instruction], specs: Sequence[OpSpec]) -> list[int]:
     """Block starts: pc 0, jump and call targets, and what follows a terminator."""
     pcs = slot_offsets(insns)
@@ -250,6 +259,8 @@ class _Translator:
         self.imm64: dict[int, int] = {}
         self.return_sites: set[int] = set()
         self.leaders = leaders(self.insns, self.specs)
+        self.fixed_r10 = not any(_writes_r10(i, sp) for i, sp in zip(self.insns, self.specs,
+                                                                      strict=True))
 
     # --- text --------------------------------------------------------------
     def fresh(self) -> str:
@@ -328,7 +339,8 @@ class _Translator:
         out = []
         for b, start in enumerate(self.leaders):
             stop = self.leaders[b + 1] if b + 1 < len(self.leaders) else self.end
-            out.append((start, [index[p] for p in self.pcs if start <= p < stop]))
+            last = index[stop] if stop in index else len(self.insns)
+            out.append((start, list(range(index[start], last))))
         return out
 
     def prologue(self) -> None:
@@ -645,6 +657,15 @@ class _Translator:
         base = self.get(reg)
         return base if off == 0 else self.op(f"add i64 {base}, {off}")
 
+    def in_frame(self, reg: int, off: int, size: int) -> bool:
+        """True when ``reg + off`` is inside the current frame whatever the run does.
+
+        When no instruction writes r10 it always holds the current frame's
+        top (calls and returns restore it), so r10-relative accesses with a
+        constant offset in [-512, 0) need no run-time check.
+        """
+        return self.fixed_r10 and reg == 10 and off >= -STACK_SIZE and off + size <= 0
+
     def guard(self, address: str, size: int, write: bool) -> tuple[str, str]:
         """Branch on the fast windows; returns the (fast, slow) labels, neither opened."""
         slo = self.get("slo")
@@ -675,13 +696,17 @@ class _Translator:
         n, dst = spec.width, insn.dst_reg
         t = f"i{8 * n}"
         address = self.address(insn.src_reg, insn.off)
-        fast, slow = self.guard(address, n, False)
-        join = self.label()
         extend = "sext" if spec.kind is Kind.LDXSX else "zext"
-        self.block(fast)
+        static = self.in_frame(insn.src_reg, insn.off, n)
+        if not static:
+            fast, slow = self.guard(address, n, False)
+            join = self.label()
+            self.block(fast)
         ptr = self.op(f"inttoptr i64 {address} to ptr")
         value = self.op(f"load {t}, ptr {ptr}, align 1")
         self.put(dst, value if n == 8 else self.op(f"{extend} {t} {value} to i64"))
+        if static:
+            return
         self.emit(f"br label %{join}")
         self.block(slow)
         value = self.callout(Callout.LOAD, pc, 0, [address, str(n)])
@@ -699,12 +724,16 @@ class _Translator:
         else:
             wide = self.get(insn.src_reg)
         address = self.address(insn.dst_reg, insn.off)
-        fast, slow = self.guard(address, n, True)
-        join = self.label()
-        self.block(fast)
+        static = self.in_frame(insn.dst_reg, insn.off, n)
+        if not static:
+            fast, slow = self.guard(address, n, True)
+            join = self.label()
+            self.block(fast)
         ptr = self.op(f"inttoptr i64 {address} to ptr")
         value = wide if n == 8 else self.op(f"trunc i64 {wide} to {t}")
         self.emit(f"store {t} {value}, ptr {ptr}, align 1")
+        if static:
+            return
         self.emit(f"br label %{join}")
         self.block(slow)
         self.callout(Callout.STORE, pc, 0, [address, str(n), wide])
