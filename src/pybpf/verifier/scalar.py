@@ -200,9 +200,19 @@ def _deduce32(r: _Reg) -> None:
     if _s32(r.u32min) <= _s32(r.u32max):
         r.s32min = max(r.s32min, _s32(r.u32min))
         r.s32max = min(r.s32max, _s32(r.u32max))
-    if r.s32min & U32 <= r.s32max & U32:
-        r.u32min = max(r.u32min, r.s32min & U32)
-        r.u32max = min(r.u32max, r.s32max & U32)
+    us32min, us32max = r.s32min & U32, r.s32max & U32
+    if us32min <= us32max:
+        r.u32min = max(r.u32min, us32min)
+        r.u32max = min(r.u32max, us32max)
+    elif r.u32max < us32min:
+        # the s32 range wraps; the u32 range meets only its non-negative part
+        # (a 6.18 stable fix, "32-bit range overflow", that Linux 6.18.44 has)
+        r.s32min = _s32(r.u32min)
+        r.u32max = min(r.u32max, us32max)
+    elif us32max < r.u32min:
+        # ... or only its negative part
+        r.s32max = _s32(r.u32max)
+        r.u32min = max(r.u32min, us32min)
 
 
 def _deduce64(r: _Reg) -> None:
