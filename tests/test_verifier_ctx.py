@@ -206,6 +206,19 @@ def test_unknown_program_types_and_sizes_are_refused():
     assert ctx.ctx_access(ctx.XDP, -4, 4, write=False) is None
 
 
+def test_any_input_is_answered_within_the_context():
+    """Garbage in never raises; an allowed access lies inside [0, ctx_size)."""
+    rng = random.Random(7)
+    for _ in range(20_000):
+        prog_type, off = rng.randrange(-2, 40), rng.randrange(-1000, 9000)
+        size, attach = rng.choice((-1, 0, 1, 2, 3, 4, 8, 16)), rng.randrange(0, 60)
+        acc = ctx.ctx_access(prog_type, off, size, write=rng.random() < 0.5, attach_type=attach,
+                             ldsx=rng.random() < 0.2)  # fmt: skip
+        if acc is not None:
+            assert size in (1, 2, 4, 8) and off >= 0 and off + size <= ctx.ctx_size(prog_type)
+            assert acc.field_size in (0, 4, 8) and (acc.field_size == 0 or size <= acc.field_size)
+
+
 def test_struct_layouts_are_the_uapi_ones():
     assert ctx.SK_BUFF["cb"] == (48, 20)
     assert ctx.SK_BUFF["data_meta"] == (140, 4)
