@@ -23,7 +23,7 @@ imports the runtime.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum, IntFlag
 
 from pybpf.isa.helper_ids import helper_id, helper_name
@@ -231,8 +231,9 @@ class HelperProto:
     trailing registers are ARG_DONTCARE and left out).  ``acquire``: R0 holds
     a new reference the program must release (ringbuf_reserve);
     ``callback``: the helper calls a program function (bpf_loop,
-    for_each_map_elem).  Construction validates the pairing rules of
-    ``check_func_proto`` and raises :class:`ProtoError`.
+    for_each_map_elem); ``changes_pkt_data``: the call invalidates every
+    packet pointer (bpf_helper_changes_pkt_data).  Construction validates
+    the pairing rules of ``check_func_proto`` and raises :class:`ProtoError`.
     """
 
     name: str
@@ -245,7 +246,6 @@ class HelperProto:
     acquire: bool = False
     callback: Callback | None = None
     changes_pkt_data: bool = False
-    notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         args = tuple(ArgType.of(a) for a in self.args)
