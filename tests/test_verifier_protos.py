@@ -181,6 +181,8 @@ _BUILDABLE = {Arg.CONST_MAP_PTR, Arg.PTR_TO_MAP_KEY, Arg.PTR_TO_MAP_VALUE, Arg.P
               Arg.CONST_SIZE, Arg.CONST_SIZE_OR_ZERO, Arg.CONST_ALLOC_SIZE_OR_ZERO,
               Arg.PTR_TO_CTX, Arg.ANYTHING, Arg.PTR_TO_STACK}  # fmt: skip
 _SCALAR_KINDS = {Arg.CONST_SIZE, Arg.CONST_SIZE_OR_ZERO, Arg.CONST_ALLOC_SIZE_OR_ZERO}
+_MEMLIKE = {Arg.PTR_TO_MEM, Arg.PTR_TO_MAP_KEY, Arg.PTR_TO_MAP_VALUE}
+_PKT_DATA = {ProgType.XDP: 0, ProgType.SCHED_CLS: 76}  # offset of ->data in the context
 
 
 def _prog_type(helper) -> int:
@@ -265,6 +267,10 @@ def _cases():
                 out.append(pytest.param(helper, "rdonly", mem, id=f"{helper.name}-rdonly{mem + 1}"))
         if _buildable_prefix(proto) == proto.nargs:
             out.append(pytest.param(helper, "ret", 0, id=f"{helper.name}-ret"))
+        if _prog_type(helper) in _PKT_DATA:
+            for i, arg in enumerate(proto.args[: _buildable_prefix(proto)]):
+                if arg.base in _MEMLIKE:
+                    out.append(pytest.param(helper, "pkt", i, id=f"{helper.name}-pkt{i + 1}"))
     return out
 
 
@@ -316,6 +322,15 @@ def test_prototype_decides_what_the_kernel_refuses(maps, helper, what, index):
         ok, log = _load(helper, _program(helper, body))
         write_refused = "write into map forbidden" in log
         assert write_refused == args[index].has(ArgFlag.MEM_WRITE), log
+        return
+    if what == "pkt":  # a packet pointer: only helpers with pkt_access may take one
+        field = _PKT_DATA[_prog_type(helper)]
+        body += [Instruction(0x61, index + 1, 6, field)]  # r = ctx->data
+        body += [ins for i in range(index + 1, proto.nargs)
+                 for ins in _value(helper, i, args[i], maps)]  # fmt: skip
+        ok, log = _load(helper, _program(helper, body))
+        refused = "helper access to the packet is not allowed" in log
+        assert refused == (not proto.pkt_access), log
         return
     # what == "ret": a valid call; R0's type after it is the prototype's return
     body = [ins for i in range(proto.nargs) for ins in _value(helper, i, args[i], maps)]
