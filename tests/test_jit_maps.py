@@ -13,7 +13,7 @@ import time
 import pytest
 
 from pybpf.asm import llvm
-from pybpf.errors import KernelError
+from pybpf.errors import KernelError, MemoryFault
 from pybpf.jit import maps_ir
 from pybpf.jit.native import compile_ir
 from pybpf.kernel import linux
@@ -117,7 +117,8 @@ LOOKUP = """
 class Twin:
     """A map in a kernel, a program over it, its interpreter and its JIT with hooks."""
 
-    def __init__(self, text, map_type, key_size, value_size, max_entries, flags=0, ncpus=1):
+    def __init__(self, text, map_type, key_size, value_size, max_entries, flags=0, ncpus=1,
+                 checked=False):  # fmt: skip
         self.kernel, self.map = _kernel_with(map_type, key_size, value_size, max_entries, flags,
                                              ncpus)  # fmt: skip
         insns = llvm.assemble(text.replace("{m}", str(self.map.id)))
@@ -127,7 +128,7 @@ class Twin:
         for helper in self.prog.engine.helpers.helpers.values():
             table.register(helper.id, helper.name, self._counting(helper.id, helper.fn))
         self.prog.engine.helpers = table  # jit_engine takes the helpers from here
-        self.jit, self.words = jit_bench.jit_engine(self.prog)
+        self.jit, self.words = jit_bench.jit_engine(self.prog, checked=checked)
         self.interp = self.prog.engine
 
     def _counting(self, ident, fn):
@@ -146,9 +147,10 @@ class Twin:
         return engine.run(memory=memory, env=self.env(cpu)).r0
 
 
+@pytest.mark.parametrize("checked", [False, True])
 @pytest.mark.parametrize("key_size", KEY_SIZES)
-def test_hash_lookup_is_native_and_agrees(key_size):
-    t = Twin(LOOKUP, MapType.HASH, key_size, 12, 64)
+def test_hash_lookup_is_native_and_agrees(key_size, checked):
+    t = Twin(LOOKUP, MapType.HASH, key_size, 12, 64, checked=checked)
     rng = random.Random(key_size)
     keys = [rng.randbytes(key_size) for _ in range(40)]
     for key in keys[:20]:
@@ -204,6 +206,29 @@ def test_map_pointers_known_only_at_run_time():
         assert t.calls == calls
 
 
+@pytest.mark.parametrize("checked", [False, True])
+def test_checked_hooks_read_keys_natively_only_in_the_stack_or_hot_region(checked):
+    t = Twin(LOOKUP.replace("r2 = r1", "r2 = *(u64 *)(r1 + 0)"), MapType.HASH, 4, 8, 8,
+             checked=checked)  # fmt: skip
+    t.map.update(b"abcd", bytes(8))
+    elsewhere = t.kernel.space.alloc("key elsewhere", 4)
+    elsewhere.view[:4] = b"abcd"
+    t.calls.clear()
+    assert t.run(t.jit, elsewhere.base.to_bytes(8, "little")) == t.map._elems[b"abcd"].base
+    assert t.calls == ({1: 1} if checked else {})
+
+
+def test_checked_hooks_fault_like_the_interpreter_on_a_bad_key_pointer():
+    t = Twin(LOOKUP.replace("r2 = r1", "r2 = *(u64 *)(r1 + 0)"), MapType.HASH, 4, 8, 8,
+             checked=True)  # fmt: skip
+    bad = (0x1000).to_bytes(8, "little")
+    with pytest.raises(MemoryFault) as interp:
+        t.run(t.interp, bad)
+    with pytest.raises(MemoryFault) as jit:
+        t.run(t.jit, bad)
+    assert str(jit.value) == str(interp.value)
+
+
 def test_lru_lookup_marks_recency_through_the_trampoline():
     t = Twin(LOOKUP, MapType.LRU_HASH, 4, 8, 8)
     a, b = b"aaaa", b"bbbb"
@@ -245,11 +270,12 @@ def _update_case(t, engine, present, flags, cpu=0):
     return r0, state
 
 
+@pytest.mark.parametrize("checked", [False, True])
 @pytest.mark.parametrize("map_type", [MapType.HASH, MapType.PERCPU_HASH])
 @pytest.mark.parametrize("present", [False, True])
 @pytest.mark.parametrize("flags", [0, 1, 2, 3, 4, 1 << 40])
-def test_hash_update_agrees_with_the_interpreter(map_type, present, flags):
-    t = Twin(UPDATE, map_type, 4, 12, 4, ncpus=2)
+def test_hash_update_agrees_with_the_interpreter(map_type, present, flags, checked):
+    t = Twin(UPDATE, map_type, 4, 12, 4, ncpus=2, checked=checked)
     expect = _update_case(t, t.interp, present, flags, cpu=1)
     t.calls.clear()
     got = _update_case(t, t.jit, present, flags, cpu=1)

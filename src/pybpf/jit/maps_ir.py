@@ -44,9 +44,11 @@ takes as ``native_calls``, and the module prelude they need:
 
 Per-CPU maps and helper 8 need the CPU of the run: ``cpu_address`` names a
 native u64 the runner sets before each run; without it those calls keep the
-trampoline.  The native paths trust their pointer arguments (verified
-programs: the verifier proved the key and value readable); the bounds-checked
-mode for unverified code must not install these hooks.
+trampoline.  Key and value pointers are read natively only when they lie in
+the run's stack or hot region (the context's windows); any other pointer takes
+the trampoline, where Memory faults as the interpreter's helper does — so the
+hooks are safe for unverified programs.  ``trusted=True`` (a verified program:
+the verifier proved the pointers readable) drops that check.
 
 :func:`repeat_driver_ir` is the native BPF_PROG_TEST_RUN loop: it calls a
 compiled entry ``n`` times on one context and times the loop with
@@ -339,13 +341,49 @@ def _trampoline(c: _Code, site: CallSite) -> str:
     return c.v(f"call i64 {target}(ptr {site.ctx}, i64 {ident}, {args})")
 
 
-def _map_hook(shapes: Sequence[Shape], op, cpu_address: int | None):
+def _guard(c: _Code, site: CallSite, pointers: Sequence[tuple[str, int]], slow: str) -> None:
+    """Branch to ``slow`` unless each (pointer, size) lies in the stack or the hot region.
+
+    Those are the two windows the run context names; anything else (or a
+    crossing) goes through the trampoline, whose Memory checks fault exactly
+    as the interpreter's helper would.
+    """
+    from pybpf.isa import MAX_CALL_FRAMES, STACK_SIZE
+    from pybpf.jit.ir import Slot
+
+    def word(slot) -> str:
+        return c.v(f"load i64, ptr {c.v(f'getelementptr i64, ptr {site.ctx}, i64 {int(slot)}')}")
+
+    total = MAX_CALL_FRAMES * STACK_SIZE
+    low = c.v(f"sub i64 {word(Slot.STACK_TOP)}, {total}")
+    hot, hot_size = word(Slot.HOT_BASE), word(Slot.HOT_SIZE)
+    ok = "true"
+    for pointer, size in pointers:
+        in_stack = c.v(f"icmp ule i64 {c.v(f'sub i64 {pointer}, {low}')}, {total - size}")
+        rel = c.v(f"sub i64 {pointer}, {hot}")
+        fits = c.v(f"icmp uge i64 {hot_size}, {size}")
+        room = c.v(f"icmp ule i64 {rel}, {c.v(f'sub i64 {hot_size}, {size}')}")
+        good = c.v(f"or i1 {in_stack}, {c.v(f'and i1 {fits}, {room}')}")
+        ok = good if ok == "true" else c.v(f"and i1 {ok}, {good}")
+    cont = c.label()
+    c.emit(f"br i1 {ok}, label %{cont}, label %{slow}")
+    c.block(cont)
+
+
+def _map_hook(shapes: Sequence[Shape], op, cpu_address: int | None, trusted: bool):
     """A hook dispatching on r1 over ``shapes`` with ``op`` per map, trampoline otherwise."""
     usable = [s for s in shapes if cpu_address is not None or not s.percpu]
     if op is _update:
         usable = [s for s in usable if not isinstance(s, ArrayShape) or s.writable]
     if not usable:
         return None
+
+    def pointers(shape: Shape, args: Sequence[str]) -> list[tuple[str, int]]:
+        key_size = 4 if isinstance(shape, ArrayShape) else shape.key_size
+        out = [(args[1], key_size)]
+        if op is _update:
+            out.append((args[2], shape.value_size))
+        return out
 
     def hook(site: CallSite) -> str:
         c = _Code(site.fresh)
@@ -358,6 +396,8 @@ def _map_hook(shapes: Sequence[Shape], op, cpu_address: int | None):
         incoming = []
         for shape, lab in zip(usable, labels, strict=True):
             c.block(lab)
+            if not trusted:
+                _guard(c, site, pointers(shape, site.args), slow)
             incoming.append(op(c, shape, site.args, cpu, slow))
             c.emit(f"br label %{join}")
         c.block(slow)
@@ -420,11 +460,12 @@ PRELUDE = "\n".join([
 """Module-level declarations the hooks' IR calls (add once to the module)."""
 
 
-def native_calls(shapes: Sequence[Shape] = (), *, boot_ns: int | None = None,
-                 prandom_address: int | None = None,
+def native_calls(shapes: Sequence[Shape] = (), *, trusted: bool = False,
+                 boot_ns: int | None = None, prandom_address: int | None = None,
                  cpu_address: int | None = None) -> tuple[dict[int, Callable], str]:  # fmt: skip
     """The ``native_calls`` hooks for a program over ``shapes``, and the prelude.
 
+    ``trusted`` skips the pointer window check (verified programs only).
     ``boot_ns`` enables ktime_get_ns (the kernel's ``boot``), ``prandom_address``
     get_prandom_u32 (a :class:`NativeWord` seeded non-zero), ``cpu_address``
     per-CPU maps and get_smp_processor_id (a :class:`NativeWord` the runner
@@ -432,7 +473,7 @@ def native_calls(shapes: Sequence[Shape] = (), *, boot_ns: int | None = None,
     """
     hooks: dict[int, Callable] = {}
     for helper, op in ((MAP_LOOKUP_ELEM, _lookup), (MAP_UPDATE_ELEM, _update)):
-        hook = _map_hook(shapes, op, cpu_address)
+        hook = _map_hook(shapes, op, cpu_address, trusted)
         if hook is not None:
             hooks[helper] = hook
     if boot_ns is not None:

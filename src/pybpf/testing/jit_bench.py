@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pybpf.asm import llvm
-from pybpf.jit import maps_ir
+from pybpf.jit import maps_ir, native
 from pybpf.jit.engine import JitProgram
 from pybpf.jit.ir import SLOTS, Slot
 from pybpf.runtime.context import XDP_PACKET_HEADROOM, XdpBuff, XdpMd
@@ -238,23 +238,29 @@ class JitHooks:
     cpu: maps_ir.NativeWord
 
 
-def jit_engine(prog, *, cpu: int = 0) -> tuple[JitProgram, JitHooks]:
+def jit_engine(prog, *, cpu: int = 0, opt_level: int | None = None,
+               checked: bool = False) -> tuple[JitProgram, JitHooks]:  # fmt: skip
     """A JitProgram for a loaded runtime Program, with the native hot path.
 
     Every map of the program that offers ``jit_shape()`` is reached natively;
-    ktime, prandom and the CPU read native words.  (This is the wiring the
-    runtime's loader does not do yet: the engine it builds is the interpreter.)
+    ktime, prandom and the CPU read native words.  ``checked`` False trusts
+    the program (direct memory access, map hooks without pointer checks): the
+    benchmark's programs are verified by the kernel in the same run.  (This
+    is the wiring the runtime's loader does not do yet: the JIT it builds has
+    no hooks.)
     """
     kernel = prog.kernel
     shapes = [s for m in prog.maps if (s := getattr(m, "jit_shape", lambda: None)()) is not None]
     words = JitHooks(maps_ir.NativeWord(kernel.random.getrandbits(64) | 1, "prandom state"),
                      maps_ir.NativeWord(cpu, "current cpu"))  # fmt: skip
-    hooks, prelude = maps_ir.native_calls(shapes, boot_ns=kernel.boot,
+    hooks, prelude = maps_ir.native_calls(shapes, trusted=not checked, boot_ns=kernel.boot,
                                           prandom_address=words.prandom.address,
                                           cpu_address=words.cpu.address)  # fmt: skip
-    engine = JitProgram(prog.xlated, helpers=prog.engine.helpers, resolve_imm64=prog._resolve,
-                        tail_call=prog._tail_call, memory=kernel.space.memory,
-                        native_calls=hooks, prelude=prelude)  # fmt: skip
+    level = native.DEFAULT_OPT_LEVEL if opt_level is None else opt_level
+    helpers = prog.engine.helpers
+    engine = JitProgram(prog.xlated, helpers=helpers, resolve_imm64=prog._resolve,
+                        tail_call=prog._tail_call, memory=kernel.space.memory, checked=checked,
+                        native_calls=hooks, prelude=prelude, opt_level=level)  # fmt: skip
     return engine, words
 
 
@@ -301,7 +307,7 @@ assert SLOTS > Slot.CUSTOM_SIZE  # the context words native_repeat fills exist
 class PybpfSide:
     """One benchmark program loaded into a pybpf kernel with the JIT."""
 
-    def __init__(self, bench: BenchProgram) -> None:
+    def __init__(self, bench: BenchProgram, opt_level: int | None = None) -> None:
         self.kernel = Kernel(ncpus=1, seed=1)
         self.maps = {}
         for m in bench.maps:
@@ -311,7 +317,7 @@ class PybpfSide:
         insns = bench.assemble(refs)
         self.prog = self.kernel.prog_load(insns, XDP, name=bench.name.replace("-", "_")[:15],
                                           maps={m.id: m for m in self.maps.values()})  # fmt: skip
-        self.engine, self.words = jit_engine(self.prog)
+        self.engine, self.words = jit_engine(self.prog, opt_level=opt_level)
 
     def run(self, repeat: int) -> tuple[int, int]:
         """(retval, ns per run) of ``repeat`` native runs on a fresh copy of the packet."""
@@ -371,9 +377,10 @@ class Row:
         return self.pybpf_ns / max(self.kernel_ns, 1)
 
 
-def measure(bench: BenchProgram, repeat: int, rounds: int, with_kernel: bool) -> Row:
+def measure(bench: BenchProgram, repeat: int, rounds: int, with_kernel: bool,
+            opt_level: int | None = None) -> Row:  # fmt: skip
     """Median ns/run of ``rounds`` rounds on each side, rounds interleaved."""
-    ours = PybpfSide(bench)
+    ours = PybpfSide(bench, opt_level)
     theirs = KernelSide(bench) if with_kernel else None
     try:
         mine, kern, rets = [], [], set()
@@ -419,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=10000, help="runs per round (default 10000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; medians (default 5)")
     parser.add_argument("--only", action="append", help="run only this program (repeatable)")
+    parser.add_argument("--opt-level", type=int, choices=range(4), default=None,
+                        help=f"LLVM level for pybpf (default {native.DEFAULT_OPT_LEVEL}, "
+                             "the JIT's default)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.rounds < 1:
         parser.error("--repeat and --rounds must be positive")
@@ -428,7 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     benches = [b for b in PROGRAMS if not args.only or b.name in args.only]
     if not benches:
         parser.error(f"no program named {args.only}; have {[b.name for b in PROGRAMS]}")
-    rows = [measure(b, args.repeat, args.rounds, reason is None) for b in benches]
+    rows = [measure(b, args.repeat, args.rounds, reason is None, args.opt_level) for b in benches]
+    level = native.DEFAULT_OPT_LEVEL if args.opt_level is None else args.opt_level
+    print(f"repeat {args.repeat}, median of {args.rounds} rounds, pybpf at LLVM level {level}")
     report(rows, reason)
     return 0 if all(r.agree is not False for r in rows) else 1
 
