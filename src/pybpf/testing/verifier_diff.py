@@ -75,8 +75,10 @@ POLICY_REASONS = (
 
 _INSN_LINE = re.compile(r"^(\d+): \([0-9a-f]{2}\)")
 _PROCESSED = re.compile(r"^processed \d+ insns")
-_STATE_LINE = re.compile(r"^(\d+: R\d|from \d+ to \d+:|; |\s*$|mark_precise|Func#|func#|"
-                         r"Live regs|Global function|Validating|\d+: \([0-9a-f]{2}\))")
+_STATE_LINE = re.compile(
+    r"^(\d+: R\d|from \d+ to \d+:|; |\s*$|mark_precise|Func#|func#|"
+    r"Live regs|Global function|Validating|\d+: \([0-9a-f]{2}\))"
+)
 
 
 class CorpusError(PybpfError):
@@ -275,10 +277,9 @@ def _c_case(name: str, path: Path, obj: Path, recorded: Verdict | None, license:
         # libbpf sizes a perf event array to the possible CPUs; verdicts do not depend on it
         entries = m.max_entries or (1 if m.map_type == MAP_TYPES["perf_event_array"] else 0)
         maps.append(MapDecl(m.name, m.map_type, m.key_size, m.value_size, entries, m.map_flags))
-    insns = tuple(replace(i, src_reg=Pseudo.MAP_FD) if i.code == LDDW and i.src_reg == Pseudo.MAP_IDX
-                  else replace(i, src_reg=Pseudo.MAP_VALUE)
-                  if i.code == LDDW and i.src_reg == Pseudo.MAP_IDX_VALUE else i
-                  for i in prog.insns)  # fmt: skip
+    by_fd = {Pseudo.MAP_IDX: Pseudo.MAP_FD, Pseudo.MAP_IDX_VALUE: Pseudo.MAP_VALUE}
+    insns = tuple(replace(i, src_reg=by_fd[i.src_reg])
+                  if i.code == LDDW and i.src_reg in by_fd else i for i in prog.insns)  # fmt: skip
     return Case(name, path, int(prog.prog_type), insns, tuple(maps), spec.license or license,
                 prog.expected_attach_type or 0, recorded, obj.name, prog.line_info)  # fmt: skip
 
@@ -365,8 +366,16 @@ def pybpf_verdict(case: Case) -> Verdict:
     try:
         maps = {}
         for i, m in enumerate(case.maps):
-            maps[i] = kernel.map_create(MapAttr(MapType(m.map_type), m.key_size, m.value_size,
-                                                m.max_entries, m.map_flags, m.name[:15]))
+            maps[i] = kernel.map_create(
+                MapAttr(
+                    MapType(m.map_type),
+                    m.key_size,
+                    m.value_size,
+                    m.max_entries,
+                    m.map_flags,
+                    m.name[:15],
+                )
+            )
             if m.frozen:
                 maps[i].freeze()
         line_info = {r.insn_index: r for r in case.line_info} if case.line_info else None
@@ -547,8 +556,10 @@ def _blank_before_headers(out: list[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m pybpf.testing.verifier_diff",
-                                     description="pybpf's verifier against the kernel's")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m pybpf.testing.verifier_diff",
+        description="pybpf's verifier against the kernel's",
+    )
     parser.add_argument("names", nargs="*", help="only these cases")
     parser.add_argument("--corpus", default=str(CORPUS), help="corpus directory")
     parser.add_argument("--live", action="store_true", help="ask the running kernel")

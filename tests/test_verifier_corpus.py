@@ -1,0 +1,158 @@
+"""pybpf's verifier against the kernel's, over tests/verifier_corpus/.
+
+The recorded kernel verdicts (``python -m pybpf.testing.verifier_diff --record``)
+need no bpf(2): pybpf must agree with them on >= 98% of the programs (same verdict,
+and for a rejection the same pc), accept nothing the kernel refuses for memory
+safety, and every remaining disagreement must be named in docs/verifier-agreement.md
+with its reason.  When bpf(2) works, the recordings are checked against the running
+kernel as well.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pybpf.kernel import linux
+from pybpf.testing import verifier_diff as vd
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "verifier-agreement.md"
+CASES = vd.load_corpus()
+
+LOG = """\
+0: R1=ctx() R10=fp0
+0: (61) r2 = *(u32 *)(r1 +0)          ; R1=ctx() R2=pkt(r=0)
+1: (71) r0 = *(u8 *)(r2 +0)
+invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)
+R2 offset is outside of the packet
+processed 2 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0
+"""
+
+
+# --- the corpus itself ----------------------------------------------------------------------
+
+
+def test_corpus_size_and_balance():
+    assert len(CASES) >= 320
+    assert sum(c.kind == "c" for c in CASES) >= 40
+    assert all(c.recorded is not None for c in CASES), "run verifier_diff --record"
+    accepted = sum(c.recorded.ok for c in CASES)
+    assert 0.35 * len(CASES) < accepted < 0.65 * len(CASES)
+    assert {c.prog_type for c in CASES} >= {1, 2, 3, 5, 6, 8}
+
+
+def test_recorded_rejections_have_a_reason():
+    for case in CASES:
+        if not case.recorded.ok:
+            assert case.recorded.lines, case.name
+            assert case.recorded.errno in (
+                errno.EACCES,
+                errno.EINVAL,
+                errno.E2BIG,
+                errno.EFAULT,
+                errno.ENOTSUP,
+                524,
+            ), case.name
+
+
+@pytest.mark.skipif(shutil.which("clang") is None, reason="clang is not installed")
+def test_c_objects_are_built_from_their_sources():
+    version = subprocess.run(["clang", "--version"], capture_output=True, text=True).stdout
+    if "version 14." not in version:
+        pytest.skip("the committed objects were built by clang 14")
+    build = ROOT / "tests" / "verifier_corpus" / "c" / "build.py"
+    proc = subprocess.run([sys.executable, str(build), "--check"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- the harness ----------------------------------------------------------------------------
+
+
+def test_kernel_log_parsing():
+    verdict = vd.parse_kernel_log(LOG, errno.EACCES)
+    assert (verdict.ok, verdict.pc, verdict.errno) == (False, 1, errno.EACCES)
+    assert verdict.lines == ("invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)",
+                             "R2 offset is outside of the packet")  # fmt: skip
+    glued = vd.parse_kernel_log("0: (85) call 12\nexpected prog array map for tail call"
+                                "processed 3 insns (limit 1000000)\n", errno.EINVAL)  # fmt: skip
+    assert glued.pc == 0 and glued.lines == ("expected prog array map for tail call",)
+    early = vd.parse_kernel_log("jump out of range from insn 1 to 7\nprocessed 0 insns\n", 22)
+    assert early.pc == 1
+
+
+def test_verdict_text_round_trips(tmp_path):
+    path = tmp_path / "x.vc"
+    path.write_text("# demo\n=== a\ntype xdp\n-- asm\nr0 = 0\nexit\n\n=== b\ntype xdp\n-- asm\n"
+                    "exit\n-- kernel\naccept\n")  # fmt: skip
+    a, b = vd.parse_file(path)
+    assert a.recorded is None and b.recorded == vd.Verdict(True)
+    rejected = vd.Verdict(False, 0, errno.EACCES, ("R0 !read_ok", "x#1 y"))
+    vd._rewrite(path, {"a": vd.Verdict(True), "b": rejected})
+    a, b = vd.parse_file(path)
+    assert a.recorded == vd.Verdict(True) and b.recorded == rejected
+    assert path.read_text().count("=== ") == 2 and "\n\n=== b\n" in path.read_text()
+
+
+def test_malformed_corpus_files_are_refused(tmp_path):
+    for text in ("r0 = 0\n", "=== a\ntype nope\n-- asm\nexit\n", "=== a\ntype xdp\n",
+                 "=== a\ntype xdp\nmap m hash key=x\n-- asm\nexit\n",
+                 "=== a\ntype xdp\n-- asm\nld_pseudo r1, 1, 3\nexit\n",
+                 "=== a\ntype xdp\n-- asm\nexit\n-- kernel\nmaybe\n"):  # fmt: skip
+        path = tmp_path / "bad.vc"
+        path.write_text(text)
+        with pytest.raises(vd.CorpusError):
+            vd.parse_file(path)
+
+
+def test_agreement_and_danger_are_judged():
+    reject = vd.Verdict(False, 3, errno.EACCES, ("R0 invalid mem access 'scalar'",))
+    policy = vd.Verdict(False, 3, errno.EINVAL, ("At program exit the register R0 has smin=2",))
+    assert vd.agree(reject, reject) and not vd.agree(reject, vd.Verdict(False, 4))
+    assert vd.dangerous(reject, vd.Verdict(True)) and not vd.dangerous(policy, vd.Verdict(True))
+    assert not vd.dangerous(vd.Verdict(True), reject)
+
+
+# --- pybpf against the recorded kernel --------------------------------------------------------
+
+
+def _documented() -> set[str]:
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    return set(re.findall(r"^\s*[-*] `([A-Za-z0-9_.-]+)`", text, re.M))
+
+
+def test_pybpf_agrees_with_the_recorded_kernel():
+    summary = vd.compare(CASES)
+    report = "\n".join(summary.lines(verbose=True)[-60:])
+    assert [r.case.name for r in summary.dangerous] == [], report
+    assert summary.percent >= 98.0, report
+    undocumented = [r.case.name for r in summary.disagreements
+                    if r.case.name not in _documented()]  # fmt: skip
+    assert undocumented == [], f"not in {DOC.name}: {undocumented}"
+
+
+def test_documented_disagreements_exist():
+    names = {c.name for c in CASES}
+    assert _documented() <= names
+
+
+# --- the recordings against the running kernel --------------------------------------------------
+
+
+@pytest.mark.kernel
+@pytest.mark.skipif(linux.available() is not None, reason=f"bpf(2): {linux.available()}")
+def test_recordings_match_the_running_kernel():
+    stale = []
+    for case in CASES:
+        live = vd.kernel_verdict(case)
+        if (live.ok, live.pc, live.errno, live.lines) != (case.recorded.ok, case.recorded.pc,
+                                                          case.recorded.errno,
+                                                          case.recorded.lines):  # fmt: skip
+            stale.append(f"{case.name}: recorded {case.recorded.text()!r}, live {live.text()!r}")
+    assert stale == []
