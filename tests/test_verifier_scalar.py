@@ -483,6 +483,7 @@ class Replay:
         self.pc = 0
         self.mismatches: list[str] = []
         self.compared = 0
+        self.bugs: list[str] = []  # "verifier bug" lines the kernel is about to print
 
     def compare(self, where: str, printed: str) -> None:
         assert self.regs is not None, where
@@ -506,6 +507,11 @@ class Replay:
             self.regs, self.pc = (None, None) if rest == "safe" else (regs, dst)
             if self.regs is not None:
                 self.compare(f"from {src} to {dst}", rest)
+        elif line.startswith("verifier bug:"):
+            mine = self.bugs.pop(0) if self.bugs else "nothing"
+            self.compared += 1
+            if mine != line:
+                self.mismatches.append(f"kernel {line!r} pybpf {mine!r}")
         elif _SAFE.match(line):
             self.regs = None
         elif m := _INSN.match(line):
@@ -568,13 +574,11 @@ class Replay:
             return
         sides = []
         for outcome in (True, False):
-            refined = Scalar.refine(op, a, b, is32=is32, taken=outcome)
-            if refined is None:
-                self.mismatches.append(f"{pc}: pybpf finds the {outcome} side infeasible")
-                refined = (a, b)
-            side = {**regs, insn.dst_reg: refined[0]}
+            ra, rb, bugs = Scalar.refine_as_kernel(op, a, b, is32=is32, taken=outcome)
+            self.bugs += bugs
+            side = {**regs, insn.dst_reg: ra}
             if x:
-                side[insn.src_reg] = refined[1]
+                side[insn.src_reg] = rb
             sides.append(side)
         self.pushed.append((pc, target, sides[0]))
         self.regs, self.pc = sides[1], pc + 1
@@ -647,6 +651,9 @@ CURATED = {
                        "r0 -= 7\nr0 = 0\nexit",
     "jset": "call 7\nr0 &= 0xff\nif r0 & 0x10 goto +1\nif r0 & 0x3 goto +1\nr0 |= 1\n"
             "r0 = 0\nexit",
+    "dead_branch_invariants": "call 7\nr6 = r0\ncall 7\nr7 = r0\ncall 7\nr8 = r0\ncall 7\n"
+                              "w8 *= 15\nr7 <<= 45\nif r8 s>= r7 goto +3\nif r7 > r8 goto +2\n"
+                              "r7 += 1\nr8 += 1\nr0 = 0\nexit",
     "shift_by_register": "call 7\nr6 = r0\nr6 &= 7\nr7 = 1\nr7 <<= r6\nr8 = 0x80\nr8 >>= r6\n"
                          "r0 = 0\nexit",
 }

@@ -733,17 +733,29 @@ def _refine_ne(r: _Reg, val: int, is32: bool) -> None:
             r.smax = _s64(r.smax - 1)
 
 
-def _sane(r: _Reg) -> bool:
-    """``reg_bounds_sanity_check``: ordered bounds, and constants agreeing with them."""
+def _insane(r: _Reg) -> str | None:
+    """``reg_bounds_sanity_check``: what is wrong with the bounds, None when they are sane."""
     if r.umin > r.umax or r.smin > r.smax or r.u32min > r.u32max or r.s32min > r.s32max:
-        return False
+        return "range bounds violation"
     if not r.m and not (r.umin == r.umax == r.v and r.smin == r.smax == _s64(r.v)):
-        return False
+        return "const tnum out of sync with range bounds"
     if not r.m & U32:
         v32 = r.v & U32
         if not (r.u32min == r.u32max == v32 and r.s32min == r.s32max == _s32(v32)):
-            return False
-    return True
+            return "const subreg tnum out of sync with range bounds"
+    return None
+
+
+def _violation(r: _Reg, name: str, what: str) -> str:
+    """The kernel's log line for bounds that fail the sanity check."""
+    return (f"verifier bug: REG INVARIANTS VIOLATION ({name}): {what} "
+            f"u64=[{r.umin:#x}, {r.umax:#x}] s64=[{r.smin & U64:#x}, {r.smax & U64:#x}] "
+            f"u32=[{r.u32min:#x}, {r.u32max:#x}] s32=[{r.s32min & U32:#x}, {r.s32max & U32:#x}] "
+            f"var_off=({r.v:#x}, {r.m:#x})")
+
+
+def _sane(r: _Reg) -> bool:
+    return _insane(r) is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1011,7 +1023,7 @@ class Scalar:
         the fall-through side) followed by ``reg_bounds_sync`` of both.
         Returns None when the result breaks the kernel's sanity check, i.e.
         the branch cannot happen (the kernel instead logs a verifier bug and
-        continues with the register unbounded).
+        continues with the register unbounded: :meth:`refine_as_kernel`).
         """
         if op not in _FLIP:
             return a, b
@@ -1022,6 +1034,33 @@ class Scalar:
         if not (_sane(r1) and _sane(r2)):
             return None
         return r1.freeze(), r2.freeze()
+
+    @staticmethod
+    def refine_as_kernel(op: int, a: Scalar, b: Scalar, *, is32: bool,
+                         taken: bool) -> tuple[Scalar, Scalar, list[str]]:
+        """:meth:`refine` as the kernel carries on when the result is not sane.
+
+        Linux does not drop such a branch: it logs ``verifier bug: REG
+        INVARIANTS VIOLATION (true_reg1): ...`` for each register that fails
+        ``reg_bounds_sanity_check``, resets that register's bounds to
+        unbounded (keeping its tnum) and goes on.  Returns both registers and
+        those log lines (empty when the branch refined cleanly).
+        """
+        if op not in _FLIP:
+            return a, b, []
+        r1, r2 = _Reg(a), _Reg(b)
+        _refine(r1, r2, op if taken else _REVERSE[op], is32)
+        _sync(r1)
+        _sync(r2)
+        side = "true" if taken else "false"
+        lines = []
+        for name, r in ((f"{side}_reg1", r1), (f"{side}_reg2", r2)):
+            what = _insane(r)
+            if what is not None:
+                lines.append(_violation(r, name, what))
+                _unbounded64(r)
+                _unbounded32(r)
+        return r1.freeze(), r2.freeze(), lines
 
     # --- the log -----------------------------------------------------------
 
