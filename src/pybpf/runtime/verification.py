@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from pybpf.runtime.helpers import HELPERS
+from pybpf.runtime.helpers import prototypes
 from pybpf.runtime.progtypes import PROG_TYPES
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def verify_program(prog: Program, *, log_level: int = 0, line_info: Mapping | No
         attach_type=prog.expected_attach_type,
         gpl=prog.gpl_compatible,
         maps={m.id: m for m in prog.maps},
-        helpers={ident: HELPERS[ident].proto for ident in allowed if ident in HELPERS},
+        helpers=prototypes(allowed),
         line_info=line_info,
     )
     verdict = verify(prog.xlated, target, log_level=log_level)
