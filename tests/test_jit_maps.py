@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ctypes
 import random
+import subprocess
+import sys
 import time
 
 import pytest
@@ -329,6 +331,24 @@ def test_ktime_prandom_and_cpu_are_native():
     assert r1 < 1 << 32 and r2 < 1 << 32 and r1 != r2
     assert t.words.prandom.value != state
     assert cpu == 5 and t.calls == {}
+
+
+KTIME_LOOP = """
+import sys
+from pybpf.testing import jit_bench
+text = "  r6 = 0\\nloop:\\n  call bpf_ktime_get_ns\\n  r6 += 1\\n" \\
+       "  if r6 < 1000000 goto loop\\n  r0 = 2\\n  exit\\n"
+side = jit_bench.PybpfSide(jit_bench.BenchProgram("kt", "", text), opt_level=int(sys.argv[1]))
+print(side.run(1)[0])
+"""
+
+
+@pytest.mark.parametrize("opt_level", [0, 1])
+def test_a_native_helper_in_a_long_loop_keeps_the_native_stack(opt_level):
+    # an alloca per call would grow the stack by 16 MB here and crash the process
+    done = subprocess.run([sys.executable, "-c", KTIME_LOOP, str(opt_level)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (0, "2"), done.stderr
 
 
 def test_without_words_the_helpers_keep_the_trampoline():

@@ -419,11 +419,15 @@ def _map_hook(shapes: Sequence[Shape], op, cpu_address: int | None, trusted: boo
 def _ktime_hook(boot_ns: int):
     def hook(site: CallSite) -> str:
         c = _Code(site.fresh)
+        # the call site may sit in a loop: give the timespec back (an alloca
+        # outside the entry block would grow the native stack per call)
+        mark = c.v("call ptr @llvm.stacksave.p0()")
         ts = c.v("alloca [2 x i64], align 8")
         c.v(f"call i32 @clock_gettime(i32 {CLOCK_MONOTONIC}, ptr {ts})")
         sec = c.v(f"load i64, ptr {ts}, align 8")
         nsp = c.v(f"getelementptr i64, ptr {ts}, i64 1")
         ns = c.v(f"add i64 {c.v(f'mul i64 {sec}, 1000000000')}, {c.v(f'load i64, ptr {nsp}')}")
+        c.emit(f"call void @llvm.stackrestore.p0(ptr {mark})")
         c.emit(f"{site.result} = sub i64 {ns}, {_s64(boot_ns)}")
         return c.text()
 
@@ -456,6 +460,8 @@ def _cpu_hook(cpu_address: int):
 PRELUDE = "\n".join([
     "declare i32 @clock_gettime(i32, ptr)",
     "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)",
+    "declare ptr @llvm.stacksave.p0()",
+    "declare void @llvm.stackrestore.p0(ptr)",
 ])  # fmt: skip
 """Module-level declarations the hooks' IR calls (add once to the module)."""
 
