@@ -19,7 +19,8 @@ line printed before the error, the error lines are what follows it up to
 the verifier on: a :class:`~pybpf.errors.VerifierError` carries pc, reason and
 errno; any other load error is a rejection without a pc.
 
-Two verdicts *agree* when both accept, or both reject naming the same pc.  A
+Two verdicts *agree* when both accept, or both reject naming the same pc (when the
+kernel refused the whole program before walking it, it names no pc, and any will do).  A
 disagreement where the kernel rejects for a memory-safety reason (anything but
 the policy reasons of :data:`POLICY_REASONS`) and pybpf accepts is *dangerous*.
 
@@ -404,8 +405,8 @@ def dangerous(kernel: Verdict, ours: Verdict) -> bool:
 
 
 def agree(kernel: Verdict, ours: Verdict) -> bool:
-    """Same verdict, and for a rejection the same pc."""
-    return kernel.ok == ours.ok and (kernel.ok or kernel.pc == ours.pc)
+    """Same verdict, and for a rejection the same pc (any, when the kernel names none)."""
+    return kernel.ok == ours.ok and (kernel.ok or kernel.pc is None or kernel.pc == ours.pc)
 
 
 @dataclass
@@ -565,6 +566,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--live", action="store_true", help="ask the running kernel")
     parser.add_argument("--record", action="store_true", help="rewrite the recorded verdicts")
     parser.add_argument("-v", "--verbose", action="store_true", help="print disagreements' lines")
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the disagreements as docs/verifier-agreement.md lists them",
+    )
     args = parser.parse_args(argv)
     try:
         cases = load_corpus(args.corpus, args.names)
@@ -587,6 +593,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if not verifier_ready():
         print("note: pybpf.verifier has no verify() yet: pybpf accepts every program")
+    if args.markdown:
+        for r in summary.disagreements:
+            print(f"- `{r.case.name}`: kernel {_short(r.kernel)}; pybpf {_short(r.ours)}. REASON")
+        return 0 if not summary.disagreements else 1
     print("\n".join(summary.lines(args.verbose)))
     return 0 if not summary.disagreements else 1
 
