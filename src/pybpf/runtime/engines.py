@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from pybpf.errors import PybpfError
 from pybpf.isa import Instruction
+from pybpf.jit import cache as jit_cache
 from pybpf.jit.engine import JitProgram
 from pybpf.vm.helpers import HelperTable
 from pybpf.vm.interpreter import Interpreter
@@ -62,5 +63,5 @@ def build(name: str, insns: Sequence[Instruction], *, verified: bool = False, **
         return Interpreter(insns, **kwargs)
     if name == "jit":
         checked = JIT_CHECKED_DEFAULT or not verified
-        return JitProgram(insns, checked=checked, **kwargs)
+        return jit_cache.build(insns, checked=checked, **kwargs)  # the on-disk compile cache
     raise PybpfError(f"unknown engine {name!r} (one of {', '.join(NAMES)})")
