@@ -11,11 +11,14 @@ image and, live, with ``bpftool prog dump xlated`` of the same program.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
+import random
 import re
 import struct
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -422,3 +425,128 @@ def test_wholly_dead_subprogram_leaves_the_starts():
     x = cfg.xlate(assemble(text, "llvm"), {0, 1, 3}, subprog_starts=[0, 4])
     assert x.subprog_starts == (0,)
     assert disassemble(x.insns, "llvm") == "r0 = 0\nexit\n"
+
+
+# --- the rewrites, step by step as the kernel makes them (the reference) ------------
+
+def _literal_xlate(insns, seen, subprog_starts=(0,)):
+    """The kernel's rewrites slot by slot: every removal moves the image and fixes every
+    branch (bpf_remove_insns, bpf_adj_branches, adjust_subprog_starts_after_remove).
+    Quadratic; the reference :func:`cfg.xlate` must agree with."""
+    slots = cfg.to_slots(insns)
+    seen_slots = cfg._seen_slots(insns, seen)
+    cfg._hard_wire(slots, seen_slots)
+    origin = list(range(len(slots)))
+    starts = [*sorted(set(subprog_starts) | {0}), len(slots)]
+
+    def remove(pos, cnt):
+        del slots[pos:pos + cnt], seen_slots[pos:pos + cnt], origin[pos:pos + cnt]
+        for i, s in enumerate(slots):
+            field = cfg._branch_field(s)
+            if field is None:
+                continue
+            off = getattr(s, field)
+            if i < pos and i + off + 1 >= pos + cnt:
+                off -= cnt
+            elif i >= pos and i + off + 1 < pos:
+                off += cnt
+            slots[i] = s._replace(**{field: off})
+        last = len(starts) - 1
+        i = next((k for k in range(last) if starts[k] >= pos), last)
+        j = next((k for k in range(i, last) if starts[k] >= pos + cnt), last)
+        if starts[j] != pos + cnt:
+            j -= 1
+        if j > i:
+            del starts[i:j]
+        elif starts[i] == pos:
+            i += 1
+        for k in range(i, len(starts)):
+            starts[k] -= cnt
+
+    i = 0
+    while i < len(slots):
+        j = 0
+        while i + j < len(slots) and not seen_slots[i + j]:
+            j += 1
+        if j:
+            remove(i, j)
+        i += 1
+    nops = (cfg.Slot(0x05, 0, 0, 0, 0), cfg.Slot(0xE5, 0, 0, 0, 0))
+    i = 0
+    while i < len(slots):
+        if slots[i] not in nops:
+            i += 1
+            continue
+        may_goto = slots[i] == nops[1]
+        remove(i, 1)
+        i = i - 1 if may_goto and i > 0 else i
+    data = b"".join(struct.pack("<BBhi", s.code, s.dst_reg | s.src_reg << 4, s.off, s.imm)
+                    for s in slots)  # fmt: skip
+    return (tuple(decode(data, validate=False)), {old: new for new, old in enumerate(origin)},
+            tuple(starts[:-1]))  # fmt: skip
+
+
+def _random_program(rng, n: int) -> tuple[list[Instruction], set[int], list[int]]:
+    """Random in-range branches (nops among them), lddws, subprograms; a seen set whose
+    subprogram entries are seen whenever anything of the subprogram is."""
+    kinds = ["alu", "alu", "ja", "ja0", "cond", "may_goto", "may_goto0", "gotol", "lddw", "exit"]
+    shape = [rng.choice(kinds) for _ in range(n)]
+    pcs, pc = [], 0
+    for kind in shape:
+        pcs.append(pc)
+        pc += 2 if kind == "lddw" else 1
+    total = pc
+    nsub = min(rng.randrange(0, 3), n - 1)
+    sub_idx = sorted(rng.sample(range(1, n), nsub))
+    starts = [0] + [pcs[k] for k in sub_idx]
+    insns = []
+    for k, kind in enumerate(shape):
+        pc = pcs[k]
+        rel = rng.choice(pcs) - pc - 1
+        if kind == "alu":
+            insns.append(Instruction(0xB7, rng.randrange(10), 0, 0, k))
+        elif kind == "ja":
+            insns.append(Instruction(0x05, 0, 0, rel, 0))
+        elif kind == "ja0":
+            insns.append(Instruction(0x05))
+        elif kind == "cond":
+            insns.append(Instruction(0x15, 1, 0, rel, 0))
+        elif kind == "may_goto":
+            insns.append(Instruction(0xE5, 0, 0, rel, 0))
+        elif kind == "may_goto0":
+            insns.append(Instruction(0xE5))
+        elif kind == "gotol":
+            insns.append(Instruction(0x06, 0, 0, 0, rel))
+        elif kind == "lddw":
+            insns.append(Instruction.lddw(1, k))
+        else:
+            insns.append(Instruction(0x95))
+    if starts[1:] and rng.random() < 0.5:  # a call into a subprogram
+        k = rng.randrange(n)
+        if shape[k] != "lddw":
+            insns[k] = Instruction(0x85, 0, 1, 0, rng.choice(starts[1:]) - pcs[k] - 1)
+    seen = {p for p in pcs if rng.random() < 0.7}
+    bounds = [*starts, total]
+    for start, end in itertools.pairwise(bounds):
+        if any(start <= p < end for p in seen):
+            seen.add(start)
+    return insns, seen, starts
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_xlate_agrees_with_the_kernels_step_by_step_removal(seed: int):
+    rng = random.Random(seed)
+    insns, seen, starts = _random_program(rng, rng.randrange(1, 40))
+    fast = cfg.xlate(insns, seen, starts)
+    assert (fast.insns, dict(fast.pc_map), fast.subprog_starts) == _literal_xlate(
+        insns, seen, starts)
+
+
+def test_xlate_is_linear():
+    loop = [Instruction(0xB7, 1), Instruction(0x07, 1, 0, 0, 1), Instruction(0xA5, 1, 0, -2, 50),
+            Instruction(0xB7), Instruction(0x05)]  # fmt: skip
+    insns = loop * 4000 + [Instruction(0x95)]
+    began = time.perf_counter()
+    out = cfg.xlate(insns, set(range(len(insns))))
+    assert len(out.insns) == 4 * 4000 + 1
+    assert time.perf_counter() - began < 5  # the step-by-step way takes minutes

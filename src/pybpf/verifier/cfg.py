@@ -481,99 +481,171 @@ class Xlated:
     subprog_starts: tuple[int, ...]
 
 
-def _adjust(slots: list[Slot], pos: int, cnt: int) -> None:
-    """bpf_adj_branches after removing ``cnt`` slots at ``pos`` (already removed)."""
-    end_old, end_new = pos + cnt, pos
-    delta = end_new - end_old
-    for i, s in enumerate(slots):
-        if _is_pseudo_func(s) or _is_pseudo_call(s):
-            field = "imm"
-        elif not _is_jmp(s.code) or s.code & OP_MASK in (Jmp.EXIT, Jmp.CALL):
-            continue
-        else:
-            field = "imm" if s.code == GOTOL else "off"
-        off = getattr(s, field)
-        if i < pos and i + off + 1 >= end_old:
-            off += delta
-        elif i >= end_new and i + off + 1 < end_new:
-            off -= delta
-        slots[i] = s._replace(**{field: off})
+def _branch_field(s: Slot) -> str | None:
+    """The field holding a pc-relative target that bpf_adj_branches adjusts, if any."""
+    if _is_pseudo_func(s) or _is_pseudo_call(s):
+        return "imm"
+    if not _is_jmp(s.code) or s.code & OP_MASK in (Jmp.EXIT, Jmp.CALL):
+        return None
+    return "imm" if s.code == GOTOL else "off"
 
 
-def _remove(slots: list[Slot], seen: list[bool], origin: list[int], starts: list[int],
-            pos: int, cnt: int) -> None:  # fmt: skip
-    """verifier_remove_insns: drop ``cnt`` slots at ``pos``, fix branches and subprograms.
+class _Image:
+    """Slots being removed one run at a time, as verifier_remove_insns does.
 
-    ``starts`` ends with the program's length (the kernel's fake last
-    subprogram); a subprogram wholly removed leaves the list.
+    Removing slots and fixing every branch after each removal (the kernel's
+    way) is quadratic; this keeps each branch's target as an original slot
+    instead.  ``bpf_adj_branches`` moves a target by the size of the removed
+    run exactly when the run lies before it, whichever side the branch is
+    on, so a target only changes when its own slot is removed: it then
+    names the slot that takes its place, ``d`` slots past the run when it
+    was ``d`` slots into it.  Alive slots are a linked list.
     """
-    del slots[pos : pos + cnt], seen[pos : pos + cnt], origin[pos : pos + cnt]
-    _adjust(slots, pos, cnt)
-    last = len(starts) - 1
-    i = next((k for k in range(last) if starts[k] >= pos), last)
-    j = next((k for k in range(i, last) if starts[k] >= pos + cnt), last)
-    if starts[j] != pos + cnt:
-        j -= 1
-    if j > i:
-        del starts[i:j]
-    elif starts[i] == pos:
-        i += 1
-    for k in range(i, len(starts)):
-        starts[k] -= cnt
+
+    def __init__(self, slots: list[Slot]) -> None:
+        n = len(slots)
+        self.slots, self.n = slots, n
+        self.alive = [True] * n
+        self.next = list(range(1, n + 1))  # n is the end
+        self.prev = list(range(-1, n - 1))
+        self.head = 0 if n else n
+        self.target: dict[int, int] = {}
+        self.by_target: dict[int, list[int]] = {}
+        for i, s in enumerate(slots):
+            field = _branch_field(s)
+            if field is not None:
+                self._aim(i, i + 1 + getattr(s, field))
+
+    def _aim(self, branch: int, target: int) -> None:
+        self.target[branch] = target
+        self.by_target.setdefault(target, []).append(branch)
+
+    def remove(self, first: int, count: int) -> None:
+        """Remove ``count`` alive slots from ``first``; the next ``count`` alive slots follow."""
+        run, cur = [], first
+        for _ in range(count):
+            run.append(cur)
+            cur = self.next[cur]
+        after = []  # the slots that take the removed ones' places
+        for _ in range(count):
+            after.append(cur)
+            cur = self.next[cur] if cur < self.n else cur + 1
+        for d, slot in enumerate(run):
+            self.alive[slot] = False
+            for branch in self.by_target.pop(slot, ()):
+                if self.alive[branch] and self.target[branch] == slot:
+                    self._aim(branch, after[d])
+        before, last_next = self.prev[first], self.next[run[-1]]
+        if before < 0:
+            self.head = last_next
+        else:
+            self.next[before] = last_next
+        if last_next < self.n:
+            self.prev[last_next] = before
+
+    def rank(self) -> list[int]:
+        """New index of every original slot (meaningful for alive ones)."""
+        ranks, k = [], 0
+        for alive in self.alive:
+            ranks.append(k)
+            k += alive
+        ranks.append(k)
+        return ranks
+
+    def finish(self, ranks: list[int]) -> list[Slot]:
+        def new(pc: int) -> int:
+            if pc < 0:
+                return pc
+            return ranks[pc] if pc < self.n else ranks[self.n] + pc - self.n
+
+        out = []
+        for i, s in enumerate(self.slots):
+            if not self.alive[i]:
+                continue
+            field = _branch_field(s)
+            if field is not None:
+                s = s._replace(**{field: new(self.target[i]) - new(i) - 1})
+            out.append(s)
+        return out
+
+
+def _seen_slots(insns: Sequence[Instruction], seen: Collection[int]) -> list[bool]:
+    marks: list[bool] = []
+    pc = 0
+    for insn in insns:
+        marks += [pc in seen] * insn.slots
+        pc += insn.slots
+    return marks
+
+
+def _hard_wire(slots: list[Slot], seen: list[bool]) -> None:
+    """opt_hard_wire_dead_code_branches: a branch with an unseen side becomes ``ja``."""
+    n = len(slots)
+    for i, s in enumerate(slots):
+        if not is_cond_jump(s.code) or i + 1 >= n or not 0 <= i + 1 + s.off < n:
+            continue
+        if not seen[i + 1]:
+            slots[i] = Slot(JA, 0, 0, s.off, 0)
+        elif not seen[i + 1 + s.off]:
+            slots[i] = Slot(JA, 0, 0, 0, 0)
+
+
+_NOPS = {Slot(JA, 0, 0, 0, 0): False, Slot(MAY_GOTO, 0, 0, 0, 0): True}  # -> is may_goto
 
 
 def xlate(insns: Sequence[Instruction], seen: Collection[int],
           subprog_starts: Iterable[int] = (0,)) -> Xlated:  # fmt: skip
     """The privileged rewrites after do_check, on an image with ``seen`` pcs visited.
 
-    ``seen`` holds the pcs (first slots) the abstract interpreter processed.
-    In the kernel's order: a conditional jump (may_goto included) with one
-    successor never seen becomes ``ja`` to the other one; then every run of
-    unseen slots is removed, jump and call offsets adjusted as
-    ``bpf_adj_branches`` does; then every ``ja +0`` and ``may_goto +0`` (the
-    exact encodings, all other fields zero) is removed.  Subprograms wholly
-    removed disappear from the starts.
+    ``seen`` holds the pcs (first slots) the abstract interpreter processed;
+    ``subprog_starts`` the pcs of the subprograms.  In the kernel's order: a
+    conditional jump (may_goto included) with one successor never seen
+    becomes ``ja`` to the other one; then every run of unseen slots is
+    removed, jump and call offsets adjusted as ``bpf_adj_branches`` does;
+    then every ``ja +0`` and ``may_goto +0`` (the exact encodings, all other
+    fields zero) is removed, looking back once after a may_goto as the
+    kernel does (so ``may_goto +1; may_goto +0`` both go, ``ja +1; ja +0``
+    leaves ``ja +0``).  A subprogram with no slot left disappears from the
+    starts.  Linear in the program's size.
     """
     slots = to_slots(insns)
-    seen_slots = [False] * len(slots)
-    pc = 0
-    for insn in insns:
-        if pc in seen:
-            seen_slots[pc : pc + insn.slots] = [True] * insn.slots
-        pc += insn.slots
-    n = len(slots)
-    for i, s in enumerate(slots):
-        if not is_cond_jump(s.code) or i + 1 >= n or not 0 <= i + 1 + s.off < n:
-            continue
-        if not seen_slots[i + 1]:
-            slots[i] = Slot(JA, 0, 0, s.off, 0)
-        elif not seen_slots[i + 1 + s.off]:
-            slots[i] = Slot(JA, 0, 0, 0, 0)
-    origin = list(range(n))
-    starts = [*sorted(set(subprog_starts) | {0}), n]
-    i = 0
-    while i < len(slots):
-        j = 0
-        while i + j < len(slots) and not seen_slots[i + j]:
-            j += 1
-        if j:
-            _remove(slots, seen_slots, origin, starts, i, j)
-        i += 1
-    nops = (Slot(JA, 0, 0, 0, 0), Slot(MAY_GOTO, 0, 0, 0, 0))
-    i = 0
-    while i < len(slots):
-        if slots[i] not in nops:
+    marks = _seen_slots(insns, seen)
+    _hard_wire(slots, marks)
+    image = _Image(slots)
+    n, i = len(slots), 0
+    while i < n:  # opt_remove_dead_code: maximal unseen runs, left to right
+        if marks[i]:
             i += 1
             continue
-        may_goto = slots[i] == nops[1]
-        _remove(slots, seen_slots, origin, starts, i, 1)
-        # a may_goto +1 just before may_goto +0 is now +0 itself: look again
-        i = i - 1 if may_goto and i > 0 else i
-    data = b"".join(_WIRE.pack(s.code, s.dst_reg | s.src_reg << 4, s.off, s.imm) for s in slots)
+        j = i
+        while j < n and not marks[j]:
+            j += 1
+        image.remove(i, j - i)
+        i = j
+    cur = image.head
+    while cur < n:  # opt_remove_nops
+        s = slots[cur]
+        is_nop = s._replace(off=0) in _NOPS and image.target[cur] == image.next[cur]
+        if not is_nop:
+            cur = image.next[cur]
+            continue
+        before, after = image.prev[cur], image.next[cur]
+        image.remove(cur, 1)
+        cur = before if _NOPS[s._replace(off=0)] and before >= 0 else after
+    ranks = image.rank()
+    out = image.finish(ranks)
+    starts = sorted(set(subprog_starts) | {0})
+    bounds = [*starts, n]
+    kept = []
+    for start, end in itertools.pairwise(bounds):
+        first = next((k for k in range(start, end) if image.alive[k]), None)
+        if first is not None:
+            kept.append(ranks[first])
+    data = b"".join(_WIRE.pack(s.code, s.dst_reg | s.src_reg << 4, s.off, s.imm) for s in out)
     return Xlated(
         insns=tuple(decode(data, validate=False)),
-        pc_map={old: new for new, old in enumerate(origin)},
-        subprog_starts=tuple(starts[:-1]),
+        pc_map={k: ranks[k] for k in range(n) if image.alive[k]},
+        subprog_starts=tuple(sorted(set(kept))),
     )
 
 
