@@ -353,7 +353,7 @@ def test_a_native_helper_in_a_long_loop_keeps_the_native_stack(opt_level):
 
 def test_without_words_the_helpers_keep_the_trampoline():
     hooks, prelude = maps_ir.native_calls(())
-    assert hooks == {} and "clock_gettime" in prelude
+    assert set(hooks) == {maps_ir.CSUM_DIFF} and "clock_gettime" in prelude
 
 
 # --- the repeat driver ----------------------------------------------------------------------------
@@ -427,3 +427,47 @@ def test_bench_report_prints_ratios_and_the_geometric_mean():
     lines.clear()
     jit_bench.report([jit_bench.Row("a", 1.0, None, None)], "no bpf(2)", lines.append)
     assert lines[-1] == "kernel column skipped: no bpf(2)"
+
+
+CSUM = """
+  r6 = r1
+  r2 = *(u64 *)(r6 + 128)
+  r4 = *(u64 *)(r6 + 136)
+  r5 = *(u64 *)(r6 + 144)
+  r1 = *(u64 *)(r6 + 152)
+  r3 = *(u64 *)(r6 + 160)
+  call bpf_csum_diff
+  exit
+"""
+CSUM_CASES = [(0, 0), (4, 0), (0, 4), (4, 4), (8, 20), (20, 8), (36, 40), (64, 64), (12, 0),
+              (0, 60), (3, 4), (4, 6), (1, 0)]  # fmt: skip
+
+
+@pytest.mark.parametrize("checked", [False, True])
+@pytest.mark.parametrize(("from_size", "to_size"), CSUM_CASES)
+def test_csum_diff_is_native_and_agrees(from_size, to_size, checked):
+    t = Twin(CSUM, MapType.ARRAY, 4, 4, 1, checked=checked)
+    rng = random.Random(from_size * 100 + to_size)
+    for seed in (0, 0xFFFF, 0xFFFFFFFF, rng.getrandbits(64)):
+        data = bytearray(rng.randbytes(128) + bytes(40))
+        for at, value in ((128, from_size), (136, to_size), (144, seed)):
+            data[at : at + 8] = value.to_bytes(8, "little")
+        results = [_run_with_pointers(t, engine, data) for engine in (t.interp, t.jit)]
+        assert results[0] == results[1]
+    native = not (from_size | to_size) & 3
+    assert t.calls == ({} if native else {28: 4})
+
+
+def _run_with_pointers(t, engine, memory):
+    """Run CSUM with from/to pointing into the run's own memory region (r1)."""
+    region = t.kernel.space.alloc("csum input", len(memory))
+    region.view[:] = memory
+    region.view[152:160] = region.base.to_bytes(8, "little")
+    region.view[160:168] = (region.base + 64).to_bytes(8, "little")
+    try:
+        t.words.cpu.value = 0
+        engine.set_hot(region)
+        return engine.run(args=[region.base], env=t.env()).r0
+    finally:
+        engine.set_hot(None)
+        t.kernel.space.free(region)

@@ -40,7 +40,10 @@ takes as ``native_calls``, and the module prelude they need:
 * ``get_prandom_u32`` (7): xorshift64* over a native state word — a
   different sequence from the runtime's seeded ``random.Random`` (both are
   unpredictable to the program; neither is the kernel's);
-* ``get_smp_processor_id`` (8): the CPU word, when the runner gives one.
+* ``get_smp_processor_id`` (8): the CPU word, when the runner gives one;
+* ``csum_diff`` (28): the runtime's x86-64 ``csum_partial`` arithmetic in
+  IR, for sizes that are multiples of 4 below :data:`CSUM_MAX` (others take
+  the trampoline).
 
 Per-CPU maps and helper 8 need the CPU of the run: ``cpu_address`` names a
 native u64 the runner sets before each run; without it those calls keep the
@@ -341,12 +344,14 @@ def _trampoline(c: _Code, site: CallSite) -> str:
     return c.v(f"call i64 {target}(ptr {site.ctx}, i64 {ident}, {args})")
 
 
-def _guard(c: _Code, site: CallSite, pointers: Sequence[tuple[str, int]], slow: str) -> None:
+def _guard(c: _Code, site: CallSite, pointers: Sequence[tuple[str, int | str]],
+           slow: str) -> None:  # fmt: skip
     """Branch to ``slow`` unless each (pointer, size) lies in the stack or the hot region.
 
     Those are the two windows the run context names; anything else (or a
     crossing) goes through the trampoline, whose Memory checks fault exactly
-    as the interpreter's helper would.
+    as the interpreter's helper would.  A size may be an IR value (at most
+    one stack's size, which the caller checked); size 0 always passes.
     """
     from pybpf.isa import MAX_CALL_FRAMES, STACK_SIZE
     from pybpf.jit.ir import Slot
@@ -359,11 +364,14 @@ def _guard(c: _Code, site: CallSite, pointers: Sequence[tuple[str, int]], slow: 
     hot, hot_size = word(Slot.HOT_BASE), word(Slot.HOT_SIZE)
     ok = "true"
     for pointer, size in pointers:
-        in_stack = c.v(f"icmp ule i64 {c.v(f'sub i64 {pointer}, {low}')}, {total - size}")
+        limit = total - size if isinstance(size, int) else c.v(f"sub i64 {total}, {size}")
+        in_stack = c.v(f"icmp ule i64 {c.v(f'sub i64 {pointer}, {low}')}, {limit}")
         rel = c.v(f"sub i64 {pointer}, {hot}")
         fits = c.v(f"icmp uge i64 {hot_size}, {size}")
         room = c.v(f"icmp ule i64 {rel}, {c.v(f'sub i64 {hot_size}, {size}')}")
         good = c.v(f"or i1 {in_stack}, {c.v(f'and i1 {fits}, {room}')}")
+        if not isinstance(size, int):
+            good = c.v(f"or i1 {good}, {c.v(f'icmp eq i64 {size}, 0')}")
         ok = good if ok == "true" else c.v(f"and i1 {ok}, {good}")
     cont = c.label()
     c.emit(f"br i1 {ok}, label %{cont}, label %{slow}")
@@ -466,6 +474,110 @@ PRELUDE = "\n".join([
 """Module-level declarations the hooks' IR calls (add once to the module)."""
 
 
+CSUM_DIFF = 28
+CSUM_MAX = 1024  # buffers this large or larger (the verifier bounds them) take the trampoline
+CSUM_PARTIAL = "pybpf.csum_partial"
+_CSUM_PARTIAL_IR = f"""define internal i64 @{CSUM_PARTIAL}(i64 %p, i64 %n, i64 %seed) {{
+entry:
+  %full = and i64 %n, -8
+  br label %words
+words:
+  %i = phi i64 [ 0, %entry ], [ %i2, %body ]
+  %s = phi i64 [ %seed, %entry ], [ %s3, %body ]
+  %more = icmp ult i64 %i, %full
+  br i1 %more, label %body, label %tail
+body:
+  %a = add i64 %p, %i
+  %ap = inttoptr i64 %a to ptr
+  %w = load i64, ptr %ap, align 1
+  %s1 = add i64 %s, %w
+  %c = icmp ult i64 %s1, %w
+  %cz = zext i1 %c to i64
+  %s3 = add i64 %s1, %cz
+  %i2 = add i64 %i, 8
+  br label %words
+tail:
+  %rem = sub i64 %n, %full
+  %tb = add i64 %p, %full
+  br label %bytes
+bytes:
+  %j = phi i64 [ 0, %tail ], [ %j2, %byte ]
+  %x = phi i64 [ 0, %tail ], [ %x2, %byte ]
+  %bm = icmp ult i64 %j, %rem
+  br i1 %bm, label %byte, label %done
+byte:
+  %ba = add i64 %tb, %j
+  %bp = inttoptr i64 %ba to ptr
+  %b = load i8, ptr %bp, align 1
+  %bz = zext i8 %b to i64
+  %sh = shl i64 %j, 3
+  %bs = shl i64 %bz, %sh
+  %x2 = or i64 %x, %bs
+  %j2 = add i64 %j, 1
+  br label %bytes
+done:
+  %t1 = add i64 %s, %x
+  %tc = icmp ult i64 %t1, %x
+  %tz = zext i1 %tc to i64
+  %t = add i64 %t1, %tz
+  %hi = lshr i64 %t, 32
+  %lo = shl i64 %t, 32
+  %rot = or i64 %hi, %lo
+  %u = add i64 %t, %rot
+  %r = lshr i64 %u, 32
+  ret i64 %r
+}}"""
+"""x86-64 ``csum_partial`` (as the runtime's): 8-byte words summed with
+end-around carry, the last one zero-padded, then folded to 32 bits."""
+
+
+def _csum_hook(trusted: bool):
+    """bpf_csum_diff natively for sizes that are multiples of 4 below :data:`CSUM_MAX`."""
+
+    def hook(site: CallSite) -> str:
+        c = _Code(site.fresh)
+        src, dst = site.args[0], site.args[2]
+        fs, ts = (c.v(f"and i64 {a}, 4294967295") for a in (site.args[1], site.args[3]))
+        seed = c.v(f"and i64 {site.args[4]}, 4294967295")
+        slow, join, fast = c.label(), c.label(), c.label()
+        either = c.v(f"or i64 {fs}, {ts}")
+        odd = c.v(f"icmp ne i64 {c.v(f'and i64 {either}, 3')}, 0")
+        big = c.v(f"icmp uge i64 {either}, {CSUM_MAX}")
+        c.emit(f"br i1 {c.v(f'or i1 {odd}, {big}')}, label %{slow}, label %{fast}")
+        c.block(fast)
+        if not trusted:
+            _guard(c, site, [(src, fs), (dst, ts)], slow)
+        to_sum = c.v(f"call i64 @{CSUM_PARTIAL}(i64 {dst}, i64 {ts}, i64 {seed})")
+        has_to = c.v(f"icmp ne i64 {ts}, 0")
+        from_seed = c.v(f"select i1 {has_to}, i64 0, i64 {c.v(f'xor i64 {seed}, 4294967295')}")
+        from_sum = c.v(f"call i64 @{CSUM_PARTIAL}(i64 {src}, i64 {fs}, i64 {from_seed})")
+        neg = c.v(f"xor i64 {from_sum}, 4294967295")
+        added = c.v(f"and i64 {c.v(f'add i64 {to_sum}, {neg}')}, 4294967295")
+        carry = c.v(f"zext i1 {c.v(f'icmp ult i64 {added}, {neg}')} to i64")
+        both = c.v(f"and i64 {c.v(f'add i64 {added}, {carry}')}, 4294967295")
+        with_from = c.v(f"select i1 {has_to}, i64 {both}, i64 {neg}")
+        ret = c.v(f"select i1 {c.v(f'icmp eq i64 {fs}, 0')}, i64 {to_sum}, i64 {with_from}")
+        low = c.v(f"and i64 {c.v(f'shl i64 {ret}, 16')}, 4294967295")
+        rot = c.v(f"or i64 {c.v(f'lshr i64 {ret}, 16')}, {low}")
+        total = c.v(f"and i64 {c.v(f'add i64 {ret}, {rot}')}, 4294967295")
+        folded = c.v(f"lshr i64 {total}, 16")
+        done, end = c.label(), c.label()
+        c.emit(f"br label %{done}")
+        c.block(done)
+        c.emit(f"br label %{join}")
+        c.block(slow)
+        result = _trampoline(c, site)
+        c.emit(f"br label %{end}")
+        c.block(end)
+        c.emit(f"br label %{join}")
+        c.block(join)
+        c.emit(f"{site.result} = phi i64 [ {folded}, %{done} ], [ {result}, %{end} ]")
+        site.may_abort = True
+        return c.text()
+
+    return hook
+
+
 def native_calls(shapes: Sequence[Shape] = (), *, trusted: bool = False,
                  boot_ns: int | None = None, prandom_address: int | None = None,
                  cpu_address: int | None = None) -> tuple[dict[int, Callable], str]:  # fmt: skip
@@ -488,7 +600,8 @@ def native_calls(shapes: Sequence[Shape] = (), *, trusted: bool = False,
         hooks[GET_PRANDOM_U32] = _prandom_hook(prandom_address)
     if cpu_address is not None:
         hooks[GET_SMP_PROCESSOR_ID] = _cpu_hook(cpu_address)
-    return hooks, PRELUDE
+    hooks[CSUM_DIFF] = _csum_hook(trusted)
+    return hooks, PRELUDE + "\n" + _CSUM_PARTIAL_IR
 
 
 # --- the native test-run loop -------------------------------------------------------------------

@@ -211,6 +211,41 @@ out:
   r0 = 2
   exit
 """),
+    BenchProgram("csum-diff", "16 x bpf_csum_diff: a 4-byte replacement and a 40-byte sum", """
+  *(u64 *)(r10 - 8) = 0x12345678
+  r1 = 0x0a000001
+  *(u32 *)(r10 - 4) = r1
+  r6 = 0
+  r7 = 0
+loop:
+  *(u64 *)(r10 - 48) = r6
+  *(u64 *)(r10 - 40) = r7
+  *(u64 *)(r10 - 32) = r6
+  *(u64 *)(r10 - 24) = r7
+  *(u64 *)(r10 - 16) = r6
+  r1 = r10
+  r1 += -8
+  r2 = 4
+  r3 = r10
+  r3 += -4
+  r4 = 4
+  r5 = r7
+  call bpf_csum_diff
+  r7 += r0
+  r1 = 0
+  r2 = 0
+  r3 = r10
+  r3 += -48
+  r4 = 40
+  r5 = r7
+  call bpf_csum_diff
+  r7 ^= r0
+  r6 += 1
+  if r6 < 16 goto loop
+  r0 = r7
+  r0 &= 3
+  exit
+"""),
     BenchProgram("helpers", "16 x (ktime_get_ns, get_prandom_u32, get_smp_processor_id)", """
   r6 = 0
   r7 = 0
