@@ -516,26 +516,30 @@ def record(cases: Sequence[Case]) -> list[Case]:
 
 
 def _rewrite(path: Path, verdicts: dict[str, Verdict]) -> None:
+    """Replace (or add) the ``-- kernel`` section of each case of ``path`` in ``verdicts``."""
     out: list[str] = []
-    name = None
-    skipping = False
+    name: str | None = None
+    written = skipping = False
+
+    def flush() -> None:
+        if name in verdicts and not written:
+            while out and not out[-1].strip():
+                out.pop()
+            out.extend(["-- kernel", *verdicts[name].text().splitlines()])
+
     for raw in path.read_text(encoding="utf-8").splitlines():
         if raw.startswith("==="):
-            if name in verdicts and not skipping:
-                out += ["-- kernel", *verdicts[name].text().splitlines()]
-            name, skipping = raw[3:].strip(), False
-        elif raw.startswith("-- kernel") and name in verdicts:
-            out += ["-- kernel", *verdicts[name].text().splitlines()]
-            skipping = True
+            flush()
+            name, written, skipping = raw[3:].strip(), False, False
+        elif skipping and not raw.startswith("--"):
             continue
-        elif skipping:
-            if raw.startswith("--"):
-                skipping = False
-            else:
-                continue
+        skipping = False
+        if raw.startswith("-- kernel") and name in verdicts:
+            out.extend(["-- kernel", *verdicts[name].text().splitlines()])
+            written = skipping = True
+            continue
         out.append(raw)
-    if name in verdicts and not skipping:
-        out += ["-- kernel", *verdicts[name].text().splitlines()]
+    flush()
     while out and not out[-1].strip():
         out.pop()
     _blank_before_headers(out)
