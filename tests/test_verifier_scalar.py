@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pybpf.asm import llvm
@@ -25,6 +25,7 @@ from pybpf.errors import KernelError
 from pybpf.isa import Instruction
 from pybpf.kernel import linux
 from pybpf.verifier.scalar import (
+    _FOLD,
     ADD,
     AND,
     ARSH,
@@ -52,6 +53,8 @@ from pybpf.verifier.scalar import (
     SUB,
     XOR,
     Scalar,
+    _alu_bounds,
+    _safe_operands,
 )
 from pybpf.verifier.tnum import U32, U64, Tnum
 from pybpf.vm import Interpreter
@@ -388,6 +391,19 @@ def test_constants_fold(op, x, y, is64, want):
     r = Scalar.const(x).alu(op, Scalar.const(y), is64=is64)
     assert r.is_const() and r.value == want
     assert r == Scalar.const(want)
+
+
+@pytest.mark.parametrize("is64", [True, False], ids=["alu64", "alu32"])
+@pytest.mark.parametrize("op", sorted(_FOLD))
+@settings(max_examples=100, deadline=None)
+@given(x=u64s, y=st.one_of(st.integers(0, 31), u64s))
+@example(x=1 << 32, y=1)
+@example(x=0xFFFFFFFF80000000, y=4)
+def test_constant_folding_is_what_the_bounds_arithmetic_gives(op, is64, x, y):
+    """alu() folds two constants directly; the kernel's full computation must agree."""
+    a, b = Scalar.const(x), Scalar.const(y)
+    if _safe_operands(op, b, is64):
+        assert a.alu(op, b, is64=is64) == _alu_bounds(a, op, b, is64)
 
 
 def test_untracked_operations_give_unknown():

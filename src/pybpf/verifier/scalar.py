@@ -47,6 +47,7 @@ S32_MIN = -(1 << 31)
 S32_MAX = (1 << 31) - 1
 _HI32 = U64 & ~U32
 _SIGN64 = 1 << 63
+_B31 = 1 << 31
 
 # BPF_ALU operation bits (pybpf.isa.opcodes.Alu), as plain ints for speed
 ADD, SUB, MUL, DIV, OR, AND, LSH, RSH = 0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70
@@ -145,28 +146,38 @@ def _unknown(r: _Reg) -> None:
 def _update32(r: _Reg) -> None:
     v = r.v & U32
     m = r.m & U32
-    r.s32min = max(r.s32min, _s32(v | (m & 0x80000000)))
-    r.s32max = min(r.s32max, _s32(v | (m & 0x7FFFFFFF)))
-    r.u32min = max(r.u32min, v)
-    r.u32max = min(r.u32max, v | m)
+    x = ((v | (m & _B31)) ^ _B31) - _B31
+    if x > r.s32min:
+        r.s32min = x
+    x = ((v | (m & S32_MAX)) ^ _B31) - _B31
+    if x < r.s32max:
+        r.s32max = x
+    if v > r.u32min:
+        r.u32min = v
+    if v | m < r.u32max:
+        r.u32max = v | m
 
 
 def _update64(r: _Reg) -> None:
     v, m = r.v, r.m
-    r.smin = max(r.smin, _s64(v | (m & _SIGN64)))
-    r.smax = min(r.smax, _s64(v | (m & S64_MAX)))
-    r.umin = max(r.umin, v)
+    x = ((v | (m & _SIGN64)) ^ _SIGN64) - _SIGN64
+    if x > r.smin:
+        r.smin = x
+    x = ((v | (m & S64_MAX)) ^ _SIGN64) - _SIGN64
+    if x < r.smax:
+        r.smax = x
+    umin = v if v > r.umin else r.umin
     tmax = v | m
-    r.umax = min(r.umax, tmax)
+    umax = tmax if tmax < r.umax else r.umax
+    r.umin, r.umax = umin, umax
     # the u64 range and the tnum may meet in a single value (tnum_step)
-    nxt = t_step(v, m, r.umin)
-    umin_in = (r.umin & ~m) == v
-    if umin_in:
-        if nxt > r.umax:
-            _known(r, r.umin)
+    nxt = t_step(v, m, umin)
+    if (umin & ~m) == v:
+        if nxt > umax:
+            _known(r, umin)
     elif nxt == tmax:
         _known(r, tmax)
-    elif nxt <= r.umax and t_step(v, m, nxt) > r.umax:
+    elif nxt <= umax and t_step(v, m, nxt) > umax:
         _known(r, nxt)
 
 
@@ -175,81 +186,130 @@ def _update(r: _Reg) -> None:
     _update64(r)
 
 
-def _deduce32(r: _Reg) -> None:
+def _deduce(r: _Reg) -> bool:
+    """One pass of ``__reg_deduce_bounds``: the 32-bit, 64-bit and mixed deductions.
+
+    Works on locals (this is the verifier's hottest function); returns
+    whether anything changed, so that :func:`_sync` can stop at a fixpoint.
+    """
     umin, umax, smin, smax = r.umin, r.umax, r.smin, r.smax
+    u32min, u32max, s32min, s32max = r.u32min, r.u32max, r.s32min, r.s32max
+    before = (umin, umax, smin, smax, u32min, u32max, s32min, s32max)
+
+    # __reg32_deduce_bounds
     if umin >> 32 == umax >> 32:
-        r.u32min = max(r.u32min, umin & U32)
-        r.u32max = min(r.u32max, umax & U32)
-        if _s32(umin) <= _s32(umax):
-            r.s32min = max(r.s32min, _s32(umin))
-            r.s32max = min(r.s32max, _s32(umax))
+        lo, hi = umin & U32, umax & U32
+        if lo > u32min:
+            u32min = lo
+        if hi < u32max:
+            u32max = hi
+        lo, hi = (lo ^ _B31) - _B31, (hi ^ _B31) - _B31
+        if lo <= hi:
+            if lo > s32min:
+                s32min = lo
+            if hi < s32max:
+                s32max = hi
     if smin >> 32 == smax >> 32:
-        if smin & U32 <= smax & U32:
-            r.u32min = max(r.u32min, smin & U32)
-            r.u32max = min(r.u32max, smax & U32)
-        if _s32(smin) <= _s32(smax):
-            r.s32min = max(r.s32min, _s32(smin))
-            r.s32max = min(r.s32max, _s32(smax))
+        lo, hi = smin & U32, smax & U32
+        if lo <= hi:
+            if lo > u32min:
+                u32min = lo
+            if hi < u32max:
+                u32max = hi
+        lo, hi = (lo ^ _B31) - _B31, (hi ^ _B31) - _B31
+        if lo <= hi:
+            if lo > s32min:
+                s32min = lo
+            if hi < s32max:
+                s32max = hi
     # upper halves two consecutive numbers, lower halves crossing -1 -> 0
-    if (((umin >> 32) + 1) & U32) == (umax >> 32) & U32 and _s32(umin) < 0 <= _s32(umax):
-        r.s32min = max(r.s32min, _s32(umin))
-        r.s32max = min(r.s32max, _s32(umax))
-    if ((((smin >> 32) & U32) + 1) & U32) == (smax >> 32) & U32 and _s32(smin) < 0 <= _s32(smax):
-        r.s32min = max(r.s32min, _s32(smin))
-        r.s32max = min(r.s32max, _s32(smax))
-    if _s32(r.u32min) <= _s32(r.u32max):
-        r.s32min = max(r.s32min, _s32(r.u32min))
-        r.s32max = min(r.s32max, _s32(r.u32max))
-    us32min, us32max = r.s32min & U32, r.s32max & U32
-    if us32min <= us32max:
-        r.u32min = max(r.u32min, us32min)
-        r.u32max = min(r.u32max, us32max)
-    elif r.u32max < us32min:
+    if (((umin >> 32) + 1) & U32) == (umax >> 32) & U32:
+        lo, hi = ((umin & U32) ^ _B31) - _B31, ((umax & U32) ^ _B31) - _B31
+        if lo < 0 <= hi:
+            if lo > s32min:
+                s32min = lo
+            if hi < s32max:
+                s32max = hi
+    if ((((smin >> 32) & U32) + 1) & U32) == (smax >> 32) & U32:
+        lo, hi = ((smin & U32) ^ _B31) - _B31, ((smax & U32) ^ _B31) - _B31
+        if lo < 0 <= hi:
+            if lo > s32min:
+                s32min = lo
+            if hi < s32max:
+                s32max = hi
+    lo, hi = (u32min ^ _B31) - _B31, (u32max ^ _B31) - _B31
+    if lo <= hi:
+        if lo > s32min:
+            s32min = lo
+        if hi < s32max:
+            s32max = hi
+    lo, hi = s32min & U32, s32max & U32
+    if lo <= hi:
+        if lo > u32min:
+            u32min = lo
+        if hi < u32max:
+            u32max = hi
+    elif u32max < lo:
         # the s32 range wraps; the u32 range meets only its non-negative part
         # (a 6.18 stable fix, "32-bit range overflow", that Linux 6.18.44 has)
-        r.s32min = _s32(r.u32min)
-        r.u32max = min(r.u32max, us32max)
-    elif us32max < r.u32min:
+        s32min = (u32min ^ _B31) - _B31
+        if hi < u32max:
+            u32max = hi
+    elif hi < u32min:
         # ... or only its negative part
-        r.s32max = _s32(r.u32max)
-        r.u32min = max(r.u32min, us32min)
+        s32max = (u32max ^ _B31) - _B31
+        if lo > u32min:
+            u32min = lo
 
-
-def _deduce64(r: _Reg) -> None:
-    if _s64(r.umin) <= _s64(r.umax):
-        r.smin = max(r.smin, _s64(r.umin))
-        r.smax = min(r.smax, _s64(r.umax))
-    usmin = r.smin & U64
-    usmax = r.smax & U64
-    if usmin <= usmax:
-        r.umin = max(r.umin, usmin)
-        r.umax = min(r.umax, usmax)
-    elif r.umax < usmin:
+    # __reg64_deduce_bounds
+    lo, hi = (umin ^ _SIGN64) - _SIGN64, (umax ^ _SIGN64) - _SIGN64
+    if lo <= hi:
+        if lo > smin:
+            smin = lo
+        if hi < smax:
+            smax = hi
+    lo, hi = smin & U64, smax & U64
+    if lo <= hi:
+        if lo > umin:
+            umin = lo
+        if hi < umax:
+            umax = hi
+    elif umax < lo:
         # the u64 range meets only the non-negative part of the s64 range
-        r.smin = _s64(r.umin)
-        r.umax = min(r.umax, usmax)
-    elif usmax < r.umin:
+        smin = (umin ^ _SIGN64) - _SIGN64
+        if hi < umax:
+            umax = hi
+    elif hi < umin:
         # ... or only its negative part
-        r.smax = _s64(r.umax)
-        r.umin = max(r.umin, usmin)
+        smax = (umax ^ _SIGN64) - _SIGN64
+        if lo > umin:
+            umin = lo
 
-
-def _deduce_mixed(r: _Reg) -> None:
-    r.umin = max(r.umin, (r.umin & _HI32) | r.u32min)
-    r.umax = min(r.umax, (r.umax & _HI32) | r.u32max)
-    r.smin = max(r.smin, _s64((r.smin & _HI32) | r.u32min))
-    r.smax = min(r.smax, _s64((r.smax & _HI32) | r.u32max))
+    # __reg_deduce_mixed_bounds
+    x = (umin & _HI32) | u32min
+    if x > umin:
+        umin = x
+    x = (umax & _HI32) | u32max
+    if x < umax:
+        umax = x
+    x = (((smin & _HI32) | u32min) ^ _SIGN64) - _SIGN64
+    if x > smin:
+        smin = x
+    x = (((smax & _HI32) | u32max) ^ _SIGN64) - _SIGN64
+    if x < smax:
+        smax = x
+    r.umin, r.umax, r.smin, r.smax = umin, umax, smin, smax
+    r.u32min, r.u32max, r.s32min, r.s32max = u32min, u32max, s32min, s32max
     # a sign-extended 32-bit value whose low half is non-negative
-    if r.s32min >= 0 and r.smin >= S32_MIN and r.smax <= S32_MAX:
-        r.smin = r.umin = r.s32min
-        r.smax = r.umax = r.s32max
-        r.v, r.m = t_intersect(r.v, r.m, *t_range(r.smin & U64, r.smax & U64))
-
-
-def _deduce(r: _Reg) -> None:
-    _deduce32(r)
-    _deduce64(r)
-    _deduce_mixed(r)
+    if s32min >= 0 and smin >= S32_MIN and smax <= S32_MAX:
+        r.smin = r.umin = s32min
+        r.smax = r.umax = s32max
+        v, m = t_intersect(r.v, r.m, *t_range(s32min & U64, s32max & U64))
+        changed = v != r.v or m != r.m
+        r.v, r.m = v, m
+        return changed or before != (s32min, s32max, s32min, s32max, u32min, u32max,
+                                     s32min, s32max)
+    return before != (umin, umax, smin, smax, u32min, u32max, s32min, s32max)
 
 
 def _bound_offset(r: _Reg) -> None:
@@ -260,11 +320,10 @@ def _bound_offset(r: _Reg) -> None:
 
 
 def _sync(r: _Reg) -> None:
-    """``reg_bounds_sync``."""
+    """``reg_bounds_sync``: the kernel deduces three times; a pass that changes nothing ends it."""
     _update(r)
-    _deduce(r)
-    _deduce(r)
-    _deduce(r)
+    if _deduce(r) and _deduce(r):
+        _deduce(r)
     _bound_offset(r)
     _update(r)
 
@@ -758,6 +817,51 @@ def _sane(r: _Reg) -> bool:
     return _insane(r) is None
 
 
+def _alu_bounds(a: Scalar, op: int, src: Scalar, is64: bool) -> Scalar:
+    """``adjust_scalar_min_max_vals`` for an operation it tracks."""
+    d = _Reg(a)
+    if op == ADD:
+        _add(d, src)
+    elif op == SUB:
+        _sub(d, src)
+    elif op == NEG:
+        _neg(d)
+    elif op == MUL:
+        _mul(d, src)
+    elif op in (AND, OR, XOR):
+        _bitwise(d, src, op)
+    elif op == LSH:
+        _lsh(d, src, is64)
+    elif op == RSH:
+        _rsh(d, src, is64)
+    else:
+        _arsh(d, src, is64)
+    if not is64:
+        _zext(d)
+    _sync(d)
+    return d.freeze()
+
+
+def _fold_arsh(x: int, y: int, is64: bool) -> int:
+    if is64:
+        return ((x ^ _SIGN64) - _SIGN64) >> y
+    return (((x & U32) ^ _B31) - _B31) >> y
+
+
+_FOLD = {
+    ADD: lambda x, y, is64: (x + y) & U64,
+    SUB: lambda x, y, is64: (x - y) & U64,
+    MUL: lambda x, y, is64: (x * y) & U64,
+    OR: lambda x, y, is64: x | y,
+    AND: lambda x, y, is64: x & y,
+    XOR: lambda x, y, is64: x ^ y,
+    LSH: lambda x, y, is64: (x << y) & U64,
+    RSH: lambda x, y, is64: (x if is64 else x & U32) >> y,
+    ARSH: _fold_arsh,
+    NEG: lambda x, y, is64: -x & U64,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Scalar:
     """The verifier's knowledge of a scalar register: a tnum and eight bounds.
@@ -886,27 +990,11 @@ class Scalar:
             raise ValueError("byte swaps go through Scalar.endian")
         if not _safe_operands(op, src, is64):
             return _UNKNOWN
-        d = _Reg(self)
-        if op == ADD:
-            _add(d, src)
-        elif op == SUB:
-            _sub(d, src)
-        elif op == NEG:
-            _neg(d)
-        elif op == MUL:
-            _mul(d, src)
-        elif op in (AND, OR, XOR):
-            _bitwise(d, src, op)
-        elif op == LSH:
-            _lsh(d, src, is64)
-        elif op == RSH:
-            _rsh(d, src, is64)
-        else:
-            _arsh(d, src, is64)
-        if not is64:
-            _zext(d)
-        _sync(d)
-        return d.freeze()
+        if not self.var_off.mask and not src.var_off.mask and op in _FOLD:
+            # two constants: the kernel's bounds arithmetic ends at the exact result
+            value = _FOLD[op](self.var_off.value, src.var_off.value, is64)
+            return Scalar.const(value if is64 else value & U32)
+        return _alu_bounds(self, op, src, is64)
 
     def neg(self, is64: bool) -> Scalar:
         """``-self`` (BPF_NEG)."""
