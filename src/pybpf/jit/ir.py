@@ -259,6 +259,7 @@ class _Translator:
         self.imm64: dict[int, int] = {}
         self.return_sites: set[int] = set()
         self.leaders = leaders(self.insns, self.specs)
+        self.known: dict[int | str, str] = {}  # register -> its value in the current block
         self.fixed_r10 = not any(_writes_r10(i, sp) for i, sp in zip(self.insns, self.specs,
                                                                       strict=True))
 
@@ -276,6 +277,7 @@ class _Translator:
 
     def block(self, name: str) -> None:
         self.lines.append(f"{name}:")
+        self.known.clear()
 
     def op(self, text: str) -> str:
         name = self.fresh()
@@ -283,10 +285,15 @@ class _Translator:
         return name
 
     def get(self, reg: int | str) -> str:
-        return self.op(f"load i64, ptr %r{reg}")
+        """The register's value: within one LLVM block, the last one stored or loaded."""
+        value = self.known.get(reg)
+        if value is None:
+            value = self.known[reg] = self.op(f"load i64, ptr %r{reg}")
+        return value
 
     def put(self, reg: int | str, value: str) -> None:
         self.emit(f"store i64 {value}, ptr %r{reg}")
+        self.known[reg] = value
 
     def slot(self, index: Slot) -> str:
         return self.op(f"getelementptr i64, ptr %ctx, i64 {int(index)}")
@@ -508,6 +515,7 @@ class _Translator:
             text = hook(site)
             if text is not None:
                 self.lines.extend(text.strip("\n").splitlines())
+                self.known.clear()  # the hook may have opened blocks of its own
                 if site.may_abort:
                     self.check_abort()
                 self.put(0, site.result)
@@ -745,13 +753,17 @@ class _Translator:
         t = f"i{8 * n}"
         address = self.address(insn.dst_reg, insn.off)
         src = self.get(insn.src_reg)
-        fast, slow = self.guard(address, n, True)
-        join = self.label()
-        self.block(fast)
+        cmpxchg = op == AtomicOp.CMPXCHG
+        r0 = self.get(0) if cmpxchg else "0"
+        out = 0 if cmpxchg else insn.src_reg if op & AtomicOp.FETCH else None
+        static = self.in_frame(insn.dst_reg, insn.off, n)
+        if not static:
+            fast, slow = self.guard(address, n, True)
+            join = self.label()
+            self.block(fast)
         ptr = self.op(f"inttoptr i64 {address} to ptr")
         value = src if n == 8 else self.op(f"trunc i64 {src} to {t}")
-        if op == AtomicOp.CMPXCHG:
-            r0 = self.get(0)
+        if cmpxchg:
             expected = r0 if n == 8 else self.op(f"trunc i64 {r0} to {t}")
             pair = self.op(f"cmpxchg ptr {ptr}, {t} {expected}, {t} {value} seq_cst seq_cst, "
                            f"align {n}")  # fmt: skip
@@ -759,21 +771,17 @@ class _Translator:
         else:
             name = "xchg" if op == AtomicOp.XCHG else _RMW[AtomicOp(op & ~AtomicOp.FETCH)]
             old = self.op(f"atomicrmw {name} ptr {ptr}, {t} {value} seq_cst, align {n}")
-        fast_old = old if n == 8 else self.op(f"zext {t} {old} to i64")
+        if out is not None:
+            self.put(out, old if n == 8 else self.op(f"zext {t} {old} to i64"))
+        if static:
+            return
         self.emit(f"br label %{join}")
         self.block(slow)
-        r0 = self.get(0) if op == AtomicOp.CMPXCHG else "0"
-        slow_old = self.callout(Callout.ATOMIC, pc, 0, [address, str(n), str(op), src, r0])
-        slow_end = self.label()
-        self.emit(f"br label %{slow_end}")
-        self.block(slow_end)
+        old = self.callout(Callout.ATOMIC, pc, 0, [address, str(n), str(op), src, r0])
+        if out is not None:
+            self.put(out, old)
         self.emit(f"br label %{join}")
         self.block(join)
-        old = self.op(f"phi i64 [ {fast_old}, %{fast} ], [ {slow_old}, %{slow_end} ]")
-        if op == AtomicOp.CMPXCHG:
-            self.put(0, old)
-        elif op & AtomicOp.FETCH:
-            self.put(insn.src_reg, old)
 
 
 def translate(insns: Sequence[Instruction], *, options: IrOptions | None = None) -> Translation:
