@@ -35,7 +35,7 @@ from __future__ import annotations
 import errno
 import itertools
 import struct
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -53,11 +53,12 @@ PRIV_STACK_MIN = 64  # BPF_PRIV_STACK_MIN_SIZE
 TAIL_CALL_HELPER = 12  # BPF_FUNC_tail_call
 
 LDDW = 0x18
-CALL = Class.JMP | Jmp.CALL
-EXIT = Class.JMP | Jmp.EXIT
-JA = Class.JMP | Jmp.JA
-GOTOL = Class.JMP32 | Jmp.JA
-MAY_GOTO = Class.JMP | Jmp.JCOND
+CALL = int(Class.JMP | Jmp.CALL)
+EXIT = int(Class.JMP | Jmp.EXIT)
+JA = int(Class.JMP | Jmp.JA)
+GOTOL = int(Class.JMP32 | Jmp.JA)
+MAY_GOTO = int(Class.JMP | Jmp.JCOND)
+_EXIT_OP, _CALL_OP, _JA_OP = int(Jmp.EXIT), int(Jmp.CALL), int(Jmp.JA)
 PSEUDO_CALL, PSEUDO_KFUNC, PSEUDO_FUNC = 1, 2, 4
 _LDIMM64_SOURCES = {0, 1, 2, 3, 4, 5, 6}  # 1 and 5 (map by fd / by index) need imm2 == 0
 
@@ -99,19 +100,37 @@ def to_slots(insns: Sequence[Instruction] | bytes | bytearray) -> list[Slot]:
     return slots
 
 
+_SlotLike = Slot | Instruction  # both have code, dst_reg, src_reg, off and imm
+
+
+def _slot_view(insns: Sequence[Instruction] | bytes | bytearray) -> list[_SlotLike]:
+    """:func:`to_slots` for reading only: an Instruction stands for its own first slot."""
+    if isinstance(insns, bytes | bytearray):
+        return list(to_slots(insns))
+    view: list[_SlotLike] = []
+    for insn in insns:
+        view.append(insn)
+        if insn.code == LDDW:
+            view.append(Slot(0, 0, 0, 0, insn.imm2))
+    return view
+
+
+_JMP_CLASSES = frozenset({int(Class.JMP), int(Class.JMP32)})  # plain ints: a hot path
+
+
 def _is_jmp(code: int) -> bool:
-    return code & CLASS_MASK in (Class.JMP, Class.JMP32)
+    return code & CLASS_MASK in _JMP_CLASSES
 
 
-def _is_pseudo_func(s: Slot) -> bool:
+def _is_pseudo_func(s: _SlotLike) -> bool:
     return s.code == LDDW and s.src_reg == PSEUDO_FUNC
 
 
-def _is_pseudo_call(s: Slot) -> bool:
+def _is_pseudo_call(s: _SlotLike) -> bool:
     return s.code == CALL and s.src_reg == PSEUDO_CALL
 
 
-def _jump_target(pc: int, s: Slot) -> int:
+def _jump_target(pc: int, s: _SlotLike) -> int:
     """Where the jump at ``pc`` goes (gotol keeps its offset in imm)."""
     return pc + 1 + (s.imm if s.code == GOTOL else s.off)
 
@@ -179,7 +198,7 @@ def _check_size(n: int, privileged: bool) -> None:
         raise _fail(f"program of {n} insns is too large (limit {limit})", None, errno.E2BIG)
 
 
-def _find_subprogs(slots: list[Slot], privileged: bool) -> list[int]:
+def _find_subprogs(slots: Sequence[_SlotLike], privileged: bool) -> list[int]:
     """add_subprog_and_kfunc: the sorted subprogram starts."""
     starts = {0}
     for pc, s in enumerate(slots):
@@ -200,7 +219,7 @@ def _find_subprogs(slots: list[Slot], privileged: bool) -> list[int]:
     return sorted(starts)
 
 
-def _check_subprogs(slots: list[Slot], starts: list[int]) -> tuple[Subprog, ...]:
+def _check_subprogs(slots: Sequence[_SlotLike], starts: list[int]) -> tuple[Subprog, ...]:
     """check_subprogs: jumps stay in their subprogram, none falls into the next."""
     bounds = [*starts, len(slots)]
     subs = []
@@ -232,7 +251,7 @@ def _check_abnormal_return(subprogs: Sequence[Subprog]) -> None:
             raise _fail("tail_call is not allowed in subprogs without BTF", sub.start)
 
 
-def _check_ldimm64(slots: list[Slot]) -> None:
+def _check_ldimm64(slots: Sequence[_SlotLike]) -> None:
     """resolve_pseudo_ldimm64's checks of the encoding (maps are the caller's)."""
     pc, n = 0, len(slots)
     while pc < n:
@@ -254,31 +273,63 @@ def _check_ldimm64(slots: list[Slot]) -> None:
         pc += 1
 
 
-def _edges(pc: int, s: Slot) -> tuple[int, ...]:
+def _edges(pc: int, s: _SlotLike) -> tuple[int, ...]:
     """visit_insn's edges of the slot at ``pc``: fall-through first."""
-    if _is_pseudo_func(s):
-        return (pc + 2, pc + 1 + s.imm)
-    if not _is_jmp(s.code):
-        return (pc + (2 if s.code == LDDW else 1),)
-    op = s.code & OP_MASK
-    if op == Jmp.EXIT:
+    code = s.code
+    if code & CLASS_MASK not in _JMP_CLASSES:
+        if code == LDDW:
+            return (pc + 2, pc + 1 + s.imm) if s.src_reg == PSEUDO_FUNC else (pc + 2,)
+        return (pc + 1,)
+    op = code & OP_MASK
+    if op == _EXIT_OP:
         return ()
-    if op == Jmp.CALL:
+    if op == _CALL_OP:
         return (pc + 1, pc + 1 + s.imm) if s.src_reg == PSEUDO_CALL else (pc + 1,)
-    if op == Jmp.JA and not s.code & SOURCE_MASK:
+    if op == _JA_OP and not code & SOURCE_MASK:
         return (_jump_target(pc, s),)
     return (pc + 1, pc + 1 + s.off)
 
 
-def _check_cfg(slots: list[Slot], privileged: bool) -> dict[int, tuple[int, ...]]:
-    """check_cfg: every slot is reached from 0; none lands inside an ld_imm64."""
+def _check_cfg(slots: Sequence[_SlotLike], privileged: bool) -> None:
+    """check_cfg: every slot is reached from 0; none lands inside an ld_imm64.
+
+    A privileged walk cannot fail on a loop, so plain reachability decides
+    (in any order); an unprivileged one is the kernel's depth-first walk,
+    fall-through edge first, refusing the first back-edge it meets.
+    """
+    n = len(slots)
+    if privileged:
+        state = bytearray(n)
+        state[0] = 1
+        stack = [0]
+        while stack:
+            pc = stack.pop()
+            for w in _edges(pc, slots[pc]):
+                if not 0 <= w < n:
+                    raise _fail(f"jump out of range from insn {pc} to {w}", pc)
+                if not state[w]:
+                    state[w] = 1
+                    stack.append(w)
+    else:
+        state = _depth_first(slots)
+    pc = 0
+    while pc < n:
+        if not state[pc]:
+            raise _fail(f"unreachable insn {pc}", pc)
+        if slots[pc].code == LDDW:
+            if state[pc + 1]:
+                raise _fail(f"jump into the middle of ldimm64 insn {pc}", pc)
+            pc += 1
+        pc += 1
+
+
+def _depth_first(slots: Sequence[_SlotLike]) -> bytearray:
+    """The kernel's DFS for an unprivileged loader: the visited slots, or a back-edge refusal."""
     n = len(slots)
     new, active, done = 0, 1, 2
-    state = [new] * n
-    succ: dict[int, tuple[int, ...]] = {}
+    state = bytearray(n)
     state[0] = active
     stack = [(0, iter(_edges(0, slots[0])))]
-    succ[0] = _edges(0, slots[0])
     while stack:
         pc, edges = stack[-1]
         for w in edges:
@@ -286,24 +337,33 @@ def _check_cfg(slots: list[Slot], privileged: bool) -> dict[int, tuple[int, ...]
                 raise _fail(f"jump out of range from insn {pc} to {w}", pc)
             if state[w] == new:
                 state[w] = active
-                succ[w] = _edges(w, slots[w])
-                stack.append((w, iter(succ[w])))
+                stack.append((w, iter(_edges(w, slots[w]))))
                 break
-            if state[w] == active and not privileged:
+            if state[w] == active:
                 raise _fail(f"back-edge from insn {pc} to {w}", pc)
         else:
             state[pc] = done
             stack.pop()
-    pc = 0
-    while pc < n:
-        if state[pc] != done:
-            raise _fail(f"unreachable insn {pc}", pc)
-        if slots[pc].code == LDDW:
-            if state[pc + 1] != new:
-                raise _fail(f"jump into the middle of ldimm64 insn {pc}", pc)
-            pc += 1
-        pc += 1
-    return succ
+    return state
+
+
+class _Successors(Mapping[int, tuple[int, ...]]):
+    """Each instruction's successors (pc -> pcs), computed when asked."""
+
+    def __init__(self, slots: Sequence[_SlotLike], pcs: Sequence[int]) -> None:
+        self._slots, self._pcs = slots, pcs
+        self._starts = frozenset(pcs)
+
+    def __getitem__(self, pc: int) -> tuple[int, ...]:
+        if pc not in self._starts:
+            raise KeyError(pc)
+        return _edges(pc, self._slots[pc])
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._pcs)
+
+    def __len__(self) -> int:
+        return len(self._pcs)
 
 
 def analyze(
@@ -325,16 +385,18 @@ def analyze(
     it is about and its errno (E2BIG for size, EINVAL for shape, EPERM for
     an unprivileged call).
     """
-    slots = to_slots(insns)
+    slots = _slot_view(insns)
     _check_size(len(slots), privileged)
     starts = _find_subprogs(slots, privileged)
     subprogs = _check_subprogs(slots, starts)
     if not btf:
         _check_abnormal_return(subprogs)
     _check_ldimm64(slots)
-    succ = _check_cfg(slots, privileged)
-    logical = tuple(decode(b"".join(_WIRE.pack(s.code, s.dst_reg | s.src_reg << 4, s.off, s.imm)
-                                    for s in slots), validate=False))  # fmt: skip
+    _check_cfg(slots, privileged)
+    if isinstance(insns, bytes | bytearray):
+        logical = tuple(decode(insns, validate=False))  # the pairs are well-formed by now
+    else:
+        logical = tuple(insns)
     pcs, pc = [], 0
     for insn in logical:
         pcs.append(pc)
@@ -344,7 +406,7 @@ def analyze(
         pcs=tuple(pcs),
         index_of={p: i for i, p in enumerate(pcs)},
         subprogs=subprogs,
-        successors=succ,
+        successors=_Successors(slots, pcs),
     )
 
 
