@@ -61,7 +61,7 @@ from pybpf.vm import Interpreter
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-ALU64, ALU, JMP, JMP32 = 0x07, 0x04, 0x05, 0x06
+ALU64, ALU, JMP, JMP32, LDX = 0x07, 0x04, 0x05, 0x06, 0x01
 X = 0x08
 EXIT = Instruction(0x95, 0, 0, 0, 0)
 MOV_R0_R1 = Instruction(ALU64 | X | MOV, 0, 1, 0, 0)
@@ -555,9 +555,19 @@ class Replay:
             else:
                 self.branch(insn, cls == JMP32)
             return
+        if cls == LDX:
+            self.load(insn)
+            return
         is64 = cls == ALU64
         dst = regs.get(insn.dst_reg)
         src = regs[insn.src_reg] if x else Scalar.const(insn.imm)
+        if op == MOV and not isinstance(src, Scalar):
+            regs[insn.dst_reg] = src  # a pointer copied
+            self.pc = pc + 1
+            return
+        if op != MOV and not isinstance(dst, Scalar):
+            self.pc = pc + 1  # pointer arithmetic: the core's business
+            return
         if op == MOV:
             if not x:
                 result = Scalar.const(insn.imm if is64 else insn.imm & U32)
@@ -578,12 +588,27 @@ class Replay:
         regs[insn.dst_reg] = result
         self.pc = pc + 1
 
+    def load(self, insn: Instruction) -> None:
+        """A load from the packet: an unknown value of the access size (zero- or sign-extended)."""
+        size = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}[insn.code & 0x18]
+        if self.regs[insn.src_reg] == "ctx":
+            self.regs[insn.dst_reg] = "ptr"  # xdp_md->data, data_end
+        elif insn.code & 0xE0 == 0x80:
+            self.regs[insn.dst_reg] = Scalar.unknown().sign_extend_load(size)
+        else:
+            self.regs[insn.dst_reg] = Scalar.unknown().truncate(size)
+        self.pc += 1
+
     def branch(self, insn: Instruction, is32: bool) -> None:
         regs, pc = self.regs, self.pc
         op, x = insn.code & 0xF0, insn.code & X
         a = regs[insn.dst_reg]
         b = regs[insn.src_reg] if x else Scalar.const(insn.imm)
         target = pc + 1 + insn.off
+        if not (isinstance(a, Scalar) and isinstance(b, Scalar)):
+            self.pushed.append((pc, target, dict(regs)))  # packet pointers: both ways
+            self.pc = pc + 1
+            return
         taken = Scalar.branch_taken(op, a, b, is32=is32)
         if taken != -1:
             self.pc = target if taken else pc + 1
@@ -670,6 +695,11 @@ CURATED = {
     "dead_branch_invariants": "call 7\nr6 = r0\ncall 7\nr7 = r0\ncall 7\nr8 = r0\ncall 7\n"
                               "w8 *= 15\nr7 <<= 45\nif r8 s>= r7 goto +3\nif r7 > r8 goto +2\n"
                               "r7 += 1\nr8 += 1\nr0 = 0\nexit",
+    "packet_loads": "r2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\nr4 += 8\n"
+                    "if r4 > r3 goto +11\nr5 = *(u8 *)(r2 + 0)\nr6 = *(u16 *)(r2 + 2)\n"
+                    "r7 = *(u32 *)(r2 + 4)\nr8 = *(s8 *)(r2 + 1)\nr9 = *(s16 *)(r2 + 2)\n"
+                    "r0 = *(s32 *)(r2 + 4)\nr5 += r6\nr8 = (s8)r8\nw9 += 3\nr0 *= r8\n"
+                    "r0 = *(u64 *)(r2 + 0)\nr0 = 0\nexit",
     "shift_by_register": "call 7\nr6 = r0\nr6 &= 7\nr7 = 1\nr7 <<= r6\nr8 = 0x80\nr8 >>= r6\n"
                          "r0 = 0\nexit",
 }
@@ -685,9 +715,17 @@ def kernel_log(insns: list[Instruction]) -> list[str]:
             if line and not line.startswith(("processed ", "mark_precise:"))]
 
 
-def random_program(rng) -> str:
-    """Straight-line ALU work on four unknown scalars with forward exits (no register copies)."""
-    pool = [0, 6, 7, 8]
+PACKET_HEAD = ["r2 = *(u32 *)(r1 + 0)", "r3 = *(u32 *)(r1 + 4)", "r4 = r2", "r4 += 8",
+               "if r4 > r3 goto EXIT"]
+
+
+def random_program(rng, packet: bool = False) -> str:
+    """Straight-line ALU work on scalars with forward exits (no register copies).
+
+    The scalars are four unknown helper results, or with ``packet`` five loads
+    of random widths and signedness from a checked XDP packet (tight ranges).
+    """
+    pool = [0, 6, 7, 8, 9] if packet else [0, 6, 7, 8]
     imms = [0, 1, 2, 3, 7, 8, 15, 16, 31, 32, 63, 100, 255, 0xFFFF, 0x7FFFFFFF, -1, -2, -8,
             -256, 1000, -100000]
     body = []
@@ -725,7 +763,14 @@ def random_program(rng) -> str:
             s = rng.choice([x for x in pool if x != d])
             rhs = f"{w}{s}" if rng.random() < 0.4 else str(rng.choice(imms))
             body.append(f"if {w}{d} {op} {rhs} goto EXIT")
-    head = ["call 7", "r6 = r0", "call 7", "r7 = r0", "call 7", "r8 = r0", "call 7"]
+    if packet:
+        head = list(PACKET_HEAD)
+        for r in pool:
+            size = rng.choice([1, 2, 4, 8])
+            kind = rng.choice(["u", "s"]) if size < 8 else "u"
+            head.append(f"r{r} = *({kind}{size * 8} *)(r2 + {rng.randrange(9 - size)})")
+    else:
+        head = ["call 7", "r6 = r0", "call 7", "r7 = r0", "call 7", "r8 = r0", "call 7"]
     lines = head + body + ["r0 = 0", "exit"]
     exit_at = len(lines) - 2
     out = []
@@ -734,13 +779,15 @@ def random_program(rng) -> str:
     return "\n".join(out)
 
 
-def record(count: int = 110, seed: int = 6) -> None:
+def record(count: int = 110, packet_count: int = 70, seed: int = 6) -> None:
     import random
 
     rng = random.Random(seed)
     programs = dict(CURATED)
     for i in range(count):
         programs[f"random_{i:03d}"] = random_program(rng)
+    for i in range(packet_count):
+        programs[f"packet_{i:03d}"] = random_program(rng, packet=True)
     cases = []
     for name, asm_text in programs.items():
         try:
