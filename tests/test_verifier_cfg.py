@@ -550,3 +550,10 @@ def test_xlate_is_linear():
     out = cfg.xlate(insns, set(range(len(insns))))
     assert len(out.insns) == 4 * 4000 + 1
     assert time.perf_counter() - began < 5  # the step-by-step way takes minutes
+
+
+def test_stack_refusals_name_no_pc():
+    structure = cfg.analyze(assemble(_stack_prog(256, 264), "llvm"))
+    with pytest.raises(VerifierError) as info:
+        cfg.check_stack_depth(structure, [256, 264])
+    assert info.value.pc is None  # the kernel's message names no instruction either

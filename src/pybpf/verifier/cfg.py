@@ -32,6 +32,7 @@ new ones.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import itertools
 import struct
@@ -451,9 +452,9 @@ def check_stack_depth(
     then lives apart and only needs to fit 512 bytes itself.
     ``async_callbacks`` are subprogram indexes of timer callbacks: not
     counted where their address is taken, walked as roots of their own.
-    Raises VerifierError (pc: the call site entering the frame at fault,
-    None in the main program): EACCES for a combined size over 512 bytes or
-    a tail call below 256 bytes of frames, E2BIG for more than 8 frames.
+    Raises VerifierError with no pc (the kernel names none): EACCES for a
+    combined size over 512 bytes or a tail call below 256 bytes of frames,
+    E2BIG for more than 8 frames.
     """
     for root in sorted({0, *async_callbacks}, reverse=True):
         _StackWalk(structure, depths, calls, jit, async_callbacks).run(root, private and not root)
@@ -466,31 +467,37 @@ class _StackWalk:
                  calls: Collection[int] | None, jit: bool,
                  async_callbacks: Collection[int]) -> None:  # fmt: skip
         self.subs = structure.subprogs
-        self.starts = {s.start: i for i, s in enumerate(self.subs)}
-        self.sites = [(pc, insn) for pc, insn in zip(structure.pcs, structure.insns, strict=True)
-                      if (insn.code == CALL and insn.src_reg == PSEUDO_CALL)
-                      or (insn.code == LDDW and insn.src_reg == PSEUDO_FUNC)]  # fmt: skip
+        starts = {s.start: i for i, s in enumerate(self.subs)}
+        self.sites: list[int] = []  # call sites in pc order
+        self.callee: dict[int, tuple[int, bool]] = {}  # site -> (subprogram, is a call)
+        for pc, insn in zip(structure.pcs, structure.insns, strict=True):
+            local = insn.code == CALL and insn.src_reg == PSEUDO_CALL
+            func = insn.code == LDDW and insn.src_reg == PSEUDO_FUNC
+            if (local or func) and (calls is None or pc in calls):
+                self.sites.append(pc)
+                self.callee[pc] = (starts[pc + 1 + insn.imm], local)
         self.frames = [round_stack_depth(depths[i] if i < len(depths) else 0, jit=jit)
                        for i in range(len(self.subs))]  # fmt: skip
-        self.calls = calls
-        self.async_callbacks = async_callbacks
+        self.async_callbacks = frozenset(async_callbacks)
 
     def _next_site(self, pc: int, end: int) -> tuple[int, int] | None:
         """The next call site in ``[pc, end)`` to follow: (its pc, the callee's index)."""
-        for site, insn in self.sites:
-            if not pc <= site < end or (self.calls is not None and site not in self.calls):
-                continue
-            callee = self.starts[site + 1 + insn.imm]
-            if callee in self.async_callbacks and insn.code != CALL:
+        for k in range(bisect.bisect_left(self.sites, pc), len(self.sites)):
+            site = self.sites[k]
+            if site >= end:
+                return None
+            callee, local = self.callee[site]
+            if callee in self.async_callbacks and not local:
                 continue  # an async callback runs on its own stack
             return site, callee
         return None
 
     def run(self, root: int, private: bool) -> None:
+        """Walk every call chain from ``root``; raise on the first one too deep or too big."""
         subs, frames = self.subs, self.frames
-        stack: list[tuple[int, int, int | None]] = []  # (caller, resume pc, call site)
-        idx, depth, pc, site = root, 0, subs[root].start, None
         apart = [private and f >= PRIV_STACK_MIN for f in frames]
+        stack: list[tuple[int, int]] = []  # (caller, pc to resume scanning at)
+        idx, depth, pc = root, 0, subs[root].start
         entering = True
         while True:
             if entering:
@@ -498,32 +505,32 @@ class _StackWalk:
                     raise _fail(
                         "tail_calls are not allowed when call stack of previous "
                         f"frames is {depth} bytes. Too large",
-                        site,
+                        None,
                         errno.EACCES,
                     )
                 if apart[idx]:
                     if frames[idx] > MAX_STACK:
                         raise _fail(f"stack size of subprog {idx} is {frames[idx]}. Too large",
-                                    site, errno.EACCES)  # fmt: skip
+                                    None, errno.EACCES)  # fmt: skip
                 else:
                     depth += frames[idx]
                     if depth > MAX_STACK:
                         raise _fail(f"combined stack size of {len(stack) + 1} calls is "
-                                    f"{depth}. Too large", site, errno.EACCES)  # fmt: skip
+                                    f"{depth}. Too large", None, errno.EACCES)  # fmt: skip
             found = self._next_site(pc, subs[idx].end)
             if found is not None:
                 site, callee = found
-                stack.append((idx, site + 1, site))
+                stack.append((idx, site + 1))
                 idx, pc, entering = callee, subs[callee].start, True
                 if len(stack) >= MAX_FRAMES:
                     raise _fail(f"the call stack of {len(stack)} frames is too deep !",
-                                site, errno.E2BIG)  # fmt: skip
+                                None, errno.E2BIG)  # fmt: skip
                 continue
             if not stack:
                 return
             if not apart[idx]:
                 depth -= frames[idx]
-            idx, pc, site = stack.pop()
+            idx, pc = stack.pop()
             entering = False
 
 
