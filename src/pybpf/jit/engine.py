@@ -65,6 +65,12 @@ ENGINE_VERSION = 1
 """Bumped whenever generated code changes meaning (the compile cache keys on it)."""
 
 
+# plain ints for the per-run path (enum lookups cost more than the native call)
+_IN_FIRST, _IN_LAST = int(Slot.R1), int(Slot.HOT_WSIZE) + 1
+_ABORT, _AUX, _R0, _EXECUTED = int(Slot.ABORT), int(Slot.AUX), int(Slot.R0), int(Slot.EXECUTED)
+_ABORTED, _EXITED = int(Status.ABORT), int(Status.EXIT)
+
+
 def _at_pc(err: PybpfError, pc: int) -> PybpfError:
     if isinstance(err, VmError) and err.pc is None:
         err.pc = pc
@@ -133,10 +139,12 @@ class JitProgram:
         self._entry = self.native.entry(ENTRY)
         self.stack = Region("stack", bytearray(STACK_SIZE * MAX_CALL_FRAMES))
         self.memory.add(self.stack)
+        self._stack_end = self.stack.end
         self._trampoline = native.trampoline(self._callout)
         self._trampoline_address = native.address_of(self._trampoline)
-        self._calls: dict[int, _Call] = {}
-        self._pool: list[_Call] = []
+        self._calls: dict[int, _Call] = {}  # context address -> its activation
+        self._frames: list[_Call] = []  # contexts by nesting depth
+        self._depth = 0
         self._fns = {i: self._helper_fn(i) for i in self.translation.helper_ids}
         self._kfuncs = {i: self._kfunc_fn(i) for i in self.translation.kfunc_ids}
         self._env: object = self.env
@@ -226,9 +234,9 @@ class JitProgram:
         prog, executed, calls, env, hot = self, 0, 0, self._env, self._hot
         r1 = regs[0]
         while True:
-            status, r0, n = prog._enter(env, [r1, *regs[1:]], prog.stack.end, 0, hot)
+            status, r0, n = prog._enter(env, [r1, *regs[1:]], prog._stack_end, 0, hot)
             executed += n
-            if status == Status.EXIT:
+            if status == _EXITED:
                 return RunResult(r0, executed)
             calls += 1
             if calls > MAX_TAIL_CALLS:  # the kernel falls through after 33 tail calls
@@ -241,42 +249,45 @@ class JitProgram:
                 raise BudgetExceeded(f"instruction budget of {self.budget} exhausted")
             prog = target
 
+    def _new_call(self) -> _Call:
+        call = _Call()
+        words = call.slots.words
+        words[Slot.TRAMPOLINE] = self._trampoline_address
+        words[Slot.BUDGET] = self.budget
+        self._calls[call.slots.address] = call
+        return call
+
     def _enter(self, env, regs: Sequence[int], top: int, start: int,
                hot: Region | None) -> tuple[int, int, int]:  # fmt: skip
-        call = self._pool.pop() if self._pool else _Call()
-        slots = call.slots
-        for i in range(5):
-            slots[Slot.R1 + i] = regs[i]
-        slots[Slot.R10] = top
-        slots[Slot.START] = start
-        slots[Slot.STACK_TOP] = self.stack.end
-        if hot is not None:
-            slots[Slot.HOT_BASE], slots[Slot.HOT_SIZE] = hot.base, hot.size
-            slots[Slot.HOT_WSIZE] = hot.size if hot.writable else 0
+        depth = self._depth
+        if depth == len(self._frames):  # one context per nesting level (callbacks nest)
+            self._frames.append(self._new_call())
+        call = self._frames[depth]
+        words = call.slots.words
+        if hot is None:
+            hb = hs = hws = 0
         else:
-            slots[Slot.HOT_BASE] = slots[Slot.HOT_SIZE] = slots[Slot.HOT_WSIZE] = 0
-        slots[Slot.CUSTOM_BASE] = slots[Slot.CUSTOM_SIZE] = 0
+            hb, hs, hws = hot.base, hot.size, hot.size if hot.writable else 0
+        words[_IN_FIRST:_IN_LAST] = [*regs[:5], top, start, self._stack_end, hb, hs, hws]
+        words[_ABORT] = words[_AUX] = 0
         if not self.checked:
             ctx = self.memory.find(regs[0], 1)
-            if ctx is not None and ctx.custom_access:
-                slots[Slot.CUSTOM_BASE], slots[Slot.CUSTOM_SIZE] = ctx.base, ctx.size
-        slots[Slot.TRAMPOLINE] = self._trampoline_address
-        slots[Slot.BUDGET] = self.budget
-        slots[Slot.ABORT] = slots[Slot.AUX] = slots[Slot.EXECUTED] = 0
+            custom = ctx is not None and ctx.custom_access
+            words[Slot.CUSTOM_BASE] = ctx.base if custom else 0
+            words[Slot.CUSTOM_SIZE] = ctx.size if custom else 0
         call.env, call.error, call.tail = env, None, None
-        self._calls[slots.address] = call
+        self._depth = depth + 1
         try:
-            status = self._entry(slots.address)
+            status = self._entry(call.slots.address)
         finally:
-            del self._calls[slots.address]
-            self._pool.append(call)
-        if status == Status.ABORT:
+            self._depth = depth
+        if status == _ABORTED:
             error, call.error = call.error, None
             if error is None:  # pragma: no cover - the trampoline always records one
                 raise VmError("native code aborted without an error")
             raise error
         self._last_tail = call.tail
-        return status, slots[Slot.R0], slots[Slot.EXECUTED]
+        return status, words[_R0], words[_EXECUTED]
 
     # --- callouts -------------------------------------------------------------------
     def _callout(self, ctx: int, ident: int, a1: int, a2: int, a3: int, a4: int,
