@@ -27,6 +27,8 @@ from pybpf.errors import VerifierError
 from pybpf.isa import Instruction, decode, encode
 from pybpf.kernel import linux
 from pybpf.verifier import cfg
+from pybpf.verifier import slots as slots_mod
+from pybpf.verifier import xlate as xl
 
 SOCKET_FILTER = 1
 
@@ -433,16 +435,16 @@ def _literal_xlate(insns, seen, subprog_starts=(0,)):
     """The kernel's rewrites slot by slot: every removal moves the image and fixes every
     branch (bpf_remove_insns, bpf_adj_branches, adjust_subprog_starts_after_remove).
     Quadratic; the reference :func:`cfg.xlate` must agree with."""
-    slots = cfg.to_slots(insns)
-    seen_slots = cfg._seen_slots(insns, seen)
-    cfg._hard_wire(slots, seen_slots)
+    slots = slots_mod.to_slots(insns)
+    seen_slots = xl.seen_slots(insns, seen)
+    xl.hard_wire(slots, seen_slots)
     origin = list(range(len(slots)))
     starts = [*sorted(set(subprog_starts) | {0}), len(slots)]
 
     def remove(pos, cnt):
         del slots[pos:pos + cnt], seen_slots[pos:pos + cnt], origin[pos:pos + cnt]
         for i, s in enumerate(slots):
-            field = cfg._branch_field(s)
+            field = slots_mod.branch_field(s)
             if field is None:
                 continue
             off = getattr(s, field)
@@ -471,7 +473,7 @@ def _literal_xlate(insns, seen, subprog_starts=(0,)):
         if j:
             remove(i, j)
         i += 1
-    nops = (cfg.Slot(0x05, 0, 0, 0, 0), cfg.Slot(0xE5, 0, 0, 0, 0))
+    nops = (slots_mod.Slot(0x05, 0, 0, 0, 0), slots_mod.Slot(0xE5, 0, 0, 0, 0))
     i = 0
     while i < len(slots):
         if slots[i] not in nops:
@@ -557,3 +559,18 @@ def test_stack_refusals_name_no_pc():
     with pytest.raises(VerifierError) as info:
         cfg.check_stack_depth(structure, [256, 264])
     assert info.value.pc is None  # the kernel's message names no instruction either
+
+
+def test_line_info_follows_the_rewrite():
+    # pcs: 0 r0 = 0 | 1 if | 2 r0 = 1 (dead) | 3 r0 = 2 (dead) | 4 r1 = 3 | 5 exit
+    text = "r0 = 0\nif r0 == 0 goto +2\nr0 = 1\nr0 = 2\nr1 = 3\nexit"
+    x = cfg.xlate(assemble(text, "llvm"), {0, 1, 4, 5})
+    assert disassemble(x.insns, "llvm") == "r0 = 0\nr1 = 3\nexit\n"
+    lines = {0: "a", 2: "dead-1", 3: "dead-2", 5: "end"}
+    # the last record of removed code moves onto the next kept slot without one
+    assert cfg.remap_line_info(lines, x.pc_map, 6) == {0: "a", 1: "dead-2", 2: "end"}
+    assert cfg.remap_line_info({0: "a", 3: "d", 4: "own"}, x.pc_map, 6) == {0: "a", 1: "own"}
+    # removed code at the end takes its records with it
+    tail = cfg.xlate(assemble("r0 = 0\nif r0 == 0 goto +1\nexit\nexit", "llvm"), {0, 1, 3})
+    assert cfg.remap_line_info({0: "a", 2: "b"}, tail.pc_map, 4) == {0: "a", 1: "b"}
+    assert cfg.remap_line_info({0: "a", 3: "b"}, {0: 0, 1: 1, 2: 2}, 4) == {0: "a"}

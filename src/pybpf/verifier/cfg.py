@@ -13,8 +13,8 @@ Before it interprets anything, ``bpf_check`` (Linux 6.18,
 4. ``check_btf_info`` without BTF: no LD_ABS or tail call in a subprogram;
 5. ``resolve_pseudo_ldimm64``'s well-formedness: LDX modes, ld_imm64 pairs
    and pseudo sources, and opcodes the kernel knows;
-6. ``check_cfg``: a depth-first walk from instruction 0 along every edge
-   (calls included) must reach every instruction, and never land in the
+6. ``check_cfg``: a walk from instruction 0 along every edge (calls
+   included) must reach every instruction, and never land in the
    second half of an ld_imm64.  A privileged loader's loops pass here; the
    abstract interpreter bounds them.
 
@@ -24,10 +24,10 @@ the messages and the pcs in them are the kernel's.  A failure raises
 
 After the abstract interpretation, :func:`check_stack_depth` is
 ``check_max_stack_depth`` (frames of 512 bytes combined, at most 8 deep, the
-256-byte rule for tail calls below subprograms), and :func:`xlate` the
-privileged rewrites of the image (``opt_hard_wire_dead_code_branches``,
-``opt_remove_dead_code``, ``opt_remove_nops``) with a map from old pcs to
-new ones.
+256-byte rule for tail calls below subprograms).  The privileged rewrites
+of the image that follow live in :mod:`.xlate` and are re-exported here
+(:func:`rewrite`, :func:`xlate`, :func:`remap_line_info`); the slot
+representation both share is :mod:`.slots`.
 """
 
 from __future__ import annotations
@@ -35,14 +35,36 @@ from __future__ import annotations
 import bisect
 import errno
 import itertools
-import struct
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from pybpf.errors import VerifierError
 from pybpf.isa import SPECS, Instruction, Kind, decode
 from pybpf.isa.opcodes import CLASS_MASK, MODE_MASK, OP_MASK, SOURCE_MASK, Class, Jmp, Mode
+from pybpf.verifier.slots import (
+    CALL,
+    CALL_OP,
+    EXIT,
+    EXIT_OP,
+    GOTOL,
+    JA,
+    JA_OP,
+    JMP_CLASSES,
+    LDDW,
+    PSEUDO_CALL,
+    PSEUDO_FUNC,
+    PSEUDO_KFUNC,
+    Slot,
+    SlotLike,
+    is_cond_jump,
+    is_jmp,
+    is_pseudo_call,
+    is_pseudo_func,
+    jump_target,
+    slot_view,
+    to_slots,
+)
+from pybpf.verifier.xlate import Xlated, remap_line_info, rewrite, xlate
 
 MAX_INSNS = 1_000_000  # BPF_COMPLEXITY_LIMIT_INSNS, for CAP_BPF
 MAX_INSNS_UNPRIV = 4096  # BPF_MAXINSNS
@@ -53,97 +75,11 @@ TAIL_CALL_STACK = 256  # stack of the frames below a subprogram that tail calls
 PRIV_STACK_MIN = 64  # BPF_PRIV_STACK_MIN_SIZE
 TAIL_CALL_HELPER = 12  # BPF_FUNC_tail_call
 
-LDDW = 0x18
-CALL = int(Class.JMP | Jmp.CALL)
-EXIT = int(Class.JMP | Jmp.EXIT)
-JA = int(Class.JMP | Jmp.JA)
-GOTOL = int(Class.JMP32 | Jmp.JA)
-MAY_GOTO = int(Class.JMP | Jmp.JCOND)
-_EXIT_OP, _CALL_OP, _JA_OP = int(Jmp.EXIT), int(Jmp.CALL), int(Jmp.JA)
-PSEUDO_CALL, PSEUDO_KFUNC, PSEUDO_FUNC = 1, 2, 4
 _LDIMM64_SOURCES = {0, 1, 2, 3, 4, 5, 6}  # 1 and 5 (map by fd / by index) need imm2 == 0
 
 # bpf_opcode_in_insntable: the opcode bytes the kernel knows.  The kernel's
 # table and pybpf's differ only in callx (0x8d), a uBPF extension.
 KNOWN_OPCODES = frozenset(s.code for s in SPECS if s.kind is not Kind.CALLX)
-
-
-class Slot(NamedTuple):
-    """One 8-byte slot as the kernel's ``struct bpf_insn`` sees it."""
-
-    code: int
-    dst_reg: int
-    src_reg: int
-    off: int
-    imm: int
-
-
-_WIRE = struct.Struct("<BBhi")
-
-
-def to_slots(insns: Sequence[Instruction] | bytes | bytearray) -> list[Slot]:
-    """The slots of a program: an ld_imm64 gives two (the second one's ``imm`` is imm2).
-
-    Bytes are cut into slots without pairing or validating anything, so a
-    malformed ld_imm64 pair reaches the checks the kernel makes on it.
-    """
-    if isinstance(insns, bytes | bytearray):
-        data = bytes(insns)
-        if len(data) % 8:
-            raise VerifierError(f"{len(data)} bytes is not a whole number of instructions",
-                                errno=errno.EINVAL)  # fmt: skip
-        return [Slot(c, r & 0xF, r >> 4, o, i) for c, r, o, i in _WIRE.iter_unpack(data)]
-    slots = []
-    for insn in insns:
-        slots.append(Slot(insn.code, insn.dst_reg, insn.src_reg, insn.off, insn.imm))
-        if insn.code == LDDW:
-            slots.append(Slot(0, 0, 0, 0, insn.imm2))
-    return slots
-
-
-_SlotLike = Slot | Instruction  # both have code, dst_reg, src_reg, off and imm
-
-
-def _slot_view(insns: Sequence[Instruction] | bytes | bytearray) -> list[_SlotLike]:
-    """:func:`to_slots` for reading only: an Instruction stands for its own first slot."""
-    if isinstance(insns, bytes | bytearray):
-        return list(to_slots(insns))
-    view: list[_SlotLike] = []
-    for insn in insns:
-        view.append(insn)
-        if insn.code == LDDW:
-            view.append(Slot(0, 0, 0, 0, insn.imm2))
-    return view
-
-
-_JMP_CLASSES = frozenset({int(Class.JMP), int(Class.JMP32)})  # plain ints: a hot path
-
-
-def _is_jmp(code: int) -> bool:
-    return code & CLASS_MASK in _JMP_CLASSES
-
-
-def _is_pseudo_func(s: _SlotLike) -> bool:
-    return s.code == LDDW and s.src_reg == PSEUDO_FUNC
-
-
-def _is_pseudo_call(s: _SlotLike) -> bool:
-    return s.code == CALL and s.src_reg == PSEUDO_CALL
-
-
-def _jump_target(pc: int, s: _SlotLike) -> int:
-    """Where the jump at ``pc`` goes (gotol keeps its offset in imm)."""
-    return pc + 1 + (s.imm if s.code == GOTOL else s.off)
-
-
-def is_cond_jump(code: int) -> bool:
-    """``insn_is_cond_jump``: a two-way jump (may_goto and JMP32 jumps included)."""
-    op = code & OP_MASK
-    if code & CLASS_MASK == Class.JMP32:
-        return op != Jmp.JA
-    if code & CLASS_MASK != Class.JMP:
-        return False
-    return op not in (Jmp.JA, Jmp.EXIT, Jmp.CALL)
 
 
 @dataclass(frozen=True)
@@ -199,11 +135,11 @@ def _check_size(n: int, privileged: bool) -> None:
         raise _fail(f"program of {n} insns is too large (limit {limit})", None, errno.E2BIG)
 
 
-def _find_subprogs(slots: Sequence[_SlotLike], privileged: bool) -> list[int]:
+def _find_subprogs(slots: Sequence[SlotLike], privileged: bool) -> list[int]:
     """add_subprog_and_kfunc: the sorted subprogram starts."""
     starts = {0}
     for pc, s in enumerate(slots):
-        if not (_is_pseudo_func(s) or _is_pseudo_call(s) or
+        if not (is_pseudo_func(s) or is_pseudo_call(s) or
                 (s.code == CALL and s.src_reg == PSEUDO_KFUNC)):  # fmt: skip
             continue
         if not privileged:
@@ -220,7 +156,7 @@ def _find_subprogs(slots: Sequence[_SlotLike], privileged: bool) -> list[int]:
     return sorted(starts)
 
 
-def _check_subprogs(slots: Sequence[_SlotLike], starts: list[int]) -> tuple[Subprog, ...]:
+def _check_subprogs(slots: Sequence[SlotLike], starts: list[int]) -> tuple[Subprog, ...]:
     """check_subprogs: jumps stay in their subprogram, none falls into the next."""
     bounds = [*starts, len(slots)]
     subs = []
@@ -233,8 +169,8 @@ def _check_subprogs(slots: Sequence[_SlotLike], starts: list[int]) -> tuple[Subp
                 tail = True
             if cls == Class.LD and s.code & MODE_MASK in (Mode.ABS, Mode.IND):
                 ld_abs = True
-            if _is_jmp(s.code) and op not in (Jmp.EXIT, Jmp.CALL):
-                target = _jump_target(pc, s)
+            if is_jmp(s.code) and op not in (Jmp.EXIT, Jmp.CALL):
+                target = jump_target(pc, s)
                 if not start <= target < end:
                     raise _fail(f"jump out of range from insn {pc} to {target}", pc)
         if slots[end - 1].code not in (EXIT, JA, GOTOL):
@@ -252,7 +188,7 @@ def _check_abnormal_return(subprogs: Sequence[Subprog]) -> None:
             raise _fail("tail_call is not allowed in subprogs without BTF", sub.start)
 
 
-def _check_ldimm64(slots: Sequence[_SlotLike]) -> None:
+def _check_ldimm64(slots: Sequence[SlotLike]) -> None:
     """resolve_pseudo_ldimm64's checks of the encoding (maps are the caller's)."""
     pc, n = 0, len(slots)
     while pc < n:
@@ -274,24 +210,24 @@ def _check_ldimm64(slots: Sequence[_SlotLike]) -> None:
         pc += 1
 
 
-def _edges(pc: int, s: _SlotLike) -> tuple[int, ...]:
+def _edges(pc: int, s: SlotLike) -> tuple[int, ...]:
     """visit_insn's edges of the slot at ``pc``: fall-through first."""
     code = s.code
-    if code & CLASS_MASK not in _JMP_CLASSES:
+    if code & CLASS_MASK not in JMP_CLASSES:
         if code == LDDW:
             return (pc + 2, pc + 1 + s.imm) if s.src_reg == PSEUDO_FUNC else (pc + 2,)
         return (pc + 1,)
     op = code & OP_MASK
-    if op == _EXIT_OP:
+    if op == EXIT_OP:
         return ()
-    if op == _CALL_OP:
+    if op == CALL_OP:
         return (pc + 1, pc + 1 + s.imm) if s.src_reg == PSEUDO_CALL else (pc + 1,)
-    if op == _JA_OP and not code & SOURCE_MASK:
-        return (_jump_target(pc, s),)
+    if op == JA_OP and not code & SOURCE_MASK:
+        return (jump_target(pc, s),)
     return (pc + 1, pc + 1 + s.off)
 
 
-def _check_cfg(slots: Sequence[_SlotLike], privileged: bool) -> None:
+def _check_cfg(slots: Sequence[SlotLike], privileged: bool) -> None:
     """check_cfg: every slot is reached from 0; none lands inside an ld_imm64.
 
     A privileged walk cannot fail on a loop, so plain reachability decides
@@ -324,7 +260,7 @@ def _check_cfg(slots: Sequence[_SlotLike], privileged: bool) -> None:
         pc += 1
 
 
-def _depth_first(slots: Sequence[_SlotLike]) -> bytearray:
+def _depth_first(slots: Sequence[SlotLike]) -> bytearray:
     """The kernel's DFS for an unprivileged loader: the visited slots, or a back-edge refusal."""
     n = len(slots)
     new, active, done = 0, 1, 2
@@ -351,7 +287,7 @@ def _depth_first(slots: Sequence[_SlotLike]) -> bytearray:
 class _Successors(Mapping[int, tuple[int, ...]]):
     """Each instruction's successors (pc -> pcs), computed when asked."""
 
-    def __init__(self, slots: Sequence[_SlotLike], pcs: Sequence[int]) -> None:
+    def __init__(self, slots: Sequence[SlotLike], pcs: Sequence[int]) -> None:
         self._slots, self._pcs = slots, pcs
         self._starts = frozenset(pcs)
 
@@ -386,7 +322,7 @@ def analyze(
     it is about and its errno (E2BIG for size, EINVAL for shape, EPERM for
     an unprivileged call).
     """
-    slots = _slot_view(insns)
+    slots = slot_view(insns)
     _check_size(len(slots), privileged)
     starts = _find_subprogs(slots, privileged)
     subprogs = _check_subprogs(slots, starts)
@@ -534,197 +470,8 @@ class _StackWalk:
             entering = False
 
 
-# --- the privileged rewrites ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Xlated:
-    """The image after the rewrites: instructions, old slot -> new slot, subprogram starts.
-
-    ``pc_map`` holds every old slot that survived (both slots of a kept
-    ld_imm64); a removed slot has no entry.
-    """
-
-    insns: tuple[Instruction, ...]
-    pc_map: Mapping[int, int]
-    subprog_starts: tuple[int, ...]
-
-
-def _branch_field(s: Slot) -> str | None:
-    """The field holding a pc-relative target that bpf_adj_branches adjusts, if any."""
-    if _is_pseudo_func(s) or _is_pseudo_call(s):
-        return "imm"
-    if not _is_jmp(s.code) or s.code & OP_MASK in (Jmp.EXIT, Jmp.CALL):
-        return None
-    return "imm" if s.code == GOTOL else "off"
-
-
-class _Image:
-    """Slots being removed one run at a time, as verifier_remove_insns does.
-
-    Removing slots and fixing every branch after each removal (the kernel's
-    way) is quadratic; this keeps each branch's target as an original slot
-    instead.  ``bpf_adj_branches`` moves a target by the size of the removed
-    run exactly when the run lies before it, whichever side the branch is
-    on, so a target only changes when its own slot is removed: it then
-    names the slot that takes its place, ``d`` slots past the run when it
-    was ``d`` slots into it.  Alive slots are a linked list.
-    """
-
-    def __init__(self, slots: list[Slot]) -> None:
-        n = len(slots)
-        self.slots, self.n = slots, n
-        self.alive = [True] * n
-        self.next = list(range(1, n + 1))  # n is the end
-        self.prev = list(range(-1, n - 1))
-        self.head = 0 if n else n
-        self.target: dict[int, int] = {}
-        self.by_target: dict[int, list[int]] = {}
-        for i, s in enumerate(slots):
-            field = _branch_field(s)
-            if field is not None:
-                self._aim(i, i + 1 + getattr(s, field))
-
-    def _aim(self, branch: int, target: int) -> None:
-        self.target[branch] = target
-        self.by_target.setdefault(target, []).append(branch)
-
-    def remove(self, first: int, count: int) -> None:
-        """Remove ``count`` alive slots from ``first``; the next ``count`` alive slots follow."""
-        run, cur = [], first
-        for _ in range(count):
-            run.append(cur)
-            cur = self.next[cur]
-        after = []  # the slots that take the removed ones' places
-        for _ in range(count):
-            after.append(cur)
-            cur = self.next[cur] if cur < self.n else cur + 1
-        for d, slot in enumerate(run):
-            self.alive[slot] = False
-            for branch in self.by_target.pop(slot, ()):
-                if self.alive[branch] and self.target[branch] == slot:
-                    self._aim(branch, after[d])
-        before, last_next = self.prev[first], self.next[run[-1]]
-        if before < 0:
-            self.head = last_next
-        else:
-            self.next[before] = last_next
-        if last_next < self.n:
-            self.prev[last_next] = before
-
-    def rank(self) -> list[int]:
-        """New index of every original slot (meaningful for alive ones)."""
-        ranks, k = [], 0
-        for alive in self.alive:
-            ranks.append(k)
-            k += alive
-        ranks.append(k)
-        return ranks
-
-    def finish(self, ranks: list[int]) -> list[Slot]:
-        def new(pc: int) -> int:
-            if pc < 0:
-                return pc
-            return ranks[pc] if pc < self.n else ranks[self.n] + pc - self.n
-
-        out = []
-        for i, s in enumerate(self.slots):
-            if not self.alive[i]:
-                continue
-            field = _branch_field(s)
-            if field is not None:
-                s = s._replace(**{field: new(self.target[i]) - new(i) - 1})
-            out.append(s)
-        return out
-
-
-def _seen_slots(insns: Sequence[Instruction], seen: Collection[int]) -> list[bool]:
-    marks: list[bool] = []
-    pc = 0
-    for insn in insns:
-        marks += [pc in seen] * insn.slots
-        pc += insn.slots
-    return marks
-
-
-def _hard_wire(slots: list[Slot], seen: list[bool]) -> None:
-    """opt_hard_wire_dead_code_branches: a branch with an unseen side becomes ``ja``."""
-    n = len(slots)
-    for i, s in enumerate(slots):
-        if not is_cond_jump(s.code) or i + 1 >= n or not 0 <= i + 1 + s.off < n:
-            continue
-        if not seen[i + 1]:
-            slots[i] = Slot(JA, 0, 0, s.off, 0)
-        elif not seen[i + 1 + s.off]:
-            slots[i] = Slot(JA, 0, 0, 0, 0)
-
-
-_NOPS = {Slot(JA, 0, 0, 0, 0): False, Slot(MAY_GOTO, 0, 0, 0, 0): True}  # -> is may_goto
-
-
-def xlate(insns: Sequence[Instruction], seen: Collection[int],
-          subprog_starts: Iterable[int] = (0,)) -> Xlated:  # fmt: skip
-    """The privileged rewrites after do_check, on an image with ``seen`` pcs visited.
-
-    ``seen`` holds the pcs (first slots) the abstract interpreter processed;
-    ``subprog_starts`` the pcs of the subprograms.  In the kernel's order: a
-    conditional jump (may_goto included) with one successor never seen
-    becomes ``ja`` to the other one; then every run of unseen slots is
-    removed, jump and call offsets adjusted as ``bpf_adj_branches`` does;
-    then every ``ja +0`` and ``may_goto +0`` (the exact encodings, all other
-    fields zero) is removed, looking back once after a may_goto as the
-    kernel does (so ``may_goto +1; may_goto +0`` both go, ``ja +1; ja +0``
-    leaves ``ja +0``).  A subprogram with no slot left disappears from the
-    starts.  Linear in the program's size.
-    """
-    slots = to_slots(insns)
-    marks = _seen_slots(insns, seen)
-    _hard_wire(slots, marks)
-    image = _Image(slots)
-    n, i = len(slots), 0
-    while i < n:  # opt_remove_dead_code: maximal unseen runs, left to right
-        if marks[i]:
-            i += 1
-            continue
-        j = i
-        while j < n and not marks[j]:
-            j += 1
-        image.remove(i, j - i)
-        i = j
-    cur = image.head
-    while cur < n:  # opt_remove_nops
-        s = slots[cur]
-        is_nop = s._replace(off=0) in _NOPS and image.target[cur] == image.next[cur]
-        if not is_nop:
-            cur = image.next[cur]
-            continue
-        before, after = image.prev[cur], image.next[cur]
-        image.remove(cur, 1)
-        cur = before if _NOPS[s._replace(off=0)] and before >= 0 else after
-    ranks = image.rank()
-    out = image.finish(ranks)
-    starts = sorted(set(subprog_starts) | {0})
-    bounds = [*starts, n]
-    kept = []
-    for start, end in itertools.pairwise(bounds):
-        first = next((k for k in range(start, end) if image.alive[k]), None)
-        if first is not None:
-            kept.append(ranks[first])
-    data = b"".join(_WIRE.pack(s.code, s.dst_reg | s.src_reg << 4, s.off, s.imm) for s in out)
-    return Xlated(
-        insns=tuple(decode(data, validate=False)),
-        pc_map={k: ranks[k] for k in range(n) if image.alive[k]},
-        subprog_starts=tuple(sorted(set(kept))),
-    )
-
-
-def rewrite(insns: Sequence[Instruction], seen: Collection[int],
-            always: object = None) -> tuple[Instruction, ...]:  # fmt: skip
-    """The xlated image after the privileged rewrites (:func:`xlate`'s instructions).
-
-    ``always`` is accepted for callers that record branch directions and is
-    not read: the kernel decides a branch's direction from which successor
-    was seen, and so does this function.
-    """
-    del always
-    return xlate(insns, seen).insns
+__all__ = [
+    "KNOWN_OPCODES", "MAX_FRAMES", "MAX_INSNS", "MAX_INSNS_UNPRIV", "MAX_STACK", "MAX_SUBPROGS",
+    "Slot", "Structure", "Subprog", "Xlated", "analyze", "check_stack_depth", "is_cond_jump",
+    "private_stack", "remap_line_info", "rewrite", "round_stack_depth", "to_slots", "xlate",
+]  # fmt: skip
