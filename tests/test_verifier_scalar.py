@@ -222,6 +222,26 @@ def test_tnum_operations_are_sound(a, b, name, k):
         assert ta.member(y)
 
 
+def kernel_tnum_mul(a: Tnum, b: Tnum) -> Tnum:
+    """tnum_mul's loop exactly as tnum.c runs it, to every bit of the multiplier."""
+    acc = Tnum.const(0)
+    while a.value or a.mask:
+        if a.value & 1:
+            acc = acc.add(b)
+        elif a.mask & 1:
+            acc = acc.union(acc.add(b))
+        a, b = a.rshift(1), b.lshift(1)
+    return acc
+
+
+@SETTINGS
+@given(tnum_members(), tnum_members())
+def test_tnum_mul_stops_early_with_the_kernels_result(a, b):
+    (ta, _), (tb, _) = a, b
+    assert ta.mul(tb) == kernel_tnum_mul(ta, tb)
+    assert tb.mul(ta) == kernel_tnum_mul(tb, ta)
+
+
 @SETTINGS
 @given(u64s, u64s, st.integers(0, U64))
 def test_tnum_range_holds_its_range(a, b, pick):

@@ -813,6 +813,16 @@ def _violation(r: _Reg, name: str, what: str) -> str:
             f"var_off=({r.v:#x}, {r.m:#x})")
 
 
+def _untouched_const(r: _Reg, s: Scalar) -> bool:
+    """``r`` still holds the constant ``s`` (well-formed), so syncing it would change nothing."""
+    v = s.var_off.value
+    return (not s.var_off.mask and r.v == v and not r.m
+            and r.umin == r.umax == s.umin == s.umax == v
+            and r.smin == r.smax == s.smin == s.smax == _s64(v)
+            and r.u32min == r.u32max == s.u32_min == s.u32_max == v & U32
+            and r.s32min == r.s32max == s.s32_min == s.s32_max == _s32(v))
+
+
 def _sane(r: _Reg) -> bool:
     return _insane(r) is None
 
@@ -1118,6 +1128,8 @@ class Scalar:
         r1, r2 = _Reg(a), _Reg(b)
         _refine(r1, r2, op if taken else _REVERSE[op], is32)
         _sync(r1)
+        if _untouched_const(r2, b):
+            return (r1.freeze(), b) if _sane(r1) else None
         _sync(r2)
         if not (_sane(r1) and _sane(r2)):
             return None

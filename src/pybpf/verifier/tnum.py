@@ -82,6 +82,8 @@ def t_mul(av: int, am: int, bv: int, bm: int) -> tuple[int, int]:
     """``tnum_mul``: shift-and-add long multiplication over tnums."""
     accv = accm = 0
     while av or am:
+        if accm == U64 or not (bv or bm):
+            break  # nothing more can change: acc is unknown, or only zeros are left to add
         if av & 1:
             accv, accm = t_add(accv, accm, bv, bm)
         elif am & 1:
