@@ -200,3 +200,14 @@ def test_long_paths_keep_both_ends():
     assert len(stops) == report.MAX_PATH_STOPS and "..." in stops
     assert stops[:2] == ["0", "1 (jump taken at 2)"]
     assert stops[-2:] == ["1 (jump taken at 2)", "3"]
+
+
+def test_a_path_of_the_failing_pc_alone_is_left_out():
+    text = build_report(PROG, VerifierError("R2 !read_ok", pc=0), path=[0])
+    assert "path:" not in text
+
+
+def test_inconsistent_input_gives_a_plain_report():
+    text = build_report([], VerifierError("R2 !read_ok", pc=5), path=[9, 100],
+                        line_info={7: _info(7, 3)})  # fmt: skip
+    assert text.splitlines()[:3] == ["error: R2 !read_ok", "  at pc 5", "  path: 9 -> 100 -> 5"]

@@ -246,7 +246,7 @@ def format_path(insns: Sequence[Instruction], path: Sequence[int], end: int | No
         how = _arrival(prev, insn, pc)
         if how is not None:
             stops.append(f"{pc} ({how})")
-        elif i == len(pcs) - 1 or (insn is not None and _conditional(insn)):
+        elif i == len(pcs) - 1 or insn is None or _conditional(insn):
             stops.append(str(pc))
     if len(stops) > MAX_PATH_STOPS:
         head = MAX_PATH_STOPS // 2 - 1
@@ -280,6 +280,8 @@ def build_report(
     text (or file name -> text) used when a record carries no text.
     ``path`` is the pcs the verifier went through to the failing one.
     Lines without information are left out; the result ends with a newline.
+    Inconsistent input (pcs beyond the program) gives a plainer report,
+    never an exception.
     """
     lines = [f"error: {error.reason}"]
     pc = error.pc
@@ -293,7 +295,7 @@ def build_report(
                 lines.append(f"  {getattr(info, 'line', 0):>5} | {text}")
         else:
             lines.append(f"  at pc {pc}")
-        if path:
+        if any(p != pc for p in path):  # a path that is just the failing pc says nothing
             lines.append(f"  path: {format_path(insns, path, pc)}")
     hint = hint_for(error.reason)
     if hint:
