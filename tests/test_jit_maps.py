@@ -120,7 +120,7 @@ class Twin:
     """A map in a kernel, a program over it, its interpreter and its JIT with hooks."""
 
     def __init__(self, text, map_type, key_size, value_size, max_entries, flags=0, ncpus=1,
-                 checked=False):  # fmt: skip
+                 checked=False, opt_level=None):  # fmt: skip
         self.kernel, self.map = _kernel_with(map_type, key_size, value_size, max_entries, flags,
                                              ncpus)  # fmt: skip
         insns = llvm.assemble(text.replace("{m}", str(self.map.id)))
@@ -130,7 +130,8 @@ class Twin:
         for helper in self.prog.engine.helpers.helpers.values():
             table.register(helper.id, helper.name, self._counting(helper.id, helper.fn))
         self.prog.engine.helpers = table  # jit_engine takes the helpers from here
-        self.jit, self.words = jit_bench.jit_engine(self.prog, checked=checked)
+        self.jit, self.words = jit_bench.jit_engine(self.prog, checked=checked,
+                                                    opt_level=opt_level)  # fmt: skip
         self.interp = self.prog.engine
 
     def _counting(self, ident, fn):
@@ -149,10 +150,10 @@ class Twin:
         return engine.run(memory=memory, env=self.env(cpu)).r0
 
 
-@pytest.mark.parametrize("checked", [False, True])
+@pytest.mark.parametrize(("checked", "opt_level"), [(False, 1), (True, 1), (False, 2)])
 @pytest.mark.parametrize("key_size", KEY_SIZES)
-def test_hash_lookup_is_native_and_agrees(key_size, checked):
-    t = Twin(LOOKUP, MapType.HASH, key_size, 12, 64, checked=checked)
+def test_hash_lookup_is_native_and_agrees(key_size, checked, opt_level):
+    t = Twin(LOOKUP, MapType.HASH, key_size, 12, 64, checked=checked, opt_level=opt_level)
     rng = random.Random(key_size)
     keys = [rng.randbytes(key_size) for _ in range(40)]
     for key in keys[:20]:
@@ -176,9 +177,10 @@ def test_array_lookup_is_native_and_bounds_checked():
     assert t.calls == {}  # (the interpreter bound its helpers before counting began)
 
 
+@pytest.mark.parametrize("opt_level", [1, 2])
 @pytest.mark.parametrize("map_type", [MapType.PERCPU_ARRAY, MapType.PERCPU_HASH])
-def test_percpu_lookup_uses_the_cpu_word(map_type):
-    t = Twin(LOOKUP, map_type, 4, 12, 8, ncpus=3)
+def test_percpu_lookup_uses_the_cpu_word(map_type, opt_level):
+    t = Twin(LOOKUP, map_type, 4, 12, 8, ncpus=3, opt_level=opt_level)
     key = (5).to_bytes(4, "little")
     if map_type == MapType.PERCPU_HASH:
         t.map.update(key, bytes(16 * 3))
@@ -272,12 +274,12 @@ def _update_case(t, engine, present, flags, cpu=0):
     return r0, state
 
 
-@pytest.mark.parametrize("checked", [False, True])
+@pytest.mark.parametrize(("checked", "opt_level"), [(False, 1), (True, 1), (False, 2)])
 @pytest.mark.parametrize("map_type", [MapType.HASH, MapType.PERCPU_HASH])
 @pytest.mark.parametrize("present", [False, True])
 @pytest.mark.parametrize("flags", [0, 1, 2, 3, 4, 1 << 40])
-def test_hash_update_agrees_with_the_interpreter(map_type, present, flags, checked):
-    t = Twin(UPDATE, map_type, 4, 12, 4, ncpus=2, checked=checked)
+def test_hash_update_agrees_with_the_interpreter(map_type, present, flags, checked, opt_level):
+    t = Twin(UPDATE, map_type, 4, 12, 4, ncpus=2, checked=checked, opt_level=opt_level)
     expect = _update_case(t, t.interp, present, flags, cpu=1)
     t.calls.clear()
     got = _update_case(t, t.jit, present, flags, cpu=1)
@@ -286,11 +288,12 @@ def test_hash_update_agrees_with_the_interpreter(map_type, present, flags, check
     assert t.calls == ({} if native else {2: 1})
 
 
+@pytest.mark.parametrize("opt_level", [1, 2])
 @pytest.mark.parametrize("index", [0, 3, 4, 100])
 @pytest.mark.parametrize("flags", [0, 1, 2, 3, 4])
 @pytest.mark.parametrize("map_flags", [0, MapFlag.RDONLY_PROG])
-def test_array_update_agrees_with_the_interpreter(index, flags, map_flags):
-    t = Twin(UPDATE, MapType.ARRAY, 4, 12, 4, flags=map_flags)
+def test_array_update_agrees_with_the_interpreter(index, flags, map_flags, opt_level):
+    t = Twin(UPDATE, MapType.ARRAY, 4, 12, 4, flags=map_flags, opt_level=opt_level)
     memory = index.to_bytes(4, "little").ljust(16, b"\0") + bytes(range(1, 17)) \
         + flags.to_bytes(8, "little")  # fmt: skip
     results = []
@@ -304,7 +307,8 @@ def test_array_update_agrees_with_the_interpreter(index, flags, map_flags):
 
 
 # --- helper fast paths ----------------------------------------------------------------------------
-def test_ktime_prandom_and_cpu_are_native():
+@pytest.mark.parametrize("opt_level", [0, 1, 2])
+def test_ktime_prandom_and_cpu_are_native(opt_level):
     text = """
   r9 = r1
   call bpf_ktime_get_ns
@@ -319,7 +323,7 @@ def test_ktime_prandom_and_cpu_are_native():
   r0 = 0
   exit
 """
-    t = Twin(text, MapType.ARRAY, 4, 4, 1)
+    t = Twin(text, MapType.ARRAY, 4, 4, 1, opt_level=opt_level)
     out = bytearray(32)
     before = time.monotonic_ns() - t.kernel.boot
     state = t.words.prandom.value
@@ -443,10 +447,10 @@ CSUM_CASES = [(0, 0), (4, 0), (0, 4), (4, 4), (8, 20), (20, 8), (36, 40), (64, 6
               (0, 60), (3, 4), (4, 6), (1, 0)]  # fmt: skip
 
 
-@pytest.mark.parametrize("checked", [False, True])
+@pytest.mark.parametrize(("checked", "opt_level"), [(False, 1), (True, 1), (False, 2)])
 @pytest.mark.parametrize(("from_size", "to_size"), CSUM_CASES)
-def test_csum_diff_is_native_and_agrees(from_size, to_size, checked):
-    t = Twin(CSUM, MapType.ARRAY, 4, 4, 1, checked=checked)
+def test_csum_diff_is_native_and_agrees(from_size, to_size, checked, opt_level):
+    t = Twin(CSUM, MapType.ARRAY, 4, 4, 1, checked=checked, opt_level=opt_level)
     rng = random.Random(from_size * 100 + to_size)
     for seed in (0, 0xFFFF, 0xFFFFFFFF, rng.getrandbits(64)):
         data = bytearray(rng.randbytes(128) + bytes(40))

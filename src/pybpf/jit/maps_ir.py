@@ -55,7 +55,8 @@ the verifier proved the pointers readable) drops that check.
 
 :func:`repeat_driver_ir` is the native BPF_PROG_TEST_RUN loop: it calls a
 compiled entry ``n`` times on one context and times the loop with
-``clock_gettime``, as the kernel's ``bpf_test_run`` does with its timer.
+``clock_gettime`` (the thread's CPU time), as the kernel's ``bpf_test_run``
+does with its timer.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from pybpf.vm.memory import Region, native_buffer
 
@@ -83,6 +84,7 @@ SLOT_VALUE, SLOT_HASH, SLOT_KEY = 0, 8, 16
 MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM = 1, 2
 KTIME_GET_NS, GET_PRANDOM_U32, GET_SMP_PROCESSOR_ID = 5, 7, 8
 CLOCK_MONOTONIC = 1
+CLOCK_THREAD_CPUTIME_ID = 3
 PRANDOM_MUL = 0x2545F4914F6CDD1D
 
 
@@ -193,18 +195,17 @@ def _key_words(c: _Code, key: str, key_size: int) -> list[str]:
     return words
 
 
-def _hash_find(c: _Code, shape: HashShape, key: str) -> tuple[str, str, str]:
-    """Emit the index probe for the key at ``key``.
+def _hash_find(c: _Code, key_size: int, header: str, key: str) -> tuple[str, str, str]:
+    """Emit the index probe for the key at ``key`` in the index whose header is at ``header``.
 
     Returns (hit label, miss label, value address); the value address is
     defined in the hit block.  Control is left in neither block.
     """
-    words = _key_words(c, key, shape.key_size)
-    h = str(_s64(HASH_SEED ^ shape.key_size))
+    words = _key_words(c, key, key_size)
+    h = str(_s64(HASH_SEED ^ key_size))
     for w in words:
         m = c.v(f"mul i64 {c.v(f'xor i64 {h}, {w}')}, {_s64(HASH_MUL)}")
         h = c.v(f"xor i64 {m}, {c.v(f'lshr i64 {m}, 32')}")
-    header = str(shape.header)
     table, mask = c.load(header, HDR_TABLE), c.load(header, HDR_MASK)
     first = c.v(f"and i64 {h}, {mask}")
     start, probe, check, compare, step = (c.label() for _ in range(5))
@@ -216,7 +217,7 @@ def _hash_find(c: _Code, shape: HashShape, key: str) -> tuple[str, str, str]:
     index = c.fresh()
     following = c.fresh()
     c.emit(f"{index} = phi i64 [ {first}, %{start} ], [ {following}, %{step} ]")
-    slot = c.v(f"add i64 {table}, {c.v(f'mul i64 {index}, {slot_size(shape.key_size)}')}")
+    slot = c.v(f"add i64 {table}, {c.v(f'mul i64 {index}, {slot_size(key_size)}')}")
     value = c.load(slot, SLOT_VALUE)
     c.emit(f"br i1 {c.v(f'icmp eq i64 {value}, 0')}, label %{miss}, label %{check}")
     c.block(check)
@@ -234,9 +235,72 @@ def _hash_find(c: _Code, shape: HashShape, key: str) -> tuple[str, str, str]:
     return hit, miss, value
 
 
-def _cpu_offset(c: _Code, cpu: str | None, stride: int) -> str:
-    """``cpu * stride``: the running CPU's value inside a per-CPU element."""
-    return c.v(f"mul i64 {cpu}, {stride}")
+def _memcpy(c: _Code, dst: str, src: str, size: int) -> None:
+    c.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {c.ptr(dst)}, ptr {c.ptr(src)}, "
+           f"i64 {size}, i1 false)")  # fmt: skip
+
+
+def _function(name: str, params: str, body: Callable[[_Code], str]) -> str:
+    """``define internal i64 @name(params)`` returning what ``body`` emits."""
+    counter = iter(range(1 << 30))
+    c = _Code(lambda: f"%v{next(counter)}")
+    c.block("entry")
+    c.emit(f"ret i64 {body(c)}")
+    return f"define internal i64 @{name}({params}) {{\n{c.text()}\n}}"
+
+
+MAP_SLOW = 1
+"""What an update function returns when the trampoline must decide (never a
+real result: updates give 0 or -errno)."""
+
+
+def _hash_lookup_ir(name: str, key_size: int) -> str:
+    """``i64 @name(i64 header, i64 key)``: the element's value address, or 0."""
+
+    def body(c: _Code) -> str:
+        hit, miss, value = _hash_find(c, key_size, "%header", "%key")
+        end = c.label()
+        c.block(hit)
+        c.emit(f"br label %{end}")
+        c.block(miss)
+        c.emit(f"br label %{end}")
+        c.block(end)
+        return c.v(f"phi i64 [ {value}, %{hit} ], [ 0, %{miss} ]")
+
+    return _function(name, "i64 %header, i64 %key", body)
+
+
+def _hash_update_ir(name: str, key_size: int, value_size: int) -> str:
+    """``i64 @name(i64 header, i64 key, i64 value, i64 flags, i64 offset)``.
+
+    Writes a present key's value in place (at ``offset``: the CPU's copy of a
+    per-CPU element) for flags ANY and EXIST; -EEXIST for NOEXIST of a
+    present key, -ENOENT for EXIST of a missing one; :data:`MAP_SLOW` for the
+    rest (a new key, other flags).
+    """
+
+    def body(c: _Code) -> str:
+        hit, miss, found = _hash_find(c, key_size, "%header", "%key")
+        write, exists, absent, slow, done = (c.label() for _ in range(5))
+        c.block(hit)
+        c.emit(f"switch i64 %flags, label %{slow} [ i64 0, label %{write} i64 2, "
+               f"label %{write} i64 1, label %{exists} ]")  # fmt: skip
+        c.block(write)
+        _memcpy(c, c.v(f"add i64 {found}, %offset"), "%value", value_size)
+        c.emit(f"br label %{done}")
+        c.block(exists)
+        c.emit(f"br label %{done}")
+        c.block(miss)
+        c.emit(f"br i1 {c.v('icmp eq i64 %flags, 2')}, label %{absent}, label %{slow}")
+        c.block(absent)
+        c.emit(f"br label %{done}")
+        c.block(slow)
+        c.emit(f"br label %{done}")
+        c.block(done)
+        return c.v(f"phi i64 [ 0, %{write} ], [ {-errno.EEXIST}, %{exists} ], "
+                   f"[ {-errno.ENOENT}, %{absent} ], [ {MAP_SLOW}, %{slow} ]")  # fmt: skip
+
+    return _function(name, "i64 %header, i64 %key, i64 %value, i64 %flags, i64 %offset", body)
 
 
 def _array_index(c: _Code, shape: ArrayShape, key: str) -> tuple[str, str]:
@@ -245,86 +309,54 @@ def _array_index(c: _Code, shape: ArrayShape, key: str) -> tuple[str, str]:
     return index, c.v(f"icmp ult i64 {index}, {shape.max_entries}")
 
 
-def _array_base(c: _Code, shape: ArrayShape, cpu: str | None) -> str:
-    if not shape.percpu:
-        return str(shape.bases[0])
+def _array_element(c: _Code, shape: ArrayShape, index: str, cpu: str) -> str:
     base = str(shape.bases[0])
     for n, other in enumerate(shape.bases[1:], 1):  # a select chain: ncpus is small
         is_n = c.v(f"icmp eq i64 {cpu}, {n}")
         base = c.v(f"select i1 {is_n}, i64 {other}, i64 {base}")
-    return base
+    return c.v(f"add i64 {base}, {c.v(f'mul i64 {index}, {shape.stride}')}")
 
 
-def _lookup(c: _Code, shape: Shape, args: Sequence[str], cpu: str | None,
-            slow: str) -> tuple[str, str]:  # fmt: skip
-    """Emit a native lookup; (result, label of the block that ends with it)."""
-    key = args[1]
-    if isinstance(shape, ArrayShape):
-        index, ok = _array_index(c, shape, key)
-        address = c.v(f"add i64 {_array_base(c, shape, cpu)}, "
-                      f"{c.v(f'mul i64 {index}, {shape.stride}')}")  # fmt: skip
-        result = c.v(f"select i1 {ok}, i64 {address}, i64 0")
-        end = c.label()
-        c.emit(f"br label %{end}")
-        c.block(end)
-        return result, end
-    hit, miss, value = _hash_find(c, shape, key)
-    end = c.label()
-    c.block(hit)
-    found = value if not shape.percpu else c.v(
-        f"add i64 {value}, {_cpu_offset(c, cpu, shape.stride)}")  # fmt: skip
-    c.emit(f"br label %{end}")
-    c.block(miss)
-    c.emit(f"br label %{end}")
-    c.block(end)
-    result = c.v(f"phi i64 [ {found}, %{hit} ], [ 0, %{miss} ]")
-    return result, end
+# --- the hot functions: in the module, or precompiled ---------------------------------------------
+class _Library:
+    """The hot functions a program's hooks call, by name.
 
+    ``inline`` True (programs compiled at level 2 or 3): their text goes into
+    the program's module (internal, so LLVM inlines them).  False (the fast
+    levels, whose code generator does not optimise): each is compiled once
+    per process at level 2 and called through its address.
+    """
 
-def _memcpy(c: _Code, dst: str, src: str, size: int) -> None:
-    c.emit(f"call void @llvm.memcpy.p0.p0.i64(ptr {c.ptr(dst)}, ptr {c.ptr(src)}, "
-           f"i64 {size}, i1 false)")  # fmt: skip
+    _compiled: ClassVar[dict[str, tuple[object, int]]] = {}  # text -> (module, address)
 
+    def __init__(self, inline: bool) -> None:
+        self.inline = inline
+        self.texts: dict[str, str] = {}
+        self.addresses: dict[str, int] = {}
 
-def _update(c: _Code, shape: Shape, args: Sequence[str], cpu: str | None,
-            slow: str) -> tuple[str, str]:  # fmt: skip
-    """Emit a native update where the runtime's result is certain; else branch to ``slow``."""
-    key, value, flags = args[1], args[2], args[3]
-    done = c.label()
-    if isinstance(shape, ArrayShape):
-        index, ok = _array_index(c, shape, key)
-        plain = c.v(f"icmp eq i64 {c.v(f'and i64 {flags}, -3')}, 0")  # ANY or EXIST
-        go = c.v(f"and i1 {ok}, {plain}")
-        write = c.label()
-        c.emit(f"br i1 {go}, label %{write}, label %{slow}")
-        c.block(write)
-        dst = c.v(f"add i64 {_array_base(c, shape, cpu)}, "
-                  f"{c.v(f'mul i64 {index}, {shape.stride}')}")  # fmt: skip
-        _memcpy(c, dst, value, shape.value_size)
-        c.emit(f"br label %{done}")
-        c.block(done)
-        return "0", done
-    hit, miss, slot_value = _hash_find(c, shape, key)
-    write, exists, absent = c.label(), c.label(), c.label()
-    c.block(hit)
-    c.emit(f"switch i64 {flags}, label %{slow} [ i64 0, label %{write} i64 2, label %{write} "
-           f"i64 1, label %{exists} ]")  # fmt: skip
-    c.block(write)
-    dst = slot_value if not shape.percpu else c.v(
-        f"add i64 {slot_value}, {_cpu_offset(c, cpu, shape.stride)}")  # fmt: skip
-    _memcpy(c, dst, value, shape.value_size)
-    c.emit(f"br label %{done}")
-    c.block(exists)
-    c.emit(f"br label %{done}")
-    c.block(miss)
-    is_exist = c.v(f"icmp eq i64 {flags}, 2")
-    c.emit(f"br i1 {is_exist}, label %{absent}, label %{slow}")
-    c.block(absent)
-    c.emit(f"br label %{done}")
-    c.block(done)
-    result = c.v(f"phi i64 [ 0, %{write} ], [ {-errno.EEXIST}, %{exists} ], "
-                 f"[ {-errno.ENOENT}, %{absent} ]")  # fmt: skip
-    return result, done
+    def add(self, name: str, text: str) -> None:
+        if name in self.texts or name in self.addresses:
+            return
+        if self.inline:
+            self.texts[name] = text
+            return
+        entry = self._compiled.get(text)
+        if entry is None:
+            from pybpf.jit import native  # compiling needs LLVM; importing this module does not
+
+            public = text.replace("define internal", "define", 1)
+            module = native.compile_ir(PRELUDE + "\n" + public, opt_level=2)
+            entry = self._compiled[text] = (module, module.address(name))
+        self.addresses[name] = entry[1]
+
+    def callee(self, c: _Code, name: str) -> str:
+        """The callee operand for a call to ``name`` from emitted code."""
+        if self.inline:
+            return f"@{name}"
+        return c.v(f"inttoptr i64 {self.addresses[name]} to ptr")
+
+    def prelude(self) -> str:
+        return "\n".join(self.texts.values())
 
 
 def _trampoline(c: _Code, site: CallSite) -> str:
@@ -378,79 +410,148 @@ def _guard(c: _Code, site: CallSite, pointers: Sequence[tuple[str, int | str]],
     c.block(cont)
 
 
-def _map_hook(shapes: Sequence[Shape], op, cpu_address: int | None, trusted: bool):
-    """A hook dispatching on r1 over ``shapes`` with ``op`` per map, trampoline otherwise."""
-    usable = [s for s in shapes if cpu_address is not None or not s.percpu]
-    if op is _update:
-        usable = [s for s in usable if not isinstance(s, ArrayShape) or s.writable]
-    if not usable:
-        return None
+def _dispatch(site: CallSite, cpu_address: int | None, cases: Sequence[tuple[int, Callable]]
+              ) -> str:  # fmt: skip
+    """Switch on r1 over ``cases`` (map pointer, emitter), the trampoline otherwise.
 
-    def pointers(shape: Shape, args: Sequence[str]) -> list[tuple[str, int]]:
-        key_size = 4 if isinstance(shape, ArrayShape) else shape.key_size
-        out = [(args[1], key_size)]
-        if op is _update:
-            out.append((args[2], shape.value_size))
-        return out
-
-    def hook(site: CallSite) -> str:
-        c = _Code(site.fresh)
-        cpu = c.load(str(cpu_address)) if cpu_address is not None else None
-        slow, join = c.label(), c.label()
-        labels = [c.label() for _ in usable]
-        cases = " ".join(f"i64 {_s64(s.pointer)}, label %{lab}"
-                         for s, lab in zip(usable, labels, strict=True))  # fmt: skip
-        c.emit(f"switch i64 {site.args[0]}, label %{slow} [ {cases} ]")
-        incoming = []
-        for shape, lab in zip(usable, labels, strict=True):
-            c.block(lab)
-            if not trusted:
-                _guard(c, site, pointers(shape, site.args), slow)
-            incoming.append(op(c, shape, site.args, cpu, slow))
-            c.emit(f"br label %{join}")
-        c.block(slow)
-        result = _trampoline(c, site)
-        after = c.label()
-        c.emit(f"br label %{after}")
-        c.block(after)
-        incoming.append((result, after))
+    An emitter ``emit(c, cpu, slow) -> result`` leaves control in a block
+    that falls through to the join with ``result``, or branches to ``slow``.
+    """
+    c = _Code(site.fresh)
+    cpu = c.load(str(cpu_address)) if cpu_address is not None else "0"
+    slow, join = c.label(), c.label()
+    labels = [c.label() for _ in cases]
+    arms = " ".join(f"i64 {_s64(p)}, label %{lab}" for (p, _), lab in zip(cases, labels,
+                                                                           strict=True))
+    c.emit(f"switch i64 {site.args[0]}, label %{slow} [ {arms} ]")
+    incoming = []
+    for (_, emit), lab in zip(cases, labels, strict=True):
+        c.block(lab)
+        result = emit(c, cpu, slow)
+        done = c.label()
+        c.emit(f"br label %{done}")
+        c.block(done)
+        incoming.append((result, done))
         c.emit(f"br label %{join}")
-        c.block(join)
-        phis = ", ".join(f"[ {v}, %{lab} ]" for v, lab in incoming)
-        c.emit(f"{site.result} = phi i64 {phis}")
-        site.may_abort = True
-        return c.text()
+    c.block(slow)
+    result = _trampoline(c, site)
+    after = c.label()
+    c.emit(f"br label %{after}")
+    c.block(after)
+    incoming.append((result, after))
+    c.emit(f"br label %{join}")
+    c.block(join)
+    phis = ", ".join(f"[ {v}, %{lab} ]" for v, lab in incoming)
+    c.emit(f"{site.result} = phi i64 {phis}")
+    site.may_abort = True
+    return c.text()
 
-    return hook
+
+def _map_hooks(shapes: Sequence[Shape], lib: _Library, cpu_address: int | None,
+               trusted: bool) -> dict[int, Callable]:  # fmt: skip
+    """Hooks for map_lookup_elem and map_update_elem over ``shapes`` (see the module docstring)."""
+    usable = [s for s in shapes if cpu_address is not None or not s.percpu]
+    for s in usable:
+        if isinstance(s, HashShape):
+            lib.add(f"pybpf.hash.lookup.k{s.key_size}", _hash_lookup_ir(
+                f"pybpf.hash.lookup.k{s.key_size}", s.key_size))  # fmt: skip
+            name = f"pybpf.hash.update.k{s.key_size}.v{s.value_size}"
+            lib.add(name, _hash_update_ir(name, s.key_size, s.value_size))
+
+    def lookup(shape: Shape, site: CallSite) -> Callable:
+        key = site.args[1]
+
+        def emit(c: _Code, cpu: str, slow: str) -> str:
+            if not trusted:
+                size = shape.key_size if isinstance(shape, HashShape) else 4
+                _guard(c, site, [(key, size)], slow)
+            if isinstance(shape, ArrayShape):
+                index, ok = _array_index(c, shape, key)
+                address = _array_element(c, shape, index, cpu)
+                return c.v(f"select i1 {ok}, i64 {address}, i64 0")
+            fn = lib.callee(c, f"pybpf.hash.lookup.k{shape.key_size}")
+            found = c.v(f"call i64 {fn}(i64 {shape.header}, i64 {key})")
+            if not shape.percpu:
+                return found
+            mine = c.v(f"add i64 {found}, {c.v(f'mul i64 {cpu}, {shape.stride}')}")
+            return c.v(f"select i1 {c.v(f'icmp eq i64 {found}, 0')}, i64 0, i64 {mine}")
+
+        return emit
+
+    def update(shape: Shape, site: CallSite) -> Callable:
+        key, value, flags = site.args[1], site.args[2], site.args[3]
+
+        def emit(c: _Code, cpu: str, slow: str) -> str:
+            if not trusted:
+                size = shape.key_size if isinstance(shape, HashShape) else 4
+                _guard(c, site, [(key, size), (value, shape.value_size)], slow)
+            if isinstance(shape, ArrayShape):
+                index, ok = _array_index(c, shape, key)
+                plain = c.v(f"icmp eq i64 {c.v(f'and i64 {flags}, -3')}, 0")  # ANY or EXIST
+                write = c.label()
+                c.emit(f"br i1 {c.v(f'and i1 {ok}, {plain}')}, label %{write}, label %{slow}")
+                c.block(write)
+                _memcpy(c, _array_element(c, shape, index, cpu), value, shape.value_size)
+                return "0"
+            fn = lib.callee(c, f"pybpf.hash.update.k{shape.key_size}.v{shape.value_size}")
+            offset = c.v(f"mul i64 {cpu}, {shape.stride}") if shape.percpu else "0"
+            result = c.v(f"call i64 {fn}(i64 {shape.header}, i64 {key}, i64 {value}, "
+                         f"i64 {flags}, i64 {offset})")  # fmt: skip
+            ok = c.label()
+            c.emit(f"br i1 {c.v(f'icmp eq i64 {result}, {MAP_SLOW}')}, label %{slow}, "
+                   f"label %{ok}")  # fmt: skip
+            c.block(ok)
+            return result
+
+        return emit
+
+    def hook_for(make: Callable, over: list[Shape]) -> Callable:
+        return lambda site: _dispatch(site, cpu_address, [(s.pointer, make(s, site))
+                                                          for s in over])  # fmt: skip
+
+    hooks: dict[int, Callable] = {}
+    writable = [s for s in usable if not isinstance(s, ArrayShape) or s.writable]
+    if usable:
+        hooks[MAP_LOOKUP_ELEM] = hook_for(lookup, usable)
+    if writable:
+        hooks[MAP_UPDATE_ELEM] = hook_for(update, writable)
+    return hooks
 
 
-def _ktime_hook(boot_ns: int):
-    def hook(site: CallSite) -> str:
-        c = _Code(site.fresh)
-        # the call site may sit in a loop: give the timespec back (an alloca
-        # outside the entry block would grow the native stack per call)
-        mark = c.v("call ptr @llvm.stacksave.p0()")
-        ts = c.v("alloca [2 x i64], align 8")
+def _ktime_ir(name: str) -> str:
+    """``i64 @name(i64 boot)``: CLOCK_MONOTONIC in ns minus ``boot``."""
+
+    def body(c: _Code) -> str:
+        ts = c.v("alloca [2 x i64], align 8")  # in the entry block: a fixed frame slot
         c.v(f"call i32 @clock_gettime(i32 {CLOCK_MONOTONIC}, ptr {ts})")
         sec = c.v(f"load i64, ptr {ts}, align 8")
         nsp = c.v(f"getelementptr i64, ptr {ts}, i64 1")
         ns = c.v(f"add i64 {c.v(f'mul i64 {sec}, 1000000000')}, {c.v(f'load i64, ptr {nsp}')}")
-        c.emit(f"call void @llvm.stackrestore.p0(ptr {mark})")
-        c.emit(f"{site.result} = sub i64 {ns}, {_s64(boot_ns)}")
-        return c.text()
+        return c.v(f"sub i64 {ns}, %boot")
 
-    return hook
+    return _function(name, "i64 %boot", body)
 
 
-def _prandom_hook(state_address: int):
-    def hook(site: CallSite) -> str:
-        c = _Code(site.fresh)
-        p = c.ptr(str(state_address))
+def _prandom_ir(name: str) -> str:
+    """``i64 @name(i64 state)``: xorshift64* on the u64 at ``state``, the high 32 bits."""
+
+    def body(c: _Code) -> str:
+        p = c.ptr("%state")
         x = c.v(f"load i64, ptr {p}, align 8")
         for op, n in (("lshr", 12), ("shl", 25), ("lshr", 27)):
             x = c.v(f"xor i64 {x}, {c.v(f'{op} i64 {x}, {n}')}")
         c.emit(f"store i64 {x}, ptr {p}, align 8")
-        c.emit(f"{site.result} = lshr i64 {c.v(f'mul i64 {x}, {_s64(PRANDOM_MUL)}')}, 32")
+        return c.v(f"lshr i64 {c.v(f'mul i64 {x}, {_s64(PRANDOM_MUL)}')}, 32")
+
+    return _function(name, "i64 %state", body)
+
+
+def _call_hook(lib: _Library, name: str, argument: int):
+    """A hook whose result is ``name(argument)`` (a constant argument)."""
+
+    def hook(site: CallSite) -> str:
+        c = _Code(site.fresh)
+        c.emit(f"{site.result} = call i64 {lib.callee(c, name)}(i64 {_s64(argument)})")
         return c.text()
 
     return hook
@@ -468,8 +569,6 @@ def _cpu_hook(cpu_address: int):
 PRELUDE = "\n".join([
     "declare i32 @clock_gettime(i32, ptr)",
     "declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)",
-    "declare ptr @llvm.stacksave.p0()",
-    "declare void @llvm.stackrestore.p0(ptr)",
 ])  # fmt: skip
 """Module-level declarations the hooks' IR calls (add once to the module)."""
 
@@ -531,11 +630,12 @@ done:
 end-around carry, the last one zero-padded, then folded to 32 bits."""
 
 
-def _csum_hook(trusted: bool):
+def _csum_hook(trusted: bool, lib: _Library):
     """bpf_csum_diff natively for sizes that are multiples of 4 below :data:`CSUM_MAX`."""
 
     def hook(site: CallSite) -> str:
         c = _Code(site.fresh)
+        partial = lib.callee(c, CSUM_PARTIAL)
         src, dst = site.args[0], site.args[2]
         fs, ts = (c.v(f"and i64 {a}, 4294967295") for a in (site.args[1], site.args[3]))
         seed = c.v(f"and i64 {site.args[4]}, 4294967295")
@@ -547,10 +647,10 @@ def _csum_hook(trusted: bool):
         c.block(fast)
         if not trusted:
             _guard(c, site, [(src, fs), (dst, ts)], slow)
-        to_sum = c.v(f"call i64 @{CSUM_PARTIAL}(i64 {dst}, i64 {ts}, i64 {seed})")
+        to_sum = c.v(f"call i64 {partial}(i64 {dst}, i64 {ts}, i64 {seed})")
         has_to = c.v(f"icmp ne i64 {ts}, 0")
         from_seed = c.v(f"select i1 {has_to}, i64 0, i64 {c.v(f'xor i64 {seed}, 4294967295')}")
-        from_sum = c.v(f"call i64 @{CSUM_PARTIAL}(i64 {src}, i64 {fs}, i64 {from_seed})")
+        from_sum = c.v(f"call i64 {partial}(i64 {src}, i64 {fs}, i64 {from_seed})")
         neg = c.v(f"xor i64 {from_sum}, 4294967295")
         added = c.v(f"and i64 {c.v(f'add i64 {to_sum}, {neg}')}, 4294967295")
         carry = c.v(f"zext i1 {c.v(f'icmp ult i64 {added}, {neg}')} to i64")
@@ -580,7 +680,8 @@ def _csum_hook(trusted: bool):
 
 def native_calls(shapes: Sequence[Shape] = (), *, trusted: bool = False,
                  boot_ns: int | None = None, prandom_address: int | None = None,
-                 cpu_address: int | None = None) -> tuple[dict[int, Callable], str]:  # fmt: skip
+                 cpu_address: int | None = None,
+                 opt_level: int | None = None) -> tuple[dict[int, Callable], str]:  # fmt: skip
     """The ``native_calls`` hooks for a program over ``shapes``, and the prelude.
 
     ``trusted`` skips the pointer window check (verified programs only).
@@ -588,20 +689,27 @@ def native_calls(shapes: Sequence[Shape] = (), *, trusted: bool = False,
     get_prandom_u32 (a :class:`NativeWord` seeded non-zero), ``cpu_address``
     per-CPU maps and get_smp_processor_id (a :class:`NativeWord` the runner
     sets to the run's CPU).  Helpers left out keep the trampoline.
+    ``opt_level`` is the level the program will be compiled at (default: the
+    JIT's); below 2 the hot functions are precompiled at level 2 and called
+    by address, at 2 and 3 they join the program's module to be inlined.
     """
-    hooks: dict[int, Callable] = {}
-    for helper, op in ((MAP_LOOKUP_ELEM, _lookup), (MAP_UPDATE_ELEM, _update)):
-        hook = _map_hook(shapes, op, cpu_address, trusted)
-        if hook is not None:
-            hooks[helper] = hook
+    if opt_level is None:
+        from pybpf.jit import native
+
+        opt_level = native.DEFAULT_OPT_LEVEL
+    lib = _Library(inline=opt_level >= 2)
+    hooks = _map_hooks(shapes, lib, cpu_address, trusted)
     if boot_ns is not None:
-        hooks[KTIME_GET_NS] = _ktime_hook(boot_ns)
+        lib.add("pybpf.ktime", _ktime_ir("pybpf.ktime"))
+        hooks[KTIME_GET_NS] = _call_hook(lib, "pybpf.ktime", boot_ns)
     if prandom_address is not None:
-        hooks[GET_PRANDOM_U32] = _prandom_hook(prandom_address)
+        lib.add("pybpf.prandom", _prandom_ir("pybpf.prandom"))
+        hooks[GET_PRANDOM_U32] = _call_hook(lib, "pybpf.prandom", prandom_address)
     if cpu_address is not None:
         hooks[GET_SMP_PROCESSOR_ID] = _cpu_hook(cpu_address)
-    hooks[CSUM_DIFF] = _csum_hook(trusted)
-    return hooks, PRELUDE + "\n" + _CSUM_PARTIAL_IR
+    lib.add(CSUM_PARTIAL, _CSUM_PARTIAL_IR)
+    hooks[CSUM_DIFF] = _csum_hook(trusted, lib)
+    return hooks, PRELUDE + "\n" + lib.prelude()
 
 
 # --- the native test-run loop -------------------------------------------------------------------
@@ -615,7 +723,10 @@ def repeat_driver_ir(name: str = REPEAT_DRIVER) -> str:
     Reads ``entry``, ``ctx`` and ``n`` from words 0..2, calls ``i64
     entry(ptr ctx)`` ``max(n, 1)`` times, stopping after the first non-zero
     status, and writes the last status, the calls made and the loop's
-    duration in ns (``CLOCK_MONOTONIC``) to words 3..5; returns the status.
+    duration in ns to words 3..5; returns the status.  The duration is the
+    thread's CPU time (``CLOCK_THREAD_CPUTIME_ID``): the kernel's
+    ``bpf_test_timer`` likewise leaves out the time its task spends
+    rescheduled, so both figures stay comparable on a loaded machine.
     The driver has the signature of a compiled program's entry, so it is
     called the same way.  The entry must reset its own per-run state (the
     translator's ``bpf_entry`` reads its inputs from the context every call).
@@ -624,7 +735,7 @@ def repeat_driver_ir(name: str = REPEAT_DRIVER) -> str:
 
 define internal i64 @{name}.now() {{
   %ts = alloca [2 x i64], align 8
-  %rc = call i32 @clock_gettime(i32 {CLOCK_MONOTONIC}, ptr %ts)
+  %rc = call i32 @clock_gettime(i32 {CLOCK_THREAD_CPUTIME_ID}, ptr %ts)
   %sec = load i64, ptr %ts, align 8
   %nsp = getelementptr i64, ptr %ts, i64 1
   %ns = load i64, ptr %nsp, align 8

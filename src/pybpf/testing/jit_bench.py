@@ -288,10 +288,11 @@ def jit_engine(prog, *, cpu: int = 0, opt_level: int | None = None,
     shapes = [s for m in prog.maps if (s := getattr(m, "jit_shape", lambda: None)()) is not None]
     words = JitHooks(maps_ir.NativeWord(kernel.random.getrandbits(64) | 1, "prandom state"),
                      maps_ir.NativeWord(cpu, "current cpu"))  # fmt: skip
+    level = native.DEFAULT_OPT_LEVEL if opt_level is None else opt_level
     hooks, prelude = maps_ir.native_calls(shapes, trusted=not checked, boot_ns=kernel.boot,
                                           prandom_address=words.prandom.address,
-                                          cpu_address=words.cpu.address)  # fmt: skip
-    level = native.DEFAULT_OPT_LEVEL if opt_level is None else opt_level
+                                          cpu_address=words.cpu.address,
+                                          opt_level=level)  # fmt: skip
     helpers = prog.engine.helpers
     engine = JitProgram(prog.xlated, helpers=helpers, resolve_imm64=prog._resolve,
                         tail_call=prog._tail_call, memory=kernel.space.memory, checked=checked,
