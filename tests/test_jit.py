@@ -363,3 +363,21 @@ def test_fixtures_under_the_jit(name, index, jit_engine):
     observed = test_fixtures.observe(test_fixtures.FIXTURES / doc["object"], case)
     without = test_fixtures._without_flags
     assert test_fixtures.expect.differences(without(case), without(observed)) == []
+
+
+def test_activation_lets_a_native_driver_call_the_entry():
+    import ctypes as c
+
+    table = conformance_helpers()
+    prog = JitProgram(ubpf.assemble("call 5\nadd %r0, 1\nexit"), helpers=table)
+    entry = c.CFUNCTYPE(c.c_uint64, c.c_void_p)(prog.entry_address)
+    with prog.activation([41]) as act:
+        for _ in range(3):
+            assert entry(act.address) == 0 and act.words[0] == 42
+        act.check()
+    failing = JitProgram(ubpf.assemble("call 1\nexit"), helpers=_helpers())
+    entry = c.CFUNCTYPE(c.c_uint64, c.c_void_p)(failing.entry_address)
+    with failing.activation() as act:
+        assert entry(act.address) == 2  # Status.ABORT
+        with pytest.raises(HelperError):
+            act.check()

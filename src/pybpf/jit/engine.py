@@ -25,7 +25,8 @@ except those in the context region (r1's region when it converts its fields).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from pybpf.errors import (
     BudgetExceeded,
@@ -39,18 +40,8 @@ from pybpf.errors import (
 )
 from pybpf.isa import MAX_CALL_FRAMES, MAX_TAIL_CALLS, STACK_SIZE, AtomicOp, Instruction
 from pybpf.jit import native
-from pybpf.jit.ir import (
-    ENTRY,
-    SLOTS,
-    Callout,
-    Fault,
-    IrOptions,
-    NativeCall,
-    Slot,
-    Status,
-    split_callout,
-    translate,
-)
+from pybpf.jit.abi import ENTRY, SLOTS, Callout, Fault, Slot, Status, split_callout
+from pybpf.jit.ir import IrOptions, NativeCall, translate
 from pybpf.vm.compiler import FUNC_TOKEN
 from pybpf.vm.helpers import HelperTable
 from pybpf.vm.interpreter import DEFAULT_BUDGET, Env, RunResult
@@ -88,6 +79,22 @@ class _Call:
         self.env: object = None
         self.error: BaseException | None = None
         self.tail: object = None
+
+
+class Activation:
+    """A registered run context (see :meth:`JitProgram.activation`)."""
+
+    def __init__(self, call: _Call) -> None:
+        self._call = call
+        self.address = call.slots.address
+        self.words = call.slots.words
+
+    def check(self) -> None:
+        """Raise the error a callout recorded (after an ABORT status), if any."""
+        error, self._call.error = self._call.error, None
+        self.words[_ABORT] = 0
+        if error is not None:
+            raise error
 
 
 class JitProgram:
@@ -219,6 +226,43 @@ class JitProgram:
         if status == Status.TAIL_CALL:
             raise TailCallError("tail call from a callback")
         return r0
+
+    @contextmanager
+    def activation(self, args: Sequence[int] = (), *, env: object | None = None,
+                   hot: Region | None = None) -> Iterator[Activation]:  # fmt: skip
+        """A filled run context for a native driver that calls the entry itself.
+
+        For repeat loops (BPF_PROG_TEST_RUN's ``repeat``): the context holds
+        r1..r5 = ``args`` and the frame, hot region and trampoline of a run,
+        and stays registered so its callouts reach ``env`` until the block
+        ends.  The driver calls ``entry_address`` with ``activation.address``
+        as many times as it likes and reads the results from
+        ``activation.words`` (:class:`~pybpf.jit.abi.Slot`); when a call
+        returns :attr:`~pybpf.jit.abi.Status.ABORT`, :meth:`Activation.check`
+        raises the recorded error.
+        """
+        regs = [a & M64 for a in args] + [0] * (5 - len(args))
+        call = self._new_call()
+        words = call.slots.words
+        if hot is None:
+            hb = hs = hws = 0
+        else:
+            hb, hs, hws = hot.base, hot.size, hot.size if hot.writable else 0
+        words[_IN_FIRST:_IN_LAST] = [*regs[:5], self._stack_end, 0, self._stack_end, hb, hs, hws]
+        if not self.checked:
+            ctx = self.memory.find(regs[0], 1)
+            if ctx is not None and ctx.custom_access:
+                words[Slot.CUSTOM_BASE], words[Slot.CUSTOM_SIZE] = ctx.base, ctx.size
+        call.env = env if env is not None else self.env
+        try:
+            yield Activation(call)
+        finally:
+            del self._calls[call.slots.address]
+
+    @property
+    def entry_address(self) -> int:
+        """The address of the compiled ``uint64 bpf_entry(void *ctx)``."""
+        return self.native.address(ENTRY)
 
     def set_hot(self, region: Region | None) -> None:
         """Let the native fast path reach ``region`` directly (None: no region)."""
