@@ -685,9 +685,24 @@ def test_a_wrong_bound_is_caught_by_the_replay():
 @pytest.mark.skipif(linux.available() is not None, reason=f"bpf(2): {linux.available()}")
 def test_recorded_logs_match_the_running_kernel():
     """The golden file is what this kernel prints (re-recorded with ``--record``)."""
-    for case in load_golden()[:40]:
+    for case in load_golden():
         live = kernel_log(llvm.assemble(case["asm"]))
         assert live == case["log"], case["name"]
+
+
+@pytest.mark.skipif(linux.available() is not None, reason=f"bpf(2): {linux.available()}")
+def test_programs_not_in_the_golden_file_match_the_running_kernel():
+    import random
+
+    rng = random.Random(2026)
+    total, mismatches = 0, []
+    for i in range(80):
+        asm_text = random_program(rng, packet=i % 2 == 1)
+        r = replay(asm_text, kernel_log(llvm.assemble(asm_text)))
+        total += r.compared
+        mismatches += r.mismatches
+    assert total > 1000
+    assert not mismatches, "\n".join(mismatches[:20])
 
 
 # --- recording the golden file: python tests/test_verifier_scalar.py --record --------------
