@@ -381,3 +381,10 @@ def test_activation_lets_a_native_driver_call_the_entry():
         assert entry(act.address) == 2  # Status.ABORT
         with pytest.raises(HelperError):
             act.check()
+
+
+def test_a_closed_program_refuses_to_run():
+    prog = JitProgram(ubpf.assemble("mov %r0, 1\nexit"))
+    prog.close()
+    with pytest.raises(JitError, match="closed"):
+        prog.run()

@@ -32,6 +32,7 @@ from pybpf.errors import (
     BudgetExceeded,
     CallDepthError,
     HelperError,
+    JitError,
     MemoryFault,
     PybpfError,
     TailCallError,
@@ -273,6 +274,7 @@ class JitProgram:
         if self.stack in self.memory.regions:
             self.memory.remove(self.stack)
         self.native.close()
+        self._entry = _closed  # the code is unmapped: calling it would crash the process
 
     def _run(self, regs: list[int]) -> RunResult:
         prog, executed, calls, env, hot = self, 0, 0, self._env, self._hot
@@ -458,6 +460,10 @@ class JitProgram:
         if fault is Fault.TAIL_IN_SUBPROG:
             return TailCallError("tail call from a bpf-to-bpf subprogram", pc=pc)
         return VmError("call target is not a function of this program", pc=pc)
+
+
+def _closed(ctx: int) -> int:
+    raise JitError("the program was closed; its native code is gone")
 
 
 def _missing(ident: int, what: str = "helper"):
