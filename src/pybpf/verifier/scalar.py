@@ -13,7 +13,11 @@ helpers, ``reg_bounds_sync``, ``zext_32_to_64``, ``coerce_reg_to_size*``,
 ``is_scalar_branch_taken`` and ``regs_refine_cond_op`` — so that bounds, and
 hence verdicts and log lines, match the kernel's exactly, including where
 the kernel is imprecise (division and modulo, shifts by a non-constant, give
-a fully unknown scalar).
+a fully unknown scalar).  The reference is the 6.18 stable series as this
+project's test machine runs it (6.18.44), stable fixes included: bounds
+narrowed to a single tnum member (``tnum_step``), wrapping s32 ranges, and
+the split of ``[-1, 0]`` values before AND/OR.  tests/test_verifier_scalar.py
+replays recorded kernel logs to hold this to the kernel's text.
 
 Inside, the computations run on :class:`_Reg`, a mutable mirror of the
 kernel structure, so each kernel function translates to one Python function
@@ -132,12 +136,6 @@ def _unbounded64(r: _Reg) -> None:
 
 def _unbounded32(r: _Reg) -> None:
     r.s32min, r.s32max, r.u32min, r.u32max = S32_MIN, S32_MAX, 0, U32
-
-
-def _unknown(r: _Reg) -> None:
-    r.v, r.m = 0, U64
-    _unbounded64(r)
-    _unbounded32(r)
 
 
 # --- reg_bounds_sync and its parts ------------------------------------------
