@@ -66,6 +66,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from pybpf.isa import MAX_CALL_FRAMES, STACK_SIZE
+from pybpf.jit.abi import Callout, Slot, callout_id
 from pybpf.vm.memory import Region, native_buffer
 
 if TYPE_CHECKING:  # the translator is needed only when hooks run (maps import this module)
@@ -365,8 +367,6 @@ def _trampoline(c: _Code, site: CallSite) -> str:
     HELPER_X rather than HELPER because a runner binds HELPER callouts only
     for the ids the translator saw without a hook.
     """
-    from pybpf.jit.ir import Callout, Slot, callout_id
-
     aux = c.v(f"getelementptr i64, ptr {site.ctx}, i64 {int(Slot.AUX)}")
     c.emit(f"store i64 {site.helper_id}, ptr {aux}")
     fn = c.v(f"getelementptr i64, ptr {site.ctx}, i64 {int(Slot.TRAMPOLINE)}")
@@ -385,9 +385,6 @@ def _guard(c: _Code, site: CallSite, pointers: Sequence[tuple[str, int | str]],
     as the interpreter's helper would.  A size may be an IR value (at most
     one stack's size, which the caller checked); size 0 always passes.
     """
-    from pybpf.isa import MAX_CALL_FRAMES, STACK_SIZE
-    from pybpf.jit.ir import Slot
-
     def word(slot) -> str:
         return c.v(f"load i64, ptr {c.v(f'getelementptr i64, ptr {site.ctx}, i64 {int(slot)}')}")
 

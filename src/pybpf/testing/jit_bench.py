@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 from pybpf.asm import llvm
 from pybpf.jit import maps_ir, native
-from pybpf.jit.engine import JitProgram
-from pybpf.jit.ir import SLOTS, Slot
+from pybpf.jit.abi import Slot, Status
+from pybpf.jit.engine import AUTO_O2_LIMIT, JitProgram
 from pybpf.runtime.context import XDP_PACKET_HEADROOM, XdpBuff, XdpMd
 from pybpf.runtime.env import ExecEnv
 from pybpf.runtime.kernel import Kernel
@@ -288,7 +288,9 @@ def jit_engine(prog, *, cpu: int = 0, opt_level: int | None = None,
     shapes = [s for m in prog.maps if (s := getattr(m, "jit_shape", lambda: None)()) is not None]
     words = JitHooks(maps_ir.NativeWord(kernel.random.getrandbits(64) | 1, "prandom state"),
                      maps_ir.NativeWord(cpu, "current cpu"))  # fmt: skip
-    level = native.DEFAULT_OPT_LEVEL if opt_level is None else opt_level
+    level = opt_level
+    if level is None:  # the engine's own choice (see JitProgram)
+        level = 2 if len(prog.xlated) <= AUTO_O2_LIMIT else native.DEFAULT_OPT_LEVEL
     hooks, prelude = maps_ir.native_calls(shapes, trusted=not checked, boot_ns=kernel.boot,
                                           prandom_address=words.prandom.address,
                                           cpu_address=words.cpu.address,
@@ -301,43 +303,20 @@ def jit_engine(prog, *, cpu: int = 0, opt_level: int | None = None,
 
 
 def native_repeat(engine: JitProgram, env, args, hot, n: int) -> tuple[int, int]:
-    """Run ``engine`` ``n`` times natively on the same context; (r0, ns per run).
+    """Run ``engine`` ``n`` times natively on the same context; (u32 r0, ns per run).
 
-    What ``JitProgram.run_repeat`` must do (the engine has no such method
-    yet): fill the run context once as for one call, register it so its
-    callouts reach this run, and let :class:`~pybpf.jit.maps_ir.RepeatDriver`
-    call the entry in a native loop.  Callout errors abort the loop and are
-    raised; tail calls are not followed (the first run's status is returned).
+    The engine's :meth:`~pybpf.jit.engine.JitProgram.activation` fills and
+    registers one run context; :class:`~pybpf.jit.maps_ir.RepeatDriver`
+    calls the entry on it in a native loop.  A callout error stops the loop
+    and is raised; a tail call is not followed (the runtime's test run
+    follows them only in its Python loop).
     """
-    from pybpf.jit import engine as jit_engine_module
-    from pybpf.jit.ir import ENTRY, Status
-
-    call = jit_engine_module._Call()
-    slots = call.slots
-    for i, value in enumerate(args):
-        slots[Slot.R1 + i] = value
-    slots[Slot.R10] = slots[Slot.STACK_TOP] = engine.stack.end
-    slots[Slot.START] = 0
-    if hot is not None:
-        slots[Slot.HOT_BASE], slots[Slot.HOT_SIZE] = hot.base, hot.size
-        slots[Slot.HOT_WSIZE] = hot.size if hot.writable else 0
-    ctx = engine.memory.find(args[0], 1)
-    if ctx is not None and ctx.custom_access and not engine.checked:
-        slots[Slot.CUSTOM_BASE], slots[Slot.CUSTOM_SIZE] = ctx.base, ctx.size
-    slots[Slot.TRAMPOLINE] = engine._trampoline_address
-    slots[Slot.BUDGET] = engine.budget
-    call.env = env
-    engine._calls[slots.address] = call
-    try:
-        result = maps_ir.RepeatDriver.shared().run(engine.native.address(ENTRY), slots.address, n)
-    finally:
-        del engine._calls[slots.address]
-    if result.status == Status.ABORT and call.error is not None:
-        raise call.error
-    return slots[Slot.R0] & 0xFFFFFFFF, result.duration_ns // max(result.calls, 1)
-
-
-assert SLOTS > Slot.CUSTOM_SIZE  # the context words native_repeat fills exist
+    with engine.activation(args, env=env, hot=hot) as act:
+        result = maps_ir.RepeatDriver.shared().run(engine.entry_address, act.address, n)
+        if result.status == Status.ABORT:
+            act.check()
+        r0 = act.words[Slot.R0]
+    return r0 & 0xFFFFFFFF, result.duration_ns // max(result.calls, 1)
 
 
 class PybpfSide:
@@ -463,8 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds; medians (default 5)")
     parser.add_argument("--only", action="append", help="run only this program (repeatable)")
     parser.add_argument("--opt-level", type=int, choices=range(4), default=None,
-                        help=f"LLVM level for pybpf (default {native.DEFAULT_OPT_LEVEL}, "
-                             "the JIT's default)")  # fmt: skip
+                        help="LLVM level for pybpf (default: the JIT's, 2 for programs of "
+                             f"at most {AUTO_O2_LIMIT} instructions)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.rounds < 1:
         parser.error("--repeat and --rounds must be positive")
@@ -475,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     if not benches:
         parser.error(f"no program named {args.only}; have {[b.name for b in PROGRAMS]}")
     rows = [measure(b, args.repeat, args.rounds, reason is None, args.opt_level) for b in benches]
-    level = native.DEFAULT_OPT_LEVEL if args.opt_level is None else args.opt_level
+    level = "the JIT's default" if args.opt_level is None else args.opt_level
     print(f"repeat {args.repeat}, median of {args.rounds} rounds, pybpf at LLVM level {level}")
     report(rows, reason)
     return 0 if all(r.agree is not False for r in rows) else 1
