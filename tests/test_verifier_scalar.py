@@ -95,6 +95,8 @@ def run(insns: tuple[Instruction, ...], x: int, y: int = 0) -> int:
 def concrete_alu(op: int, x: int, y: int, is64: bool, off: int = 0) -> int:
     """``x op y`` as pybpf's interpreter computes it (r1 op r2 into r0)."""
     cls = ALU64 if is64 else ALU
+    if op == NEG:  # unary, K form only
+        return run((MOV_R0_R1, Instruction(cls | NEG, 0, 0, 0, 0), EXIT), x)
     return run((MOV_R0_R1, Instruction(cls | X | op, 0, 2, off, 0), EXIT), x, y)
 
 
@@ -378,6 +380,51 @@ def test_within_means_every_member_is_covered(a, b):
             assert sb.member(x)
     assert sa.within(sa)
     assert sa.within(Scalar.unknown())
+
+
+STEP = st.one_of(
+    st.tuples(st.just("alu"), st.sampled_from(BINARY + [NEG]), st.booleans(),
+              st.one_of(st.integers(0, 31), u64s)),
+    st.tuples(st.just("jmp"), st.sampled_from(JUMPS), st.booleans(), u64s),
+    st.tuples(st.just("movsx"), st.sampled_from([(True, 8), (True, 16), (True, 32), (False, 8),
+                                                 (False, 16)]), st.booleans(), st.just(0)),
+    st.tuples(st.just("load"), st.sampled_from([1, 2, 4]), st.booleans(), st.just(0)),
+)
+
+
+@SETTINGS
+@given(members(), members(), st.lists(STEP, min_size=1, max_size=8))
+def test_chains_of_operations_stay_sound(a, b, steps):
+    """Several instructions in a row: the abstract value keeps holding the concrete one."""
+    (sa, xs), (sb, ys) = a, b
+    x, y = xs[0], ys[0]
+    for kind, op, flag, imm in steps:
+        if kind == "alu":
+            use_reg = imm > 31
+            src, v = (sb, y) if use_reg else (Scalar.const(imm), imm)
+            if op in (LSH, RSH, ARSH) and use_reg:
+                src, v = Scalar.const(imm % 32), imm % 32
+            split = sa.sign_mask_split(op, src)
+            if split is not None:
+                sa = split[0] if split[0].member(x) else split[1]
+                assert sa.member(x)
+            sa, x = sa.alu(op, src, is64=flag), concrete_alu(op, x, v, flag)
+        elif kind == "jmp":
+            src, v = (sb, y) if imm & 1 else (Scalar.const(imm & 0xFFFF), imm & 0xFFFF)
+            outcome = concrete_jump(op, x, v, flag)
+            sa = Scalar.refine(op, sa, src, is32=flag, taken=outcome)[0]
+        elif kind == "movsx":
+            is64, bits = op
+            cls = ALU64 if is64 else ALU
+            sa = sa.movsx(bits, is64)
+            x = run((Instruction(cls | X | MOV, 0, 1, bits, 0), EXIT), x)
+        else:
+            low = x & ((1 << (8 * op)) - 1)
+            if flag:
+                sa, x = sa.sign_extend_load(op), (low - ((low >> (8 * op - 1)) << (8 * op))) & U64
+            else:
+                sa, x = sa.truncate(op), low
+        assert sa.member(x), (kind, op, flag, imm, sa, x)
 
 
 # --- precision on known kernel results --------------------------------------
