@@ -13,6 +13,7 @@ from pybpf.errors import JitError
 from pybpf.isa import Instruction
 from pybpf.jit import cache as jc
 from pybpf.jit.engine import ENGINE_VERSION
+from pybpf.vm.memory import Memory, Region
 
 # r0 = 7; r0 += r1 (r1 = 0 for a run without memory); exit
 PROG = (Instruction(0xB7, 0, 0, 0, 7), Instruction(0x0F, 0, 1, 0, 0), Instruction(0x95))
@@ -170,3 +171,21 @@ def test_environment_selects_or_disables(monkeypatch, tmp_path):
     monkeypatch.delenv("PYBPF_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert jc.default_root() == tmp_path / "xdg" / "pybpf"
+
+
+def test_programs_with_map_addresses_are_not_cached_by_default(cache):
+    value = bytearray(8)
+    memory = Memory()
+    region = memory.add(Region("value", value))
+    lddw = Instruction(0x18, 1, 2, 0, 1, imm2=0)  # r1 = map value address (MAP_VALUE)
+    prog = (lddw, Instruction(0x61, 0, 1, 0, 0), Instruction(0x95))  # r0 = *(u32 *)r1
+    value[:4] = (1234).to_bytes(4, "little")
+    for addresses, entries in ((False, 0), (True, 1)):
+        jp = jc.build(prog, cache=cache, checked=True, memory=memory,
+                      resolve_imm64=lambda insn, pc: region.base,
+                      cache_addresses=addresses)  # fmt: skip
+        try:
+            assert jp.run().r0 == 1234
+        finally:
+            jp.close()
+        assert len(cache.entries()) == entries

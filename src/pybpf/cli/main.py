@@ -2,7 +2,9 @@
 
     pybpf asm PROG.s [-d ubpf|llvm|xlated] [-o PROG.bin | --hex]
     pybpf disasm PROG.bin [-d llvm|ubpf|xlated|objdump] [--hex]
-    pybpf run PROG [--mem HEX | --mem-file F] [--budget N] [--trace] [--trace-python]
+    pybpf run PROG [--mem HEX | --mem-file F] [--budget N] [--engine interp|jit]
+                   [--trace] [--trace-python]
+    pybpf [--engine interp|jit] prog load|run ...   bpftool's commands (prog, map, ...)
     pybpf cc PROG.bpf.c [-o OBJ]   compile C with clang -target bpf -g -O2
     pybpf hello [OBJ]        the seeds' hello program: load, listings, three runs
     pybpf bench              interpreter throughput
@@ -25,6 +27,7 @@ from pybpf.cli.bpftool.dispatch import dispatch, is_bpftool_command
 from pybpf.cli.trace import RegisterTrace
 from pybpf.errors import PybpfError
 from pybpf.isa import Instruction, decode, encode
+from pybpf.runtime import engines
 from pybpf.testing import bench
 from pybpf.vm import Interpreter, conformance_helpers
 
@@ -81,11 +84,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     memory = _hex(args.mem, "--mem") if args.mem else b""
     if args.mem_file:
         memory = _read(args.mem_file)
+    if args.engine == "jit" and (args.trace or args.trace_python):
+        raise UsageError("--trace and --trace-python need --engine interp")
     tracer = RegisterTrace(insns, sys.stdout) if args.trace else None
-    vm = Interpreter(insns, helpers=conformance_helpers(), budget=args.budget, tracer=tracer)
+    if args.engine == "jit":
+        vm = engines.build("jit", insns, helpers=conformance_helpers(), budget=args.budget)
+    else:
+        vm = Interpreter(insns, helpers=conformance_helpers(), budget=args.budget, tracer=tracer)
     if args.trace_python:
         sys.stdout.write(vm.source)
-    result = vm.run(memory=memory)
+    try:
+        result = vm.run(memory=memory)
+    finally:
+        vm.close()
     if tracer is not None:
         tracer.finish(result.r0)
     print(f"r0 = {result.r0:#x} ({result.r0})")
@@ -112,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hex", action="store_true", help="input is base16 text")
     p.set_defaults(func=cmd_disasm)
 
-    p = sub.add_parser("run", help="run a program in the interpreter")
+    p = sub.add_parser("run", help="run a program in the interpreter or the JIT")
     p.add_argument("file", help="bytecode, base16 (--hex) or assembly (.s) file")
     p.add_argument("-d", "--dialect", choices=sorted(asm.DIALECTS), help="input is assembly")
     p.add_argument("--hex", action="store_true", help="input is base16 text")
@@ -122,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", action="store_true",
                    help="print each executed instruction and the registers it changed")
     p.add_argument("--trace-python", action="store_true", help="print the generated Python")
+    p.add_argument("--engine", choices=engines.NAMES, default="interp",
+                   help="interp (default) or jit: native code through LLVM (checked mode)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("cc", help="compile eBPF C with clang -target bpf -g -O2")

@@ -76,7 +76,7 @@ def generator_digest() -> str:
     """SHA-256 over the sources of the modules that decide what code is generated."""
     if not _GENERATOR:
         h = hashlib.sha256()
-        for name in ("ir", "maps_ir", "engine", "native"):
+        for name in ("abi", "ir", "maps_ir", "engine", "native"):
             path = Path(__file__).with_name(f"{name}.py")
             with contextlib.suppress(OSError):
                 h.update(name.encode() + b"\0" + path.read_bytes())
@@ -214,14 +214,17 @@ def default_cache() -> CompileCache | None:
 def build(insns: Sequence[Instruction], *, cache: CompileCache | str | None = "default",
           checked: bool = False, opt_level: int = native.DEFAULT_OPT_LEVEL,
           resolve_imm64: Callable[[Instruction, int], int] | None = None,
-          **kwargs) -> JitProgram:  # fmt: skip
+          cache_addresses: bool = False, **kwargs) -> JitProgram:  # fmt: skip
     """A :class:`JitProgram` for ``insns``, its object code from ``cache`` when it has it.
 
     ``cache`` is a CompileCache, None (no cache) or ``"default"``
     (:func:`default_cache`).  Other arguments are JitProgram's.  Programs
     with native call hooks (``native_calls``/``prelude``) are not cached:
-    their code depends on functions the key cannot name.  A cached object
-    LLVM cannot load is replaced by a fresh compilation.
+    their code depends on functions the key cannot name.  Nor, unless
+    ``cache_addresses``, are programs with pseudo ld_imm64 (map references):
+    their code embeds the maps' host addresses, which differ in every
+    process, so the entry could only serve this one.  A cached object LLVM
+    cannot load is replaced by a fresh compilation.
     """
     if cache == "default":
         cache = default_cache()
@@ -231,6 +234,8 @@ def build(insns: Sequence[Instruction], *, cache: CompileCache | str | None = "d
     try:
         key = cache_key(insns, resolve_imm64=resolve_imm64, checked=checked,
                         opt_level=opt_level)  # fmt: skip
+        if resolved_imm64(insns, resolve_imm64) and not cache_addresses:
+            key = None  # address-specific code: another process would never hit it
     except PybpfError:  # an unresolvable reference: JitProgram reports it
         key = None
     data = cache.get(key) if key else None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from capstone import CS_ARCH_X86, CS_MODE_64, CS_OPT_SYNTAX_ATT, Cs
 
 from pybpf.errors import JitError
-from pybpf.jit.ir import Callout, split_callout
+from pybpf.jit.abi import Callout, split_callout
 
 _ELF_MAGIC = b"\x7fELF"
 _SHT_SYMTAB = 2

@@ -10,8 +10,8 @@ directory:
 * ``bpffs/``: the virtual ``/sys/fs/bpf``; the pin ``/sys/fs/bpf/X`` is the
   file ``bpffs/X``, holding ``{"type": "prog"|"map", "id": N}``.  Removing
   the file unpins, as ``rm /sys/fs/bpf/X`` does;
-* ``state.json``: every live object (programs with their xlated image and
-  listing notes, maps with their attributes and contents, BTF blobs), the
+* ``state.json``: every live object (programs with their xlated image,
+  listing notes and the engine they run on, maps with their attributes and contents, BTF blobs), the
   next ids, the virtual network devices (``lo`` and ``eth0`` to begin with)
   and their XDP attachments, and the unread trace pipe;
 * ``lock``: held (``flock``) for a whole command, so concurrent commands run
@@ -189,7 +189,7 @@ def _prog_record(p: Program) -> dict:
         "notes": {str(k): v for k, v in getattr(p, "notes", {}).items()},
         "linum": {str(k): v for k, v in getattr(p, "linum", {}).items()},
         "btf_id": getattr(p, "btf_id", 0), "run_count": p.run_count,
-        "run_time_ns": p.run_time_ns,
+        "run_time_ns": p.run_time_ns, "engine": getattr(p, "engine_name", "interp"),
     }  # fmt: skip
 
 
@@ -293,7 +293,8 @@ def _restore_prog(kernel: Kernel, r: dict, maps: dict[int, Map]) -> Program:
     insns = decode(bytes.fromhex(r["insns"]))
     prog = _with_id(kernel, "_next_prog_id", r["id"], lambda: kernel.prog_load(
         insns, ProgType(r["type"]), name=r["name"], license=r["license"], maps=maps,
-        expected_attach_type=r["expected_attach_type"]))  # fmt: skip
+        expected_attach_type=r["expected_attach_type"],
+        engine=r.get("engine", "interp")))  # the engine it was loaded on  # fmt: skip
     prog.loaded_at, prog.uid = r["loaded_at"], r["uid"]
     prog.notes = {int(k): v for k, v in r.get("notes", {}).items()}
     prog.linum = {int(k): v for k, v in r.get("linum", {}).items()}

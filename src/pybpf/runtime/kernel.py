@@ -24,6 +24,9 @@ from pybpf.runtime.maps.base import Map, MapAttr, MapType, fail
 from pybpf.runtime.space import AddressSpace
 from pybpf.runtime.trace import TracePipe
 
+DEFAULT_ENGINE = "interp"
+"""The engine programs get by default ('jit' is bpf_jit_enable=1; see runtime.engines)."""
+
 
 class Kernel:
     """Maps, programs and shared state of one simulated machine."""
@@ -36,6 +39,7 @@ class Kernel:
         self.trace = TracePipe()
         self.tag_algorithm = tag_algorithm
         self.verify = verify  # run the verifier at every prog_load (bpf_check)
+        self.engine = DEFAULT_ENGINE  # what prog_load builds unless told: bpf_jit_enable
         self.maps: dict[int, Map] = {}
         self.progs: dict[int, object] = {}
         self._map_by_ptr: dict[int, Map] = {}
@@ -116,7 +120,7 @@ class Kernel:
         license: str = "GPL",
         maps: Mapping[int, Map] | Sequence[Map] = (),
         expected_attach_type: int = 0,
-        engine: str = "interp",
+        engine: str | None = None,
         log_level: int = 0,
         verify: bool | None = None,
         line_info: Mapping | None = None,
@@ -132,11 +136,13 @@ class Kernel:
         """
         from pybpf.runtime.program import Program  # program.py imports this module
 
+        engine = self.engine if engine is None else engine  # the kernel's default engine
         prog = Program.load(self, insns, prog_type, name=name, license=license, maps=maps,
                             expected_attach_type=expected_attach_type, engine=engine,
                             log_level=log_level,
                             verify=self.verify if verify is None else verify,
                             line_info=line_info)  # fmt: skip
+        prog.engine_name = engine
         prog.id = self._next_prog_id
         self._next_prog_id += 1
         self.progs[prog.id] = prog

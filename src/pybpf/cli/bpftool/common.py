@@ -41,6 +41,7 @@ class Ctx:
     debug: bool = False
     log_level: int | None = None  # --log-level N: the verifier log's level (pybpf's option)
     bpffs: bool = False  # -f: show where objects are pinned
+    engine: str | None = None  # --engine interp|jit: what loads and test runs use (pybpf's)
     kernel: Any = None
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)

@@ -9,15 +9,24 @@ from collections.abc import Sequence
 from pybpf.cli.bpftool.common import EXIT_ERROR, CommandError, Ctx, match
 from pybpf.errors import PybpfError
 from pybpf.kernel import state
+from pybpf.runtime.engines import NAMES as ENGINE_NAMES
 
 OBJECTS = ("prog", "map", "btf", "net", "feature")
 _OPTIONS = {"-j": "json", "--json": "json", "-p": "pretty", "--pretty": "pretty",
             "-d": "debug", "--debug": "debug", "-f": "bpffs", "--bpffs": "bpffs"}  # fmt: skip
 
+_VALUED = ("--log-level", "--engine")  # pybpf's global options that take a value
+
 
 def is_bpftool_command(argv: Sequence[str]) -> bool:
     """True when ``argv`` (after global options) starts with a bpftool object."""
-    args = [a for a in argv if _options(a) is None]
+    args, rest = [], list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg in _VALUED:  # an option and its value ('--engine jit')
+            rest[:1] = []
+        elif _options(arg) is None and arg.partition("=")[0] not in _VALUED:
+            args.append(arg)
     return bool(args) and any(o.startswith(args[0]) for o in OBJECTS) and len(args[0]) > 0
 
 
@@ -33,6 +42,12 @@ def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
             if value not in ("0", "1", "2"):
                 return _error(ctx, f"--log-level takes 0, 1 or 2, not '{value}'")
             ctx.log_level = int(value)
+            continue
+        if arg == "--engine" or arg.startswith("--engine="):
+            value = arg.partition("=")[2] if "=" in arg else (argv.pop(0) if argv else "")
+            if value not in ENGINE_NAMES:
+                return _error(ctx, f"--engine takes {' or '.join(ENGINE_NAMES)}, not '{value}'")
+            ctx.engine = value
             continue
         opts = _options(arg)
         if opts is None:

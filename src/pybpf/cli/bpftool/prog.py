@@ -1,10 +1,10 @@
 r"""Usage: pybpf prog { show | list } [PROG]
        pybpf prog dump xlated PROG [{ file FILE | opcodes | linum }]
-       pybpf prog dump jited  PROG
+       pybpf prog dump jited  PROG [{ file FILE | [opcodes] [linum] }]
        pybpf prog pin   PROG FILE
-       pybpf prog { load | loadall } OBJ  PATH \
+       pybpf [--engine interp|jit] prog { load | loadall } OBJ  PATH \
                          [type TYPE] [pinmaps MAP_DIR]
-       pybpf prog run PROG \
+       pybpf [--engine interp|jit] prog run PROG \
                          data_in FILE \
                          [data_out FILE [data_size_out L]] \
                          [ctx_in FILE [ctx_out FILE [ctx_size_out M]]] \
@@ -20,12 +20,16 @@ r"""Usage: pybpf prog { show | list } [PROG]
        pybpf extensions: 'run ... trace' prints every executed instruction and the
        registers it changed; 'tracelog' prints what the trace pipe holds and returns
        ('follow' polls it every 0.5 s until Ctrl-C, as bpftool's tracelog does).
-       Programs run in pybpf's interpreter: they are listed 'not jited'.
+       '--engine' picks the engine a program runs on: 'jit' compiles it to native code
+       (listed 'jited NB', 'dump jited' shows the code), 'interp' runs it in pybpf's
+       interpreter (listed 'not jited'); the choice stays with the loaded program.
+       On 'prog run' it runs that one test on the given engine.
 """
 
 # Notes on fidelity (bpftool 7.1 / src/prog.c, the seeds):
 # * show: print_prog_plain / print_prog_json, field for field; "orphaned" is printed as
-#   newer bpftool (and the seed) print it; no "bytes_jited" since nothing is jited;
+#   newer bpftool (and the seed) print it; "jited NB" / "bytes_jited" for programs the
+#   JIT compiled, "not jited" / "jited": false for those on the interpreter (jited.py);
 #   "pinned" only with -f (ctx.bpffs), as bpftool's show_pinned.
 # * memlock: the kernel charges a program bpf_prog_size(len) rounded up to pages
 #   (struct bpf_prog's header, about 72 bytes on x86-64, plus 8 bytes per slot);
@@ -45,6 +49,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from pybpf.cli.bpftool import jited
 from pybpf.cli.bpftool.common import EXIT_ERROR, CommandError, Ctx, match, no_more, take
 from pybpf.cli.bpftool.memlock import prog_memlock
 from pybpf.errors import KernelError, PybpfError
@@ -157,7 +162,10 @@ def prog_json(ctx: Ctx, prog, pins: dict[int, list[str]] | None) -> dict:
     out["uid"] = prog.uid
     out["orphaned"] = False
     out["bytes_xlated"] = prog.bytes_xlated
-    out["jited"] = False
+    size = jited.bytes_jited(prog)
+    out["jited"] = bool(size)
+    if size:
+        out["bytes_jited"] = size
     out["bytes_memlock"] = prog_memlock(prog)
     if prog.map_ids:
         out["map_ids"] = list(prog.map_ids)
@@ -184,7 +192,9 @@ def prog_plain(prog, pins: dict[int, list[str]] | None) -> str:
     """print_prog_plain."""
     text = header_plain(prog)
     text += f"\tloaded_at {_loaded_at(prog, False)}  uid {prog.uid}\n"
-    text += f"\txlated {prog.bytes_xlated}B  not jited  memlock {prog_memlock(prog)}B"
+    size = jited.bytes_jited(prog)
+    text += f"\txlated {prog.bytes_xlated}B  " + (f"jited {size}B" if size else "not jited")
+    text += f"  memlock {prog_memlock(prog)}B"
     if prog.map_ids:
         text += "  map_ids " + ",".join(map(str, prog.map_ids))
     for path in (pins or {}).get(prog.id, []):
@@ -300,11 +310,7 @@ def do_dump(ctx: Ctx, args: list[str]) -> int:
     if filepath and (opcodes or linum):
         raise CommandError("'file' is not compatible with 'opcodes', 'visual', or 'linum'")
     if mode == "jited":
-        ids = ", ".join(str(p.id) for p in progs)
-        ctx.err.write("no instructions returned\n")
-        ctx.err.write(f"(pybpf: program {ids} runs in pybpf's interpreter; there is no "
-                      "native image to dump. 'dump xlated' shows what it runs.)\n")  # fmt: skip
-        return EXIT_ERROR
+        return _dump_jited(ctx, progs, filepath, opcodes=opcodes, linum=linum)
     if filepath:
         try:
             Path(filepath).write_bytes(encode(progs[0].xlated))
@@ -329,6 +335,46 @@ def do_dump(ctx: Ctx, args: list[str]) -> int:
     texts = [(header_plain(p) if many else "") + xlated_plain(p, opcodes=opcodes, linum=linum)
              for p in progs]  # fmt: skip
     ctx.out.write("\n".join(texts))
+    return 0
+
+
+def _dump_jited(ctx: Ctx, progs: list, filepath: str | None, *, opcodes: bool,
+                linum: bool) -> int:  # fmt: skip
+    """prog_dump in DUMP_JITED mode, for each program in turn (bpftool stops at the first
+    without an image, after printing those before it)."""
+    many = len(progs) > 1
+    dumps: list = []
+    texts: list[str] = []
+    error = None
+    for p in progs:
+        if not jited.bytes_jited(p):
+            error = CommandError(jited.NO_IMAGE)
+            break
+        if filepath:
+            try:
+                Path(filepath).write_bytes(jited.image(p))
+            except OSError as err:
+                raise CommandError(f"can't open file {filepath}: {err.strerror}") from None
+            if ctx.json:
+                ctx.emit_json(None)
+            return 0
+        if ctx.json:
+            funcs = jited.dump_json(p, opcodes=opcodes, linum=linum)
+            if many:
+                head = prog_json(ctx, p, None)
+                keep = ("id", "type", "name", "tag", "gpl_compatible", "run_time_ns", "run_cnt")
+                dumps.append({k: head[k] for k in keep if k in head} | {"insns": funcs})
+            else:
+                dumps.append(funcs)
+        else:
+            texts.append((header_plain(p) if many else "") +
+                         jited.dump_plain(p, opcodes=opcodes, linum=linum))  # fmt: skip
+    if ctx.json and not error:
+        ctx.emit_json(dumps if many else dumps[0])
+    elif not ctx.json:
+        ctx.out.write("\n".join(texts))
+    if error is not None:
+        raise error
     return 0
 
 
@@ -448,6 +494,8 @@ def _load(ctx: Ctx, args: list[str], first_only: bool) -> int:
         spec = replace(spec, programs=tuple(replace(p, prog_type=kind,
                        expected_attach_type=attach) for p in spec.programs))  # fmt: skip
     kernel = ctx.kernel
+    if ctx.engine:
+        kernel.engine = ctx.engine  # this command's programs run there (kept in the state)
     coll = load_with_log(ctx, spec, kernel)
     btf_id = 0
     if spec.btf_data:
@@ -585,6 +633,8 @@ def do_run(ctx: Ctx, args: list[str]) -> int:
     tracer = None
     if trace:
         tracer = _TracedEngine(prog, ctx.err if ctx.json else ctx.out)
+    elif ctx.engine and ctx.engine != getattr(prog, "engine_name", "interp"):
+        tracer = _OtherEngine(prog, ctx.engine)
     try:
         with tracer or contextlib.nullcontext():
             result = test_run(prog, data_in=data_in or b"", ctx_in=ctx_in, repeat=repeat,
@@ -618,6 +668,32 @@ def do_run(ctx: Ctx, args: list[str]) -> int:
         ctx.out.write(f"Return value: {result.retval}, duration{average}: "
                       f"{result.duration_ns}ns\n")  # fmt: skip
     return 0
+
+
+class _OtherEngine:
+    """Run the program on another engine (``--engine``) while a test run lasts."""
+
+    def __init__(self, prog, name: str) -> None:
+        self.prog, self.name = prog, name
+        self.saved = self.engine = None
+
+    def __enter__(self):
+        from pybpf.runtime import engines
+
+        prog = self.prog
+        old = prog.engine
+        self.engine = engines.build(
+            self.name, prog.xlated, verified=getattr(prog, "verdict", None) is not None,
+            helpers=old.helpers, resolve_imm64=prog._resolve, tail_call=prog._tail_call,
+            memory=prog.kernel.space.memory, budget=old.budget,
+        )  # fmt: skip
+        self.saved, prog.engine = old, self.engine
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.prog.engine = self.saved
+        if self.engine is not None:
+            self.engine.close()
 
 
 class _TracedEngine:
