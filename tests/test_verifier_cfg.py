@@ -646,3 +646,78 @@ def test_random_programs_never_crash_and_match_the_kernel(seed: int):
             structural = "processed 0 insns" in err.log
             kernel = err.log.splitlines()[0] if structural else None
         assert mine == kernel, prog.hex()
+
+
+# --- random rewrites against the kernel's xlated image ---------------------------------
+
+_U64 = (1 << 64) - 1
+_JUMPS = {
+    0x15: lambda a, b: a == b, 0x55: lambda a, b: a != b, 0x25: lambda a, b: a > b,
+    0x35: lambda a, b: a >= b, 0xA5: lambda a, b: a < b, 0xB5: lambda a, b: a <= b,
+    0x45: lambda a, b: bool(a & b),
+    0x65: lambda a, b: (a ^ 1 << 63) > (b ^ 1 << 63),  # signed >
+}  # fmt: skip
+
+
+def _constant_program(rng: random.Random) -> list[Instruction]:
+    """Registers hold constants only and every jump goes forward, so the kernel's verifier
+    walks exactly the one concrete path: its ``seen`` set is that path."""
+    insns = [Instruction(0xB7)] + [Instruction(0xB7, r, 0, 0, rng.randrange(4)) for r in (1, 2, 3)]
+    kinds = rng.choices(["mov", "cond", "ja", "ja0", "gotol", "lddw", "exit"],
+                        [30, 30, 10, 5, 5, 7, 13], k=rng.randrange(3, 16)) + ["exit"]  # fmt: skip
+    pcs, pc = [], len(insns)
+    for kind in kinds:
+        pcs.append(pc)
+        pc += 2 if kind == "lddw" else 1
+    for i, kind in enumerate(kinds):
+        rel = rng.choice(pcs[i + 1 :] or pcs[-1:]) - pcs[i] - 1
+        insns.append(_constant_insn(rng, kind, rel))
+    return insns
+
+
+def _constant_insn(rng: random.Random, kind: str, rel: int) -> Instruction:
+    if kind == "mov":
+        return Instruction(0xB7, rng.randrange(4), 0, 0, rng.randrange(-1, 4))
+    if kind == "cond":
+        return Instruction(rng.choice(list(_JUMPS)), rng.randrange(4), 0, rel, rng.randrange(-1, 4))
+    if kind == "lddw":
+        return Instruction.lddw(rng.randrange(1, 4), rng.randrange(1 << 40))
+    return {"ja": Instruction(0x05, 0, 0, rel, 0), "ja0": Instruction(0x05),
+            "gotol": Instruction(0x06, 0, 0, 0, rel), "exit": Instruction(0x95)}[kind]  # fmt: skip
+
+
+def _concrete_path(insns: list[Instruction]) -> set[int]:
+    regs, at, pc = [0] * 11, {}, 0
+    for insn in insns:
+        at[pc] = insn
+        pc += insn.slots
+    pc, seen = 0, set()
+    while True:
+        insn = at[pc]
+        seen.add(pc)
+        if insn.code == 0x95:
+            return seen
+        if insn.code == 0xB7:
+            regs[insn.dst_reg] = insn.imm & _U64
+        elif insn.code == 0x18:
+            regs[insn.dst_reg] = insn.imm64
+        elif insn.code in (0x05, 0x06):
+            pc += insn.off if insn.code == 0x05 else insn.imm
+        elif _JUMPS[insn.code](regs[insn.dst_reg], insn.imm & _U64):
+            pc += insn.off
+        pc += insn.slots
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_rewrites_match_the_kernel(seed: int):
+    rng = random.Random(seed)
+    while True:  # a program the kernel takes: every instruction reachable
+        insns = _constant_program(rng)
+        try:
+            cfg.analyze(insns)
+            break
+        except VerifierError:
+            continue
+    seen = _concrete_path(insns)
+    kernel = _kernel_xlated(encode(insns), f"cfgr{os.getpid() % 10000}_{seed}")
+    assert disassemble(cfg.rewrite(insns, seen), "llvm") == disassemble(kernel, "llvm")
