@@ -475,3 +475,50 @@ def _run_with_pointers(t, engine, memory):
     finally:
         engine.set_hot(None)
         t.kernel.space.free(region)
+
+
+# --- BPF_PROG_TEST_RUN's repeat through the native loop ------------------------------------------
+def _loaded(bench, engine):
+    kernel = Kernel(ncpus=1, seed=3)
+    maps = {m.name: kernel.map_create(MapAttr(m.map_type, m.key_size, m.value_size,
+                                              m.max_entries, name=m.name))
+            for m in bench.maps}  # fmt: skip
+    insns = bench.assemble({name: m.id for name, m in maps.items()})
+    prog = kernel.prog_load(insns, 6, maps={m.id: m for m in maps.values()}, engine=engine)
+    return prog, maps
+
+
+@pytest.mark.parametrize("bench", jit_bench.PROGRAMS, ids=lambda b: b.name)
+def test_test_run_repeat_is_native_under_the_jit_and_agrees(bench):
+    from pybpf.runtime import testrun
+
+    results = []
+    for engine in ("interp", "jit"):
+        prog, maps = _loaded(bench, engine)
+        assert testrun._natively_repeatable(prog) == (engine == "jit")
+        result = testrun.test_run(prog, jit_bench.PACKET, repeat=7)
+        results.append((result.retval, result.data_out, {n: _dump(m) for n, m in maps.items()}))
+    assert results[0] == results[1]
+
+
+def test_tail_calls_keep_the_python_loop():
+    from pybpf.runtime import testrun
+
+    prog, _ = _loaded(jit_bench.BenchProgram("tail", "", "  r2 = 0\n  r3 = 0\n"
+                                             "  call bpf_tail_call\n  r0 = 2\n  exit\n"), "jit")
+    assert not testrun._natively_repeatable(prog)
+    assert testrun.test_run(prog, jit_bench.PACKET, repeat=3).retval == 2
+
+
+def test_a_fault_in_the_native_loop_raises_the_interpreters_error():
+    from pybpf.runtime import testrun
+
+    bench = jit_bench.BenchProgram("fault", "", "  r1 = 4096\n  r0 = *(u64 *)(r1 + 0)\n"
+                                   "  exit\n")  # fmt: skip
+    errors = []
+    for engine in ("interp", "jit"):
+        prog, _ = _loaded(bench, engine)
+        with pytest.raises(MemoryFault) as err:
+            testrun.test_run(prog, jit_bench.PACKET, repeat=5)
+        errors.append(str(err.value))
+    assert errors[0] == errors[1]

@@ -144,6 +144,10 @@ def _execute(prog, ctx: CtxRegion, state, repeat: int, cpu: int, packet=None) ->
         frame.attach(memory, engine)
     try:
         runs = max(repeat, 1)
+        if runs > 1 and _natively_repeatable(prog):
+            if frame is not None and packet:
+                env.packet = frame.region or _EMPTY
+            return _native_runs(engine, env, ctx, frame.region if frame else None, runs)
         r0 = 0
         start = time.perf_counter_ns()
         for _ in range(runs):
@@ -163,6 +167,50 @@ def _execute(prog, ctx: CtxRegion, state, repeat: int, cpu: int, packet=None) ->
 
 _EMPTY = Region("empty packet", bytearray(1), False)
 _EMPTY.size = 0
+
+# helpers whose state lives in env.scratch across a run (cleared between repetitions)
+_PER_RUN_STATE = frozenset({"spin_lock", "spin_unlock", "ringbuf_reserve", "ringbuf_submit",
+                            "ringbuf_discard", "ringbuf_reserve_dynptr", "ringbuf_submit_dynptr",
+                            "ringbuf_discard_dynptr"})  # fmt: skip
+
+
+def _natively_repeatable(prog) -> bool:
+    """Whether the engine's native repeat loop computes what the Python loop does.
+
+    It needs a JIT engine (``activation``), and a program whose repetitions
+    share nothing through Python between runs: no tail calls (their count is
+    per run) or callx, no kfuncs, no helper keeping per-run state, and no
+    helper that moves the packet (the loop keeps one hot window).
+    """
+    from pybpf.isa import Kind, lookup
+    from pybpf.runtime.helpers import HELPERS
+
+    if not hasattr(prog.engine, "activation"):
+        return False
+    for insn in prog.xlated:
+        kind = lookup(insn).kind
+        if kind in (Kind.CALLX, Kind.KFUNC):
+            return False
+        if kind is Kind.CALL:
+            helper = HELPERS.get(insn.imm)
+            if helper is None or insn.imm == 12 or helper.name in _PER_RUN_STATE \
+                    or helper.proto.changes_pkt_data:  # fmt: skip
+                return False
+    return True
+
+
+def _native_runs(engine, env, ctx: CtxRegion, hot, runs: int) -> tuple[int, int]:
+    """``runs`` repetitions in the JIT's native loop, timed natively (thread CPU time,
+    as the kernel's bpf_test_timer leaves out time spent rescheduled)."""
+    from pybpf.jit.abi import Slot, Status
+    from pybpf.jit.maps_ir import RepeatDriver
+
+    with engine.activation([ctx.base], env=env, hot=hot) as act:
+        result = RepeatDriver.shared().run(engine.entry_address, act.address, runs)
+        if result.status == Status.ABORT:
+            act.check()
+        r0 = act.words[Slot.R0]
+    return r0 & 0xFFFFFFFF, min(result.duration_ns // max(result.calls, 1), 0xFFFFFFFF)
 
 
 def _netdevs(kernel) -> dict[int, int]:
