@@ -8,6 +8,7 @@ its row promises.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -211,3 +212,34 @@ def test_inconsistent_input_gives_a_plain_report():
     text = build_report([], VerifierError("R2 !read_ok", pc=5), path=[9, 100],
                         line_info={7: _info(7, 3)})  # fmt: skip
     assert text.splitlines()[:3] == ["error: R2 !read_ok", "  at pc 5", "  path: 9 -> 100 -> 5"]
+
+
+CORPUS = Path(__file__).resolve().parent / "verifier_corpus"
+
+
+def _corpus_refusals() -> list[tuple[str, list[str]]]:
+    """(case, the kernel's error lines) of every refusal recorded in the verifier corpus."""
+    found = []
+    for path in sorted(CORPUS.rglob("*.vc")):
+        name, lines = "", path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("=== "):
+                name = line[4:].strip()
+            elif line.startswith("reject "):
+                block = []
+                for text in lines[i + 1 :]:
+                    if not text.strip() or text.startswith("==="):
+                        break
+                    block.append(text)
+                found.append((name, block))
+    return found
+
+
+def test_the_corpus_refusals_get_hints():
+    refusals = _corpus_refusals()
+    if not refusals:
+        pytest.skip(f"no recorded refusals under {CORPUS}")
+    missing = [(name, block[:1]) for name, block in refusals
+               if not any(hint_for(line) for line in block)]  # fmt: skip
+    # the corpus grows; new kernel messages may arrive before their hint
+    assert len(missing) <= len(refusals) // 20, missing

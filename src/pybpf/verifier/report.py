@@ -65,6 +65,20 @@ HINTS: tuple[Hint, ...] = (
        "bound the value on both sides (if (i < 0 || i >= N) return ...) before adding it "
        "to a pointer", "math between map_value pointer and register with unbounded min value "
        "is not allowed"),
+    _h(r"^R\d+ (subtraction from stack pointer|pointer arithmetic with|bitwise operator|"
+       r"32-bit pointer arithmetic|pointer \+= pointer|tried to subtract pointer)",
+       "only add or subtract a scalar to a pointer, in 64-bit arithmetic",
+       "R1 pointer arithmetic with *= operator prohibited"),
+    _h(r"^value -?\d+ makes \w+ pointer be out of bounds", "the offset moves the pointer "
+       "outside its object; bound it first",
+       "value -2147483648 makes fp pointer be out of bounds"),
+    _h(r"^cannot return stack pointer to the caller", "a function's stack is gone once it "
+       "returns: return a value, not its address", "cannot return stack pointer to the caller"),
+    _h(r"^(dereference of modified ctx ptr|variable ctx access)", "read the context through "
+       "r1 at constant offsets, without arithmetic on the pointer",
+       "dereference of modified ctx ptr R1 off=4 disallowed"),
+    _h(r"^BPF_ATOMIC stores into R\d+ \w+ is not allowed", "atomic operations work on the "
+       "stack and map values only", "BPF_ATOMIC stores into R1 ctx is not allowed"),
     _h(r"^R\d+ type=\S+ expected=(.*)", "this helper argument needs a different kind of "
        "value (expected: \\1)", "R1 type=scalar expected=ctx"),
     _h(r"^frame pointer is read only", "R10 (the frame pointer) cannot be written; copy it "
@@ -78,6 +92,13 @@ HINTS: tuple[Hint, ...] = (
        "bytes of the packet", "invalid access to packet, off=14 size=1, R2(id=0,off=14,r=0)"),
     _h(r"^R\d+ offset is outside of the packet", "compare `data + N` with `data_end` "
        "before reading N bytes of the packet", "R2 offset is outside of the packet"),
+    _h(r"^cannot write into packet", "this program type may only read the packet",
+       "cannot write into packet"),
+    _h(r"^BPF_LD_\[ABS\|IND\] instructions not allowed", "LD_ABS and LD_IND are for socket "
+       "filters and tc programs; use direct packet access",
+       "BPF_LD_[ABS|IND] instructions not allowed for this program type"),
+    _h(r"^div by zero", "dividing by the constant 0 is refused; use a non-zero constant",
+       "div by zero"),
     _h(r"^invalid access to map value", "keep offset + size within the map's value_size "
        "(bound the offset before the access)",
        "invalid access to map value, value_size=8 off=8 size=4"),
@@ -93,8 +114,13 @@ HINTS: tuple[Hint, ...] = (
        "invalid indirect read from stack R2 off -8+0 size 8"),
     _h(r"^invalid read from stack", "the stack slot is read before anything was written to "
        "it; initialize the variable", "invalid read from stack off -8+0 size 8"),
-    _h(r"^invalid (size of register spill|zero-sized read)", "read and write stack slots "
-       "with the size they were stored with", "invalid size of register spill"),
+    _h(r"^invalid size of register (spill|fill)", "read and write a spilled register "
+       "with the size it was stored with", "invalid size of register fill"),
+    _h(r"^(R\d+ )?invalid zero-sized read", "the size may be 0: bound it from below "
+       "(size > 0) before the call", "R2 invalid zero-sized read: u64=[0,0]"),
+    _h(r"^invalid variable-offset (read from|write to|indirect access to) stack",
+       "use a constant stack offset here (or a map value for indexed data)",
+       "invalid variable-offset write to stack R2 var_off=(0x0; 0xf) off=-8 size=1"),
     _h(r"^misaligned", "align the access to its size (or use a smaller load)",
        "misaligned stack access off 0+0+-7 size 8"),
     _h(r"^invalid.* stack( R\d+)? off=", "stack accesses must stay in the 512-byte frame: "
@@ -113,6 +139,23 @@ HINTS: tuple[Hint, ...] = (
     _h(r"^cannot call GPL-restricted function", "declare a GPL-compatible license "
        '(char LICENSE[] SEC("license") = "GPL";)',
        "cannot call GPL-restricted function from non-GPL compatible program"),
+    _h(r"^cannot pass map_type \d+ into func", "this helper does not take this kind of map",
+       "cannot pass map_type 2 into func bpf_perf_event_output#25"),
+    _h(r"^expected prog array map for tail call", "bpf_tail_call needs a "
+       "BPF_MAP_TYPE_PROG_ARRAY map", "expected prog array map for tail call"),
+    _h(r"^R\d+ does not point to a readonly map", "pass a frozen read-only map (such as "
+       ".rodata) here", "R3 does not point to a readonly map'"),
+    _h(r"^R\d+ is not a known constant", "this argument must be a constant the verifier "
+       "knows", "R2 is not a known constant'"),
+    _h(r"^R\d+ must have zero offset when passed to release func", "release the pointer "
+       "exactly as it was returned, without an offset",
+       "R1 must have zero offset when passed to release func or trusted arg to kfunc"),
+    _h(r"^no direct value access support for this map type", "direct value loads need an "
+       "array map of one element", "no direct value access support for this map type"),
+    _h(r"^kernel btf_id \d+ is not a function", "the kfunc's BTF id names no function of "
+       "this kernel; rebuild against its BTF", "kernel btf_id 12345 is not a function"),
+    _h(r"^missing btf func_info", "callbacks and global functions need BTF func info: load "
+       "the object with its BTF (compile with -g)", "missing btf func_info"),
     _h(r"^Unreleased reference", "release what was acquired (ringbuf submit/discard, "
        "sk_release...) on every path, including error paths",
        "Unreleased reference id=2 alloc_insn=7"),
