@@ -107,8 +107,8 @@ class _Reg:
         self.u32max = s.u32_max
 
     def freeze(self) -> Scalar:
-        return Scalar(Tnum(self.v, self.m), self.smin, self.smax, self.umin, self.umax,
-                      self.s32min, self.s32max, self.u32min, self.u32max)
+        return _make(Tnum(self.v, self.m), self.smin, self.smax, self.umin, self.umax,
+                     self.s32min, self.s32max, self.u32min, self.u32max)
 
 
 # --- marking (__mark_reg_known, __mark_reg*_unbounded) ----------------------
@@ -898,7 +898,7 @@ class Scalar:
         s = _s64(v)
         v32 = v & U32
         s32 = _s32(v32)
-        return Scalar(Tnum(v, 0), s, s, v, v, s32, s32, v32, v32)
+        return _make(Tnum(v, 0), s, s, v, v, s32, s32, v32, v32)
 
     @staticmethod
     def unknown() -> Scalar:
@@ -1224,3 +1224,24 @@ class Scalar:
 
 
 _UNKNOWN = Scalar(Tnum(0, U64), S64_MIN, S64_MAX, 0, U64, S32_MIN, S32_MAX, 0, U32)
+
+# Building a Scalar through its slots' descriptors skips the frozen dataclass's
+# per-field __setattr__ checks: half the cost, on the verifier's hottest path.
+_SETTERS = tuple(getattr(Scalar, name).__set__ for name in (
+    "var_off", "smin", "smax", "umin", "umax", "s32_min", "s32_max", "u32_min", "u32_max"))
+
+
+def _make(var_off: Tnum, smin: int, smax: int, umin: int, umax: int, s32_min: int,
+          s32_max: int, u32_min: int, u32_max: int) -> Scalar:
+    s = object.__new__(Scalar)
+    a, b, c, d, e, f, g, h, i = _SETTERS
+    a(s, var_off)
+    b(s, smin)
+    c(s, smax)
+    d(s, umin)
+    e(s, umax)
+    f(s, s32_min)
+    g(s, s32_max)
+    h(s, u32_min)
+    i(s, u32_max)
+    return s
