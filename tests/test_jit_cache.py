@@ -109,6 +109,16 @@ def test_bounded_size_evicts_least_recently_used(tmp_path):
     assert cache.get(keys[0]) is None  # the oldest went first
 
 
+def test_trim_removes_abandoned_temporary_files(cache):
+    cache.put(_key(), b"data")
+    old, fresh = cache.root / ".tmp-old.o", cache.root / ".tmp-new.o"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(old, (0, 0))
+    cache.trim()
+    assert not old.exists() and fresh.exists() and cache.get(_key()) == b"data"
+
+
 def _writer(root: str, seed: int, rounds: int) -> None:
     cache = jc.CompileCache(root)
     for i in range(rounds):

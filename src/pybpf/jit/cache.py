@@ -36,6 +36,7 @@ import hashlib
 import importlib.metadata
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -182,7 +183,15 @@ class CompileCache:
         return total
 
     def trim(self) -> None:
-        """Remove least recently used entries until the cache holds ``max_bytes`` or less."""
+        """Remove least recently used entries until the cache holds ``max_bytes`` or less,
+        and temporary files a killed writer left (older than an hour)."""
+        stale = time.time() - 3600
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.root):
+                if entry.name.startswith(".tmp-"):
+                    with contextlib.suppress(OSError):
+                        if entry.stat().st_mtime < stale:
+                            os.unlink(entry.path)
         entries = self.entries()
         sizes = []
         for path in entries:
