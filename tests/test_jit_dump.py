@@ -300,3 +300,14 @@ def test_pybpf_run_engine(pybpf, tmp_path):
         assert out.startswith("r0 = 0x2a (42)\n")
     proc = pybpf("run", str(src), "--engine", "jit", "--trace", ok=False)
     assert proc.returncode == 1 and "need --engine interp" in proc.stderr
+
+
+def test_state_survives_a_jit_that_refuses_a_saved_program(jited, monkeypatch):
+    from pybpf.jit import cache
+
+    def refuse(*args, **kwargs):
+        raise JitError("LLVM rejected the generated IR")
+
+    monkeypatch.setattr(cache, "build", refuse)
+    status, out, _ = jited("prog", "show", "pinned", PIN)
+    assert status == 0 and "not jited" in out  # it runs on the interpreter instead

@@ -36,7 +36,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from pybpf.errors import KernelError
+from pybpf.errors import JitError, KernelError
 from pybpf.isa import decode, encode
 from pybpf.runtime.kernel import Kernel
 from pybpf.runtime.maps.base import Map, MapAttr, MapType
@@ -291,10 +291,16 @@ def _restore_map(kernel: Kernel, r: dict) -> Map:
 
 def _restore_prog(kernel: Kernel, r: dict, maps: dict[int, Map]) -> Program:
     insns = decode(bytes.fromhex(r["insns"]))
-    prog = _with_id(kernel, "_next_prog_id", r["id"], lambda: kernel.prog_load(
-        insns, ProgType(r["type"]), name=r["name"], license=r["license"], maps=maps,
-        expected_attach_type=r["expected_attach_type"],
-        engine=r.get("engine", "interp")))  # the engine it was loaded on  # fmt: skip
+
+    def load(engine: str) -> Program:
+        return _with_id(kernel, "_next_prog_id", r["id"], lambda: kernel.prog_load(
+            insns, ProgType(r["type"]), name=r["name"], license=r["license"], maps=maps,
+            expected_attach_type=r["expected_attach_type"], engine=engine))  # fmt: skip
+
+    try:
+        prog = load(r.get("engine", "interp"))  # the engine it was loaded on
+    except JitError:  # this JIT refuses code an earlier one took: the program still runs
+        prog = load("interp")
     prog.loaded_at, prog.uid = r["loaded_at"], r["uid"]
     prog.notes = {int(k): v for k, v in r.get("notes", {}).items()}
     prog.linum = {int(k): v for k, v in r.get("linum", {}).items()}
