@@ -388,3 +388,28 @@ def test_a_closed_program_refuses_to_run():
     prog.close()
     with pytest.raises(JitError, match="closed"):
         prog.run()
+
+
+class _Converting(Region):
+    """A context whose loads are converted in Python (as program contexts are)."""
+
+    custom_access = True
+
+    def load(self, pc, offset, size):
+        return 1000 + offset
+
+    def store(self, pc, offset, size, value):
+        raise MemoryFault(pc=pc, address=self.base + offset, size=size, write=True,
+                          region=self.name, reason="read-only field of")  # fmt: skip
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_context_accesses_are_converted_in_both_modes(checked):
+    insns = ubpf.assemble("ldxw %r0, [%r1+4]\nldxw %r2, [%r1+8]\nadd %r0, %r2\nexit")
+    prog = JitProgram(insns, checked=checked)
+    ctx = prog.memory.add(_Converting("ctx", bytearray(16)))
+    assert prog.run(args=[ctx.base]).r0 == 1004 + 1008
+    store = JitProgram(ubpf.assemble("stw [%r1+4], 1\nexit"), checked=checked,
+                       memory=prog.memory)  # fmt: skip
+    with pytest.raises(MemoryFault, match="read-only field"):
+        store.run(args=[ctx.base])
