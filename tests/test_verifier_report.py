@@ -193,14 +193,18 @@ def test_path_stops(path, end, expected):
     assert format_path(CALLS, path, end) == expected
 
 
-def test_long_paths_keep_both_ends():
+def test_loops_are_counted_not_repeated():
     loop = assemble("r0 = 0\nr0 += 1\nif r0 < 50 goto -2\nexit", "llvm")
     path = [0] + [1, 2] * 50 + [3]
-    text = format_path(loop, path)
-    stops = text.split(" -> ")
+    assert format_path(loop, path) == "0 -> 1 (jump taken at 2) x49 -> 3"
+
+
+def test_long_paths_keep_both_ends():
+    prog = assemble("\n".join(["r0 = 0", *["if r0 > 9 goto +0"] * 40, "exit"]), "llvm")
+    stops = format_path(prog, list(range(42))).split(" -> ")
     assert len(stops) == report.MAX_PATH_STOPS and "..." in stops
-    assert stops[:2] == ["0", "1 (jump taken at 2)"]
-    assert stops[-2:] == ["1 (jump taken at 2)", "3"]
+    assert stops[:2] == ["0", "2"]
+    assert stops[-2:] == ["40", "41"]
 
 
 def test_a_path_of_the_failing_pc_alone_is_left_out():

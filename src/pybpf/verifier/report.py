@@ -273,8 +273,9 @@ def format_path(insns: Sequence[Instruction], path: Sequence[int], end: int | No
     (annotated), each fall-through past a conditional jump, and the end.
 
     ``end`` (the failing pc) is appended when the path does not end there.
-    A path of more than :data:`MAX_PATH_STOPS` stops keeps its first and
-    last ones around ``...``.
+    A stop repeated back to back (a loop) is written once with its count
+    (``1 (jump taken at 2) x49``); of more than :data:`MAX_PATH_STOPS`
+    stops, the first and last ones are kept around ``...``.
     """
     pcs = list(path)
     if end is not None and (not pcs or pcs[-1] != end):
@@ -282,19 +283,35 @@ def format_path(insns: Sequence[Instruction], path: Sequence[int], end: int | No
     if not pcs:
         return ""
     at = dict(zip(slot_offsets(insns), insns, strict=True))
-    stops = [str(pcs[0])]
-    for i in range(1, len(pcs)):
-        prev, pc = pcs[i - 1], pcs[i]
-        insn = at.get(prev)
-        how = _arrival(prev, insn, pc)
-        if how is not None:
-            stops.append(f"{pc} ({how})")
-        elif i == len(pcs) - 1 or insn is None or _conditional(insn):
-            stops.append(str(pc))
+    runs: list[list] = [[str(pcs[0]), 1]]  # [stop, times in a row]
+    seen: dict[tuple[int, int], str | None] = {}
+    last = len(pcs) - 1
+    for i in range(1, len(pcs)):  # a path may be a million steps long
+        step = (pcs[i - 1], pcs[i])
+        if step not in seen:
+            seen[step] = _stop(at.get(step[0]), *step)
+        stop = seen[step] if i < last else (seen[step] or str(step[1]))
+        if stop is None:
+            continue
+        if stop == runs[-1][0]:
+            runs[-1][1] += 1
+        else:
+            runs.append([stop, 1])
+    stops = [stop if times == 1 else f"{stop} x{times}" for stop, times in runs]
     if len(stops) > MAX_PATH_STOPS:
         head = MAX_PATH_STOPS // 2 - 1
         stops = [*stops[:head], "...", *stops[head - MAX_PATH_STOPS + 1 :]]
     return " -> ".join(stops)
+
+
+def _stop(insn: Instruction | None, prev: int, pc: int) -> str | None:
+    """The stop for arriving at ``pc`` from ``prev``, or None when it is not one."""
+    how = _arrival(prev, insn, pc)
+    if how is not None:
+        return f"{pc} ({how})"
+    if insn is None or _conditional(insn):
+        return str(pc)
+    return None
 
 
 def _conditional(insn: Instruction) -> bool:
