@@ -24,7 +24,7 @@ and cmpxchg write the zero-extended old value.  may_goto counts down from
 ``MAX_LOOPS`` per entry.
 
 **The run context** ``%ctx`` is an array of 64-bit words (indices in
-:class:`Slot`): inputs r1..r5, r10, the start pc, the whole stack's top, the
+:class:`~pybpf.jit.abi.Slot`): inputs r1..r5, r10, the start pc, the whole stack's top, the
 hot region, the trampoline's address and the instruction budget; outputs r0
 and the executed count; the abort flag and an auxiliary word.  The function
 returns a :class:`Status`.  No address is compiled in except the resolved
@@ -45,8 +45,18 @@ stack top``) or in the run's hot region (``Slot.HOT_BASE``/``HOT_SIZE``;
 stores need ``HOT_WSIZE``, 0 when read-only); every other access is a
 :attr:`Callout.LOAD`/``STORE``/``ATOMIC`` that the runner performs through
 :class:`~pybpf.vm.memory.Memory` (so faults, read-only regions and context
-conversion behave as in the interpreter).  The code never dereferences an
-address outside those two windows.
+conversion behave as in the interpreter).  In checked mode (the default)
+the code never dereferences an address outside those two windows.  When no
+instruction writes r10, an access at a constant offset in [-512, 0) from r10
+is known to be in the current frame and is emitted without a check.  With
+``options.direct`` (verified programs only) an access outside the windows
+goes straight to memory unless it falls in ``Slot.CUSTOM_BASE/SIZE`` (the
+context, converted in Python).  With ``options.count`` each block adds its
+length to a counter and stops at ``Slot.BUDGET`` (BudgetExceeded, as the
+interpreter's budget).
+
+The context layout, statuses and callout kinds are :mod:`pybpf.jit.abi`'s
+(re-exported here).
 
 **Native calls (hook).**  ``options.native_calls`` maps a helper id to a
 function ``hook(site: CallSite) -> str | None``.  It may return IR
