@@ -29,6 +29,7 @@ from pybpf.kernel import linux
 from pybpf.verifier import cfg
 from pybpf.verifier import slots as slots_mod
 from pybpf.verifier import xlate as xl
+from pybpf.verifier.report import hint_for
 
 SOCKET_FILTER = 1
 
@@ -122,6 +123,8 @@ def test_refused_as_the_kernel_words_it(prog: bytes, reason: str, pc: int | None
     with pytest.raises(VerifierError) as info:
         cfg.analyze(prog)
     assert (info.value.reason, info.value.pc, info.value.errno) == (reason, pc, err)
+    if err != E2BIG or pc is not None:
+        assert hint_for(reason), "every structural refusal the kernel words has a hint"
 
 
 def _kernel_refusal(prog: bytes) -> tuple[int, str]:
