@@ -295,6 +295,13 @@ STACKS = [
     ("rounded-to-16", _stack_prog(488, 17, "u8"), [488, 17], SOCKET_FILTER, EACCES,
      "combined stack size of 2 calls is 528. Too large"),
     ("private-stack", _stack_prog(256, 264), [256, 264], KPROBE, 0, ""),
+    ("three-frames", "*(u64 *)(r10 - 200) = 0\ncall local +2\nr0 = 0\nexit\n"
+     "*(u64 *)(r10 - 200) = 0\ncall local +2\nr0 = 0\nexit\n"
+     "*(u64 *)(r10 - 200) = 0\nr0 = 0\nexit", [200, 200, 200], SOCKET_FILTER, EACCES,
+     "combined stack size of 3 calls is 624. Too large"),
+    ("siblings-do-not-add-up", "*(u64 *)(r10 - 200) = 0\ncall local +3\ncall local +5\n"
+     "r0 = 0\nexit\n*(u64 *)(r10 - 296) = 0\nr0 = 0\nexit\n*(u64 *)(r10 - 296) = 0\n"
+     "r0 = 0\nexit", [200, 296, 296], SOCKET_FILTER, 0, ""),
     ("seven-deep", _deep_chain(7), [0] * 8, SOCKET_FILTER, 0, ""),
     ("eight-deep", _deep_chain(8), [0] * 9, SOCKET_FILTER, E2BIG,
      "the call stack of 8 frames is too deep !"),
