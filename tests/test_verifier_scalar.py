@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -522,6 +523,17 @@ def test_format_merges_equal_bounds_and_prints_kernel_numbers():
         "scalar(smin=0,smax=umax=0xffffffff,var_off=(0x0; 0xffffffff))"
 
 
+def test_pointer_offsets_follow_the_pointer_rules():
+    byte = Scalar.unknown().truncate(1)
+    added = Scalar.const(0).ptr_alu(ADD, byte)
+    assert (added.umin, added.umax, added.var_off) == (0, 255, Tnum(0, 0xFF))
+    # unlike scalar SUB, a possible borrow loses the unsigned bounds at once
+    taken = Scalar.const(0).ptr_alu(SUB, byte)
+    assert (taken.smin, taken.smax, taken.umin, taken.umax) == (-255, 0, 0, U64)
+    with pytest.raises(ValueError, match="add and subtract"):
+        Scalar.const(0).ptr_alu(MUL, byte)
+
+
 def test_from_range_rejects_an_empty_range():
     with pytest.raises(ValueError, match="empty"):
         Scalar.from_range(5, 4)
@@ -556,6 +568,31 @@ def kernel_scalar_text(text: str) -> str | None:
     return _ID.sub("", text).replace(",)", ")")
 
 
+_PTR_ITEMS = ("id=", "off=", "r=", "ref_obj_id=", "map=", "ks=", "vs=", "sz=")
+
+
+def kernel_pointer_ranges(text: str) -> str | None:
+    """The variable-offset part of a pointer the kernel prints (``imm=``, ranges, var_off)."""
+    m = re.fullmatch(r"P?[a-z_]+\((.*)\)", text)
+    if m is None or text.startswith(("scalar(", "ctx(")):
+        return None
+    items = [item for item in m.group(1).split(",") if item and not item.startswith(_PTR_ITEMS)]
+    return ",".join(items)
+
+
+@dataclass(frozen=True)
+class Ptr:
+    """A packet pointer in the replay: only its variable part is the scalar domain's."""
+
+    kind: str
+    var: Scalar
+
+    def ranges(self) -> str:
+        if self.var.is_const():
+            return f"imm={self.var.format()}" if self.var.value else ""
+        return ",".join(self.var.range_fields())
+
+
 class Replay:
     """Runs a program's instructions through Scalar in the order the kernel's log visits them."""
 
@@ -574,6 +611,11 @@ class Replay:
             reg, text = int(m.group(1)), m.group(2).strip()
             want = kernel_scalar_text(text)
             mine = self.regs.get(reg)
+            if isinstance(mine, Ptr):
+                self.compared += 1
+                if kernel_pointer_ranges(text) != mine.ranges():
+                    self.mismatches.append(f"{where} R{reg}: kernel {text} pybpf {mine.ranges()}")
+                continue
             if want is None and not isinstance(mine, Scalar):
                 continue
             got = mine.format() if isinstance(mine, Scalar) else repr(mine)
@@ -632,8 +674,10 @@ class Replay:
             regs[insn.dst_reg] = src  # a pointer copied
             self.pc = pc + 1
             return
-        if op != MOV and not isinstance(dst, Scalar):
-            self.pc = pc + 1  # pointer arithmetic: the core's business
+        if isinstance(dst, Ptr) and op != MOV:
+            if not src.is_const():  # a constant goes into the fixed offset
+                regs[insn.dst_reg] = Ptr(dst.kind, dst.var.ptr_alu(op, src))
+            self.pc = pc + 1
             return
         if op == MOV:
             if not x:
@@ -658,8 +702,9 @@ class Replay:
     def load(self, insn: Instruction) -> None:
         """A load from the packet: an unknown value of the access size (zero- or sign-extended)."""
         size = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}[insn.code & 0x18]
-        if self.regs[insn.src_reg] == "ctx":
-            self.regs[insn.dst_reg] = "ptr"  # xdp_md->data, data_end
+        if self.regs[insn.src_reg] == "ctx":  # xdp_md->data, data_end
+            kind = "pkt" if insn.off == 0 else "pkt_end"
+            self.regs[insn.dst_reg] = Ptr(kind, Scalar.const(0))
         elif insn.code & 0xE0 == 0x80:
             self.regs[insn.dst_reg] = Scalar.unknown().sign_extend_load(size)
         else:
@@ -782,6 +827,10 @@ CURATED = {
                     "r7 = *(u32 *)(r2 + 4)\nr8 = *(s8 *)(r2 + 1)\nr9 = *(s16 *)(r2 + 2)\n"
                     "r0 = *(s32 *)(r2 + 4)\nr5 += r6\nr8 = (s8)r8\nw9 += 3\nr0 *= r8\n"
                     "r0 = *(u64 *)(r2 + 0)\nr0 = 0\nexit",
+    "packet_pointer_offsets": "r2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\n"
+                              "r4 += 8\nif r4 > r3 goto +7\nr6 = *(u8 *)(r2 + 0)\n"
+                              "r7 = *(s16 *)(r2 + 2)\nr5 = r2\nr5 += r6\nr5 -= r7\n"
+                              "r5 += 4\nif r5 > r3 goto +0\nr0 = 0\nexit",
     "shift_by_register": "call 7\nr6 = r0\nr6 &= 7\nr7 = 1\nr7 <<= r6\nr8 = 0x80\nr8 >>= r6\n"
                          "r0 = 0\nexit",
 }
@@ -851,6 +900,10 @@ def random_program(rng, packet: bool = False) -> str:
             size = rng.choice([1, 2, 4, 8])
             kind = rng.choice(["u", "s"]) if size < 8 else "u"
             head.append(f"r{r} = *({kind}{size * 8} *)(r2 + {rng.randrange(9 - size)})")
+            if size <= 2 and rng.random() < 0.5:
+                # a packet pointer with a variable offset, checked against the end
+                head += ["r5 = r2", f"r5 {rng.choice(['+=', '+=', '-='])} r{r}",
+                         f"r5 += {rng.randrange(1, 9)}", "if r5 > r3 goto EXIT"]
     else:
         head = ["call 7", "r6 = r0", "call 7", "r7 = r0", "call 7", "r8 = r0", "call 7"]
     lines = head + body + ["r0 = 0", "exit"]

@@ -1004,6 +1004,40 @@ class Scalar:
             return Scalar.const(value if is64 else value & U32)
         return _alu_bounds(self, op, src, is64)
 
+    def ptr_alu(self, op: int, off: Scalar) -> Scalar:
+        """A pointer's variable part after ``ptr += off`` or ``ptr -= off`` (64-bit only).
+
+        ``self`` is the pointer's ``var_off`` and bounds, ``off`` the scalar
+        added; ``op`` is ADD or SUB.  This is ``adjust_ptr_min_max_vals``,
+        whose rules differ from scalar arithmetic: any unsigned overflow
+        (ADD) or a possible borrow (SUB) loses the unsigned bounds, and the
+        32-bit bounds start unbounded.  A constant ``off`` that the kernel
+        folds into the fixed offset (``ptr->off``) is the caller's to handle;
+        here it is added to the variable part like any other.
+        """
+        if op not in (ADD, SUB):
+            raise ValueError("pointers only add and subtract")
+        d = _Reg(self)
+        if op == ADD:
+            lo, hi = self.smin + off.smin, self.smax + off.smax
+            ulo, uhi = self.umin + off.umin, self.umax + off.umax
+            d.v, d.m = t_add(d.v, d.m, off.var_off.value, off.var_off.mask)
+        else:
+            lo, hi = self.smin - off.smax, self.smax - off.smin
+            ulo, uhi = self.umin - off.umax, self.umax - off.umin
+            d.v, d.m = t_sub(d.v, d.m, off.var_off.value, off.var_off.mask)
+        if S64_MIN <= lo <= S64_MAX and S64_MIN <= hi <= S64_MAX:
+            d.smin, d.smax = lo, hi
+        else:
+            d.smin, d.smax = S64_MIN, S64_MAX
+        if ulo < 0 or uhi > U64:
+            d.umin, d.umax = 0, U64
+        else:
+            d.umin, d.umax = ulo, uhi & U64
+        _unbounded32(d)
+        _sync(d)
+        return d.freeze()
+
     def neg(self, is64: bool) -> Scalar:
         """``-self`` (BPF_NEG)."""
         return self.alu(NEG, self, is64=is64)
