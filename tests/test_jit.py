@@ -16,6 +16,7 @@ import pytest
 from pybpf.asm import ubpf
 from pybpf.errors import (
     BudgetExceeded,
+    CallDepthError,
     HelperError,
     JitError,
     MemoryFault,
@@ -413,3 +414,23 @@ def test_context_accesses_are_converted_in_both_modes(checked):
                        memory=prog.memory)  # fmt: skip
     with pytest.raises(MemoryFault, match="read-only field"):
         store.run(args=[ctx.base])
+
+
+def test_callback_calls_never_take_a_frame_under_the_stack():
+    """A callback starts below its caller with a fresh call count; its frames stay in the stack.
+
+    (The interpreter lets the eighth frame fall under the stack here and its fast path
+    then writes at a negative offset of the stack buffer; the JIT stops at the call.)
+    """
+    table = HelperTable()
+    box: list = []
+    table.register(181, "bpf_loop", lambda env, n, cb, ctx, flags, r5: box[0].invoke(cb, [0]))
+    chain = "\n".join(f"f{i}:\nstdw [%r10-8], {i}\ncall local f{i + 1}\nexit" for i in range(7))
+    src = f"lddw %r2, func(f0)\ncall 181\nexit\n{chain}\nf7:\nstdw [%r10-512], 1\nexit"
+    for checked in (True, False):
+        box[:] = [JitProgram(ubpf.assemble(src), helpers=table, checked=checked)]
+        with pytest.raises(CallDepthError):
+            box[0].run()
+    shallow = src.replace("call local f6", "mov %r0, 0")
+    box[:] = [JitProgram(ubpf.assemble(shallow), helpers=table)]
+    assert box[0].run().r0 == 0
