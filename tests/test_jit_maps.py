@@ -520,5 +520,27 @@ def test_a_fault_in_the_native_loop_raises_the_interpreters_error():
         prog, _ = _loaded(bench, engine)
         with pytest.raises(MemoryFault) as err:
             testrun.test_run(prog, jit_bench.PACKET, repeat=5)
-        errors.append(str(err.value))
-    assert errors[0] == errors[1]
+        fault = err.value  # (the nearest region it names depends on where buffers landed)
+        errors.append((fault.pc, fault.address, fault.size, fault.write))
+    assert errors[0] == errors[1] == (1, 4096, 8, False)
+
+
+def test_programs_loaded_for_the_jit_get_the_hot_path():
+    by_name = {b.name: b for b in jit_bench.PROGRAMS}
+    prog, _ = _loaded(by_name["hash-count"], "jit")
+    assert set(prog.native_hooks.native_calls) == {1, 2}
+    assert not {1, 2} & prog.engine.translation.helper_ids
+    plain, _ = _loaded(by_name["arith-loop"], "jit")
+    assert plain.native_hooks.native_calls == {}  # nothing to hook: the program stays cacheable
+    interp, _ = _loaded(by_name["hash-count"], "interp")
+    assert interp.native_hooks is None
+
+
+@pytest.mark.parametrize("cpu", [0, 1])
+def test_test_runs_tell_native_code_their_cpu(cpu):
+    from pybpf.runtime import testrun
+
+    bench = jit_bench.BenchProgram("cpu", "", "  call bpf_get_smp_processor_id\n  exit\n")
+    prog, _ = _loaded(bench, "jit")
+    assert 8 in prog.native_hooks.native_calls
+    assert testrun.test_run(prog, jit_bench.PACKET, repeat=3, cpu=cpu).retval == cpu

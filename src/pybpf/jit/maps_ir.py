@@ -62,7 +62,7 @@ does with its timer.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -841,3 +841,46 @@ class NativeWord:
     @value.setter
     def value(self, value: int) -> None:
         self._region.view[:8] = (value & M64).to_bytes(8, "little")
+
+
+class ProgramHooks:
+    """The native hot path of one loaded program: its hooks, prelude and native words.
+
+    ``maps`` are the program's maps (those with a ``jit_shape()`` are reached
+    natively); ``boot_ns`` is the kernel's boot time (ktime_get_ns),
+    ``seed`` seeds the PRNG word; ``trusted`` as :func:`native_calls`;
+    ``insn_count`` picks the level the engine will compile at (as
+    :class:`~pybpf.jit.engine.JitProgram` does when given none) unless
+    ``opt_level`` is given.  ``called`` (helper ids the program calls), when
+    given, keeps only the hooks it uses, so a program calling none of them
+    gets none (and stays cacheable).  ``prandom`` False leaves
+    get_prandom_u32 to the runtime's seeded generator (the interpreter's
+    sequence).  The runner sets :attr:`cpu` before each run.  Keep the
+    object as long as the compiled program lives.
+    """
+
+    def __init__(self, maps, *, boot_ns: int, seed: int, trusted: bool = False,
+                 insn_count: int = 0, opt_level: int | None = None,
+                 called: Iterable[int] | None = None, prandom: bool = True) -> None:  # fmt: skip
+        if opt_level is None:
+            from pybpf.jit import engine, native
+
+            opt_level = 2 if insn_count <= engine.AUTO_O2_LIMIT else native.DEFAULT_OPT_LEVEL
+        self.opt_level = opt_level
+        self.prandom = NativeWord(seed | 1, "prandom state")
+        self.cpu = NativeWord(0, "current cpu")
+        shapes = []
+        for m in maps:
+            shape = m.jit_shape() if hasattr(m, "jit_shape") else None
+            if shape is not None:
+                shapes.append(shape)
+        hooks, prelude = native_calls(
+            shapes, trusted=trusted, boot_ns=boot_ns,
+            prandom_address=self.prandom.address if prandom else None,
+            cpu_address=self.cpu.address, opt_level=opt_level)  # fmt: skip
+        if called is not None:
+            wanted = set(called)
+            hooks = {k: v for k, v in hooks.items() if k in wanted}
+        self.native_calls = hooks
+        self.prelude = prelude if hooks else ""
+

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from pybpf.errors import KernelError, PybpfError
 from pybpf.isa import LDDW, Instruction, Kind, Pseudo, check_jumps, slot_offsets
+from pybpf.jit.maps_ir import ProgramHooks
 from pybpf.runtime import engines
 from pybpf.runtime.helpers import helper_table
 from pybpf.runtime.maps.base import Map, MapType, fail
@@ -64,6 +65,7 @@ class Program:
         self.tag = ""
         self.verdict = None  # the verifier's Verdict when the program was verified
         self.engine: Interpreter | None = None
+        self.native_hooks = None  # the JIT's native hot path (maps_ir.ProgramHooks)
         self.expected_attach_type = 0
         self.run_count = 0
         self.run_time_ns = 0
@@ -113,18 +115,22 @@ class Program:
 
             prog.verdict = verify_program(prog, log_level=log_level, line_info=line_info)
             prog.xlated = prog.verdict.xlated
-        helpers = helper_table(
-            kernel,
-            prog,
-            [
-                insn.imm
-                for insn, spec in zip(prog.insns, specs, strict=True)
-                if spec.kind is Kind.CALL
-            ],
-        )
+        called = [insn.imm for insn, spec in zip(prog.insns, specs, strict=True)
+                  if spec.kind is Kind.CALL]  # fmt: skip
+        helpers = helper_table(kernel, prog, called)
+        native = {}
+        if engine == "jit":  # the hot path: maps, ktime, csum_diff... without Python
+            trusted = prog.verdict is not None and not engines.JIT_CHECKED_DEFAULT
+            prog.native_hooks = ProgramHooks(
+                prog.maps, boot_ns=kernel.boot, seed=0, trusted=trusted, prandom=False,
+                insn_count=len(prog.xlated), called=called)
+            if prog.native_hooks.native_calls:
+                native = {"native_calls": prog.native_hooks.native_calls,
+                          "prelude": prog.native_hooks.prelude}  # fmt: skip
         prog.engine = engines.build(
             engine, prog.xlated, verified=prog.verdict is not None, helpers=helpers,
             resolve_imm64=prog._resolve, tail_call=prog._tail_call, memory=kernel.space.memory,
+            **native,
         )  # fmt: skip
         return prog
 

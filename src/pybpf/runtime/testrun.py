@@ -139,6 +139,8 @@ def _execute(prog, ctx: CtxRegion, state, repeat: int, cpu: int, packet=None) ->
     memory = kernel.space.memory
     env = ExecEnv(memory=memory, kernel=kernel, program=prog, ctx=state, cpu=cpu)
     memory.add(ctx)
+    if getattr(prog, "native_hooks", None) is not None:
+        prog.native_hooks.cpu.value = cpu  # what native per-CPU lookups and smp_processor_id read
     frame = state if hasattr(state, "attach") else None
     if frame is not None:
         frame.attach(memory, engine)

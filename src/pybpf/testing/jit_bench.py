@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pybpf.asm import llvm
-from pybpf.jit import maps_ir, native
+from pybpf.jit import maps_ir
 from pybpf.jit.abi import Slot, Status
 from pybpf.jit.engine import AUTO_O2_LIMIT, JitProgram
 from pybpf.runtime.context import XDP_PACKET_HEADROOM, XdpBuff, XdpMd
@@ -265,41 +265,25 @@ loop:
 
 
 # --- pybpf side -------------------------------------------------------------------------------
-@dataclass
-class JitHooks:
-    """The native words a program's hooks read (kept alive with the engine)."""
-
-    prandom: maps_ir.NativeWord
-    cpu: maps_ir.NativeWord
-
-
 def jit_engine(prog, *, cpu: int = 0, opt_level: int | None = None,
-               checked: bool = False) -> tuple[JitProgram, JitHooks]:  # fmt: skip
+               checked: bool = False) -> tuple[JitProgram, maps_ir.ProgramHooks]:  # fmt: skip
     """A JitProgram for a loaded runtime Program, with the native hot path.
 
     Every map of the program that offers ``jit_shape()`` is reached natively;
     ktime, prandom and the CPU read native words.  ``checked`` False trusts
     the program (direct memory access, map hooks without pointer checks): the
-    benchmark's programs are verified by the kernel in the same run.  (This
-    is the wiring the runtime's loader does not do yet: the JIT it builds has
-    no hooks.)
+    benchmark's programs are verified by the kernel in the same run.
     """
     kernel = prog.kernel
-    shapes = [s for m in prog.maps if (s := getattr(m, "jit_shape", lambda: None)()) is not None]
-    words = JitHooks(maps_ir.NativeWord(kernel.random.getrandbits(64) | 1, "prandom state"),
-                     maps_ir.NativeWord(cpu, "current cpu"))  # fmt: skip
-    level = opt_level
-    if level is None:  # the engine's own choice (see JitProgram)
-        level = 2 if len(prog.xlated) <= AUTO_O2_LIMIT else native.DEFAULT_OPT_LEVEL
-    hooks, prelude = maps_ir.native_calls(shapes, trusted=not checked, boot_ns=kernel.boot,
-                                          prandom_address=words.prandom.address,
-                                          cpu_address=words.cpu.address,
-                                          opt_level=level)  # fmt: skip
-    helpers = prog.engine.helpers
-    engine = JitProgram(prog.xlated, helpers=helpers, resolve_imm64=prog._resolve,
+    hooks = maps_ir.ProgramHooks(prog.maps, boot_ns=kernel.boot,
+                                 seed=kernel.random.getrandbits(64), trusted=not checked,
+                                 insn_count=len(prog.xlated), opt_level=opt_level)  # fmt: skip
+    hooks.cpu.value = cpu
+    engine = JitProgram(prog.xlated, helpers=prog.engine.helpers, resolve_imm64=prog._resolve,
                         tail_call=prog._tail_call, memory=kernel.space.memory, checked=checked,
-                        native_calls=hooks, prelude=prelude, opt_level=level)  # fmt: skip
-    return engine, words
+                        native_calls=hooks.native_calls, prelude=hooks.prelude,
+                        opt_level=hooks.opt_level)  # fmt: skip
+    return engine, hooks
 
 
 def native_repeat(engine: JitProgram, env, args, hot, n: int) -> tuple[int, int]:
