@@ -183,19 +183,44 @@ def test_environment_selects_or_disables(monkeypatch, tmp_path):
     assert jc.default_root() == tmp_path / "xdg" / "pybpf"
 
 
-def test_programs_with_map_addresses_are_not_cached_by_default(cache):
-    value = bytearray(8)
-    memory = Memory()
-    region = memory.add(Region("value", value))
+def _value_program(cache, memory, region, **kw):
     lddw = Instruction(0x18, 1, 2, 0, 1, imm2=0)  # r1 = map value address (MAP_VALUE)
-    prog = (lddw, Instruction(0x61, 0, 1, 0, 0), Instruction(0x95))  # r0 = *(u32 *)r1
-    value[:4] = (1234).to_bytes(4, "little")
-    for addresses, entries in ((False, 0), (True, 1)):
-        jp = jc.build(prog, cache=cache, checked=True, memory=memory,
-                      resolve_imm64=lambda insn, pc: region.base,
-                      cache_addresses=addresses)  # fmt: skip
+    prog = (lddw, Instruction(0x61, 0, 1, 4, 0), Instruction(0x95))  # r0 = *(u32 *)(r1 + 4)
+    return jc.build(prog, cache=cache, checked=False, memory=memory,
+                    resolve_imm64=lambda insn, pc: region.base, **kw)  # fmt: skip
+
+
+def test_map_addresses_are_relocated_on_a_hit(cache):
+    memory = Memory()
+    regions = [memory.add(Region(f"value{i}", bytearray(8))) for i in range(2)]
+    for i, region in enumerate(regions):
+        region.view[4:8] = (1000 + i).to_bytes(4, "little")
+    assert regions[0].base != regions[1].base
+    for i, region in enumerate(regions):
+        jp = _value_program(cache, memory, region)
         try:
-            assert jp.run().r0 == 1234
+            assert jp.run().r0 == 1000 + i  # reads this region, not the first one's
         finally:
             jp.close()
-        assert len(cache.entries()) == entries
+    assert (cache.misses, cache.hits, len(cache.entries())) == (1, 1, 1)
+    stored = cache.get(cache.entries()[0].stem)
+    assert jc.placeholder(0).to_bytes(8, "little") in stored  # the stand-in, not an address
+
+
+def test_code_that_relocation_cannot_reproduce_is_not_stored(cache, monkeypatch):
+    memory = Memory()
+    region = memory.add(Region("value", bytearray(8)))
+    monkeypatch.setattr(jc, "relocate", lambda data, values: data)  # a relocation that fails
+    jp = _value_program(cache, memory, region)
+    jp.close()
+    assert cache.entries() == []
+
+
+def test_relocate_patches_offsets_and_skips_lookalikes():
+    ph = jc.placeholder(1)
+    data = (b"\x90" + (ph + 8).to_bytes(8, "little") + (ph - 16).to_bytes(8, "little")
+            + (jc.placeholder(5)).to_bytes(8, "little"))  # fmt: skip
+    out = jc.relocate(data, [0x1000, 0x7F00_0000_2000])
+    assert out[1:9] == (0x7F00_0000_2008).to_bytes(8, "little")
+    assert out[9:17] == (0x7F00_0000_1FF0).to_bytes(8, "little")
+    assert out[17:] == data[17:]  # slot 5 does not exist: left alone

@@ -311,3 +311,10 @@ def test_state_survives_a_jit_that_refuses_a_saved_program(jited, monkeypatch):
     monkeypatch.setattr(cache, "build", refuse)
     status, out, _ = jited("prog", "show", "pinned", PIN)
     assert status == 0 and "not jited" in out  # it runs on the interpreter instead
+
+
+def test_a_pinned_directory_is_not_a_program(run):
+    assert run("--engine", "jit", "prog", "loadall", HELLO, "/sys/fs/bpf/dir")[0] == 0
+    status, out, err = run("prog", "show", "pinned", "/sys/fs/bpf/dir")
+    assert (status, out) == (255, "")
+    assert err == "Error: bpf obj get (/sys/fs/bpf/dir): Permission denied\n"

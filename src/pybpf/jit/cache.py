@@ -7,9 +7,10 @@ emits, under a key naming everything the machine code depends on
 (:func:`cache_key`):
 
 * the program: SHA-256 over its xlated image (the tag's input, map
-  immediates included) and the values its pseudo ld_imm64 resolve to (the
-  generated code embeds those addresses, so the same program loaded again
-  with maps elsewhere in memory is another entry);
+  immediates included) and the values its pseudo ld_imm64 resolve to --
+  stand-ins, for :func:`build` stores code compiled with stand-in addresses
+  and relocates it to the real ones (the maps live elsewhere in every
+  process);
 * the code generator: :data:`pybpf.jit.engine.ENGINE_VERSION` and a digest
   of the generator's own sources (so an edited generator never meets code
   an older one emitted), the opt level, checked or trusting mode;
@@ -44,6 +45,7 @@ from pybpf.errors import JitError, PybpfError
 from pybpf.isa import LDDW, Instruction, Pseudo, encode, slot_offsets
 from pybpf.jit import native
 from pybpf.jit.engine import ENGINE_VERSION, JitProgram
+from pybpf.vm.memory import Memory
 
 MAGIC = b"PYBPF-JIT-CACHE\x01"
 """First bytes of every entry (the entry format's version is its last byte)."""
@@ -220,45 +222,101 @@ def default_cache() -> CompileCache | None:
     return CompileCache(root) if root is not None else None
 
 
+PLACEHOLDER_TAG = 0x5EB7
+"""Top 16 bits of the stand-in addresses a cacheable object is compiled with."""
+_M64 = (1 << 64) - 1
+
+
+def placeholder(index: int) -> int:
+    """The stand-in for the ``index``-th resolved ld_imm64 (offsets of +-2 GiB stay inside)."""
+    return PLACEHOLDER_TAG << 48 | (index + 1) << 32 | 0x8000_0000
+
+
+def relocate(data: bytes, values: Sequence[int]) -> bytes:
+    """``data`` with every stand-in address (plus an offset) replaced by the real one.
+
+    Every 8-byte window holding ``placeholder(i) + off`` becomes ``values[i] + off``.
+    Bytes that merely look like a stand-in are caught by :func:`build`,
+    which stores an object only when relocating it reproduces the real
+    compilation byte for byte.
+    """
+    out = bytearray(data)
+    tag, count, pos = PLACEHOLDER_TAG.to_bytes(2, "little"), len(values), 0
+    while (hit := out.find(tag, pos + 6)) >= 0:  # the tag is a window's last two bytes
+        start = hit - 6
+        word = int.from_bytes(out[start : start + 8], "little")
+        slot = (word >> 32) & 0xFFFF
+        if 1 <= slot <= count:
+            real = (values[slot - 1] + (word & 0xFFFF_FFFF) - 0x8000_0000) & _M64
+            out[start : start + 8] = real.to_bytes(8, "little")
+            pos = start + 8
+        else:
+            pos = start + 1
+    return bytes(out)
+
+
 def build(insns: Sequence[Instruction], *, cache: CompileCache | str | None = "default",
           checked: bool = False, opt_level: int = native.DEFAULT_OPT_LEVEL,
           resolve_imm64: Callable[[Instruction, int], int] | None = None,
-          cache_addresses: bool = False, **kwargs) -> JitProgram:  # fmt: skip
+          **kwargs) -> JitProgram:  # fmt: skip
     """A :class:`JitProgram` for ``insns``, its object code from ``cache`` when it has it.
 
     ``cache`` is a CompileCache, None (no cache) or ``"default"``
-    (:func:`default_cache`).  Other arguments are JitProgram's.  Programs
-    with native call hooks (``native_calls``/``prelude``) are not cached:
-    their code depends on functions the key cannot name.  Nor, unless
-    ``cache_addresses``, are programs with pseudo ld_imm64 (map references):
-    their code embeds the maps' host addresses, which differ in every
-    process, so the entry could only serve this one.  A cached object LLVM
-    cannot load is replaced by a fresh compilation.
+    (:func:`default_cache`).  Other arguments are JitProgram's.
+
+    Programs with pseudo ld_imm64 (map references) embed the maps' host
+    addresses, which differ in every process.  Their entry is compiled with
+    stand-in addresses (:func:`placeholder`) and stored only when
+    :func:`relocate` turns it into exactly the code compiled with the real
+    addresses (a miss compiles twice); a hit relocates it to this process's
+    addresses.  Programs with native call hooks (``native_calls`` /
+    ``prelude``) are not cached: their code depends on functions the key
+    cannot name.  A cached object LLVM cannot load is replaced by a fresh
+    compilation.
     """
     if cache == "default":
         cache = default_cache()
+
+    def compile_with(resolver, **extra) -> JitProgram:
+        return JitProgram(insns, checked=checked, opt_level=opt_level, resolve_imm64=resolver,
+                          **(kwargs | extra))  # fmt: skip
+
     if cache is None or kwargs.get("native_calls") or kwargs.get("prelude"):
-        return JitProgram(insns, checked=checked, opt_level=opt_level,
-                          resolve_imm64=resolve_imm64, **kwargs)  # fmt: skip
+        return compile_with(resolve_imm64)
     try:
-        key = cache_key(insns, resolve_imm64=resolve_imm64, checked=checked,
-                        opt_level=opt_level)  # fmt: skip
-        if resolved_imm64(insns, resolve_imm64) and not cache_addresses:
-            key = None  # address-specific code: another process would never hit it
+        values = resolved_imm64(insns, resolve_imm64)
     except PybpfError:  # an unresolvable reference: JitProgram reports it
-        key = None
-    data = cache.get(key) if key else None
+        return compile_with(resolve_imm64)
+    if len(values) >= 0xFFFF:
+        return compile_with(resolve_imm64)
+    order = {pc: i for i, pc in enumerate(
+        pc for pc, insn in zip(slot_offsets(insns), insns, strict=True)
+        if insn.code == LDDW and insn.src_reg not in (Pseudo.IMM64, Pseudo.FUNC))}  # fmt: skip
+
+    def stand_in(insn: Instruction, pc: int) -> int:
+        return placeholder(order[pc])
+
+    key = cache_key(insns, resolve_imm64=stand_in, checked=checked, opt_level=opt_level)
+    data = cache.get(key)
     if data is not None:
         try:
-            return JitProgram(insns, checked=checked, opt_level=opt_level,
-                              resolve_imm64=resolve_imm64, object_code=data, **kwargs)  # fmt: skip
+            return compile_with(resolve_imm64, object_code=relocate(data, values))
         except JitError:
-            data = None
-    prog = JitProgram(insns, checked=checked, opt_level=opt_level, resolve_imm64=resolve_imm64,
-                      **kwargs)  # fmt: skip
-    if key:
-        cache.put(key, prog.object_code)
+            pass
+    prog = compile_with(resolve_imm64)
+    template = prog.object_code
+    if values:
+        try:
+            other = compile_with(stand_in, memory=Memory())
+        except PybpfError:
+            return prog
+        template = other.object_code
+        other.close()
+        if relocate(template, values) != prog.object_code:
+            return prog  # the code depends on the addresses beyond holding them
+    cache.put(key, template)
     return prog
 
 
-__all__ = ["CompileCache", "build", "cache_key", "default_cache", "default_root", "toolchain"]
+__all__ = ["CompileCache", "build", "cache_key", "default_cache", "default_root", "placeholder",
+           "relocate", "toolchain"]

@@ -127,6 +127,8 @@ def pinned(kernel: Kernel, path: str) -> Map | Program:
         return table[int(record["id"])]
     except FileNotFoundError:
         raise KernelError(f"{path}: No such file or directory", errno=errno.ENOENT) from None
+    except IsADirectoryError:  # bpf_obj_get on a bpffs directory: not an object (EACCES)
+        raise KernelError(f"{path}: Permission denied", errno=errno.EACCES) from None
     except (ValueError, KeyError, TypeError):
         raise KernelError(f"{path}: not a pinned object", errno=errno.EINVAL) from None
 
