@@ -318,3 +318,21 @@ def test_a_pinned_directory_is_not_a_program(run):
     status, out, err = run("prog", "show", "pinned", "/sys/fs/bpf/dir")
     assert (status, out) == (255, "")
     assert err == "Error: bpf obj get (/sys/fs/bpf/dir): Permission denied\n"
+
+
+def test_exact_pc_offsets_place_every_record(compiled):
+    from types import SimpleNamespace
+
+    from pybpf.cli.bpftool import jited
+
+    lines = disasm.disassemble(disasm.functions(compiled.object_code)[0].code)
+    starts = [line.offset for line in lines]
+    engine = SimpleNamespace(object_code=compiled.object_code,
+                             pc_offsets={0: 0, 3: starts[5], 4: starts[9]})  # fmt: skip
+    prog = SimpleNamespace(engine=engine, name="calls", tag="0" * 16, xlated=CALLING,
+                           notes={0: ["int f(void):", "; a = 5;"], 3: ["; a++;"],
+                                  4: ["; return a;"]}, linum={})  # fmt: skip
+    text = jited.dump_plain(prog).splitlines()
+    assert text[:3] == ["int f(void):", f"bpf_prog_{'0' * 16}_calls:", "; a = 5;"]
+    assert text[text.index("; a++;") + 1].startswith(f"{starts[5]:4x}:\t")
+    assert text[text.index("; return a;") + 1].startswith(f"{starts[9]:4x}:\t")

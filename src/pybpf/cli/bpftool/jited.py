@@ -18,11 +18,13 @@ function per bpf subprogram; pybpf's is one function for the whole program
 (bpf-to-bpf calls stay inside it) plus any function the code generator adds.
 
 Where the source lines go: the kernel reports the native address of each
-line info record (jited_line_info).  The JIT does not record one, so a
-record is placed before the first native instruction known to serve a pc it
-covers (:func:`pybpf.jit.disasm.source_offsets`): the record of pc 0 first,
-others at the trampoline calls (helpers, slow memory paths) of their pcs.
-Records whose pcs generate no such call are not shown.
+line info record (jited_line_info).  An engine that knows where the code of
+each bpf pc starts says so with ``pc_offsets`` (pc -> offset in the entry
+function), and each record goes there.  Without it, a record is placed
+before the first native instruction known to serve a pc it covers
+(:func:`pybpf.jit.disasm.source_offsets`): the record of pc 0 first, others
+at the trampoline calls (helpers, slow memory paths) of their pcs; records
+whose pcs generate no such call are not shown.
 """
 
 from __future__ import annotations
@@ -83,8 +85,18 @@ def _sources(prog) -> dict[int, str]:
 
 
 def _records(prog, func: disasm.Function, lines: list[disasm.Line]) -> dict[int, int]:
+    """Native offset -> pc of the line info record printed before that instruction."""
     if func.name != ENTRY_SYMBOL:
         return {}
+    exact = getattr(prog.engine, "pc_offsets", None)
+    if exact:  # the engine knows where each pc's code starts (as jited_line_info)
+        starts = {line.offset for line in lines}
+        out: dict[int, int] = {}
+        for pc in sorted(_sources(prog)):
+            offset = exact.get(pc)
+            if offset in starts and offset not in out:
+                out[offset] = pc
+        return out
     count = sum(insn.slots for insn in prog.xlated)
     return disasm.source_offsets(lines, count, list(_sources(prog)))
 
