@@ -18,3 +18,7 @@ Modules, bottom up:
 * :mod:`.log` — the kernel-format log; :mod:`.report` — the explanation
   for people.
 """
+
+from pybpf.verifier.api import MapInfo, Target, Verdict, verify
+
+__all__ = ["MapInfo", "Target", "Verdict", "verify"]

@@ -1,0 +1,127 @@
+"""The verifier's public face: :func:`verify`, :class:`Target`, :class:`Verdict`.
+
+``verify(insns, target)`` is ``bpf_check`` for a privileged (CAP_BPF)
+loader: the structural checks of :mod:`.cfg`, the abstract interpretation
+of :mod:`.check`, the stack-depth check, then the xlated rewrites.  It
+never raises for a refused program: the refusal is the verdict's
+``error`` (a :class:`~pybpf.errors.VerifierError` with the pc, the
+kernel's message and errno, the log at the level asked and the report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pybpf.errors import VerifierError
+from pybpf.isa import Instruction
+from pybpf.verifier import cfg
+from pybpf.verifier.check import Checker
+from pybpf.verifier.log import Log
+from pybpf.verifier.protos import HelperProto
+
+
+class MapInfo(Protocol):
+    """What the verifier reads of a map (pybpf's runtime maps have these attributes)."""
+
+    id: int
+    name: str
+    map_type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    map_flags: int
+    frozen: bool
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a program is verified for.
+
+    ``maps`` is keyed by the map id that the xlated ``ld_imm64 map[id:N]``
+    carries in ``imm``; ``helpers`` holds the prototypes of the helpers this
+    program type may call, by helper id; ``line_info`` maps pcs to source
+    lines for the report (optional).
+    """
+
+    prog_type: int
+    attach_type: int = 0
+    gpl: bool = True
+    maps: Mapping[int, Any] = field(default_factory=dict)
+    helpers: Mapping[int, HelperProto] = field(default_factory=dict)
+    line_info: Mapping | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verifier's answer; ``ok`` iff ``error`` is None.
+
+    ``xlated`` is the image after the privileged rewrites (empty when
+    refused); ``path`` the pcs of the path that failed (or the last one
+    explored); ``stack_depths`` the stack bytes each subprogram uses.
+    """
+
+    ok: bool
+    log: str
+    error: VerifierError | None
+    xlated: tuple[Instruction, ...]
+    insns_processed: int
+    max_states_per_insn: int
+    total_states: int
+    peak_states: int
+    stack_depths: tuple[int, ...]
+    path: tuple[int, ...]
+
+
+def _summary(c: Checker | None) -> str:
+    if c is None:
+        return "processed 0 insns (limit 1000000) max_states_per_insn 0 total_states 0 " \
+               "peak_states 0 mark_read 0"
+    return (f"processed {c.processed} insns (limit {cfg.MAX_INSNS}) max_states_per_insn "
+            f"{c.max_states_per_insn} total_states {c.total_states} peak_states "
+            f"{c.peak_states} mark_read 0")
+
+
+def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) -> Verdict:
+    """Verify ``insns`` (logical instructions, pcs are slot indexes) for ``target``."""
+    log = Log(log_level)
+    checker: Checker | None = None
+    path: tuple[int, ...] = ()
+    try:
+        structure = cfg.analyze(insns)
+        checker = Checker(structure, target, log)
+        try:
+            checker.run()
+        finally:
+            path = tuple(checker.state.path)
+        depths = [checker.depths.get(i, 0) for i in range(len(structure.subprogs))]
+        cfg.check_stack_depth(structure, depths)
+    except VerifierError as exc:
+        if exc.pc is None or checker is None:
+            log.add(exc.reason)
+        log.add(_summary(checker))
+        err = VerifierError(exc.reason, pc=exc.pc, errno=exc.errno, log=log.text())
+        err.report = _report(insns, err, path, target)
+        return Verdict(False, err.log, err, (), checker.processed if checker else 0,
+                       checker.max_states_per_insn if checker else 0,
+                       checker.total_states if checker else 0,
+                       checker.peak_states if checker else 0, (), path)
+    log.rewind(0)
+    log.add(_summary(checker))
+    xlated = cfg.rewrite(structure.insns, checker.seen)
+    return Verdict(True, log.text(), None, tuple(xlated), checker.processed,
+                   checker.max_states_per_insn, checker.total_states, checker.peak_states,
+                   tuple(depths), path)
+
+
+def _report(insns, err: VerifierError, path: tuple[int, ...], target: Target) -> str:
+    try:
+        from pybpf.verifier import report
+    except ImportError:
+        return ""
+    try:
+        return report.build_report(list(insns), err, path=path, line_info=target.line_info,
+                                   source=None)  # fmt: skip
+    except Exception:
+        return ""

@@ -1,0 +1,461 @@
+"""Calls and exits: helpers (``check_helper_call``, ``check_func_arg``), bpf-to-bpf
+calls (``check_func_call``), callbacks (bpf_loop, for_each_map_elem), ``exit``
+(``prepare_func_exit``, ``check_reference_leak``, ``check_return_code``),
+LD_ABS/LD_IND, and the static register liveness the pruning uses.
+
+Functions take the :class:`~pybpf.verifier.check.Checker` (``env``) and the
+current state; they return the next pc, or None when the path ends.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from pybpf.isa import Instruction, Kind, try_lookup
+from pybpf.isa.helper_ids import helper_name
+from pybpf.verifier import ctx as ctxrules
+from pybpf.verifier import memory
+from pybpf.verifier.cfg import MAX_FRAMES, Structure
+from pybpf.verifier.protos import Arg, ArgFlag, Ret, accepts, expected_text
+from pybpf.verifier.state import (
+    FP,
+    NOT_INIT,
+    PKT_TYPES,
+    UNKNOWN,
+    Frame,
+    Reg,
+    State,
+    format_reg,
+)
+from pybpf.verifier.types import Base, Flag
+
+if TYPE_CHECKING:
+    from pybpf.verifier.check import Checker
+
+MAX_SIZE = 1 << 29  # BPF_MAX_VAR_SIZ
+RINGBUF = 27
+TAIL_CALL = 12
+
+
+def _reject(msg: str, err: int = errno.EACCES):
+    from pybpf.verifier.check import Reject
+
+    return Reject(msg, err)
+
+
+def _fname(func_id: int) -> str:
+    name = helper_name(func_id)
+    return f"bpf_{name}" if name else "unknown"
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def helper_call(env: Checker, st: State, pc: int, insn: Instruction) -> int | None:
+    """check_helper_call: arguments by prototype, R0 by return type, R1-R5 clobbered."""
+    func_id = insn.imm
+    proto = env.target.helpers.get(func_id)
+    if proto is None:
+        if helper_name(func_id) is None:
+            raise _reject(f"invalid func unknown#{func_id}", errno.EINVAL)
+        raise _reject(f"program of this type cannot use helper {_fname(func_id)}#{func_id}",
+                      errno.EINVAL)  # fmt: skip
+    if proto.gpl_only and not env.target.gpl:
+        raise _reject("cannot call GPL-restricted function from non-GPL compatible program",
+                      errno.EINVAL)  # fmt: skip
+    regs = st.regs
+    meta_map = None
+    for i, arg in enumerate(proto.args):
+        regno = i + 1
+        if arg.base is Arg.DONTCARE:
+            continue
+        reg = env.read(regno)
+        found = _check_arg(env, st, proto, i, arg, reg, meta_map)
+        if found is not None:
+            meta_map = found
+    if func_id == TAIL_CALL:
+        _resource_leak(st, "tail_call")
+    if st.lock and func_id not in (94, 95):  # spin_lock / spin_unlock
+        raise _reject("function calls are not allowed while holding a lock")
+    callback = proto.callback
+    if callback is not None:
+        _push_callback(env, st, pc, proto, callback)
+    release = proto.release_arg
+    if release is not None:
+        _release(st, regs[release + 1])
+    # R0 and the clobbered argument registers
+    ret = proto.ret
+    r0 = _ret_reg(env, st, pc, proto, ret, meta_map)
+    for r in range(1, 6):
+        regs[r] = NOT_INIT
+        env.scratched.discard(r)
+    if proto.changes_pkt_data:
+        _clear_pkt_pointers(st)
+    regs[0] = r0
+    env.scratched.add(0)
+    return pc + 1
+
+
+def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
+    regno = i + 1
+    base = arg.base
+    if base is Arg.ANYTHING:
+        return None
+    if arg.has(ArgFlag.MAYBE_NULL) and reg.is_const(0):
+        return None
+    if base.is_size or base is Arg.CONST_ALLOC_SIZE_OR_ZERO:
+        if not reg.is_scalar:
+            raise _reject(f"R{regno} type={reg.type_name()} expected=scalar")
+        if base is Arg.CONST_ALLOC_SIZE_OR_ZERO:
+            if not reg.var.is_const():
+                raise _reject(f"R{regno} is not a known constant'")
+            return None
+        v = reg.var
+        zero_ok = base is Arg.CONST_SIZE_OR_ZERO
+        if v.smin < 0:
+            raise _reject(f"R{regno} min value is negative, either use unsigned or 'var &= const'")
+        if v.umin == 0 and not zero_ok:
+            raise _reject(f"R{regno} invalid zero-sized read: u64=[{v.umin},{v.umax}]")
+        if v.umax >= MAX_SIZE:
+            raise _reject(f"R{regno} unbounded memory access, use 'var &= const' or "
+                          f"'if (var < const)'")  # fmt: skip
+        mem_arg = proto.args[i - 1]
+        memory.helper_mem(env, regno - 1, v.umin, v.umax,
+                          write=mem_arg.has(ArgFlag.MEM_WRITE) or mem_arg.is_raw_mem,
+                          uninit_ok=mem_arg.is_raw_mem, zero_ok=zero_ok)  # fmt: skip
+        return None
+    if not accepts(arg, reg.base, reg.flags):
+        raise _reject(f"R{regno} type={reg.type_name()} expected={expected_text(arg)}")
+    if base is Arg.CONST_MAP_PTR:
+        return reg.map
+    if base in (Arg.PTR_TO_MAP_KEY, Arg.PTR_TO_MAP_VALUE):
+        if meta_map is None:
+            raise _reject(f"invalid map_ptr to access map->{'key' if base is Arg.PTR_TO_MAP_KEY else 'value'}",
+                          errno.EACCES)  # fmt: skip
+        size = meta_map.key_size if base is Arg.PTR_TO_MAP_KEY else meta_map.value_size
+        memory.helper_mem(env, regno, size, size, write=arg.has(ArgFlag.MEM_UNINIT),
+                          uninit_ok=False, zero_ok=False)  # fmt: skip
+        return None
+    if base is Arg.PTR_TO_MEM:
+        if reg.base in PKT_TYPES and not proto.pkt_access:
+            raise _reject("helper access to the packet is not allowed")
+        if arg.has(ArgFlag.MEM_FIXED_SIZE):
+            memory.helper_mem(env, regno, arg.size, arg.size, write=arg.has(ArgFlag.MEM_WRITE),
+                              uninit_ok=arg.is_raw_mem, zero_ok=False)  # fmt: skip
+        return None
+    if base is Arg.PTR_TO_RINGBUF_MEM:
+        if reg.off or not reg.var.is_const() or reg.var.value:
+            raise _reject(f"R{regno} must have zero offset when passed to release func or "
+                          f"trusted arg to kfunc")  # fmt: skip
+        if not reg.ref:
+            raise _reject(f"R{regno} must be referenced when passed to release function")
+        return None
+    if base is Arg.PTR_TO_CTX:
+        if reg.off or not reg.var.is_const() or reg.var.value:
+            raise _reject(f"dereference of modified ctx ptr R{regno} off={reg.off} disallowed")
+        return None
+    if base is Arg.PTR_TO_FUNC:
+        return None
+    if base is Arg.PTR_TO_STACK:
+        memory.helper_mem(env, regno, 0, 0, write=False, uninit_ok=True, zero_ok=True)
+        return None
+    if base is Arg.PTR_TO_SPIN_LOCK:
+        raise _reject(f"map '{getattr(reg.map, 'name', '')}' has to have BTF in order to use "
+                      f"{_fname(env.insn.imm)}", errno.EINVAL)  # fmt: skip
+    return None
+
+
+def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg:
+    if ret is Ret.INTEGER:
+        return UNKNOWN
+    if ret is Ret.VOID:
+        return NOT_INIT
+    rt = ret.reg_type
+    if rt is None:
+        return UNKNOWN
+    base, flags = rt
+    regs = st.regs
+    kw: dict = {}
+    if base is Base.PTR_TO_MAP_VALUE:
+        if meta_map is None:
+            raise _reject("kernel subsystem misconfigured verifier", errno.EINVAL)
+        kw["map"] = meta_map
+        if flags & Flag.MAYBE_NULL and _const_key_in_bounds(env, st, proto, meta_map):
+            flags &= ~Flag.MAYBE_NULL
+    size_arg = proto.ret_size_arg
+    if size_arg is not None:
+        kw["size"] = regs[size_arg + 1].var.value
+    if flags & Flag.MAYBE_NULL:
+        kw["id"] = env.new_id()
+    if proto.acquire:
+        rid = kw.get("id") or env.new_id()
+        kw["id"] = rid
+        kw["ref"] = rid
+        st.refs.append((rid, pc))
+    return Reg(base, flags, **kw)
+
+
+_ARRAYS = (2, 6)  # BPF_MAP_TYPE_ARRAY, PERCPU_ARRAY
+
+
+def _const_key_in_bounds(env: Checker, st: State, proto, m) -> bool:
+    """can_elide_value_nullness: an array lookup with a constant, in-range key is never NULL."""
+    if getattr(m, "map_type", 0) not in _ARRAYS or proto.name != "map_lookup_elem":
+        return False
+    key = st.regs[2]
+    if key.base is not Base.PTR_TO_STACK or not key.var.is_const():
+        return False
+    addr = key.off + key.var.signed_value
+    if addr % 8:
+        return False
+    frame = st.frames[key.frame]
+    slot = frame.slot((-addr - 1) // 8)
+    if slot.spilled is None or slot.types[7] != "r" or not slot.spilled.is_const():
+        if slot.types[8 - m.key_size:] == "0" * m.key_size if m.key_size <= 8 else False:
+            return m.max_entries > 0
+        return False
+    return slot.spilled.var.value & ((1 << (8 * m.key_size)) - 1) < m.max_entries
+
+
+def _release(st: State, reg: Reg) -> None:
+    rid = reg.ref
+    if not any(i == rid for i, _ in st.refs):
+        raise _reject("R1 must be referenced when passed to release function")
+    st.refs[:] = [(i, a) for i, a in st.refs if i != rid]
+    for f in st.frames:
+        for n, r in enumerate(f.regs):
+            if r.ref == rid:
+                f.regs[n] = UNKNOWN
+        for spi, s in list(f.stack.items()):
+            if s.spilled is not None and s.spilled.ref == rid:
+                f.stack[spi] = type(s)("m" * 8, None)
+
+
+def _clear_pkt_pointers(st: State) -> None:
+    for f in st.frames:
+        for n, r in enumerate(f.regs):
+            if r.base in PKT_TYPES or r.base is Base.PTR_TO_PACKET_END:
+                f.regs[n] = UNKNOWN
+        for spi, s in list(f.stack.items()):
+            if s.spilled is not None and (s.spilled.base in PKT_TYPES
+                                          or s.spilled.base is Base.PTR_TO_PACKET_END):
+                f.stack[spi] = type(s)(s.types, UNKNOWN)
+
+
+def _resource_leak(st: State, prefix: str) -> None:
+    if st.lock:
+        raise _reject(f"{prefix} cannot be used inside bpf_spin_lock-ed region", errno.EINVAL)
+    if st.refs:
+        lines = [f"Unreleased reference id={i} alloc_insn={a}" for i, a in st.refs]
+        lines.append(f"{prefix} would lead to reference leak")
+        raise _reject("\n".join(lines), errno.EINVAL)
+
+
+# --- callbacks ---------------------------------------------------------------------------------
+
+
+def _push_callback(env: Checker, st: State, pc: int, proto, cb) -> None:
+    """push_callback_call: explore the callback as a new frame, from a state of its own."""
+    func = st.regs[cb.func_arg + 1]
+    if func.base is not Base.PTR_TO_FUNC:
+        return
+    if len(st.frames) >= MAX_FRAMES:
+        raise _reject(f"the call stack of {len(st.frames) + 1} frames is too deep !", errno.E2BIG)
+    callee = st.copy()
+    regs = [NOT_INIT] * 11
+    for i, p in enumerate(cb.params):
+        if p is None:
+            continue
+        if p == "ctx":
+            regs[i + 1] = st.regs[cb.ctx_arg + 1]
+        else:
+            base, flags = p
+            if base is Base.SCALAR:
+                regs[i + 1] = UNKNOWN
+            elif base is Base.CONST_PTR_TO_MAP:
+                regs[i + 1] = st.regs[1]
+            elif base is Base.PTR_TO_MAP_KEY:
+                regs[i + 1] = Reg(base, flags, map=st.regs[1].map)
+            else:
+                regs[i + 1] = Reg(base, flags, map=st.regs[1].map)
+    fno = len(st.frames)
+    regs[FP] = Reg(Base.PTR_TO_STACK, frame=fno)
+    callee.frames.append(Frame(regs, {}, fno, pc, _subprog_index(env, func.sub), 0, cb))
+    callee.callback_depth += 1
+    env.push(callee, func.sub, pc)
+
+
+def calls_callback(env: Checker, pc: int) -> bool:
+    insn = env.insns.get(pc)
+    if insn is None or insn.code != 0x85 or insn.src_reg != 0:
+        return False
+    proto = env.target.helpers.get(insn.imm)
+    return proto is not None and proto.callback is not None
+
+
+def _subprog_index(env: Checker, start: int) -> int:
+    for i, s in enumerate(env.structure.subprogs):
+        if s.start == start:
+            return i
+    return 0
+
+
+# --- bpf-to-bpf calls ------------------------------------------------------------------------------
+
+
+def subprog_call(env: Checker, st: State, pc: int, insn: Instruction) -> int:
+    """check_func_call for a static subprogram: a new frame with R1-R5 passed."""
+    if len(st.frames) >= MAX_FRAMES:
+        raise _reject(f"the call stack of {len(st.frames) + 1} frames is too deep !", errno.E2BIG)
+    target = pc + insn.imm + 1
+    if st.lock:
+        raise _reject("function calls are not allowed while holding a lock")
+    caller = st.regs
+    regs = [NOT_INIT] * 11
+    for r in range(1, 6):
+        regs[r] = caller[r]
+    fno = len(st.frames)
+    regs[FP] = Reg(Base.PTR_TO_STACK, frame=fno)
+    for r in range(0, 6):
+        caller[r] = NOT_INIT
+    st.frames.append(Frame(regs, {}, fno, pc, _subprog_index(env, target)))
+    env.scratched.clear()
+    return target
+
+
+def exit_insn(env: Checker, st: State, pc: int) -> int | None:
+    """BPF_EXIT: return to the caller, re-enter a callback's caller, or end the program."""
+    regs = st.regs
+    if len(st.frames) > 1:
+        r0 = env.read(0)
+        callee = st.frames.pop()
+        if callee.callback is not None:
+            cb = callee.callback
+            if not r0.is_scalar:
+                raise _reject(f"At callback return the register R0 is not a known value "
+                              f"({r0.type_name()})", errno.EACCES)  # fmt: skip
+            lo, hi = cb.ret_range
+            if r0.var.smin < lo or r0.var.smax > hi:
+                raise _reject(_invalid_scalar(r0, (lo, hi), "At callback return", "R0"),
+                              errno.EACCES)  # fmt: skip
+            st.callback_depth -= 1
+            return callee.callsite  # the helper runs the callback again
+        if r0.base is Base.PTR_TO_STACK and r0.frame == callee.frameno:
+            raise _reject("cannot return stack pointer to the caller", errno.EINVAL)
+        st.regs[0] = r0
+        env.scratched.clear()
+        return callee.callsite + 1
+    _resource_leak(st, "BPF_EXIT instruction in main prog")
+    r0 = env.read(0)
+    rng = ctxrules.return_range(env.target.prog_type, env.target.attach_type)
+    if rng is None:
+        return None
+    if not r0.is_scalar:
+        raise _reject(f"At program exit the register R0 is not a known value "
+                      f"({r0.type_name()})", errno.EINVAL)  # fmt: skip
+    if r0.var.smin < rng[0] or r0.var.smax > rng[1]:
+        raise _reject(_invalid_scalar(r0, rng, "At program exit", "R0"), errno.EINVAL)
+    del regs
+    return None
+
+
+def _invalid_scalar(r: Reg, rng: tuple[int, int], where: str, name: str) -> str:
+    text = f"{where} the register {name} has"
+    parts = []
+    if r.var.smin > -(1 << 63):
+        parts.append(f" smin={r.var.smin}")
+    if r.var.smax < (1 << 63) - 1:
+        parts.append(f" smax={r.var.smax}")
+    text += "".join(parts) or " unknown scalar value"
+    return f"{text} should have been in [{rng[0]}, {rng[1]}]"
+
+
+# --- LD_ABS / LD_IND -------------------------------------------------------------------------------
+
+
+def ld_abs(env: Checker, insn: Instruction, spec) -> None:
+    """check_ld_abs: R6 must be the context; R1-R5 are clobbered, R0 unknown."""
+    st = env.state
+    if st.refs or st.lock:
+        _resource_leak(st, "BPF_LD_[ABS|IND]")
+    r6 = env.read(6)
+    if spec.kind is Kind.LD_IND:
+        env.read(insn.src_reg)
+    if r6.base is not Base.PTR_TO_CTX:
+        raise _reject("at the time of BPF_LD_ABS|IND R6 != pointer to skb")
+    for r in range(1, 6):
+        st.regs[r] = NOT_INIT
+    st.regs[0] = UNKNOWN
+
+
+# --- static liveness ------------------------------------------------------------------------------
+
+
+def _uses_defs(insn: Instruction) -> tuple[set[int], set[int]]:
+    spec = try_lookup(insn)
+    if spec is None:
+        return set(range(11)), set()
+    k, d, s = spec.kind, insn.dst_reg, insn.src_reg
+    x = "src_reg" in spec.uses
+    if k in (Kind.ALU, Kind.NEG, Kind.END, Kind.MOVSX):
+        uses = {s} if x else set()
+        if spec.op != 0xB0 or k is not Kind.ALU:
+            uses.add(d)
+        if k is Kind.MOVSX:
+            uses = {s}
+        return uses, {d}
+    if k is Kind.LDDW:
+        return set(), {d}
+    if k in (Kind.LDX, Kind.LDXSX, Kind.LOAD_ACQ):
+        return {s}, {d}
+    if k is Kind.ST:
+        return {d}, set()
+    if k in (Kind.STX, Kind.STORE_REL):
+        return {d, s}, set()
+    if k is Kind.ATOMIC:
+        return {d, s, 0}, {s, 0}
+    if k in (Kind.LD_ABS, Kind.LD_IND):
+        return {6, s} if k is Kind.LD_IND else {6}, {0, 1, 2, 3, 4, 5}
+    if k is Kind.JUMP:
+        return ({d, s} if x else {d}), set()
+    if k in (Kind.CALL, Kind.CALL_LOCAL, Kind.KFUNC, Kind.CALLX):
+        return {1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 5}
+    if k is Kind.EXIT:
+        return {0}, set()
+    return set(), set()
+
+
+def liveness(s: Structure) -> dict[int, tuple[int, ...]]:
+    """Registers possibly read before written from each pc on, within its function."""
+    info = {pc: _uses_defs(i) for pc, i in zip(s.pcs, s.insns)}
+    succ: dict[int, tuple[int, ...]] = {}
+    for pc, insn in zip(s.pcs, s.insns):
+        spec = try_lookup(insn)
+        nxt = pc + insn.slots
+        if spec is None or spec.kind is Kind.EXIT:
+            succ[pc] = ()
+        elif spec.kind is Kind.JA:
+            succ[pc] = (pc + 1 + (insn.imm if spec.width == 32 else insn.off),)
+        elif spec.kind in (Kind.JUMP, Kind.JCOND):
+            succ[pc] = (nxt, pc + 1 + insn.off)
+        else:
+            succ[pc] = (nxt,)
+    live: dict[int, frozenset[int]] = {pc: frozenset() for pc in s.pcs}
+    order = list(reversed(s.pcs))
+    changed = True
+    while changed:
+        changed = False
+        for pc in order:
+            out: set[int] = set()
+            for n in succ[pc]:
+                out |= live.get(n, frozenset())
+            uses, defs = info[pc]
+            new = frozenset(uses | (out - defs))
+            if new != live[pc]:
+                live[pc] = new
+                changed = True
+    return {pc: tuple(sorted(v | {FP})) for pc, v in live.items()}
+
+
+_ = (format_reg, Flag)

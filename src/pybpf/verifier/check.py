@@ -1,0 +1,683 @@
+"""The path-sensitive abstract interpreter (``do_check`` of Linux 6.18).
+
+:class:`Checker` walks every path of a program from instruction 0, one
+instruction at a time, with a :class:`~pybpf.verifier.state.State`; a
+conditional jump whose direction is unknown pushes the jump side on a stack
+of pending paths and continues with the fall-through, as the kernel does.
+At prune points (conditional jumps, jump targets, calls) the state is
+compared with the states already explored there: when an explored state
+that finished safely covers the current one, the path is pruned
+(:func:`covers`, a sound form of the kernel's ``states_equal``: scalars by
+range and tnum inclusion, registers dead at the pc ignored).  A state that
+is still being explored and equals the current one exactly is an infinite
+loop.  Memory accesses are in :mod:`.memory`, calls in :mod:`.calls`.
+
+A refusal raises :class:`Reject`; :meth:`Checker.run` turns it into a
+:class:`~pybpf.errors.VerifierError` with the pc and the log.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Mapping
+
+from pybpf.errors import VerifierError
+from pybpf.isa import Instruction, Kind, OpSpec, try_lookup
+from pybpf.verifier import calls, memory
+from pybpf.verifier.cfg import MAX_INSNS, Structure
+from pybpf.verifier.log import Log
+from pybpf.verifier.scalar import S64_MIN, Scalar
+from pybpf.verifier.state import (
+    FP,
+    NOT_INIT,
+    PKT_TYPES,
+    UNKNOWN,
+    Reg,
+    State,
+    const,
+    format_frame,
+    format_state,
+    initial_state,
+)
+from pybpf.verifier.types import Base, Flag
+
+MAX_JMP_SEQ = 8192  # BPF_COMPLEXITY_LIMIT_JMP_SEQ
+_ADD, _SUB, _MOV, _NEG, _END, _DIV, _MOD, _LSH, _RSH, _ARSH = (
+    0x00, 0x10, 0xB0, 0x80, 0xD0, 0x30, 0x90, 0x60, 0x70, 0xC0)
+_JEQ, _JNE, _JGT, _JGE, _JLT, _JLE = 0x10, 0x50, 0x20, 0x30, 0xA0, 0xB0
+_ALU_STR = {0x00: "+=", 0x10: "-=", 0x20: "*=", 0x30: "/=", 0x40: "|=", 0x50: "&=", 0x60: "<<=",
+            0x70: ">>=", 0x80: "neg", 0x90: "%=", 0xA0: "^=", 0xB0: "=", 0xC0: "s>>=",
+            0xD0: "endian"}  # fmt: skip
+_NO_ARITH = (Base.CONST_PTR_TO_MAP, Base.PTR_TO_PACKET_END, Base.PTR_TO_SOCKET,
+             Base.PTR_TO_SOCK_COMMON, Base.PTR_TO_TCP_SOCK, Base.PTR_TO_XDP_SOCK,
+             Base.PTR_TO_FLOW_KEYS)  # fmt: skip
+
+
+class Reject(Exception):
+    """A refusal inside the interpreter: the kernel's message lines and errno."""
+
+    def __init__(self, msg: str, err: int = errno.EACCES) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.errno = err
+
+
+class Node:
+    """An explored state at a prune point and how many paths below it are still running."""
+
+    __slots__ = ("branches", "key", "parent", "pc", "state")
+
+    def __init__(self, state: State, parent: Node | None, pc: int) -> None:
+        self.state = state
+        self.parent = parent
+        self.branches = 1
+        self.key = exact_key(state)
+        self.pc = pc
+
+
+def exact_key(st: State) -> tuple:
+    return (tuple((tuple(f.regs), tuple(sorted(f.stack.items(), key=lambda kv: kv[0])),
+                   f.callsite) for f in st.frames), tuple(st.refs), st.lock)
+
+
+class Checker:
+    """One run of the verifier over a program that passed the structural checks."""
+
+    def __init__(self, structure: Structure, target, log: Log) -> None:
+        self.structure = structure
+        self.target = target
+        self.log = log
+        self.insns: dict[int, Instruction] = dict(zip(structure.pcs, structure.insns))
+        self.specs: dict[int, OpSpec] = {pc: try_lookup(i) for pc, i in self.insns.items()}
+        self.maps: Mapping[int, object] = target.maps
+        self.explored: dict[int, list[Node]] = {}
+        self.pending: list[tuple[State, int, int, int]] = []
+        self.processed = 0
+        self.seen: set[int] = set()
+        self.ids = 0
+        self.total_states = 0
+        self.peak_states = 0
+        self.cur_states = 0
+        self.max_states_per_insn = 0
+        self.jmps = self.prev_jmps = self.prev_insns = 0
+        self.prune_points = _prune_points(structure)
+        self.live = calls.liveness(structure)
+        self.depths: dict[int, int] = {}
+        self.state: State = initial_state()
+        self.insn: Instruction = structure.insns[0]
+        self.pc = 0
+        self.ldsx = False
+        self.scratched: set = set()
+
+    # --- ids and bookkeeping ---------------------------------------------------------------------
+    def new_id(self) -> int:
+        self.ids += 1
+        return self.ids
+
+    def push(self, st: State, pc: int, from_pc: int) -> None:
+        """Queue another path (``push_stack``): it continues at ``pc``."""
+        if len(self.pending) >= MAX_JMP_SEQ:
+            raise Reject(f"The sequence of {MAX_JMP_SEQ} jumps is too complex.", errno.E2BIG)
+        if st.parent is not None:
+            st.parent.branches += 1
+        self.pending.append((st, pc, from_pc, self.log.mark()))
+
+    def _finish_path(self) -> None:
+        node = self.state.parent
+        while node is not None:
+            node.branches -= 1
+            if node.branches:
+                break
+            node = node.parent
+
+    # --- the walk --------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Explore every path; raises VerifierError (log not yet attached) on refusal."""
+        st, pc = self.state, 0
+        self.log.add(f"0: {format_state(st)}")
+        while True:
+            self.state, self.pc = st, pc
+            try:
+                nxt = self._walk_one(st, pc)
+            except Reject as exc:
+                for line in exc.msg.split("\n"):
+                    self.log.add(line)
+                self.depths_from(st)
+                raise VerifierError(exc.msg, pc=pc, errno=exc.errno) from None
+            if nxt is not None:
+                pc = nxt
+                continue
+            self._finish_path()
+            if not self.pending:
+                return
+            st, pc, from_pc, mark = self.pending.pop()
+            self.log.rewind(mark)
+            st.path.append(pc)
+            self.log.add(f"from {from_pc} to {pc}: {format_state(st)}")
+
+    def depths_from(self, st: State) -> None:
+        for f in st.frames:
+            self.depths[f.subprog] = max(self.depths.get(f.subprog, 0), f.depth)
+
+    def _walk_one(self, st: State, pc: int) -> int | None:
+        if pc in self.prune_points and self._visited(st, pc):
+            if self.log.level >= 1:
+                self.log.add(f"{pc}: safe")
+            return None
+        self.processed += 1
+        if self.processed > MAX_INSNS:
+            raise Reject(f"BPF program is too large. Processed {self.processed} insn", errno.E2BIG)
+        self.seen.add(pc)
+        st.path.append(pc)
+        insn = self.insns[pc]
+        self.insn = insn
+        self.scratched = set()
+        nxt = self.step(st, pc, insn, self.specs[pc])
+        self.depths_from(st)
+        if self.log:
+            regs = tuple(i for i in self.scratched if isinstance(i, int))
+            slots = tuple(i[1] for i in self.scratched if isinstance(i, tuple))
+            text = format_frame(st.cur, regs, slots) if self.scratched else ""
+            self.log.insn(pc, insn, text)
+        return nxt
+
+    # --- pruning ---------------------------------------------------------------------------------
+    def _visited(self, st: State, pc: int) -> bool:
+        nodes = self.explored.setdefault(pc, [])
+        key = None
+        for node in nodes:
+            if node.branches:
+                if key is None:
+                    key = exact_key(st)
+                if self.insns[pc].code == 0xE5 or calls.calls_callback(self, pc):
+                    if covers(node.state, st, self.live, pc):
+                        return True
+                    continue
+                if key == node.key:
+                    raise Reject(f"infinite loop detected at insn {pc}", errno.EINVAL)
+                continue
+            if covers(node.state, st, self.live, pc):
+                return True
+        force = self.insns[pc].code == 0xE5 or calls.calls_callback(self, pc)
+        if not force and self.jmps - self.prev_jmps < 2 and self.processed - self.prev_insns < 8:
+            return False
+        self.prev_jmps, self.prev_insns = self.jmps, self.processed
+        node = Node(st.copy(), st.parent, pc)
+        nodes.append(node)
+        st.parent = node
+        self.total_states += 1
+        self.cur_states += 1
+        self.peak_states = max(self.peak_states, self.cur_states)
+        self.max_states_per_insn = max(self.max_states_per_insn, len(nodes))
+        return False
+
+    # --- one instruction -------------------------------------------------------------------------
+    def read(self, regno: int) -> Reg:
+        """check_reg_arg(SRC_OP): the register must be initialised."""
+        r = self.state.regs[regno]
+        if r.base is Base.NOT_INIT:
+            raise Reject(f"R{regno} !read_ok")
+        self.scratched.add(regno)
+        return r
+
+    def write(self, regno: int, reg: Reg) -> None:
+        """check_reg_arg(DST_OP): R10 is read only."""
+        if regno == FP:
+            raise Reject("frame pointer is read only")
+        self.state.regs[regno] = reg
+        self.scratched.add(regno)
+
+    def step(self, st: State, pc: int, insn: Instruction, spec: OpSpec) -> int | None:
+        k = spec.kind
+        nxt = pc + insn.slots
+        if k in (Kind.ALU, Kind.NEG, Kind.MOVSX, Kind.END):
+            self.alu(st, insn, spec)
+            return nxt
+        if k is Kind.LDDW:
+            self.lddw(insn)
+            return nxt
+        if k in (Kind.LDX, Kind.LDXSX):
+            self.read(insn.src_reg)
+            if insn.dst_reg == FP:
+                raise Reject("frame pointer is read only")
+            self.ldsx = k is Kind.LDXSX
+            val = memory.access(self, insn.src_reg, insn.off, spec.width, False, None,
+                                sx=self.ldsx)  # fmt: skip
+            self.ldsx = False
+            self.write(insn.dst_reg, val)
+            self._scratch_stack(insn.src_reg, insn.off, spec.width)
+            return nxt
+        if k is Kind.STX:
+            val = self.read(insn.src_reg)
+            self.read(insn.dst_reg)
+            memory.access(self, insn.dst_reg, insn.off, spec.width, True, val)
+            self._scratch_stack(insn.dst_reg, insn.off, spec.width)
+            return nxt
+        if k is Kind.ST:
+            self.read(insn.dst_reg)
+            memory.access(self, insn.dst_reg, insn.off, spec.width, True, None, st=True)
+            self._scratch_stack(insn.dst_reg, insn.off, spec.width)
+            return nxt
+        if k is Kind.ATOMIC:
+            self.atomic(insn, spec)
+            return nxt
+        if k in (Kind.LOAD_ACQ, Kind.STORE_REL):
+            if k is Kind.LOAD_ACQ:
+                self.read(insn.src_reg)
+                val = memory.access(self, insn.src_reg, insn.off, spec.width, False, None)
+                self.write(insn.dst_reg, val)
+            else:
+                val = self.read(insn.src_reg)
+                self.read(insn.dst_reg)
+                memory.access(self, insn.dst_reg, insn.off, spec.width, True, val)
+            return nxt
+        if k in (Kind.LD_ABS, Kind.LD_IND):
+            calls.ld_abs(self, insn, spec)
+            return nxt
+        if k is Kind.JA:
+            self.jmps += 1
+            return pc + 1 + (insn.imm if spec.width == 32 else insn.off)
+        if k is Kind.JCOND:
+            return self.may_goto(st, pc, insn)
+        if k is Kind.JUMP:
+            self.jmps += 1
+            return self.cond_jump(st, pc, insn, spec)
+        if k is Kind.CALL:
+            return calls.helper_call(self, st, pc, insn)
+        if k is Kind.CALL_LOCAL:
+            return calls.subprog_call(self, st, pc, insn)
+        if k is Kind.EXIT:
+            return calls.exit_insn(self, st, pc)
+        if k is Kind.KFUNC:
+            raise Reject("calling kernel function is not supported without CONFIG_DEBUG_INFO_BTF",
+                         errno.EINVAL)  # fmt: skip
+        raise Reject(f"unknown opcode {insn.code:02x}", errno.EINVAL)
+
+    def _scratch_stack(self, regno: int, off: int, size: int) -> None:
+        r = self.state.regs[regno]
+        if r.base is Base.PTR_TO_STACK and r.var.is_const() and r.frame == len(self.state.frames) - 1:
+            addr = r.off + off + r.var.signed_value
+            for a in range(addr, addr + size):
+                if a < 0:
+                    self.scratched.add(("s", (-a - 1) // 8))
+
+    # --- ld_imm64 --------------------------------------------------------------------------------
+    def lddw(self, insn: Instruction) -> None:
+        src = insn.src_reg
+        if src == 0:
+            self.write(insn.dst_reg, const(insn.imm64))
+            return
+        if src in (1, 2, 5, 6):
+            m = self.maps.get(insn.imm)
+            if m is None:
+                raise Reject(f"fd {insn.imm} is not pointing to valid bpf_map", errno.EBADF)
+            if src in (1, 5):
+                self.write(insn.dst_reg, Reg(Base.CONST_PTR_TO_MAP, map=m))
+                return
+            off = insn.imm2
+            if off >= m.value_size:
+                raise Reject(f"invalid access to map value pointer, value_size={m.value_size} "
+                             f"off={off}", errno.EINVAL)  # fmt: skip
+            self.write(insn.dst_reg, Reg(Base.PTR_TO_MAP_VALUE, map=m, off=off))
+            return
+        if src == 4:
+            self.write(insn.dst_reg, Reg(Base.PTR_TO_FUNC, sub=self.pc + insn.imm + 1))
+            return
+        raise Reject("unrecognized bpf_ld_imm64 insn", errno.EINVAL)
+
+    # --- ALU ---------------------------------------------------------------------------------------
+    def alu(self, st: State, insn: Instruction, spec: OpSpec) -> None:
+        is64 = spec.width == 64 if spec.kind is not Kind.END else insn.code & 0x07 == 0x07
+        op = insn.code & 0xF0
+        x = "src_reg" in spec.uses
+        d = insn.dst_reg
+        if spec.kind is Kind.END:
+            dst = self.read(d)
+            if dst.is_ptr:
+                raise Reject(f"R{d} pointer arithmetic with endian operator prohibited")
+            to_be = bool(insn.code & 0x08)
+            self.write(d, Reg(Base.SCALAR, var=dst.var.endian(insn.imm, to_be=to_be,
+                                                              is64=insn.code & 0x07 == 0x07)))
+            return
+        if spec.kind is Kind.NEG:
+            dst = self.read(d)
+            if dst.is_ptr:
+                raise Reject(f"R{d} pointer arithmetic with neg operator prohibited")
+            self.write(d, Reg(Base.SCALAR, var=dst.var.neg(is64)))
+            return
+        src = self.read(insn.src_reg) if x else const(insn.imm if is64 or op != _MOV
+                                                      else insn.imm & 0xFFFFFFFF)
+        if spec.kind is Kind.MOVSX:
+            if src.is_ptr:
+                self.write(d, UNKNOWN)
+                return
+            self.write(d, Reg(Base.SCALAR, var=src.var.movsx(spec.op, is64)))
+            return
+        if op == _MOV:
+            if not x:
+                self.write(d, const(insn.imm) if is64 else const(insn.imm & 0xFFFFFFFF))
+            elif is64:
+                if src.is_scalar and not src.var.is_const() and not src.id:
+                    src = src.but(id=self.new_id())
+                    st.regs[insn.src_reg] = src
+                self.write(d, src)
+            elif src.is_ptr:
+                self.write(d, UNKNOWN)
+            else:
+                self.write(d, Reg(Base.SCALAR, var=src.var.zext32()))
+            return
+        if not x and op in (_DIV, _MOD) and insn.imm == 0:
+            raise Reject("div by zero", errno.EINVAL)
+        if not x and op in (_LSH, _RSH, _ARSH) and not 0 <= insn.imm < (64 if is64 else 32):
+            raise Reject(f"invalid shift {insn.imm}", errno.EINVAL)
+        dst = self.read(d)
+        if dst.is_ptr or src.is_ptr:
+            self.write(d, self.ptr_alu(d, insn.src_reg if x else -1, dst, src, op, is64))
+            return
+        split = dst.var.sign_mask_split(op, src.var)
+        if split is not None:
+            other = st.copy()
+            other.regs[d] = Reg(Base.SCALAR, var=split[1])
+            self.push(other, self.pc, self.pc)
+            dst = Reg(Base.SCALAR, var=split[0])
+        self.write(d, Reg(Base.SCALAR, var=dst.var.alu(op, src.var, is64=is64)))
+
+    def ptr_alu(self, d: int, s: int, dst: Reg, src: Reg, op: int, is64: bool) -> Reg:
+        """adjust_ptr_min_max_vals (and pointer - pointer) for a privileged loader."""
+        if dst.is_ptr and src.is_ptr:
+            if op == _SUB and is64:
+                return UNKNOWN
+            raise Reject(f"R{d} pointer {_ALU_STR[op]} pointer prohibited")
+        ptr, off_reg, ptr_regno = (dst, src, d) if dst.is_ptr else (src, dst, s)
+        if not is64:
+            raise Reject(f"R{d} 32-bit pointer arithmetic prohibited")
+        if ptr.maybe_null:
+            raise Reject(f"R{d} pointer arithmetic on {ptr.type_name()} prohibited, "
+                         f"null-check it first")  # fmt: skip
+        if ptr.base in _NO_ARITH:
+            raise Reject(f"R{d} pointer arithmetic on {ptr.type_name()} prohibited")
+        if op not in (_ADD, _SUB):
+            raise Reject(f"R{d} pointer arithmetic with {_ALU_STR[op]} operator prohibited")
+        if op == _SUB and not dst.is_ptr:
+            raise Reject(f"R{d} tried to subtract pointer from scalar")
+        v = off_reg.var
+        known = v.is_const()
+        name = ptr.type_name()
+        if known and not -memory.MAX_VAR_OFF < v.signed_value < memory.MAX_VAR_OFF:
+            raise Reject(f"math between {name} pointer and {v.signed_value} is not allowed")
+        if not known and v.smin == S64_MIN:
+            raise Reject(f"math between {name} pointer and register with unbounded min value "
+                         f"is not allowed")  # fmt: skip
+        if ptr.off and (ptr.off >= memory.MAX_VAR_OFF or ptr.off <= -memory.MAX_VAR_OFF):
+            raise Reject(f"value {ptr.off} makes {name} pointer be out of bounds")
+        if known:
+            delta = v.signed_value if op == _ADD else -v.signed_value
+            new_off = ptr.off + delta
+            if not -memory.MAX_VAR_OFF < new_off < memory.MAX_VAR_OFF:
+                raise Reject(f"value {delta} makes {name} pointer be out of bounds")
+            return ptr.but(off=new_off)
+        var = ptr.var.alu(op, v, is64=True)
+        out = ptr.but(var=var)
+        if ptr.base in PKT_TYPES:
+            out = out.but(id=self.new_id(), rng=0)
+        return out
+
+    # --- atomics -------------------------------------------------------------------------------------
+    def atomic(self, insn: Instruction, spec: OpSpec) -> None:
+        val = self.read(insn.src_reg)
+        dst = self.read(insn.dst_reg)
+        op = spec.op
+        if dst.base is Base.PTR_TO_CTX or dst.base in PKT_TYPES:
+            raise Reject(f"BPF_ATOMIC stores into R{insn.dst_reg} "
+                         f"{'ctx' if dst.base is Base.PTR_TO_CTX else 'packet'} is not allowed")
+        if op == 0xF1:  # cmpxchg reads R0
+            self.read(0)
+        if val.is_ptr:
+            raise Reject(f"R{insn.src_reg} leaks addr into mem")
+        old = memory.access(self, insn.dst_reg, insn.off, spec.width, False, None, atomic=True)
+        memory.access(self, insn.dst_reg, insn.off, spec.width, True, UNKNOWN, atomic=True)
+        if op == 0xF1:
+            self.write(0, old if old is not None and old.is_scalar else UNKNOWN)
+        elif op & 0x01:
+            self.write(insn.src_reg, old if old is not None and old.is_scalar else UNKNOWN)
+
+    # --- may_goto --------------------------------------------------------------------------------
+    def may_goto(self, st: State, pc: int, insn: Instruction) -> int:
+        """may_goto: the jump side is a path of its own; the fall-through is the loop body."""
+        self.jmps += 1
+        other = st.copy()
+        self.push(other, pc + 1 + insn.off, pc)
+        return pc + 1
+
+    # --- conditional jumps ---------------------------------------------------------------------------
+    def cond_jump(self, st: State, pc: int, insn: Instruction, spec: OpSpec) -> int | None:
+        is32 = spec.width == 32
+        op = insn.code & 0xF0
+        x = "src_reg" in spec.uses
+        dst = self.read(insn.dst_reg)
+        src = self.read(insn.src_reg) if x else None
+        srcv = src if src is not None else const(insn.imm if not is32 else insn.imm & 0xFFFFFFFF)
+        target = pc + 1 + insn.off
+        taken = self._taken(op, dst, srcv, is32)
+        if taken == 1:
+            return target
+        if taken == 0:
+            return pc + 1
+        other = st.copy()
+        ok_fall = self._refine(st, insn, op, dst, srcv, is32, False)
+        ok_jump = self._refine(other, insn, op, dst, srcv, is32, True)
+        if ok_jump and not ok_fall:
+            st.frames[:], st.refs[:], st.lock = other.frames, other.refs, other.lock
+            return target
+        if ok_jump:
+            self.push(other, target, pc)
+        return pc + 1 if ok_fall else None
+
+    def _taken(self, op: int, dst: Reg, src: Reg, is32: bool) -> int:
+        if dst.is_scalar and src.is_scalar:
+            return Scalar.branch_taken(op, dst.var, src.var, is32=is32)
+        if op in (_JEQ, _JNE) and not is32:
+            ptr, other = (dst, src) if dst.is_ptr else (src, dst)
+            if ptr.is_ptr and other.is_const(0) and not ptr.maybe_null:
+                return 0 if op == _JEQ else 1
+        return -1
+
+    def _refine(self, st: State, insn: Instruction, op: int, dst: Reg, src: Reg, is32: bool,
+                taken: bool) -> bool:  # fmt: skip
+        """Narrow ``st`` by the branch outcome; False when that outcome cannot happen."""
+        regs = st.regs
+        x = src is not None and insn.code & 0x08
+        if dst.is_scalar and src.is_scalar:
+            res = Scalar.refine(op, dst.var, src.var, is32=is32, taken=taken)
+            if res is None:
+                return False
+            _set_scalar(st, insn.dst_reg, dst, res[0])
+            if x:
+                _set_scalar(st, insn.src_reg, src, res[1])
+            return True
+        if op in (_JEQ, _JNE) and not is32:
+            is_eq = (op == _JEQ) == taken
+            for ptr, other in ((dst, src), (src, dst)):
+                if ptr.maybe_null and other.is_const(0) and ptr.id:
+                    _mark_null(st, ptr.id, is_null=is_eq)
+                    return True
+        if not is32 and x:
+            self._pkt_compare(st, op, dst, src, taken)
+        del regs
+        return True
+
+    def _pkt_compare(self, st: State, op: int, dst: Reg, src: Reg, taken: bool) -> None:
+        """try_match_pkt_pointers: ``pkt + N <op> pkt_end`` proves a range on one side."""
+        def pair(a: Reg, b: Reg) -> bool:
+            return ((a.base is Base.PTR_TO_PACKET and b.base is Base.PTR_TO_PACKET_END)
+                    or (a.base is Base.PTR_TO_PACKET_META and b.base is Base.PTR_TO_PACKET))
+
+        if pair(dst, src):
+            pkt, flipped = dst, False
+        elif pair(src, dst):
+            pkt, flipped = src, True
+        else:
+            return
+        # normalise to "pkt OP end"
+        if flipped:
+            op = {_JGT: _JLT, _JLT: _JGT, _JGE: _JLE, _JLE: _JGE}.get(op, op)
+        if op not in (_JGT, _JLT, _JGE, _JLE):
+            return
+        # in which outcome is pkt <= end (range off) or pkt < end (range off+1)?
+        good = {(_JGT, False): False, (_JLE, True): False, (_JLT, True): True,
+                (_JGE, False): True}.get((op, taken))  # fmt: skip
+        if good is None:
+            return
+        _find_good_pkt(st, pkt, good)
+
+
+def _set_scalar(st: State, regno: int, old: Reg, var: Scalar) -> None:
+    st.regs[regno] = old.but(var=var)
+    if old.id:
+        for f in st.frames:
+            for i, r in enumerate(f.regs):
+                if r.id == old.id and r.is_scalar:
+                    f.regs[i] = r.but(var=var)
+            for spi, s in list(f.stack.items()):
+                if s.spilled is not None and s.spilled.id == old.id and s.spilled.is_scalar:
+                    f.stack[spi] = type(s)(s.types, s.spilled.but(var=var))
+
+
+def _map_regs(st: State, fn) -> None:
+    for f in st.frames:
+        for i, r in enumerate(f.regs):
+            nr = fn(r)
+            if nr is not r:
+                f.regs[i] = nr
+        for spi, s in list(f.stack.items()):
+            if s.spilled is not None:
+                nr = fn(s.spilled)
+                if nr is not s.spilled:
+                    f.stack[spi] = type(s)(s.types, nr)
+
+
+def _mark_null(st: State, rid: int, is_null: bool) -> None:
+    """mark_ptr_or_null_regs: every copy of the pointer becomes NULL (0) or non-NULL."""
+    ref = 0
+
+    def fix(r: Reg) -> Reg:
+        nonlocal ref
+        if r.id != rid or not r.maybe_null:
+            return r
+        if is_null:
+            ref = ref or r.ref
+            return const(0)
+        return r.but(flags=r.flags & ~Flag.MAYBE_NULL, id=0 if not r.ref else r.id)
+
+    _map_regs(st, fix)
+    if is_null and ref:
+        st.refs[:] = [(i, a) for i, a in st.refs if i != ref]
+
+
+def _find_good_pkt(st: State, pkt: Reg, right_open: bool) -> None:
+    if pkt.off < 0 or (pkt.off == 0 and right_open):
+        return
+    if pkt.var.umax > memory.MAX_PACKET_OFF or pkt.var.umax + pkt.off > memory.MAX_PACKET_OFF:
+        return
+    new_range = pkt.off + (1 if right_open else 0)
+
+    def fix(r: Reg) -> Reg:
+        if r.base is pkt.base and r.id == pkt.id and r.rng < new_range:
+            return r.but(rng=new_range)
+        return r
+
+    _map_regs(st, fix)
+
+
+def covers(old: State, cur: State, live, pc: int) -> bool:
+    """Whether ``old`` (explored to the end safely) covers ``cur`` at ``pc`` (sound pruning)."""
+    if len(old.frames) != len(cur.frames) or old.lock != cur.lock:
+        return False
+    if len(old.refs) != len(cur.refs):
+        return False
+    idmap: dict[int, int] = {}
+    for a, b in zip(old.refs, cur.refs):
+        if not _check_id(a[0], b[0], idmap):
+            return False
+    for depth, (fo, fc) in enumerate(zip(old.frames, cur.frames)):
+        if fo.callsite != fc.callsite:
+            return False
+        at = pc if depth == len(old.frames) - 1 else fo.callsite + 1
+        regs = live.get(at)
+        for i in range(11) if regs is None else regs:
+            if not _regsafe(fo.regs[i], fc.regs[i], idmap):
+                return False
+        for spi, so in fo.stack.items():
+            sc = fc.slot(spi)
+            for j in range(8):
+                to = so.types[j]
+                if to == "?":
+                    continue
+                if to == "m":
+                    continue
+                tc = sc.types[j]
+                if to == "0" and tc == "0":
+                    continue
+                if to == "0" and tc == "r" and sc.spilled is not None and sc.spilled.is_const(0):
+                    continue
+                if to != tc:
+                    return False
+            if so.spilled is not None and so.types[7] == "r":
+                if sc.spilled is None or not _regsafe(so.spilled, sc.spilled, idmap):
+                    return False
+    return True
+
+
+def _check_id(a: int, b: int, idmap: dict[int, int]) -> bool:
+    if not a and not b:
+        return True
+    if not a or not b:
+        return False
+    if a in idmap:
+        return idmap[a] == b
+    idmap[a] = b
+    return True
+
+
+def _regsafe(o: Reg, c: Reg, idmap: dict[int, int]) -> bool:
+    if o.base is Base.NOT_INIT:
+        return True
+    if c.base is Base.NOT_INIT:
+        return False
+    if o.base is Base.SCALAR:
+        if not c.is_scalar:
+            return False
+        if o.id and not _check_id(o.id, c.id, idmap):
+            return False
+        return c.var.within(o.var)
+    if o.base is not c.base or o.flags != c.flags or o.off != c.off or o.map is not c.map:
+        return False
+    if o.frame != c.frame or o.size != c.size or o.sub != c.sub:
+        return False
+    if not c.var.within(o.var):
+        return False
+    if o.base in PKT_TYPES and (c.rng < o.rng if o.rng >= 0 else c.rng != o.rng):
+        return False
+    if not _check_id(o.id, c.id, idmap) or not _check_id(o.ref, c.ref, idmap):
+        return False
+    return True
+
+
+def _prune_points(s: Structure) -> set[int]:
+    points = set()
+    for pc, insn in zip(s.pcs, s.insns):
+        spec = try_lookup(insn)
+        if spec is None:
+            continue
+        if spec.kind in (Kind.JUMP, Kind.JCOND):
+            points.add(pc)
+            points.add(pc + 1)
+            points.add(pc + 1 + insn.off)
+        elif spec.kind is Kind.JA:
+            points.add(pc + 1 + (insn.imm if spec.width == 32 else insn.off))
+        elif spec.kind in (Kind.CALL, Kind.CALL_LOCAL):
+            points.add(pc)
+    return points
+
+
+_ = (NOT_INIT,)

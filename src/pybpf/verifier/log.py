@@ -1,0 +1,162 @@
+"""The verifier's log in the kernel's format (``kernel/bpf/log.c``, ``disasm.c``).
+
+:func:`insn_text` is ``print_bpf_insn``: ``(b7) r0 = 0``,
+``(61) r2 = *(u32 *)(r1 +0)``, ``(15) if r0 == 0x0 goto pc+1``,
+``(85) call bpf_map_lookup_elem#1``.  :class:`Log` collects lines at a level:
+1 keeps only the path that failed (the kernel rewinds the log when a branch
+finishes without error), 2 keeps every path plus a state line at each path
+start.  An instruction line is followed, on the same line, by the registers
+it touched, aligned as ``vlog_alignment`` aligns them.
+"""
+
+from __future__ import annotations
+
+from pybpf.isa import AtomicOp, Instruction, Kind, try_lookup
+from pybpf.isa.helper_ids import helper_name
+from pybpf.isa.opcodes import Alu, Jmp
+
+_ALU = {
+    Alu.ADD: "+=", Alu.SUB: "-=", Alu.MUL: "*=", Alu.DIV: "/=", Alu.OR: "|=", Alu.AND: "&=",
+    Alu.LSH: "<<=", Alu.RSH: ">>=", Alu.MOD: "%=", Alu.XOR: "^=", Alu.MOV: "=",
+    Alu.ARSH: "s>>=",
+}  # fmt: skip
+_JMP = {
+    Jmp.JEQ: "==", Jmp.JGT: ">", Jmp.JGE: ">=", Jmp.JSET: "&", Jmp.JNE: "!=", Jmp.JSGT: "s>",
+    Jmp.JSGE: "s>=", Jmp.JLT: "<", Jmp.JLE: "<=", Jmp.JSLT: "s<", Jmp.JSLE: "s<=",
+}  # fmt: skip
+_SIZE = {1: "u8", 2: "u16", 4: "u32", 8: "u64"}
+_ATOMIC = {AtomicOp.ADD: ("add", "+="), AtomicOp.OR: ("or", "|="), AtomicOp.AND: ("and", "&="),
+           AtomicOp.XOR: ("xor", "^=")}  # fmt: skip
+_END = ("le", "be", "bswap")
+LOG_ALIGNMENT, LOG_MIN_ALIGNMENT = 40, 8
+
+
+def _r(n: int, w32: bool) -> str:
+    return f"{'w' if w32 else 'r'}{n}"
+
+
+def insn_text(insn: Instruction) -> str:
+    """``print_bpf_insn``'s text of one instruction, ``(%02x) `` prefix included."""
+    spec = try_lookup(insn)
+    if spec is None:
+        return f"({insn.code:02x}) BUG_{insn.code:02x}"
+    k, d, s, off, imm = spec.kind, insn.dst_reg, insn.src_reg, insn.off, insn.imm
+    w32 = spec.width == 32
+    x = "src_reg" in spec.uses
+    size = _SIZE.get(spec.width, "")
+    if k is Kind.ALU:
+        op = {Alu.DIV: "s/=", Alu.MOD: "s%="}[spec.op] if spec.signed else _ALU[spec.op]
+        text = f"{_r(d, w32)} {op} {_r(s, w32) if x else imm}"
+    elif k is Kind.NEG:
+        text = f"{_r(d, w32)} = -{_r(d, w32)}"
+    elif k is Kind.MOVSX:
+        text = f"{_r(d, w32)} = (s{spec.op}){_r(s, w32)}"
+    elif k is Kind.END:
+        text = f"r{d} = {_END[spec.op]}{spec.width} r{d}"
+    elif k is Kind.LDDW:
+        text = f"r{d} = {_imm64(insn)}"
+    elif k is Kind.LD_ABS:
+        text = f"r0 = *({size} *)skb[{imm}]"
+    elif k is Kind.LD_IND:
+        text = f"r0 = *({size} *)skb[r{s} + {imm}]"
+    elif k in (Kind.LDX, Kind.LDXSX):
+        sz = "s" + size[1:] if spec.signed else size
+        text = f"r{d} = *({sz} *)(r{s} {off:+d})"
+    elif k is Kind.ST:
+        text = f"*({size} *)(r{d} {off:+d}) = {imm}"
+    elif k is Kind.STX:
+        text = f"*({size} *)(r{d} {off:+d}) = r{s}"
+    elif k is Kind.ATOMIC:
+        text = _atomic(spec.op, size, spec.width, d, s, off)
+    elif k is Kind.LOAD_ACQ:
+        text = f"r{d} = load_acquire(({size} *)(r{s} {off:+d}))"
+    elif k is Kind.STORE_REL:
+        text = f"store_release(({size} *)(r{d} {off:+d}), r{s})"
+    elif k is Kind.JA:
+        text = f"gotol pc{imm:+d}" if w32 else f"goto pc{off:+d}"
+    elif k is Kind.JCOND:
+        text = f"may_goto pc{off:+d}"
+    elif k is Kind.JUMP:
+        rhs = _r(s, w32) if x else f"{imm & 0xFFFFFFFF:#x}"
+        text = f"if {_r(d, w32)} {_JMP[spec.op]} {rhs} goto pc{off:+d}"
+    elif k is Kind.CALL:
+        name = helper_name(imm)
+        text = f"call {'bpf_' + name if name else 'unknown'}#{imm}"
+    elif k is Kind.CALL_LOCAL:
+        text = f"call pc{imm:+d}"
+    elif k is Kind.KFUNC:
+        text = f"call kernel-function#{imm}"
+    elif k is Kind.EXIT:
+        text = "exit"
+    else:
+        text = f"callx r{d}"
+    return f"({insn.code:02x}) {text}"
+
+
+def _imm64(insn: Instruction) -> str:
+    src, imm = insn.src_reg, insn.imm
+    if src == 1:
+        return f"map[id:{imm}]"
+    if src == 2:
+        return f"map[id:{imm}][0]+{insn.imm2}"
+    if src == 4:
+        return f"subprog[{imm:+d}]"
+    return f"{insn.imm64:#x}"
+
+
+def _atomic(op: int, size: str, width: int, d: int, s: int, off: int) -> str:
+    mem = f"({size} *)(r{d} {off:+d})"
+    bits = "64" if width == 8 else ""
+    base = op & ~AtomicOp.FETCH
+    if base in _ATOMIC and op not in (AtomicOp.XCHG, AtomicOp.CMPXCHG):
+        name, sym = _ATOMIC[AtomicOp(base)]
+        if op & AtomicOp.FETCH:
+            return f"r{s} = atomic{bits}_fetch_{name}({mem}, r{s})"
+        return f"lock *{mem} {sym} r{s}"
+    if op == AtomicOp.CMPXCHG:
+        return f"r0 = atomic{bits}_cmpxchg({mem}, r0, r{s})"
+    return f"r{s} = atomic{bits}_xchg({mem}, r{s})"
+
+
+def alignment(pos: int) -> int:
+    """``vlog_alignment``: spaces before the ``;`` after an insn line of ``pos`` chars (newline included)."""
+    target = max(pos + LOG_MIN_ALIGNMENT // 2, LOG_ALIGNMENT)
+    return -(-target // LOG_MIN_ALIGNMENT) * LOG_MIN_ALIGNMENT - pos - 1
+
+
+class Log:
+    """The log being written at ``level`` (0: nothing is kept).
+
+    :meth:`mark` and :meth:`rewind` implement level 1's forgetting of
+    finished paths; at level 2 :meth:`rewind` keeps everything.
+    """
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self.lines: list[str] = []
+
+    def __bool__(self) -> bool:
+        return self.level > 0
+
+    def add(self, line: str) -> None:
+        if self.level:
+            self.lines.append(line)
+
+    def insn(self, pc: int, insn: Instruction, state_text: str = "") -> None:
+        """``pc: (op) text`` plus ``; <regs>`` when the instruction touched printable state."""
+        if not self.level:
+            return
+        line = f"{pc}: {insn_text(insn)}"
+        if state_text:
+            line += " " * alignment(len(line) + 1) + "; " + state_text
+        self.lines.append(line)
+
+    def mark(self) -> int:
+        return len(self.lines)
+
+    def rewind(self, pos: int) -> None:
+        if self.level == 1:
+            del self.lines[pos:]
+
+    def text(self) -> str:
+        return "".join(line + "\n" for line in self.lines)

@@ -1,0 +1,355 @@
+"""Memory accesses: ``check_mem_access`` and the per-type checkers of Linux 6.18.
+
+Each function takes the :class:`~pybpf.verifier.check.Checker` (``env``)
+and raises :class:`~pybpf.verifier.check.Reject` with the kernel's message
+when the access is refused.  Loads return the loaded register; stores
+update the state in place.  Pointers: ``reg.off`` is the fixed offset,
+``reg.var`` the variable part (a Scalar).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from pybpf.verifier import ctx as ctxrules
+from pybpf.verifier.scalar import S64_MIN, Scalar
+from pybpf.verifier.state import (
+    EMPTY_SLOT,
+    INVALID,
+    MISC,
+    PKT_TYPES,
+    SPILL,
+    STACK_SIZE,
+    UNKNOWN,
+    ZERO,
+    Frame,
+    Reg,
+    Slot,
+    const,
+)
+from pybpf.verifier.types import Base, Flag
+
+if TYPE_CHECKING:
+    from pybpf.verifier.check import Checker
+
+MAX_VAR_OFF = 1 << 29  # BPF_MAX_VAR_OFF
+MAX_PACKET_OFF = 0xFFFF
+
+
+def reject(msg: str, err: int = errno.EACCES):
+    from pybpf.verifier.check import Reject
+
+    return Reject(msg, err)
+
+
+# --- bounds of a [off, off+size) window in an object of mem_size bytes ---------------------------
+
+
+def check_region(regno: int, reg: Reg, off: int, size: int, mem_size: int, what: str,
+                 zero_ok: bool = False) -> None:  # fmt: skip
+    """check_mem_region_access: fixed ``off`` plus the register's variable offset."""
+    v = reg.var
+    if v.smin < 0 and (v.smin == S64_MIN or off + v.smin != _s32(off + v.smin)
+                       or v.smin + off < 0):
+        raise reject(f"R{regno} min value is negative, either use unsigned index or do a "
+                     f"if (index >=0) check.")  # fmt: skip
+    if not _in(v.smin + off, size, mem_size, zero_ok):
+        raise reject(f"invalid access to {what}, value_size={mem_size} off={v.smin + off} "
+                     f"size={size}\nR{regno} min value is outside of the allowed memory range"
+                     ) if what == "map value" else reject(
+                         f"invalid access to {what}, mem_size={mem_size} off={v.smin + off} "
+                         f"size={size}\nR{regno} min value is outside of the allowed memory range")
+    if v.umax >= MAX_VAR_OFF:
+        raise reject(f"R{regno} unbounded memory access, make sure to bounds check any such "
+                     f"access")  # fmt: skip
+    if not _in(v.umax + off, size, mem_size, zero_ok):
+        if what == "map value":
+            raise reject(f"invalid access to {what}, value_size={mem_size} "
+                         f"off={v.umax + off} size={size}\nR{regno} max value is outside of "
+                         f"the allowed memory range")  # fmt: skip
+        raise reject(f"invalid access to {what}, mem_size={mem_size} off={v.umax + off} "
+                     f"size={size}\nR{regno} max value is outside of the allowed memory range")
+
+
+def _in(off: int, size: int, mem_size: int, zero_ok: bool) -> bool:
+    return off >= 0 and (size > 0 or zero_ok) and off + size <= mem_size
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+# --- one load or store -------------------------------------------------------------------------
+
+
+def access(env: Checker, regno: int, off: int, size: int, write: bool,
+           value: Reg | None, *, sx: bool = False, st: bool = False,
+           atomic: bool = False) -> Reg | None:  # fmt: skip
+    """check_mem_access for ``*(size *)(R<regno> + off)``.
+
+    ``value`` is the register stored (None for a BPF_ST immediate, given as
+    ``st``); returns the loaded register for a read.
+    """
+    reg = env.state.regs[regno]
+    base = reg.base
+    if reg.maybe_null or base in (Base.NOT_INIT, Base.SCALAR) or base not in _CHECKERS:
+        raise reject(f"R{regno} invalid mem access '{_tname(reg)}'")
+    loaded = _CHECKERS[base](env, regno, reg, off, size, write, value, st, atomic)
+    if loaded is not None and loaded.is_scalar and size < 8:
+        var = loaded.var.sign_extend_load(size) if sx else loaded.var.truncate(size)
+        loaded = Reg(Base.SCALAR, var=var)
+    return loaded
+
+
+def _tname(reg: Reg) -> str:
+    return "scalar" if reg.base is Base.SCALAR else reg.type_name()
+
+
+def _stack(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
+           value: Reg | None, st: bool, atomic: bool) -> Reg | None:
+    total = off + reg.off
+    frame = env.state.frames[reg.frame]
+    verb = " write to" if write else " read from"
+    if reg.var.is_const():
+        lo = total + reg.var.signed_value
+        hi = lo + size
+    else:
+        if reg.var.smax >= MAX_VAR_OFF or reg.var.smin <= -MAX_VAR_OFF:
+            raise reject(f"invalid unbounded variable-offset{verb} stack R{regno}")
+        lo = reg.var.smin + total
+        hi = reg.var.smax + total + size
+    if lo < -STACK_SIZE or hi > 0:
+        if reg.var.is_const():
+            raise reject(f"invalid{verb} stack R{regno} off={total} size={size}")
+        raise reject(f"invalid variable-offset{verb} stack R{regno} var_off={reg.var.var_off} "
+                     f"off={total} size={size}")  # fmt: skip
+    frame.depth = max(frame.depth, -lo)
+    if not reg.var.is_const():
+        if write:
+            for a in range(lo, hi):
+                _set_byte(frame, a, MISC)
+            return None
+        return UNKNOWN
+    if write:
+        stack_write(env, frame, lo, size, value, st)
+        return None
+    return stack_read(env, frame, lo, size)
+
+
+def _set_byte(frame: Frame, addr: int, t: str) -> None:
+    spi, j = (-addr - 1) // 8, (-addr - 1) % 8
+    s = frame.slot(spi)
+    types = s.types
+    if s.spilled is not None:  # a partial overwrite destroys the spilled register
+        types = types.replace(SPILL, MISC)
+    frame.stack[spi] = Slot(types[:j] + t + types[j + 1:], None)
+
+
+def stack_write(env: Checker, frame: Frame, addr: int, size: int, value: Reg | None,
+                st: bool) -> None:  # fmt: skip
+    """check_stack_write_fixed_off: spill a register, or mark bytes MISC/ZERO."""
+    spi = (-addr - 1) // 8
+    aligned = addr % 8 == 0
+    if value is not None and value.is_ptr:
+        if size != 8:
+            raise reject("invalid size of register spill")
+        if not aligned:
+            raise reject(f"misaligned stack access off {addr}+0+0 size {size}")
+        frame.stack[spi] = Slot(SPILL * 8, value)
+        return
+    if value is not None and value.is_scalar and (size == 8 and aligned):
+        frame.stack[spi] = Slot(SPILL * 8, value)
+        return
+    if st and size == 8 and aligned:
+        frame.stack[spi] = Slot(SPILL * 8, const(env.insn.imm))
+        return
+    if value is not None and value.is_scalar and size in (4, 2, 1) and (-addr) % 8 >= 0 \
+            and not value.var.var_off.mask and addr % size == 0 and False:
+        pass  # narrow spills of constants are tracked as bytes below
+    zero = (value is None and st and env.insn.imm == 0) or (
+        value is not None and value.is_const(0))
+    for a in range(addr, addr + size):
+        _set_byte(frame, a, ZERO if zero else MISC)
+
+
+def stack_read(env: Checker, frame: Frame, addr: int, size: int) -> Reg:
+    """check_stack_read_fixed_off: a filled register, a zero, or an unknown scalar."""
+    spi = (-addr - 1) // 8
+    s = frame.slot(spi)
+    if s.spilled is not None and s.types[7] == SPILL:
+        if size == 8 and addr % 8 == 0:
+            return s.spilled
+        if not s.spilled.is_scalar:
+            raise reject("invalid size of register fill")
+        return UNKNOWN if not s.spilled.is_const(0) else const(0)
+    types = []
+    for a in range(addr, addr + size):
+        sp, j = (-a - 1) // 8, (-a - 1) % 8
+        t = frame.slot(sp).types[j]
+        types.append(t)
+    if all(t == ZERO for t in types):
+        return const(0)
+    return UNKNOWN
+
+
+def _map_value(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
+               value: Reg | None, st: bool, atomic: bool) -> Reg | None:
+    m = reg.map
+    if write and getattr(m, "map_flags", 0) & _BPF_F_RDONLY_PROG:
+        raise reject("write into map forbidden, value_size=%d off=%d size=%d"
+                     % (m.value_size, off + reg.off, size))  # fmt: skip
+    if not write and getattr(m, "map_flags", 0) & _BPF_F_WRONLY_PROG:
+        raise reject("read from map forbidden, value_size=%d off=%d size=%d"
+                     % (m.value_size, off + reg.off, size))  # fmt: skip
+    check_region(regno, reg, off + reg.off, size, m.value_size, "map value")
+    if write:
+        return None
+    if getattr(m, "frozen", False) and getattr(m, "map_flags", 0) & _BPF_F_RDONLY_PROG:
+        return UNKNOWN
+    return UNKNOWN
+
+
+_BPF_F_RDONLY_PROG = 1 << 7
+_BPF_F_WRONLY_PROG = 1 << 8
+
+
+def _mem(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
+         value: Reg | None, st: bool, atomic: bool) -> Reg | None:
+    if write and reg.flags & Flag.MEM_RDONLY:
+        raise reject(f"R{regno} cannot write into {reg.type_name()}")
+    check_region(regno, reg, off + reg.off, size, reg.size, "memory")
+    return None if write else UNKNOWN
+
+
+def _map_key(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
+             value: Reg | None, st: bool, atomic: bool) -> Reg | None:
+    if write:
+        raise reject(f"R{regno} invalid mem access '{reg.type_name()}'")
+    check_region(regno, reg, off + reg.off, size, reg.map.key_size, "map key")
+    return UNKNOWN
+
+
+def _packet(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
+            value: Reg | None, st: bool, atomic: bool) -> Reg | None:
+    if not ctxrules.direct_packet_access(env.target.prog_type, write):
+        what = "write into" if write else "read from"
+        raise reject(f"cannot {what} packet")
+    if value is not None and value.is_ptr and write:
+        raise reject(f"R{env.insn.src_reg} leaks addr into packet")
+    v = reg.var
+    total = off + reg.off
+    if v.smin < 0:
+        raise reject(f"R{regno} min value is negative, either use unsigned index or do a "
+                     f"if (index >=0) check.")  # fmt: skip
+    rng = max(reg.rng, 0)
+    if total + v.umax + size > rng or total + v.smin < 0 or v.umax >= MAX_VAR_OFF:
+        raise reject(f"invalid access to packet, off={total} size={size}, "
+                     f"R{regno}(id={reg.id},off={reg.off},r={rng})\n"
+                     f"R{regno} offset is outside of the packet")  # fmt: skip
+    return None if write else UNKNOWN
+
+
+def _ctx(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
+         value: Reg | None, st: bool, atomic: bool) -> Reg | None:
+    if write and (st or atomic):
+        raise reject(f"BPF_ST stores into R{regno} ctx is not allowed" if st else
+                     f"BPF_ATOMIC stores into R{regno} ctx is not allowed")  # fmt: skip
+    if value is not None and value.is_ptr and write:
+        raise reject(f"R{env.insn.src_reg} leaks addr into ctx")
+    if not reg.var.is_const() or reg.var.value:
+        raise reject(f"variable ctx access var_off={reg.var.var_off} off={off} size={size}")
+    if reg.off:
+        raise reject(f"dereference of modified ctx ptr R{regno} off={reg.off} disallowed")
+    acc = ctxrules.ctx_access(env.target.prog_type, off, size, write=write,
+                              attach_type=env.target.attach_type, ldsx=env.ldsx)  # fmt: skip
+    if acc is None:
+        raise reject(f"invalid bpf_context access off={off} size={size}")
+    if write:
+        return None
+    if acc.base is Base.SCALAR:
+        return UNKNOWN
+    if acc.base in PKT_TYPES:
+        return Reg(acc.base, acc.flags)
+    if acc.flags & Flag.MAYBE_NULL:
+        return Reg(acc.base, acc.flags, id=env.new_id())
+    return Reg(acc.base, acc.flags)
+
+
+def _pkt_end(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
+             value: Reg | None, st: bool, atomic: bool) -> Reg | None:
+    raise reject(f"R{regno} invalid mem access '{reg.type_name()}'")
+
+
+def _map_ptr(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
+             value: Reg | None, st: bool, atomic: bool) -> Reg | None:
+    raise reject("only read from bpf_array is supported" if write else
+                 f"R{regno} invalid mem access '{reg.type_name()}'")  # fmt: skip
+
+
+_CHECKERS = {
+    Base.PTR_TO_STACK: _stack,
+    Base.PTR_TO_MAP_VALUE: _map_value,
+    Base.PTR_TO_MAP_KEY: _map_key,
+    Base.PTR_TO_MEM: _mem,
+    Base.PTR_TO_PACKET: _packet,
+    Base.PTR_TO_PACKET_META: _packet,
+    Base.PTR_TO_CTX: _ctx,
+}
+
+
+# --- helper arguments: a range of bytes a helper reads or writes ---------------------------------
+
+
+def helper_mem(env: Checker, regno: int, size_lo: int, size_hi: int, *, write: bool,
+               uninit_ok: bool, zero_ok: bool) -> None:  # fmt: skip
+    """check_helper_mem_access: R<regno> points to at least ``size_hi`` accessible bytes."""
+    reg = env.state.regs[regno]
+    base = reg.base
+    if base in PKT_TYPES:
+        _packet(env, regno, reg, 0, size_hi, write, None, False, False) if size_hi else None
+        return
+    if base is Base.PTR_TO_MAP_VALUE:
+        if size_hi or not zero_ok:
+            check_region(regno, reg, reg.off, size_hi, reg.map.value_size, "map value",
+                         zero_ok)  # fmt: skip
+        return
+    if base is Base.PTR_TO_MAP_KEY:
+        check_region(regno, reg, reg.off, size_hi, reg.map.key_size, "map key", zero_ok)
+        return
+    if base is Base.PTR_TO_MEM:
+        if write and reg.flags & Flag.MEM_RDONLY:
+            raise reject(f"R{regno} cannot write into {reg.type_name()}")
+        check_region(regno, reg, reg.off, size_hi, reg.size, "memory", zero_ok)
+        return
+    if base is Base.PTR_TO_CTX:
+        return
+    if base is not Base.PTR_TO_STACK:
+        raise reject(f"R{regno} type={reg.type_name()} expected=fp")
+    frame = env.state.frames[reg.frame]
+    if reg.var.is_const():
+        lo = reg.off + reg.var.signed_value
+        hi = lo + size_hi
+        if size_hi == 0 and zero_ok:
+            return
+        if lo < -STACK_SIZE or hi > 0 or size_hi <= 0:
+            raise reject(f"invalid indirect access to stack R{regno} off={lo} size={size_hi}")
+    else:
+        if reg.var.smax >= MAX_VAR_OFF or reg.var.smin <= -MAX_VAR_OFF:
+            raise reject(f"invalid unbounded variable-offset indirect access to stack R{regno}")
+        lo = reg.off + reg.var.smin
+        hi = reg.off + reg.var.smax + size_hi
+        if lo < -STACK_SIZE or hi > 0:
+            raise reject(f"invalid variable-offset indirect access to stack R{regno} "
+                         f"var_off={reg.var.var_off} off={reg.off} size={size_hi}")  # fmt: skip
+    frame.depth = max(frame.depth, -lo)
+    if write:
+        for a in range(lo, hi):
+            _set_byte(frame, a, MISC)
+        return
+    # reading: a spilled pointer passed as bytes is a leak only for !root; uninit is allowed
+    del uninit_ok
+
+
+_ = (EMPTY_SLOT, INVALID, Scalar)

@@ -1,0 +1,244 @@
+"""The abstract state of one verification path (``struct bpf_verifier_state``).
+
+A :class:`Reg` is one register's abstract value (``struct bpf_reg_state``):
+a type from :mod:`.types`, a fixed offset ``off`` and, in ``var``, a
+:class:`~pybpf.verifier.scalar.Scalar` — the value itself for a scalar, the
+variable part of the offset for a pointer.  Registers are immutable values:
+an operation builds a new one with :meth:`Reg.but`, so states share them
+freely and a copy of a state only copies lists.
+
+A :class:`Frame` is one function's registers and stack; the stack maps a
+slot index (``spi``: bytes ``[-8*(spi+1), -8*spi)`` from the frame pointer)
+to a :class:`Slot`, eight byte types (``?`` invalid, ``m`` misc, ``0``
+zero, ``r`` spilled register) plus the spilled register.  A :class:`State`
+is the frames of the current call chain, the acquired references and the
+bookkeeping the pruning needs.
+
+:func:`format_reg`, :func:`format_state` print them as the kernel's log
+does (``R1=ctx() R10=fp0 fp-8=0000????``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pybpf.verifier.scalar import Scalar
+from pybpf.verifier.types import Base, Flag, type_str
+
+MAX_REGS = 11
+FP = 10
+STACK_SIZE = 512
+INVALID, MISC, ZERO, SPILL = "?", "m", "0", "r"
+_ZERO = Scalar.const(0)
+
+PKT_TYPES = (Base.PTR_TO_PACKET, Base.PTR_TO_PACKET_META)
+
+
+class Reg:
+    """One register's abstract value; never mutated once built (use :meth:`but`).
+
+    ``map`` is the map object (for map pointers and values), ``size`` the
+    memory size of PTR_TO_MEM, ``rng`` the proven packet range, ``ref`` the
+    acquired reference this pointer holds (0: none), ``id`` the identity
+    shared by copies (null checks, packet ranges, linked scalars),
+    ``frame`` the frame a stack pointer points into, ``sub`` the subprogram
+    a PTR_TO_FUNC names.
+    """
+
+    __slots__ = ("base", "flags", "frame", "id", "map", "off", "ref", "rng", "size", "sub", "var")
+
+    def __init__(self, base: Base = Base.NOT_INIT, flags: Flag = Flag.NONE, off: int = 0,
+                 var: Scalar = _ZERO, id: int = 0, ref: int = 0, rng: int = 0,
+                 map: object = None, size: int = 0, frame: int = 0, sub: int = 0) -> None:
+        self.base, self.flags, self.off, self.var = base, flags, off, var
+        self.id, self.ref, self.rng, self.map = id, ref, rng, map
+        self.size, self.frame, self.sub = size, frame, sub
+
+    def but(self, **changes) -> Reg:
+        """A copy with some fields changed."""
+        r = Reg.__new__(Reg)
+        for name in Reg.__slots__:
+            setattr(r, name, changes.get(name, getattr(self, name)))
+        return r
+
+    def key(self) -> tuple:
+        return (self.base, self.flags, self.off, self.var, self.id, self.ref, self.rng,
+                id(self.map), self.size, self.frame, self.sub)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Reg) and self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.base is Base.SCALAR
+
+    @property
+    def is_ptr(self) -> bool:
+        return self.base not in (Base.NOT_INIT, Base.SCALAR)
+
+    @property
+    def maybe_null(self) -> bool:
+        return bool(self.flags & Flag.MAYBE_NULL)
+
+    def is_const(self, value: int | None = None) -> bool:
+        """A scalar with a known value (equal to ``value`` when given)."""
+        if self.base is not Base.SCALAR or self.var.var_off.mask:
+            return False
+        return value is None or self.var.value == value & ((1 << 64) - 1)
+
+    def type_name(self) -> str:
+        return type_str(self.base, self.flags)
+
+
+NOT_INIT = Reg()
+UNKNOWN = Reg(Base.SCALAR, var=Scalar.unknown())
+
+
+def scalar(value: Scalar, id: int = 0) -> Reg:
+    return Reg(Base.SCALAR, var=value, id=id)
+
+
+def const(value: int) -> Reg:
+    return Reg(Base.SCALAR, var=Scalar.const(value))
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Eight stack bytes: their types (``?``/``m``/``0``/``r`` per byte) and a spilled register."""
+
+    types: str
+    spilled: Reg | None = None
+
+
+EMPTY_SLOT = Slot(INVALID * 8)
+
+
+@dataclass
+class Frame:
+    """One function's registers and stack (``struct bpf_func_state``)."""
+
+    regs: list[Reg]
+    stack: dict[int, Slot] = field(default_factory=dict)
+    frameno: int = 0
+    callsite: int = -1  # the pc of the call that made this frame (-1: main)
+    subprog: int = 0
+    depth: int = 0  # deepest stack byte touched
+    callback: object = None  # the helper's Callback when this frame is a callback
+
+    def copy(self) -> Frame:
+        return Frame(list(self.regs), dict(self.stack), self.frameno, self.callsite,
+                     self.subprog, self.depth, self.callback)
+
+    def slot(self, spi: int) -> Slot:
+        return self.stack.get(spi, EMPTY_SLOT)
+
+
+@dataclass
+class State:
+    """A path's state: frames (innermost last), references and lock, and path bookkeeping."""
+
+    frames: list[Frame]
+    refs: list[tuple[int, int]] = field(default_factory=list)  # (id, alloc pc)
+    lock: int = 0  # id of the held spin lock's map value (0: none)
+    parent: object = None  # the explored-state node this path continues (pruning)
+    path: list[int] = field(default_factory=list)
+    may_goto_depth: int = 0
+    callback_depth: int = 0
+
+    @property
+    def cur(self) -> Frame:
+        return self.frames[-1]
+
+    @property
+    def regs(self) -> list[Reg]:
+        return self.frames[-1].regs
+
+    def copy(self) -> State:
+        return State([f.copy() for f in self.frames], list(self.refs), self.lock, self.parent,
+                     list(self.path), self.may_goto_depth, self.callback_depth)
+
+
+def initial_state() -> State:
+    """The state at insn 0: R1 is the context, R10 the frame pointer, all else NOT_INIT."""
+    regs = [NOT_INIT] * MAX_REGS
+    regs[1] = Reg(Base.PTR_TO_CTX)
+    regs[FP] = Reg(Base.PTR_TO_STACK, frame=0)
+    return State([Frame(regs)])
+
+
+# --- the log's text ------------------------------------------------------------------------------
+
+
+def _map_items(m: object) -> list[str]:
+    items = []
+    name = getattr(m, "name", "")
+    if name:
+        items.append(f"map={name}")
+    items.append(f"ks={getattr(m, 'key_size', 0)}")
+    items.append(f"vs={getattr(m, 'value_size', 0)}")
+    return items
+
+
+def format_reg(r: Reg) -> str:
+    """A register as ``print_verifier_state`` prints it after ``R1=``."""
+    if r.base is Base.SCALAR:
+        return r.var.format(id=r.id)
+    if r.base is Base.PTR_TO_STACK and r.var.is_const() and not r.var.value:
+        return f"fp{r.off}"
+    items: list[str] = []
+    if r.id:
+        items.append(f"id={r.id}")
+    if r.ref:
+        items.append(f"ref_obj_id={r.ref}")
+    if r.base is not Base.PTR_TO_STACK and r.off:
+        items.append(f"off={r.off}")
+    if r.base in PKT_TYPES:
+        items.append(f"r={r.rng}" if r.rng >= 0 else f"r={r.rng & ((1 << 64) - 1):#x}")
+    if r.base in (Base.CONST_PTR_TO_MAP, Base.PTR_TO_MAP_VALUE, Base.PTR_TO_MAP_KEY) and r.map is not None:
+        items += _map_items(r.map)
+    if r.base is Base.PTR_TO_MEM and r.size:
+        items.append(f"sz={r.size}")
+    if not r.var.is_const() or r.var.value:
+        items += r.var.range_fields()
+    if r.base is Base.PTR_TO_STACK:
+        items.insert(0, f"off={r.off}")
+    return f"{r.type_name()}({','.join(items)})"
+
+
+def format_slot(spi: int, s: Slot) -> str | None:
+    """A stack slot as ``fp-8=...``, or None for an all-invalid slot.
+
+    ``types[j]`` is the byte at ``fp - 8*spi - j - 1`` (the kernel's
+    ``slot_type`` order), printed in that order as the kernel does.
+    """
+    if s.types == EMPTY_SLOT.types:
+        return None
+    if s.spilled is not None and s.types[7] == SPILL:
+        return f"fp{-8 * (spi + 1)}={format_reg(s.spilled)}"
+    return f"fp{-8 * (spi + 1)}={s.types}"
+
+
+def format_frame(f: Frame, regs: tuple[int, ...] | None = None,
+                 slots: tuple[int, ...] | None = None) -> str:  # fmt: skip
+    """``R1=ctx() R10=fp0 fp-8=mmmmmmmm`` for the registers and slots asked (all when None)."""
+    out = []
+    for i in range(MAX_REGS) if regs is None else sorted(set(regs)):
+        r = f.regs[i]
+        if r.base is not Base.NOT_INIT:
+            out.append(f"R{i}={format_reg(r)}")
+    for spi in sorted(f.stack) if slots is None else sorted(set(slots)):
+        text = format_slot(spi, f.slot(spi))
+        if text:
+            out.append(text)
+    return " ".join(out)
+
+
+def format_state(st: State) -> str:
+    """The whole state as the kernel's full state line prints it."""
+    text = format_frame(st.cur)
+    if len(st.frames) > 1:
+        return f"frame{st.cur.frameno}: {text}"
+    return text
