@@ -305,6 +305,16 @@ def test_alu_is_sound(a, op, is64, data):
 
 
 @SETTINGS
+@given(members(), members(), st.sampled_from([ADD, SUB]))
+def test_pointer_offsets_are_sound(a, b, op):
+    (sa, xs), (sb, ys) = a, b
+    result = sa.ptr_alu(op, sb)
+    for x in xs[:3]:
+        for y in ys[:3]:
+            assert result.member(concrete_alu(op, x, y, True)), (sa, sb, x, y, result)
+
+
+@SETTINGS
 @given(members(), st.sampled_from(JUMPS), st.booleans(), st.data())
 def test_branches_are_sound(a, op, is32, data):
     sa, xs = a
