@@ -544,3 +544,25 @@ def test_test_runs_tell_native_code_their_cpu(cpu):
     prog, _ = _loaded(bench, "jit")
     assert 8 in prog.native_hooks.native_calls
     assert testrun.test_run(prog, jit_bench.PACKET, repeat=3, cpu=cpu).retval == cpu
+
+
+def test_precompiled_hot_functions_come_from_the_compile_cache(tmp_path, monkeypatch):
+    from pybpf.jit import native
+
+    monkeypatch.setenv("PYBPF_CACHE_DIR", str(tmp_path))
+    shape = maps_ir.HashShape(pointer=1 << 20, header=2 << 20, key_size=27, value_size=5,
+                              stride=8)  # sizes no other test compiles  # fmt: skip
+    maps_ir.native_calls([shape], opt_level=1, called=[1, 2])
+    assert len(list((tmp_path / "jit").glob("*.o"))) == 1
+    monkeypatch.setattr(maps_ir._Library, "_compiled", {})  # as in a new process
+
+    compile_ir = native.compile_ir
+
+    def refuse(text, **kwargs):
+        if "pybpf.hash" in text:
+            raise AssertionError("LLVM ran although the cache had the object")
+        return compile_ir(text, **kwargs)
+
+    monkeypatch.setattr(native, "compile_ir", refuse)
+    hooks, prelude = maps_ir.native_calls([shape], opt_level=1, called=[1, 2])
+    assert set(hooks) == {1, 2} and "pybpf.hash" not in prelude

@@ -325,11 +325,15 @@ class _Library:
 
     ``inline`` True (programs compiled at level 2 or 3): their text goes into
     the program's module (internal, so LLVM inlines them).  False (the fast
-    levels, whose code generator does not optimise): each is compiled once
-    per process at level 2 and called through its address.
+    levels, whose code generator does not optimise): :meth:`finish` compiles
+    the ones this process lacks at level 2, in one module, and calls go
+    through their addresses.  Compiled functions are kept for the process and
+    their object code in the JIT's on-disk compile cache, so a later process
+    maps them without running LLVM.
     """
 
-    _compiled: ClassVar[dict[str, tuple[object, int]]] = {}  # text -> (module, address)
+    _compiled: ClassVar[dict[str, int]] = {}  # text -> address (modules kept in _modules)
+    _modules: ClassVar[list[object]] = []
 
     def __init__(self, inline: bool) -> None:
         self.inline = inline
@@ -337,19 +341,19 @@ class _Library:
         self.addresses: dict[str, int] = {}
 
     def add(self, name: str, text: str) -> None:
-        if name in self.texts or name in self.addresses:
-            return
-        if self.inline:
-            self.texts[name] = text
-            return
-        entry = self._compiled.get(text)
-        if entry is None:
-            from pybpf.jit import native  # compiling needs LLVM; importing this module does not
+        self.texts.setdefault(name, text)
 
-            public = text.replace("define internal", "define", 1)
-            module = native.compile_ir(PRELUDE + "\n" + public, opt_level=2)
-            entry = self._compiled[text] = (module, module.address(name))
-        self.addresses[name] = entry[1]
+    def finish(self) -> None:
+        """Compile (or fetch) what :meth:`add` named, unless inlining."""
+        if self.inline:
+            return
+        missing = {n: t for n, t in self.texts.items() if t not in self._compiled}
+        if missing:
+            module = _library_module(missing)
+            _Library._modules.append(module)
+            for name, text in missing.items():
+                self._compiled[text] = module.address(name)
+        self.addresses = {n: self._compiled[t] for n, t in self.texts.items()}
 
     def callee(self, c: _Code, name: str) -> str:
         """The callee operand for a call to ``name`` from emitted code."""
@@ -358,7 +362,30 @@ class _Library:
         return c.v(f"inttoptr i64 {self.addresses[name]} to ptr")
 
     def prelude(self) -> str:
-        return "\n".join(self.texts.values())
+        return "\n".join(self.texts.values()) if self.inline else ""
+
+
+def _library_module(texts: dict[str, str]):
+    """A native module defining ``texts`` (public), from the compile cache when it has it."""
+    import hashlib
+
+    from pybpf.errors import JitError
+    from pybpf.jit import cache, native  # compiling needs LLVM; importing this module does not
+
+    source = "\n".join([PRELUDE, *(t.replace("define internal", "define", 1)
+                                   for t in texts.values())])  # fmt: skip
+    key = hashlib.sha256(f"pybpf hot functions|{cache.toolchain()}|{source}".encode()).hexdigest()
+    store = cache.default_cache()
+    data = store.get(key) if store is not None else None
+    if data is not None:
+        try:
+            return native.load_object(data)
+        except JitError:
+            pass  # a foreign or damaged object: compile again
+    module = native.compile_ir(source, opt_level=2)
+    if store is not None:
+        store.put(key, module.object_code)
+    return module
 
 
 def _trampoline(c: _Code, site: CallSite) -> str:
@@ -445,13 +472,14 @@ def _dispatch(site: CallSite, cpu_address: int | None, cases: Sequence[tuple[int
 
 
 def _map_hooks(shapes: Sequence[Shape], lib: _Library, cpu_address: int | None,
-               trusted: bool) -> dict[int, Callable]:  # fmt: skip
-    """Hooks for map_lookup_elem and map_update_elem over ``shapes`` (see the module docstring)."""
+               trusted: bool, wanted: set[int]) -> dict[int, Callable]:  # fmt: skip
+    """Hooks for map_lookup_elem and map_update_elem (those in ``wanted``) over ``shapes``."""
     usable = [s for s in shapes if cpu_address is not None or not s.percpu]
     for s in usable:
-        if isinstance(s, HashShape):
-            lib.add(f"pybpf.hash.lookup.k{s.key_size}", _hash_lookup_ir(
-                f"pybpf.hash.lookup.k{s.key_size}", s.key_size))  # fmt: skip
+        if isinstance(s, HashShape) and MAP_LOOKUP_ELEM in wanted:
+            name = f"pybpf.hash.lookup.k{s.key_size}"
+            lib.add(name, _hash_lookup_ir(name, s.key_size))
+        if isinstance(s, HashShape) and MAP_UPDATE_ELEM in wanted:
             name = f"pybpf.hash.update.k{s.key_size}.v{s.value_size}"
             lib.add(name, _hash_update_ir(name, s.key_size, s.value_size))
 
@@ -508,9 +536,9 @@ def _map_hooks(shapes: Sequence[Shape], lib: _Library, cpu_address: int | None,
 
     hooks: dict[int, Callable] = {}
     writable = [s for s in usable if not isinstance(s, ArrayShape) or s.writable]
-    if usable:
+    if usable and MAP_LOOKUP_ELEM in wanted:
         hooks[MAP_LOOKUP_ELEM] = hook_for(lookup, usable)
-    if writable:
+    if writable and MAP_UPDATE_ELEM in wanted:
         hooks[MAP_UPDATE_ELEM] = hook_for(update, writable)
     return hooks
 
@@ -677,15 +705,17 @@ def _csum_hook(trusted: bool, lib: _Library):
 
 def native_calls(shapes: Sequence[Shape] = (), *, trusted: bool = False,
                  boot_ns: int | None = None, prandom_address: int | None = None,
-                 cpu_address: int | None = None,
-                 opt_level: int | None = None) -> tuple[dict[int, Callable], str]:  # fmt: skip
+                 cpu_address: int | None = None, opt_level: int | None = None,
+                 called: Iterable[int] | None = None,
+                 ) -> tuple[dict[int, Callable], str]:  # fmt: skip
     """The ``native_calls`` hooks for a program over ``shapes``, and the prelude.
 
     ``trusted`` skips the pointer window check (verified programs only).
     ``boot_ns`` enables ktime_get_ns (the kernel's ``boot``), ``prandom_address``
     get_prandom_u32 (a :class:`NativeWord` seeded non-zero), ``cpu_address``
     per-CPU maps and get_smp_processor_id (a :class:`NativeWord` the runner
-    sets to the run's CPU).  Helpers left out keep the trampoline.
+    sets to the run's CPU).  Helpers left out keep the trampoline, and so do
+    helpers not in ``called`` (the ids the program calls) when it is given.
     ``opt_level`` is the level the program will be compiled at (default: the
     JIT's); below 2 the hot functions are precompiled at level 2 and called
     by address, at 2 and 3 they join the program's module to be inlined.
@@ -694,18 +724,23 @@ def native_calls(shapes: Sequence[Shape] = (), *, trusted: bool = False,
         from pybpf.jit import native
 
         opt_level = native.DEFAULT_OPT_LEVEL
+    wanted = set(called) if called is not None else {
+        MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, KTIME_GET_NS, GET_PRANDOM_U32, GET_SMP_PROCESSOR_ID,
+        CSUM_DIFF}  # fmt: skip
     lib = _Library(inline=opt_level >= 2)
-    hooks = _map_hooks(shapes, lib, cpu_address, trusted)
-    if boot_ns is not None:
+    hooks = _map_hooks(shapes, lib, cpu_address, trusted, wanted)
+    if boot_ns is not None and KTIME_GET_NS in wanted:
         lib.add("pybpf.ktime", _ktime_ir("pybpf.ktime"))
         hooks[KTIME_GET_NS] = _call_hook(lib, "pybpf.ktime", boot_ns)
-    if prandom_address is not None:
+    if prandom_address is not None and GET_PRANDOM_U32 in wanted:
         lib.add("pybpf.prandom", _prandom_ir("pybpf.prandom"))
         hooks[GET_PRANDOM_U32] = _call_hook(lib, "pybpf.prandom", prandom_address)
-    if cpu_address is not None:
+    if cpu_address is not None and GET_SMP_PROCESSOR_ID in wanted:
         hooks[GET_SMP_PROCESSOR_ID] = _cpu_hook(cpu_address)
-    lib.add(CSUM_PARTIAL, _CSUM_PARTIAL_IR)
-    hooks[CSUM_DIFF] = _csum_hook(trusted, lib)
+    if CSUM_DIFF in wanted:
+        lib.add(CSUM_PARTIAL, _CSUM_PARTIAL_IR)
+        hooks[CSUM_DIFF] = _csum_hook(trusted, lib)
+    lib.finish()
     return hooks, PRELUDE + "\n" + lib.prelude()
 
 
@@ -877,10 +912,7 @@ class ProgramHooks:
         hooks, prelude = native_calls(
             shapes, trusted=trusted, boot_ns=boot_ns,
             prandom_address=self.prandom.address if prandom else None,
-            cpu_address=self.cpu.address, opt_level=opt_level)  # fmt: skip
-        if called is not None:
-            wanted = set(called)
-            hooks = {k: v for k, v in hooks.items() if k in wanted}
+            cpu_address=self.cpu.address, opt_level=opt_level, called=called)  # fmt: skip
         self.native_calls = hooks
         self.prelude = prelude if hooks else ""
 
