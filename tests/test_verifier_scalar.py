@@ -544,6 +544,15 @@ def test_pointer_offsets_follow_the_pointer_rules():
         Scalar.const(0).ptr_alu(MUL, byte)
 
 
+def test_a_linked_copy_follows_its_narrowed_register():
+    # r0 &= 255; r1 = r0; r1 += 4; if r0 < 10 goto ...: Linux prints r1 on the fall-through as
+    r0 = Scalar.unknown().alu(AND, Scalar.const(0xFF), is64=True)
+    fall, _ = Scalar.refine(JLT, r0, Scalar.const(10), is32=False, taken=False)
+    assert fall.add_delta(4).format() == \
+        "scalar(smin=umin=smin32=umin32=14,smax=umax=smax32=umax32=259,var_off=(0x0; 0x1ff))"
+    assert fall.add_delta(-10).umin == 0 and fall.add_delta(-11).umin == 0
+
+
 def test_from_range_rejects_an_empty_range():
     with pytest.raises(ValueError, match="empty"):
         Scalar.from_range(5, 4)

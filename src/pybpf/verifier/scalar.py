@@ -1038,6 +1038,19 @@ class Scalar:
         _sync(d)
         return d.freeze()
 
+    def add_delta(self, delta: int) -> Scalar:
+        """``self + delta`` as ``sync_linked_regs`` computes a linked copy's value.
+
+        When a branch narrows a register, the kernel gives each register
+        linked to it with a constant difference (``id=1+4`` in the log) the
+        narrowed value plus that difference: the 32- and 64-bit additions,
+        with no zero-extension and no ``reg_bounds_sync``.  ``delta`` is the
+        s32 difference of the two registers' offsets.
+        """
+        d = _Reg(self)
+        _add(d, Scalar.const(delta))
+        return d.freeze()
+
     def neg(self, is64: bool) -> Scalar:
         """``-self`` (BPF_NEG)."""
         return self.alu(NEG, self, is64=is64)
