@@ -371,6 +371,15 @@ def test_width_changes_are_sound(a, size):
 
 
 @SETTINGS
+@given(members(), st.integers(-(1 << 31), (1 << 31) - 1))
+def test_add_delta_is_sound(a, delta):
+    sa, xs = a
+    moved = sa.add_delta(delta)
+    for x in xs:
+        assert moved.member((x + delta) & U64)
+
+
+@SETTINGS
 @given(members(), st.sampled_from([AND, OR]), st.integers(-(1 << 31), (1 << 31) - 1))
 def test_sign_mask_split_covers_both_values(a, op, imm):
     sa, xs = a
