@@ -566,3 +566,23 @@ def test_precompiled_hot_functions_come_from_the_compile_cache(tmp_path, monkeyp
     monkeypatch.setattr(native, "compile_ir", refuse)
     hooks, prelude = maps_ir.native_calls([shape], opt_level=1, called=[1, 2])
     assert set(hooks) == {1, 2} and "pybpf.hash" not in prelude
+
+
+def test_tail_call_targets_see_the_runs_cpu():
+    from pybpf.runtime import testrun
+
+    kernel = Kernel(ncpus=2, seed=3)
+    target = kernel.prog_load(llvm.assemble("  call bpf_get_smp_processor_id\n  exit\n"), 6,
+                              name="target", engine="jit")  # fmt: skip
+    table = kernel.map_create(MapAttr(MapType.PROG_ARRAY, 4, 4, 1, name="table"))
+    table.resolve_fd = {7: target}.get
+    table.update(bytes(4), (7).to_bytes(4, "little"))
+    entry = kernel.prog_load(llvm.assemble(f"""
+  ld_pseudo r2, 1, {table.id}
+  r3 = 0
+  call bpf_tail_call
+  r0 = 9
+  exit
+"""), 6, name="entry", maps={table.id: table}, engine="jit")  # fmt: skip
+    for cpu in (1, 0):
+        assert testrun.test_run(entry, jit_bench.PACKET, repeat=2, cpu=cpu).retval == cpu

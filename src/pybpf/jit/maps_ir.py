@@ -878,6 +878,16 @@ class NativeWord:
         self._region.view[:8] = (value & M64).to_bytes(8, "little")
 
 
+_CURRENT_CPU: list[NativeWord] = []
+
+
+def current_cpu() -> NativeWord:
+    """The process's "current CPU" word that native per-CPU code reads (runs are sequential)."""
+    if not _CURRENT_CPU:
+        _CURRENT_CPU.append(NativeWord(0, "current cpu"))
+    return _CURRENT_CPU[0]
+
+
 class ProgramHooks:
     """The native hot path of one loaded program: its hooks, prelude and native words.
 
@@ -890,8 +900,9 @@ class ProgramHooks:
     given, keeps only the hooks it uses, so a program calling none of them
     gets none (and stays cacheable).  ``prandom`` False leaves
     get_prandom_u32 to the runtime's seeded generator (the interpreter's
-    sequence).  The runner sets :attr:`cpu` before each run.  Keep the
-    object as long as the compiled program lives.
+    sequence).  The runner sets :attr:`cpu` (:func:`current_cpu`, one word
+    for the process, so tail-call targets and callbacks see the run's CPU)
+    before each run.  Keep the object as long as the compiled program lives.
     """
 
     def __init__(self, maps, *, boot_ns: int, seed: int, trusted: bool = False,
@@ -903,7 +914,7 @@ class ProgramHooks:
             opt_level = 2 if insn_count <= engine.AUTO_O2_LIMIT else native.DEFAULT_OPT_LEVEL
         self.opt_level = opt_level
         self.prandom = NativeWord(seed | 1, "prandom state")
-        self.cpu = NativeWord(0, "current cpu")
+        self.cpu = current_cpu()
         shapes = []
         for m in maps:
             shape = m.jit_shape() if hasattr(m, "jit_shape") else None
