@@ -33,3 +33,12 @@ def require_conformance() -> None:
         pytest.skip(
             f"conformance suite not found at {CONFORMANCE} (a fresh clone has no ../shared)"
         )
+
+
+def pytest_configure(config) -> None:
+    """The JIT's compile cache goes to a directory of this test session, not ~/.cache."""
+    import os
+    import tempfile
+
+    if "PYBPF_CACHE_DIR" not in os.environ:
+        os.environ["PYBPF_CACHE_DIR"] = tempfile.mkdtemp(prefix="pybpf-test-cache-")
