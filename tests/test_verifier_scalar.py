@@ -964,8 +964,40 @@ def record(count: int = 110, packet_count: int = 70, seed: int = 6) -> None:
     print(f"{len(cases)} programs recorded in {GOLDEN}")
 
 
+def bench(count: int = 100_000, seed: int = 1) -> None:
+    """Time a verifier-like mix of scalar operations (ALU on ranges and constants, branches)."""
+    import random
+    import time
+
+    rng = random.Random(seed)
+    pool = [Scalar.unknown(), Scalar.const(5), Scalar.unknown().truncate(1),
+            Scalar.from_range(-100, 100, signed=True), Scalar.unknown().zext32()]
+    work = []
+    for _ in range(count):
+        a = rng.choice(pool)
+        if rng.random() < 0.6:
+            op = rng.choice([ADD, SUB, MUL, OR, AND, XOR, LSH, RSH, ARSH])
+            b = (Scalar.const(rng.randrange(32)) if op in (LSH, RSH, ARSH)
+                 else rng.choice([*pool, Scalar.const(rng.randrange(-1000, 1000))]))
+            work.append((op, a, b, rng.random() < 0.5))
+        else:
+            work.append((-rng.choice(JUMPS), a, Scalar.const(rng.randrange(-50, 300)),
+                         rng.random() < 0.3))
+    start = time.perf_counter()
+    for op, a, b, flag in work:
+        if op >= 0:
+            a.alu(op, b, is64=flag)
+        elif Scalar.branch_taken(-op, a, b, is32=flag) == -1:
+            Scalar.refine(-op, a, b, is32=flag, taken=True)
+            Scalar.refine(-op, a, b, is32=flag, taken=False)
+    took = time.perf_counter() - start
+    print(f"{count} operations in {took:.2f} s: {took / count * 1e6:.1f} us each")
+
+
 if __name__ == "__main__":
     import sys
 
     if "--record" in sys.argv:
         record()
+    if "--bench" in sys.argv:
+        bench()
