@@ -7,12 +7,15 @@ engine and the native hot path (:func:`jit_engine`), and into the running
 kernel through :mod:`pybpf.kernel.linux`.  Both run ``repeat`` times on the
 same 64-byte Ethernet/IPv4/UDP packet; the kernel's figure is
 BPF_PROG_TEST_RUN's duration (ns per run, its own timer around its own
-loop), pybpf's the native repeat loop's (:class:`~pybpf.jit.maps_ir.RepeatDriver`,
-timed natively the same way).  Each figure is the median of ``rounds``
-rounds; the report gives ns/run for both, the ratio pybpf/kernel and the
-geometric mean of the ratios (the JIT's target is <= 1.0).  The return
-values of both sides are compared on every program.  Without bpf(2) the
-kernel column is skipped, with the reason.
+loop, leaving out time spent rescheduled), pybpf's the native repeat loop's
+(:class:`~pybpf.jit.maps_ir.RepeatDriver`, the thread's CPU time around its
+own loop).  pybpf's engine trusts the program (direct mode, map hooks
+without pointer checks), as the kernel verified the same instructions in the
+same run.  Each figure is the median of ``rounds`` rounds; the report gives
+ns/run for both, the ratio pybpf/kernel and the geometric mean of the ratios
+(the JIT's target is <= 1.0).  The return values of both sides are compared
+on every program (the tests compare packets and maps too).  Without bpf(2)
+the kernel column is skipped, with the reason.
 
 The figures are noisy on a shared machine: compare runs made back to back.
 """
