@@ -25,6 +25,7 @@ from pybpf.testing import verifier_diff as vd
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "verifier-agreement.md"
 CASES = vd.load_corpus()
+TIMEOUT = 60.0  # seconds per program: a verifier that hangs is a disagreement, not a hang
 
 LOG = """\
 0: R1=ctx() R10=fp0
@@ -111,6 +112,12 @@ def test_malformed_corpus_files_are_refused(tmp_path):
             vd.parse_file(path)
 
 
+def test_a_slow_load_is_a_timeout_not_a_hang():
+    loop = next(c for c in CASES if c.name == "loop_insn_limit")
+    verdict = vd.pybpf_verdict(loop, timeout=1e-6)
+    assert (verdict.ok, verdict.pc, verdict.errno) == (False, None, errno.ETIME)
+
+
 def test_agreement_and_danger_are_judged():
     reject = vd.Verdict(False, 3, errno.EACCES, ("R0 invalid mem access 'scalar'",))
     policy = vd.Verdict(False, 3, errno.EINVAL, ("At program exit the register R0 has smin=2",))
@@ -128,7 +135,7 @@ def _documented() -> set[str]:
 
 
 def test_pybpf_agrees_with_the_recorded_kernel():
-    summary = vd.compare(CASES)
+    summary = vd.compare(CASES, timeout=TIMEOUT)
     report = "\n".join(summary.lines(verbose=True)[-60:])
     assert [r.case.name for r in summary.dangerous] == [], report
     assert summary.percent >= 98.0, report

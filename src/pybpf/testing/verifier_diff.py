@@ -33,7 +33,9 @@ from __future__ import annotations
 import argparse
 import errno as errno_mod
 import re
+import signal
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -358,8 +360,39 @@ def verifier_ready() -> bool:
     return hasattr(pybpf.verifier, "verify")
 
 
-def pybpf_verdict(case: Case) -> Verdict:
-    """Load ``case`` into a fresh pybpf Kernel with the verifier on (when it exists)."""
+class _Timeout(Exception):
+    """The time limit of one pybpf verdict ran out."""
+
+
+def pybpf_verdict(case: Case, *, timeout: float = 0) -> Verdict:
+    """Load ``case`` into a fresh pybpf Kernel with the verifier on (when it exists).
+
+    ``timeout`` (seconds, 0: none) bounds the load where SIGALRM can interrupt it (the
+    main thread on Unix); a load still running then is a rejection with errno ETIME
+    and no pc, which never agrees with the kernel.
+    """
+    usable = (timeout > 0 and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())  # fmt: skip
+    if not usable:
+        return _pybpf_verdict(case)
+
+    def expire(signum, frame):
+        raise _Timeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+            return _pybpf_verdict(case)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _Timeout:
+        return Verdict(False, None, errno_mod.ETIME, (f"pybpf: no verdict within {timeout:g} s",))
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _pybpf_verdict(case: Case) -> Verdict:
     from pybpf.runtime.kernel import Kernel
     from pybpf.runtime.maps.base import MapAttr, MapType
 
@@ -427,9 +460,12 @@ class Row:
 
     @property
     def kind(self) -> str:
-        """``agree``, ``pc`` (both reject, other pc), ``kernel-accepts`` or ``kernel-rejects``."""
+        """``agree``, ``pc`` (both reject, other pc), ``kernel-accepts``, ``kernel-rejects``
+        or ``timeout`` (pybpf gave no verdict in time)."""
         if self.agree:
             return "agree"
+        if self.ours.errno == errno_mod.ETIME and not self.ours.ok:
+            return "timeout"
         if self.kernel.ok == self.ours.ok:
             return "pc"
         return "kernel-accepts" if self.kernel.ok else "kernel-rejects"
@@ -484,7 +520,8 @@ class Summary:
         out.append(f"verdict only: {verdicts}/{self.total}; kernel-accepts/pybpf-rejects: "
                    f"{self.count('kernel-accepts')}; kernel-rejects/pybpf-accepts: "
                    f"{self.count('kernel-rejects')} (dangerous: {len(self.dangerous)}); "
-                   f"other pc: {self.count('pc')}")  # fmt: skip
+                   f"other pc: {self.count('pc')}; "
+                   f"pybpf timeouts: {self.count('timeout')}")  # fmt: skip
         return out
 
 
@@ -494,12 +531,15 @@ def _short(v: Verdict) -> str:
     return f"reject pc {'-' if v.pc is None else v.pc} {v.reason[:60]}"
 
 
-def compare(cases: Sequence[Case], *, live: bool = False) -> Summary:
-    """Each case's kernel verdict (recorded, or ``live``) against pybpf's."""
+def compare(cases: Sequence[Case], *, live: bool = False, timeout: float = 0) -> Summary:
+    """Each case's kernel verdict (recorded, or ``live``) against pybpf's.
+
+    ``timeout`` bounds each pybpf load (see :func:`pybpf_verdict`).
+    """
     rows = []
     for case in cases:
         kernel = kernel_verdict(case) if live or case.recorded is None else case.recorded
-        rows.append(Row(case, kernel, pybpf_verdict(case)))
+        rows.append(Row(case, kernel, pybpf_verdict(case, timeout=timeout)))
     return Summary(rows)
 
 
@@ -570,6 +610,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--live", action="store_true", help="ask the running kernel")
     parser.add_argument("--record", action="store_true", help="rewrite the recorded verdicts")
     parser.add_argument("-v", "--verbose", action="store_true", help="print disagreements' lines")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds pybpf may spend on one program (0: no limit)")  # fmt: skip
     parser.add_argument(
         "--markdown",
         action="store_true",
@@ -591,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"changed: {c.name}")
             print(f"recorded {len(cases)} cases ({len(changed)} changed)")
             return 0
-        summary = compare(cases, live=args.live)
+        summary = compare(cases, live=args.live, timeout=args.timeout)
     except PybpfError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
