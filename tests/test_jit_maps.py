@@ -586,3 +586,26 @@ def test_tail_call_targets_see_the_runs_cpu():
 """), 6, name="entry", maps={table.id: table}, engine="jit")  # fmt: skip
     for cpu in (1, 0):
         assert testrun.test_run(entry, jit_bench.PACKET, repeat=2, cpu=cpu).retval == cpu
+
+
+def test_maps_whose_programs_see_other_values_keep_the_trampoline():
+    kernel = Kernel(ncpus=1, seed=3)
+    inner = kernel.map_create(MapAttr(MapType.ARRAY, 4, 8, 2, name="inner"))
+    outer = kernel.map_create(MapAttr(MapType.HASH_OF_MAPS, 4, 4, 4, name="outer",
+                                      inner_map=inner))  # fmt: skip
+    outer.set(bytes(4), inner)
+    assert outer.jit_shape() is None  # a lookup yields the inner map, not the value buffer
+    text = f"""
+  *(u32 *)(r10 - 4) = 0
+  ld_pseudo r1, 1, {outer.id}
+  r2 = r10
+  r2 += -4
+  call bpf_map_lookup_elem
+  exit
+"""
+    results = []
+    for engine in ("interp", "jit"):
+        prog = kernel.prog_load(llvm.assemble(text), 6, maps={outer.id: outer}, engine=engine)
+        env = ExecEnv(memory=kernel.space.memory, kernel=kernel, program=prog)
+        results.append(prog.engine.run(args=[0], env=env).r0)
+    assert results[0] == results[1] == inner.pointer.base

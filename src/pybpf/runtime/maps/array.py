@@ -137,8 +137,13 @@ class ArrayMap(Map):
         return self.max_entries
 
     def jit_shape(self) -> maps_ir.ArrayShape | None:
-        """How JIT-compiled code reaches this map natively (its value blocks, one per CPU)."""
-        if self.pointer is None or not self.regions:
+        """How JIT-compiled code reaches this map natively (its value blocks, one per CPU).
+
+        None for a subclass whose programs see something else than the blocks.
+        """
+        cls = type(self)
+        if self.pointer is None or not self.regions or cls.prog_lookup is not ArrayMap.prog_lookup \
+                or cls.prog_update is not ArrayMap.prog_update:  # fmt: skip
             return None
         return maps_ir.ArrayShape(pointer=self.pointer.base, max_entries=self.max_entries,
                                   value_size=self.value_size, stride=self.stride,

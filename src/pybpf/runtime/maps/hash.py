@@ -286,8 +286,15 @@ class HashMap(Map):
         return len(self._elems)
 
     def jit_shape(self) -> maps_ir.HashShape | None:
-        """How JIT-compiled code reaches this map natively (None: LRU, trampoline only)."""
-        if self.native_index is None or self.pointer is None:
+        """How JIT-compiled code reaches this map natively (None: trampoline only).
+
+        None for LRU maps (a lookup marks recency) and for subclasses whose
+        programs see something else than the value buffers (hash of maps).
+        """
+        cls = type(self)
+        if self.native_index is None or self.pointer is None \
+                or cls.prog_lookup is not HashMap.prog_lookup \
+                or cls.prog_update is not HashMap.prog_update:  # fmt: skip
             return None
         return maps_ir.HashShape(pointer=self.pointer.base, header=self.native_index.header.base,
                                  key_size=self.key_size, value_size=self.value_size,
