@@ -156,8 +156,20 @@ def _update32(r: _Reg) -> None:
         r.u32max = v | m
 
 
-def _update64(r: _Reg) -> None:
+def _update(r: _Reg) -> None:
+    """``__update_reg_bounds``: :func:`_update32` then :func:`_update64`, on locals."""
     v, m = r.v, r.m
+    v32, m32 = v & U32, m & U32
+    x = ((v32 | (m32 & _B31)) ^ _B31) - _B31
+    if x > r.s32min:
+        r.s32min = x
+    x = ((v32 | (m32 & S32_MAX)) ^ _B31) - _B31
+    if x < r.s32max:
+        r.s32max = x
+    if v32 > r.u32min:
+        r.u32min = v32
+    if v32 | m32 < r.u32max:
+        r.u32max = v32 | m32
     x = ((v | (m & _SIGN64)) ^ _SIGN64) - _SIGN64
     if x > r.smin:
         r.smin = x
@@ -168,7 +180,11 @@ def _update64(r: _Reg) -> None:
     tmax = v | m
     umax = tmax if tmax < r.umax else r.umax
     r.umin, r.umax = umin, umax
-    # the u64 range and the tnum may meet in a single value (tnum_step)
+    if not m:
+        # what the tnum_step checks below come to for a constant tnum
+        if umin != v or v > umax:
+            _known(r, v)
+        return
     nxt = t_step(v, m, umin)
     if (umin & ~m) == v:
         if nxt > umax:
@@ -177,11 +193,6 @@ def _update64(r: _Reg) -> None:
         _known(r, tmax)
     elif nxt <= umax and t_step(v, m, nxt) > umax:
         _known(r, nxt)
-
-
-def _update(r: _Reg) -> None:
-    _update32(r)
-    _update64(r)
 
 
 def _deduce(r: _Reg) -> bool:
