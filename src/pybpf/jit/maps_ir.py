@@ -1,8 +1,10 @@
 """The JIT's hot path as IR: native map operations and helper fast paths.
 
-Everything here is pure (IR text from descriptors) except the two small
-native words at the end (:class:`NativeWord`), which hold state the emitted
-code reads: the PRNG state and, when the runner provides one, the CPU.
+The IR is generated purely from descriptors (map shapes, addresses).  The
+native pieces are few and at the end: :class:`NativeWord` (the PRNG state and
+the process's current-CPU word the emitted code reads), the precompiled hot
+functions (below), :class:`RepeatDriver` and :class:`ProgramHooks` (all of it
+for one loaded program).
 
 **Map shapes.**  The runtime describes each map a program references with a
 shape: :class:`ArrayShape` (values in one block per CPU, ``stride`` bytes
@@ -52,6 +54,13 @@ the run's stack or hot region (the context's windows); any other pointer takes
 the trampoline, where Memory faults as the interpreter's helper does — so the
 hooks are safe for unverified programs.  ``trusted=True`` (a verified program:
 the verifier proved the pointers readable) drops that check.
+
+**Hot functions.**  The hash probe and update (one function per key and
+value size), ktime, prandom and ``csum_partial`` are IR functions.  A
+program compiled at level 2 or 3 gets them in its own module, where LLVM
+inlines them; one compiled at a fast level (whose code generator does not
+optimise) calls them by address, compiled once per process at level 2 and
+kept in the JIT's on-disk compile cache.
 
 :func:`repeat_driver_ir` is the native BPF_PROG_TEST_RUN loop: it calls a
 compiled entry ``n`` times on one context and times the loop with
