@@ -54,7 +54,9 @@ class NativeIndex:
     Maps each key to the address of its value buffer.  :attr:`header` stays
     at one address for the index's lifetime (generated code embeds it); the
     table it points to is replaced when it grows, so the load factor stays at
-    most one half and a probe always meets an empty slot.  The caller keeps
+    most one half and a probe always meets an empty slot (replaced tables
+    stay allocated until :meth:`clear`, as native code may still be reading
+    one).  The caller keeps
     it in step: :meth:`insert` a key that is absent, :meth:`remove` one that
     is present.
     """
@@ -66,9 +68,15 @@ class NativeIndex:
         self.slot = maps_ir.slot_size(key_size)
         self.header = Region("hash index header", native_buffer(maps_ir.HEADER_SIZE))
         self.count = 0
+        self._retired: list[Region] = []
         self._reset(self.MIN_SLOTS)
 
     def _reset(self, slots: int) -> None:
+        old = getattr(self, "table", None)
+        if old is not None:
+            # native code on another thread may still be probing the old table (ctypes
+            # calls drop the GIL): keep it; doubling bounds the retired bytes by the live ones
+            self._retired.append(old)
         self.table = Region("hash index", native_buffer(slots * self.slot))
         self.mask = slots - 1
         _WORDS2.pack_into(self.header.view, maps_ir.HDR_TABLE, self.table.base, self.mask)
@@ -125,9 +133,10 @@ class NativeIndex:
         self._count(self.count - 1)
 
     def clear(self) -> None:
-        """Forget every key (the table shrinks back to its minimum)."""
+        """Forget every key (the table shrinks back to its minimum; old tables are freed)."""
         self.count = 0
         self._reset(self.MIN_SLOTS)
+        self._retired.clear()  # the map is being released: no program runs on it
 
     def _count(self, count: int) -> None:
         self.count = count
