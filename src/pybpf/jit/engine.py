@@ -213,7 +213,7 @@ class JitProgram:
         As :meth:`pybpf.vm.Interpreter.invoke`: a new frame below the caller's.
         """
         pc = function & M32 if function & ~M32 & M64 == FUNC_TOKEN else function
-        if pc not in self.translation.leaders:
+        if pc not in self.translation.entries:
             raise VmError(f"callback target {pc} is not a function of this program")
         caller_top = self._frame_top
         top = caller_top - STACK_SIZE

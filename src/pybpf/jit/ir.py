@@ -11,8 +11,9 @@ explicit frame stack (return pc, r6..r9, r10; at most 8 frames of 512 bytes
 on the engine's stack) inside the one function, exactly as the interpreter
 does, so a callee may share blocks with its caller and ``callx`` may reach any
 subprogram; ``exit`` from a callee returns through a ``switch`` over the
-return sites.  The entry block dispatches on the start pc (0 for a run, the
-callback's pc for ``invoke``).
+return sites.  The entry block dispatches on the start pc (0 for a run, a
+function entry for ``invoke``: call and ld_imm64 BPF_PSEUDO_FUNC targets;
+``callx`` reaches the same set).
 
 **Semantics** are the interpreter's: 32-bit operations zero-extend; shifts
 are masked to the width; unsigned division by zero gives 0 and modulo by zero
@@ -145,7 +146,8 @@ class Translation:
     """The IR module and what the runner needs to know about it."""
 
     text: str
-    leaders: frozenset[int]  # pcs the entry may start at
+    leaders: frozenset[int]  # block starts
+    entries: frozenset[int]  # function entries: pc 0, call and callback targets (invoke, callx)
     helper_ids: frozenset[int]
     kfunc_ids: frozenset[int]
     imm64: dict[int, int]
@@ -209,6 +211,12 @@ class _Translator:
         self.imm64: dict[int, int] = {}
         self.return_sites: set[int] = set()
         self.leaders = leaders(self.insns, self.specs)
+        self.entries = sorted({0} | {
+            pc + 1 + insn.imm
+            for insn, spec, pc in zip(self.insns, self.specs, self.pcs, strict=True)
+            if spec.kind is Kind.CALL_LOCAL
+            or (spec.kind is Kind.LDDW and insn.src_reg == Pseudo.FUNC)
+        })  # fmt: skip
         self.known: dict[int | str, str] = {}  # register -> its value in the current block
         self.fixed_r10 = not any(_writes_r10(i, sp) for i, sp in zip(self.insns, self.specs,
                                                                       strict=True))
@@ -288,7 +296,8 @@ class _Translator:
         head = [f"; eBPF program, {len(self.insns)} instructions",
                 f"define i64 @{ENTRY}(ptr %ctx) {{"]  # fmt: skip
         text = "\n".join([_DECLARE, self.options.prelude, *head, *self.lines, "}", ""])
-        return Translation(text, frozenset(self.leaders), frozenset(self.helper_ids),
+        return Translation(text, frozenset(self.leaders), frozenset(self.entries),
+                           frozenset(self.helper_ids),
                            frozenset(self.kfunc_ids), dict(self.imm64))  # fmt: skip
 
     def cut(self) -> list[tuple[int, list[int]]]:
@@ -324,8 +333,11 @@ class _Translator:
         tramp = self.read_slot(Slot.TRAMPOLINE)
         self.emit(f"%tramp = inttoptr i64 {tramp} to ptr")
         start = self.read_slot(Slot.START)
-        cases = " ".join(f"i64 {pc}, label %b{pc}" for pc in self.leaders)
-        self.emit(f"switch i64 {start}, label %badstart [ {cases} ]")
+        if self.entries == [0]:  # nothing to call back into: every run starts at pc 0
+            self.emit("br label %b0")
+        else:
+            cases = " ".join(f"i64 {pc}, label %b{pc}" for pc in self.entries)
+            self.emit(f"switch i64 {start}, label %badstart [ {cases} ]")
         self.block("badstart")
         self.fail(Fault.BAD_CALL_TARGET, 0)
 
@@ -436,7 +448,7 @@ class _Translator:
         self.local_call(pc, nxt)
         target = self.op(f"and i64 {t}, {M32}")
         bad = self.label()
-        cases = " ".join(f"i64 {p}, label %b{p}" for p in self.leaders)
+        cases = " ".join(f"i64 {p}, label %b{p}" for p in self.entries)
         self.emit(f"switch i64 {target}, label %{bad} [ {cases} ]")
         self.block(bad)
         self.fail(Fault.BAD_CALL_TARGET, pc)
