@@ -397,7 +397,17 @@ def _library_module(texts: dict[str, str]):
     return module
 
 
-def _trampoline(c: _Code, site: CallSite) -> str:
+@dataclass(frozen=True)
+class _Site:
+    """A helper call as seen inside a dispatch function: its parameters by name."""
+
+    helper_id: int
+    ctx: str = "%ctx"
+    args: tuple[str, ...] = ("%a1", "%a2", "%a3", "%a4", "%a5")
+    ident: str = "%ident"
+
+
+def _trampoline(c: _Code, site: _Site) -> str:
     """The helper's callout, by id in ``Slot.AUX`` (HELPER_X).
 
     HELPER_X rather than HELPER because a runner binds HELPER callouts only
@@ -407,12 +417,45 @@ def _trampoline(c: _Code, site: CallSite) -> str:
     c.emit(f"store i64 {site.helper_id}, ptr {aux}")
     fn = c.v(f"getelementptr i64, ptr {site.ctx}, i64 {int(Slot.TRAMPOLINE)}")
     target = c.v(f"inttoptr i64 {c.v(f'load i64, ptr {fn}')} to ptr")
-    ident = _s64(callout_id(Callout.HELPER_X, site.pc))
     args = ", ".join(f"i64 {a}" for a in site.args)
-    return c.v(f"call i64 {target}(ptr {site.ctx}, i64 {ident}, {args})")
+    return c.v(f"call i64 {target}(ptr {site.ctx}, i64 {site.ident}, {args})")
 
 
-def _guard(c: _Code, site: CallSite, pointers: Sequence[tuple[str, int | str]],
+def _dispatch_function(name: str, helper_id: int, body: Callable[[_Code, _Site, str], str]) -> str:
+    """``i64 @name(ptr ctx, i64 a1..a5, i64 ident)``: ``body``'s native path, else the trampoline.
+
+    ``body(c, site, slow) -> result`` emits the native path, leaving control in
+    a block that returns ``result``, or branching to ``slow``, which calls the
+    trampoline with callout id ``ident``.  One such function per module
+    serves every call site (a fast level compiles it once; levels 2 and 3
+    inline it).
+    """
+    counter = iter(range(1 << 30))
+    c = _Code(lambda: f"%v{next(counter)}")
+    site = _Site(helper_id)
+    c.block("entry")
+    c.emit(f"ret i64 {body(c, site, 'slow')}")
+    c.block("slow")
+    c.emit(f"ret i64 {_trampoline(c, site)}")
+    params = ", ".join(["ptr %ctx", *(f"i64 {a}" for a in site.args), "i64 %ident"])
+    return f"define internal i64 @{name}({params}) {{\n{c.text()}\n}}"
+
+
+def _call_dispatch(name: str):
+    """The hook calling dispatch function ``name`` from a site (may abort: a callout)."""
+
+    def hook(site: CallSite) -> str:
+        c = _Code(site.fresh)
+        ident = _s64(callout_id(Callout.HELPER_X, site.pc))
+        args = ", ".join(f"i64 {a}" for a in site.args)
+        c.emit(f"{site.result} = call i64 @{name}(ptr {site.ctx}, {args}, i64 {ident})")
+        site.may_abort = True
+        return c.text()
+
+    return hook
+
+
+def _guard(c: _Code, site: _Site, pointers: Sequence[tuple[str, int | str]],
            slow: str) -> None:  # fmt: skip
     """Branch to ``slow`` unless each (pointer, size) lies in the stack or the hot region.
 
@@ -443,16 +486,15 @@ def _guard(c: _Code, site: CallSite, pointers: Sequence[tuple[str, int | str]],
     c.block(cont)
 
 
-def _dispatch(site: CallSite, cpu_address: int | None, cases: Sequence[tuple[int, Callable]]
-              ) -> str:  # fmt: skip
-    """Switch on r1 over ``cases`` (map pointer, emitter), the trampoline otherwise.
+def _switch(c: _Code, site: _Site, slow: str, cpu_address: int | None,
+            cases: Sequence[tuple[int, Callable]]) -> str:  # fmt: skip
+    """Switch on r1 over ``cases`` (map pointer, emitter); other pointers go to ``slow``.
 
     An emitter ``emit(c, cpu, slow) -> result`` leaves control in a block
     that falls through to the join with ``result``, or branches to ``slow``.
     """
-    c = _Code(site.fresh)
     cpu = c.load(str(cpu_address)) if cpu_address is not None else "0"
-    slow, join = c.label(), c.label()
+    join = c.label()
     labels = [c.label() for _ in cases]
     arms = " ".join(f"i64 {_s64(p)}, label %{lab}" for (p, _), lab in zip(cases, labels,
                                                                            strict=True))
@@ -466,25 +508,13 @@ def _dispatch(site: CallSite, cpu_address: int | None, cases: Sequence[tuple[int
         c.block(done)
         incoming.append((result, done))
         c.emit(f"br label %{join}")
-    c.block(slow)
-    result = _trampoline(c, site)
-    after = c.label()
-    c.emit(f"br label %{after}")
-    c.block(after)
-    incoming.append((result, after))
-    c.emit(f"br label %{join}")
     c.block(join)
-    phis = ", ".join(f"[ {v}, %{lab} ]" for v, lab in incoming)
-    c.emit(f"{site.result} = phi i64 {phis}")
-    site.may_abort = True
-    return c.text()
+    return c.v("phi i64 " + ", ".join(f"[ {v}, %{lab} ]" for v, lab in incoming))
 
 
-def _map_hooks(shapes: Sequence[Shape], lib: _Library, cpu_address: int | None,
-               trusted: bool, wanted: set[int]) -> dict[int, Callable]:  # fmt: skip
-    """Hooks for map_lookup_elem and map_update_elem (those in ``wanted``) over ``shapes``."""
-    usable = [s for s in shapes if cpu_address is not None or not s.percpu]
-    for s in usable:
+def _map_library(shapes: Sequence[Shape], lib: _Library, wanted: set[int]) -> None:
+    """Add the hash functions the map hooks over ``shapes`` call to ``lib``."""
+    for s in shapes:
         if isinstance(s, HashShape) and MAP_LOOKUP_ELEM in wanted:
             name = f"pybpf.hash.lookup.k{s.key_size}"
             lib.add(name, _hash_lookup_ir(name, s.key_size))
@@ -492,7 +522,18 @@ def _map_hooks(shapes: Sequence[Shape], lib: _Library, cpu_address: int | None,
             name = f"pybpf.hash.update.k{s.key_size}.v{s.value_size}"
             lib.add(name, _hash_update_ir(name, s.key_size, s.value_size))
 
-    def lookup(shape: Shape, site: CallSite) -> Callable:
+
+def _map_hooks(shapes: Sequence[Shape], lib: _Library, cpu_address: int | None,
+               trusted: bool, wanted: set[int], functions: list[str]) -> dict[int, Callable]:
+    """Hooks for map_lookup_elem and map_update_elem (those in ``wanted``) over ``shapes``.
+
+    Their dispatch functions (which embed the maps' addresses) are appended to
+    ``functions``, for the program's module; ``lib`` must hold the hash
+    functions already (:func:`_map_library`).
+    """
+    usable = [s for s in shapes if cpu_address is not None or not s.percpu]
+
+    def lookup(shape: Shape, site: _Site) -> Callable:
         key = site.args[1]
 
         def emit(c: _Code, cpu: str, slow: str) -> str:
@@ -512,7 +553,7 @@ def _map_hooks(shapes: Sequence[Shape], lib: _Library, cpu_address: int | None,
 
         return emit
 
-    def update(shape: Shape, site: CallSite) -> Callable:
+    def update(shape: Shape, site: _Site) -> Callable:
         key, value, flags = site.args[1], site.args[2], site.args[3]
 
         def emit(c: _Code, cpu: str, slow: str) -> str:
@@ -539,16 +580,19 @@ def _map_hooks(shapes: Sequence[Shape], lib: _Library, cpu_address: int | None,
 
         return emit
 
-    def hook_for(make: Callable, over: list[Shape]) -> Callable:
-        return lambda site: _dispatch(site, cpu_address, [(s.pointer, make(s, site))
-                                                          for s in over])  # fmt: skip
+    def function(name: str, helper_id: int, make: Callable, over: list[Shape]) -> str:
+        def body(c: _Code, site: _Site, slow: str) -> str:
+            return _switch(c, site, slow, cpu_address, [(s.pointer, make(s, site)) for s in over])
+
+        return _dispatch_function(name, helper_id, body)
 
     hooks: dict[int, Callable] = {}
     writable = [s for s in usable if not isinstance(s, ArrayShape) or s.writable]
-    if usable and MAP_LOOKUP_ELEM in wanted:
-        hooks[MAP_LOOKUP_ELEM] = hook_for(lookup, usable)
-    if writable and MAP_UPDATE_ELEM in wanted:
-        hooks[MAP_UPDATE_ELEM] = hook_for(update, writable)
+    for helper, make, over, name in ((MAP_LOOKUP_ELEM, lookup, usable, "pybpf.map_lookup"),
+                                     (MAP_UPDATE_ELEM, update, writable, "pybpf.map_update")):
+        if over and helper in wanted:
+            functions.append(function(name, helper, make, over))
+            hooks[helper] = _call_dispatch(name)
     return hooks
 
 
@@ -664,16 +708,15 @@ done:
 end-around carry, the last one zero-padded, then folded to 32 bits."""
 
 
-def _csum_hook(trusted: bool, lib: _Library):
+def _csum_body(trusted: bool, lib: _Library) -> Callable[[_Code, _Site, str], str]:
     """bpf_csum_diff natively for sizes that are multiples of 4 below :data:`CSUM_MAX`."""
 
-    def hook(site: CallSite) -> str:
-        c = _Code(site.fresh)
+    def body(c: _Code, site: _Site, slow: str) -> str:
         partial = lib.callee(c, CSUM_PARTIAL)
         src, dst = site.args[0], site.args[2]
         fs, ts = (c.v(f"and i64 {a}, 4294967295") for a in (site.args[1], site.args[3]))
         seed = c.v(f"and i64 {site.args[4]}, 4294967295")
-        slow, join, fast = c.label(), c.label(), c.label()
+        fast = c.label()
         either = c.v(f"or i64 {fs}, {ts}")
         odd = c.v(f"icmp ne i64 {c.v(f'and i64 {either}, 3')}, 0")
         big = c.v(f"icmp uge i64 {either}, {CSUM_MAX}")
@@ -694,22 +737,9 @@ def _csum_hook(trusted: bool, lib: _Library):
         low = c.v(f"and i64 {c.v(f'shl i64 {ret}, 16')}, 4294967295")
         rot = c.v(f"or i64 {c.v(f'lshr i64 {ret}, 16')}, {low}")
         total = c.v(f"and i64 {c.v(f'add i64 {ret}, {rot}')}, 4294967295")
-        folded = c.v(f"lshr i64 {total}, 16")
-        done, end = c.label(), c.label()
-        c.emit(f"br label %{done}")
-        c.block(done)
-        c.emit(f"br label %{join}")
-        c.block(slow)
-        result = _trampoline(c, site)
-        c.emit(f"br label %{end}")
-        c.block(end)
-        c.emit(f"br label %{join}")
-        c.block(join)
-        c.emit(f"{site.result} = phi i64 [ {folded}, %{done} ], [ {result}, %{end} ]")
-        site.may_abort = True
-        return c.text()
+        return c.v(f"lshr i64 {total}, 16")
 
-    return hook
+    return body
 
 
 def native_calls(shapes: Sequence[Shape] = (), *, trusted: bool = False,
@@ -737,20 +767,30 @@ def native_calls(shapes: Sequence[Shape] = (), *, trusted: bool = False,
         MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, KTIME_GET_NS, GET_PRANDOM_U32, GET_SMP_PROCESSOR_ID,
         CSUM_DIFF}  # fmt: skip
     lib = _Library(inline=opt_level >= 2)
-    hooks = _map_hooks(shapes, lib, cpu_address, trusted, wanted)
-    if boot_ns is not None and KTIME_GET_NS in wanted:
+    usable = [s for s in shapes if cpu_address is not None or not s.percpu]
+    _map_library(usable, lib, wanted)
+    ktime = boot_ns is not None and KTIME_GET_NS in wanted
+    prandom = prandom_address is not None and GET_PRANDOM_U32 in wanted
+    if ktime:
         lib.add("pybpf.ktime", _ktime_ir("pybpf.ktime"))
-        hooks[KTIME_GET_NS] = _call_hook(lib, "pybpf.ktime", boot_ns)
-    if prandom_address is not None and GET_PRANDOM_U32 in wanted:
+    if prandom:
         lib.add("pybpf.prandom", _prandom_ir("pybpf.prandom"))
+    if CSUM_DIFF in wanted:
+        lib.add(CSUM_PARTIAL, _CSUM_PARTIAL_IR)
+    lib.finish()  # one compilation (or cache fetch) for all; callee() needs the addresses
+    functions: list[str] = []
+    hooks = _map_hooks(usable, lib, cpu_address, trusted, wanted, functions)
+    if ktime:
+        hooks[KTIME_GET_NS] = _call_hook(lib, "pybpf.ktime", boot_ns)
+    if prandom:
         hooks[GET_PRANDOM_U32] = _call_hook(lib, "pybpf.prandom", prandom_address)
     if cpu_address is not None and GET_SMP_PROCESSOR_ID in wanted:
         hooks[GET_SMP_PROCESSOR_ID] = _cpu_hook(cpu_address)
     if CSUM_DIFF in wanted:
-        lib.add(CSUM_PARTIAL, _CSUM_PARTIAL_IR)
-        hooks[CSUM_DIFF] = _csum_hook(trusted, lib)
-    lib.finish()
-    return hooks, PRELUDE + "\n" + lib.prelude()
+        functions.append(_dispatch_function("pybpf.csum_diff", CSUM_DIFF,
+                                            _csum_body(trusted, lib)))  # fmt: skip
+        hooks[CSUM_DIFF] = _call_dispatch("pybpf.csum_diff")
+    return hooks, "\n".join([PRELUDE, lib.prelude(), *functions])
 
 
 # --- the native test-run loop -------------------------------------------------------------------
