@@ -25,7 +25,7 @@ from pybpf.testing import verifier_diff as vd
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "verifier-agreement.md"
 CASES = vd.load_corpus()
-TIMEOUT = 60.0  # seconds per program: a verifier that hangs is a disagreement, not a hang
+TIMEOUT = 20.0  # seconds per program: a verifier that hangs is a disagreement, not a hang
 
 LOG = """\
 0: R1=ctx() R10=fp0

@@ -522,6 +522,9 @@ class Summary:
                    f"{self.count('kernel-rejects')} (dangerous: {len(self.dangerous)}); "
                    f"other pc: {self.count('pc')}; "
                    f"pybpf timeouts: {self.count('timeout')}")  # fmt: skip
+        both = [r for r in self.rows if r.agree and not r.kernel.ok]
+        same = sum(bool(r.ours.lines) and r.ours.lines[0] in r.kernel.lines for r in both)
+        out.append(f"agreeing rejections with the kernel's error line: {same}/{len(both)}")
         return out
 
 
