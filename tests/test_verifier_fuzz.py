@@ -3,9 +3,10 @@
 Random XDP programs made of memory-touching shapes (packet loads and stores behind
 bounds checks of random width, map value accesses with and without the NULL check,
 constant and variable offsets, stack accesses inside and outside the frame, bounded
-loops) are loaded into a pybpf ``Kernel`` with the verifier on.  Every accepted one is
-run on packets of several lengths; a ``MemoryFault`` (or any ``VmError`` but the
-instruction budget) means the verifier accepted an unsafe program.
+loops, two paths joining with a good and a bad offset, pointers spilled and filled)
+are loaded into a pybpf ``Kernel`` with the verifier on.  Every accepted one is run on
+packets of several lengths; a ``MemoryFault`` (or any ``VmError`` but the instruction
+budget) means the verifier accepted an unsafe program.
 
 When bpf(2) works, the same programs are loaded into the running kernel too: pybpf
 may refuse more than the kernel, never less (a laxer verdict is a soundness bug even
@@ -171,13 +172,51 @@ class _Gen:
                        "r0 = *(u8 *)(r4 + 0)", f"r3 += {step}", f"if r3 > {limit} goto {end}",
                        f"if r3 < {n * step} goto {top}", f"{end}:"]  # fmt: skip
 
+    def join(self) -> None:
+        """Two paths pick an offset, then join and use it: pruning must keep the bad one."""
+        other, joined, end = self.label(), self.label(), self.label()
+        size = self.size()
+        good = self.rng.randint(0, VALUE_SIZE - size)
+        bad = good if not self.risky(0.3) else self.rng.choice((VALUE_SIZE, VALUE_SIZE - size + 1))
+        first, second = (good, bad) if self.rng.random() < 0.5 else (bad, good)
+        spill = self.rng.random() < 0.4
+        lines = [
+            f"if r9 == 0 goto {end}",
+            "r3 = *(u8 *)(r9 + 1)",
+            f"if r3 > 7 goto {other}",
+            f"r5 = {first}",
+            f"goto {joined}",
+            f"{other}:",
+            f"r5 = {second}",
+            f"{joined}:",
+        ]
+        if spill:
+            lines += ["*(u64 *)(r10 - 48) = r5", "r5 = 0", "r5 = *(u64 *)(r10 - 48)"]
+        self.lines += lines + ["r4 = r9", "r4 += r5", self.access("r4", 0, size), f"{end}:"]
+
+    def spill(self) -> None:
+        """A pointer goes through the stack; a partial overwrite makes the fill a scalar."""
+        end, size = self.label(), self.size()
+        base = self.rng.choice(("r9", "r7"))
+        lines = [f"*(u64 *)(r10 - 56) = {base}"]
+        if self.risky(0.15):
+            lines += ["r3 = 0", "*(u8 *)(r10 - 56) = r3"]
+        lines += ["r4 = *(u64 *)(r10 - 56)"]
+        if base == "r9":
+            lines += [f"if r4 == 0 goto {end}"]
+            off = self.rng.randint(0, VALUE_SIZE - size)
+        else:
+            lines += ["r2 = r4", f"r2 += {size}", f"if r2 > r8 goto {end}"]
+            off = 0
+        self.lines += lines + [self.access("r4", off, size), f"{end}:"]
+
     def alu(self) -> None:
         op = self.rng.choice(("+=", "-=", "*=", "&=", "|=", "^=", ">>=", "<<="))
         imm = self.rng.randint(0, 63) if op in (">>=", "<<=") else self.rng.randint(-100, 100)
         self.lines += [f"r0 {op} {imm}"]
 
     SHAPES = ("pkt_const", "pkt_var", "map_const", "map_var", "stack_const", "stack_var",
-              "loop", "alu")  # fmt: skip
+              "loop", "join", "spill", "alu")  # fmt: skip
 
     def build(self) -> str:
         self.lines = PROLOGUE.splitlines()
