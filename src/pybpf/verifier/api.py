@@ -20,6 +20,7 @@ from pybpf.verifier import cfg
 from pybpf.verifier.check import Checker
 from pybpf.verifier.log import Log
 from pybpf.verifier.protos import HelperProto
+from pybpf.verifier.state import path_pcs
 
 
 class MapInfo(Protocol):
@@ -94,7 +95,7 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
         try:
             checker.run()
         finally:
-            path = tuple(checker.state.path)
+            path = path_pcs(checker.state)
         depths = [checker.depths.get(i, 0) for i in range(len(structure.subprogs))]
         cfg.check_stack_depth(structure, depths)
     except VerifierError as exc:

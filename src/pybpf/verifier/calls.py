@@ -189,7 +189,7 @@ def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg
     if flags & Flag.MAYBE_NULL:
         kw["id"] = env.new_id()
     if proto.acquire:
-        rid = kw.get("id") or env.new_id()
+        rid = env.new_id()
         kw["id"] = rid
         kw["ref"] = rid
         st.refs.append((rid, pc))

@@ -65,13 +65,14 @@ class Reject(Exception):
 class Node:
     """An explored state at a prune point and how many paths below it are still running."""
 
-    __slots__ = ("branches", "key", "parent", "pc", "state")
+    __slots__ = ("branches", "hash", "key", "parent", "pc", "state")
 
     def __init__(self, state: State, parent: Node | None, pc: int) -> None:
         self.state = state
         self.parent = parent
         self.branches = 1
-        self.key = exact_key(state)
+        self.key: tuple | None = None  # exact_key(state), computed when first compared
+        self.hash = 0
         self.pc = pc
 
 
@@ -116,8 +117,9 @@ class Checker:
 
     def push(self, st: State, pc: int, from_pc: int) -> None:
         """Queue another path (``push_stack``): it continues at ``pc``."""
-        if len(self.pending) >= MAX_JMP_SEQ:
-            raise Reject(f"The sequence of {MAX_JMP_SEQ} jumps is too complex.", errno.E2BIG)
+        if len(self.pending) + 1 > MAX_JMP_SEQ:
+            raise Reject(f"The sequence of {len(self.pending) + 1} jumps is too complex.",
+                         errno.EFAULT)  # fmt: skip
         if st.parent is not None:
             st.parent.branches += 1
         self.pending.append((st, pc, from_pc, self.log.mark()))
@@ -152,7 +154,6 @@ class Checker:
                 return
             st, pc, from_pc, mark = self.pending.pop()
             self.log.rewind(mark)
-            st.path.append(pc)
             self.log.add(f"from {from_pc} to {pc}: {format_state(st)}")
 
     def depths_from(self, st: State) -> None:
@@ -168,39 +169,62 @@ class Checker:
         if self.processed > MAX_INSNS:
             raise Reject(f"BPF program is too large. Processed {self.processed} insn", errno.E2BIG)
         self.seen.add(pc)
-        st.path.append(pc)
+        st.path = (pc, st.path)
         insn = self.insns[pc]
         self.insn = insn
         self.scratched = set()
-        nxt = self.step(st, pc, insn, self.specs[pc])
+        try:
+            nxt = self.step(st, pc, insn, self.specs[pc])
+        except Reject:
+            self.log.insn(pc, insn)
+            raise
         self.depths_from(st)
         if self.log:
             regs = tuple(i for i in self.scratched if isinstance(i, int))
             slots = tuple(i[1] for i in self.scratched if isinstance(i, tuple))
             text = format_frame(st.cur, regs, slots) if self.scratched else ""
+            if st.refs and text:
+                text += " refs=" + ",".join(str(i) for i, _ in st.refs)
             self.log.insn(pc, insn, text)
         return nxt
 
     # --- pruning ---------------------------------------------------------------------------------
     def _visited(self, st: State, pc: int) -> bool:
+        """is_state_visited: prune against a finished state, or catch an unchanged loop."""
         nodes = self.explored.setdefault(pc, [])
         key = None
+        looping = False
+        may_goto = self.insns[pc].code == 0xE5
+        callback = calls.calls_callback(self, pc)
         for node in nodes:
             if node.branches:
-                if key is None:
-                    key = exact_key(st)
-                if self.insns[pc].code == 0xE5 or calls.calls_callback(self, pc):
+                looping = True
+                if may_goto and node.state.may_goto_depth != st.may_goto_depth:
                     if covers(node.state, st, self.live, pc):
                         return True
                     continue
-                if key == node.key:
+                if callback:
+                    if covers(node.state, st, self.live, pc):
+                        return True
+                    continue
+                if key is None:
+                    key = exact_key(st)
+                    khash = hash(key)
+                if node.key is None:
+                    node.key = exact_key(node.state)
+                    node.hash = hash(node.key)
+                if (khash == node.hash and key == node.key
+                        and node.state.may_goto_depth == st.may_goto_depth):
                     raise Reject(f"infinite loop detected at insn {pc}", errno.EINVAL)
                 continue
             if covers(node.state, st, self.live, pc):
                 return True
-        force = self.insns[pc].code == 0xE5 or calls.calls_callback(self, pc)
-        if not force and self.jmps - self.prev_jmps < 2 and self.processed - self.prev_insns < 8:
-            return False
+        force = may_goto or callback
+        if not force:
+            if looping and self.jmps - self.prev_jmps < 20 and self.processed - self.prev_insns < 100:
+                return False
+            if self.jmps - self.prev_jmps < 2 and self.processed - self.prev_insns < 8:
+                return False
         self.prev_jmps, self.prev_insns = self.jmps, self.processed
         node = Node(st.copy(), st.parent, pc)
         nodes.append(node)
@@ -396,6 +420,8 @@ class Checker:
                          f"null-check it first")  # fmt: skip
         if ptr.base in _NO_ARITH:
             raise Reject(f"R{d} pointer arithmetic on {ptr.type_name()} prohibited")
+        if op in (0x40, 0x50, 0xA0):
+            raise Reject(f"R{d} bitwise operator {_ALU_STR[op]} on pointer prohibited")
         if op not in (_ADD, _SUB):
             raise Reject(f"R{d} pointer arithmetic with {_ALU_STR[op]} operator prohibited")
         if op == _SUB and not dst.is_ptr:
@@ -419,7 +445,7 @@ class Checker:
         var = ptr.var.alu(op, v, is64=True)
         out = ptr.but(var=var)
         if ptr.base in PKT_TYPES:
-            out = out.but(id=self.new_id(), rng=0)
+            out = out.but(id=self.new_id(), rng=0 if v.smin < 0 else ptr.rng)
         return out
 
     # --- atomics -------------------------------------------------------------------------------------
@@ -443,11 +469,23 @@ class Checker:
 
     # --- may_goto --------------------------------------------------------------------------------
     def may_goto(self, st: State, pc: int, insn: Instruction) -> int:
-        """may_goto: the jump side is a path of its own; the fall-through is the loop body."""
+        """may_goto: the loop body is queued one level deeper; the jump side goes first.
+
+        As the kernel's ``widen_imprecise_scalars``, scalars of the queued
+        state that differ from the previous visit of this may_goto on the
+        path become unknown, so the loop's states converge.
+        """
         self.jmps += 1
-        other = st.copy()
-        self.push(other, pc + 1 + insn.off, pc)
-        return pc + 1
+        body = st.copy()
+        body.may_goto_depth += 1
+        start = st.parent
+        if start is not None and start.pc == pc:
+            start = start.parent  # the checkpoint just made for this visit
+        prev = _prev_entry(start, pc)
+        if prev is not None:
+            _widen(prev.state, body)
+        self.push(body, pc + 1, pc)
+        return pc + 1 + insn.off
 
     # --- conditional jumps ---------------------------------------------------------------------------
     def cond_jump(self, st: State, pc: int, insn: Instruction, spec: OpSpec) -> int | None:
@@ -531,6 +569,29 @@ class Checker:
         _find_good_pkt(st, pkt, good)
 
 
+def _prev_entry(node, pc: int):
+    while node is not None:
+        if node.pc == pc:
+            return node
+        node = node.parent
+    return None
+
+
+def _widen(old: State, cur: State) -> None:
+    if len(old.frames) != len(cur.frames):
+        return
+    for fo, fc in zip(old.frames, cur.frames):
+        for i, (ro, rc) in enumerate(zip(fo.regs, fc.regs)):
+            if ro.is_scalar and rc.is_scalar and ro.var != rc.var:
+                fc.regs[i] = UNKNOWN
+        for spi, sc in list(fc.stack.items()):
+            so = fo.stack.get(spi)
+            if (so is not None and so.spilled is not None and sc.spilled is not None
+                    and so.spilled.is_scalar and sc.spilled.is_scalar
+                    and so.spilled.var != sc.spilled.var):
+                fc.stack[spi] = type(sc)(sc.types, UNKNOWN)
+
+
 def _set_scalar(st: State, regno: int, old: Reg, var: Scalar) -> None:
     st.regs[regno] = old.but(var=var)
     if old.id:
@@ -567,7 +628,7 @@ def _mark_null(st: State, rid: int, is_null: bool) -> None:
         if is_null:
             ref = ref or r.ref
             return const(0)
-        return r.but(flags=r.flags & ~Flag.MAYBE_NULL, id=0 if not r.ref else r.id)
+        return r.but(flags=r.flags & ~Flag.MAYBE_NULL, id=0)
 
     _map_regs(st, fix)
     if is_null and ref:

@@ -13,9 +13,8 @@ import errno
 from typing import TYPE_CHECKING
 
 from pybpf.verifier import ctx as ctxrules
-from pybpf.verifier.scalar import S64_MIN, Scalar
+from pybpf.verifier.scalar import S64_MIN
 from pybpf.verifier.state import (
-    EMPTY_SLOT,
     INVALID,
     MISC,
     PKT_TYPES,
@@ -126,6 +125,8 @@ def _stack(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
         raise reject(f"invalid variable-offset{verb} stack R{regno} var_off={reg.var.var_off} "
                      f"off={total} size={size}")  # fmt: skip
     frame.depth = max(frame.depth, -lo)
+    if reg.var.is_const() and (lo % size):
+        raise reject(f"misaligned stack access off {reg.var.value}+{reg.off}+{off} size {size}")
     if not reg.var.is_const():
         if write:
             for a in range(lo, hi):
@@ -143,33 +144,32 @@ def _set_byte(frame: Frame, addr: int, t: str) -> None:
     s = frame.slot(spi)
     types = s.types
     if s.spilled is not None:  # a partial overwrite destroys the spilled register
-        types = types.replace(SPILL, MISC)
+        types = "".join(MISC if c != INVALID else c for c in types)
     frame.stack[spi] = Slot(types[:j] + t + types[j + 1:], None)
 
 
 def stack_write(env: Checker, frame: Frame, addr: int, size: int, value: Reg | None,
                 st: bool) -> None:  # fmt: skip
-    """check_stack_write_fixed_off: spill a register, or mark bytes MISC/ZERO."""
+    """check_stack_write_fixed_off: spill a register, or mark bytes MISC/ZERO.
+
+    A scalar (or a BPF_ST immediate) written at the bottom of a slot is
+    spilled with its size; a pointer only as 8 bytes; anything else makes
+    the bytes MISC, or ZERO for a known zero.
+    """
     spi = (-addr - 1) // 8
-    aligned = addr % 8 == 0
-    if value is not None and value.is_ptr:
-        if size != 8:
+    bottom = addr % 8 == 0
+    if st and bottom:
+        value = const(env.insn.imm)
+    if value is not None and (value.is_ptr or (value.is_scalar and bottom)):
+        if value.is_ptr and size != 8:
             raise reject("invalid size of register spill")
-        if not aligned:
-            raise reject(f"misaligned stack access off {addr}+0+0 size {size}")
-        frame.stack[spi] = Slot(SPILL * 8, value)
+        old = frame.slot(spi).types
+        if frame.slot(spi).spilled is not None:
+            old = "".join(MISC if c != INVALID else c for c in old)
+        keep = "".join(c if c in (ZERO, INVALID) else MISC for c in old[: 8 - size])
+        frame.stack[spi] = Slot(keep + SPILL * size, value)
         return
-    if value is not None and value.is_scalar and (size == 8 and aligned):
-        frame.stack[spi] = Slot(SPILL * 8, value)
-        return
-    if st and size == 8 and aligned:
-        frame.stack[spi] = Slot(SPILL * 8, const(env.insn.imm))
-        return
-    if value is not None and value.is_scalar and size in (4, 2, 1) and (-addr) % 8 >= 0 \
-            and not value.var.var_off.mask and addr % size == 0 and False:
-        pass  # narrow spills of constants are tracked as bytes below
-    zero = (value is None and st and env.insn.imm == 0) or (
-        value is not None and value.is_const(0))
+    zero = (value is None and st and env.insn.imm == 0) or (value is not None and value.is_const(0))
     for a in range(addr, addr + size):
         _set_byte(frame, a, ZERO if zero else MISC)
 
@@ -179,17 +179,21 @@ def stack_read(env: Checker, frame: Frame, addr: int, size: int) -> Reg:
     spi = (-addr - 1) // 8
     s = frame.slot(spi)
     if s.spilled is not None and s.types[7] == SPILL:
-        if size == 8 and addr % 8 == 0:
+        spill_size = len(s.types) - len(s.types.rstrip(SPILL))
+        if size == 8 and spill_size == 8:
             return s.spilled
         if not s.spilled.is_scalar:
             raise reject("invalid size of register fill")
-        return UNKNOWN if not s.spilled.is_const(0) else const(0)
-    types = []
+        if size <= spill_size and addr % 8 == 0:
+            return s.spilled if size == 8 else s.spilled.but(id=0)
+    spill = zero = 0
     for a in range(addr, addr + size):
-        sp, j = (-a - 1) // 8, (-a - 1) % 8
-        t = frame.slot(sp).types[j]
-        types.append(t)
-    if all(t == ZERO for t in types):
+        t = frame.slot((-a - 1) // 8).types[(-a - 1) % 8]
+        spill += t == SPILL
+        zero += t == ZERO
+    if spill == size and s.spilled is not None and s.spilled.is_const(0):
+        return const(0)
+    if zero == size:
         return const(0)
     return UNKNOWN
 
@@ -236,8 +240,6 @@ def _packet(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool
     if not ctxrules.direct_packet_access(env.target.prog_type, write):
         what = "write into" if write else "read from"
         raise reject(f"cannot {what} packet")
-    if value is not None and value.is_ptr and write:
-        raise reject(f"R{env.insn.src_reg} leaks addr into packet")
     v = reg.var
     total = off + reg.off
     if v.smin < 0:
@@ -246,18 +248,15 @@ def _packet(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool
     rng = max(reg.rng, 0)
     if total + v.umax + size > rng or total + v.smin < 0 or v.umax >= MAX_VAR_OFF:
         raise reject(f"invalid access to packet, off={total} size={size}, "
-                     f"R{regno}(id={reg.id},off={reg.off},r={rng})\n"
+                     f"R{regno}(id={reg.id},off={total},r={rng})\n"
                      f"R{regno} offset is outside of the packet")  # fmt: skip
     return None if write else UNKNOWN
 
 
 def _ctx(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
          value: Reg | None, st: bool, atomic: bool) -> Reg | None:
-    if write and (st or atomic):
-        raise reject(f"BPF_ST stores into R{regno} ctx is not allowed" if st else
-                     f"BPF_ATOMIC stores into R{regno} ctx is not allowed")  # fmt: skip
-    if value is not None and value.is_ptr and write:
-        raise reject(f"R{env.insn.src_reg} leaks addr into ctx")
+    if write and atomic:
+        raise reject(f"BPF_ATOMIC stores into R{regno} ctx is not allowed")
     if not reg.var.is_const() or reg.var.value:
         raise reject(f"variable ctx access var_off={reg.var.var_off} off={off} size={size}")
     if reg.off:
@@ -334,14 +333,17 @@ def helper_mem(env: Checker, regno: int, size_lo: int, size_hi: int, *, write: b
         if size_hi == 0 and zero_ok:
             return
         if lo < -STACK_SIZE or hi > 0 or size_hi <= 0:
-            raise reject(f"invalid indirect access to stack R{regno} off={lo} size={size_hi}")
+            verb = "write to" if write else "read from"
+            raise reject(f"invalid {verb} stack R{regno} off={lo} size={size_hi}")
     else:
         if reg.var.smax >= MAX_VAR_OFF or reg.var.smin <= -MAX_VAR_OFF:
-            raise reject(f"invalid unbounded variable-offset indirect access to stack R{regno}")
+            verb = "write to" if write else "read from"
+            raise reject(f"invalid unbounded variable-offset {verb} stack R{regno}")
         lo = reg.off + reg.var.smin
         hi = reg.off + reg.var.smax + size_hi
         if lo < -STACK_SIZE or hi > 0:
-            raise reject(f"invalid variable-offset indirect access to stack R{regno} "
+            verb = "write to" if write else "read from"
+            raise reject(f"invalid variable-offset {verb} stack R{regno} "
                          f"var_off={reg.var.var_off} off={reg.off} size={size_hi}")  # fmt: skip
     frame.depth = max(frame.depth, -lo)
     if write:
@@ -351,5 +353,3 @@ def helper_mem(env: Checker, regno: int, size_lo: int, size_hi: int, *, write: b
     # reading: a spilled pointer passed as bytes is a leak only for !root; uninit is allowed
     del uninit_ok
 
-
-_ = (EMPTY_SLOT, INVALID, Scalar)

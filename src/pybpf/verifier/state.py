@@ -144,7 +144,7 @@ class State:
     refs: list[tuple[int, int]] = field(default_factory=list)  # (id, alloc pc)
     lock: int = 0  # id of the held spin lock's map value (0: none)
     parent: object = None  # the explored-state node this path continues (pruning)
-    path: list[int] = field(default_factory=list)
+    path: tuple | None = None  # the pcs walked, newest first, as nested (pc, rest) pairs
     may_goto_depth: int = 0
     callback_depth: int = 0
 
@@ -158,7 +158,17 @@ class State:
 
     def copy(self) -> State:
         return State([f.copy() for f in self.frames], list(self.refs), self.lock, self.parent,
-                     list(self.path), self.may_goto_depth, self.callback_depth)
+                     self.path, self.may_goto_depth, self.callback_depth)
+
+
+def path_pcs(st: State) -> tuple[int, ...]:
+    """The pcs of the path that led to ``st``, oldest first."""
+    out = []
+    node = st.path
+    while node is not None:
+        out.append(node[0])
+        node = node[1]
+    return tuple(reversed(out))
 
 
 def initial_state() -> State:

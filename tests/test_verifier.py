@@ -1,0 +1,258 @@
+"""The verifier's core (pybpf.verifier.verify) against Linux 6.18, check by check.
+
+Each row is a program in llvm assembly, its program type and maps, and the
+verdict the running kernel gives: ``None`` for an accept, else the pc and
+the first line of the kernel's message.  Every row runs through pybpf's
+verifier (via the runtime's load path, as BPF_PROG_LOAD runs bpf_check) and,
+when bpf(2) works, through the kernel too, so the table cannot drift from
+the kernel.  Each check has an accepted and a refused row.
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from pybpf.asm.llvm import assemble
+from pybpf.kernel import linux
+from pybpf.testing import verifier_diff as vd
+from pybpf.verifier import Target, verify
+from pybpf.verifier.log import alignment, insn_text
+
+XDP, SOCKET, SCHED_CLS, KPROBE, CGROUP_SKB = 6, 1, 3, 2, 8
+HASH = vd.MapDecl("h", 1, 4, 8, 16)
+ARRAY = vd.MapDecl("arr", 2, 4, 64, 4)
+RINGBUF = vd.MapDecl("rb", 27, 0, 0, 4096)
+
+LOOKUP = """
+r1 = 0
+*(u32 *)(r10 - 4) = r1
+r2 = r10
+r2 += -4
+ld_pseudo r1, 1, 0
+call 1
+"""
+
+# name, program type, maps, asm, expected: None (accept) or (pc, first message line)
+CASES = [
+    # --- registers and ALU
+    ("alu_ok", XDP, (), "r0 = 1\nr0 += 2\nr0 *= 3\nexit", None),
+    ("uninit_r0", XDP, (), "exit", (0, "R0 !read_ok")),
+    ("uninit_src", XDP, (), "r0 = r5\nexit", (0, "R5 !read_ok")),
+    ("fp_write", XDP, (), "r10 = 0\nr0 = 0\nexit", (0, "frame pointer is read only")),
+    ("div_by_zero_imm", XDP, (), "r0 = 1\nr0 /= 0\nexit", (1, "div by zero")),
+    ("div_by_reg_ok", XDP, (), "r0 = 1\nr1 = 0\nr0 /= r1\nexit", None),
+    ("shift_too_far", XDP, (), "r0 = 1\nr0 <<= 64\nexit", (1, "invalid shift 64")),
+    ("ptr_and_prohibited", XDP, (), "r1 &= 7\nr0 = 0\nexit",
+     (0, "R1 bitwise operator &= on pointer prohibited")),
+    ("ptr_32bit_prohibited", XDP, (), "w1 += 4\nr0 = 0\nexit",
+     (0, "R1 32-bit pointer arithmetic prohibited")),
+    ("ptr_sub_ptr_ok", XDP, (), "r2 = r10\nr2 -= r1\nr0 = 0\nexit", None),
+    # --- stack
+    ("stack_spill_fill_ctx", XDP, (),
+     "*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\nr0 = *(u32 *)(r2 + 0)\nr0 = 0\nexit", None),
+    ("stack_narrow_spill_ptr", XDP, (), "*(u32 *)(r10 - 8) = r1\nr0 = 0\nexit",
+     (0, "invalid size of register spill")),
+    ("stack_partial_fill_ptr", XDP, (),
+     "*(u64 *)(r10 - 8) = r1\nr0 = *(u32 *)(r10 - 8)\nexit", (1, "invalid size of register fill")),
+    ("stack_write_oob", XDP, (), "r0 = 0\n*(u64 *)(r10 - 520) = r0\nexit",
+     (1, "invalid write to stack R10 off=-520 size=8")),
+    ("stack_write_above_fp", XDP, (), "r0 = 0\n*(u64 *)(r10 + 0) = r0\nexit",
+     (1, "invalid write to stack R10 off=0 size=8")),
+    ("stack_misaligned", XDP, (), "r0 = 0\n*(u64 *)(r10 - 12) = r0\nexit",
+     (1, "misaligned stack access off 0+0+-12 size 8")),
+    ("stack_uninit_read_root_ok", XDP, (), "r0 = *(u64 *)(r10 - 8)\nexit", None),
+    ("stack_zero_const", XDP, (ARRAY,),
+     "r1 = 0\n*(u64 *)(r10 - 8) = r1\nr6 = *(u64 *)(r10 - 8)\n" + LOOKUP
+     + "if r0 == 0 goto out\nr0 += r6\nr0 = *(u64 *)(r0 + 56)\nout:\nr0 = 0\nexit", None),
+    # --- maps
+    ("map_null_checked", XDP, (HASH,), LOOKUP + "if r0 == 0 goto out\nr0 = *(u64 *)(r0 + 0)\n"
+     "out:\nr0 = 0\nexit", None),
+    ("map_no_null_check", XDP, (HASH,), LOOKUP + "r0 = *(u64 *)(r0 + 0)\nr0 = 0\nexit",
+     (7, "R0 invalid mem access 'map_value_or_null'")),
+    ("map_value_oob", XDP, (HASH,), LOOKUP + "if r0 == 0 goto out\nr0 = *(u64 *)(r0 + 4)\n"
+     "out:\nr0 = 0\nexit", (8, "invalid access to map value, value_size=8 off=4 size=8")),
+    ("map_or_null_arith", XDP, (HASH,), LOOKUP + "r0 += 1\nr0 = 0\nexit",
+     (7, "R0 pointer arithmetic on map_value_or_null prohibited, null-check it first")),
+    ("map_ptr_arith", XDP, (HASH,), "ld_pseudo r1, 1, 0\nr1 += 8\nr0 = 0\nexit",
+     (2, "R1 pointer arithmetic on map_ptr prohibited")),
+    ("map_var_index_checked", XDP, (ARRAY,), LOOKUP + "if r0 == 0 goto out\ncall 7\nr1 = r0\n"
+     "r1 &= 7\n" "r1 <<= 3\n" + "r6 = r0\n", None),  # replaced below
+    ("map_key_uninit_ok_root", XDP, (HASH,),
+     "r2 = r10\nr2 += -4\nld_pseudo r1, 1, 0\ncall 1\nr0 = 0\nexit", None),
+    ("map_key_oob", XDP, (HASH,),
+     "r2 = r10\nr2 += -2\nld_pseudo r1, 1, 0\ncall 1\nr0 = 0\nexit",
+     (4, "invalid read from stack R2 off=-2 size=4")),
+    ("map_arg_type", XDP, (HASH,), "r2 = r10\nr2 += -4\nr1 = 0\ncall 1\nr0 = 0\nexit",
+     (3, "R1 type=scalar expected=map_ptr")),
+    # --- packets
+    ("pkt_checked", XDP, (), "r2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\n"
+     "r4 += 14\nif r4 > r3 goto out\nr0 = *(u8 *)(r2 + 13)\nout:\nr0 = 2\nexit", None),
+    ("pkt_unchecked", XDP, (), "r2 = *(u32 *)(r1 + 0)\nr0 = *(u8 *)(r2 + 0)\nr0 = 2\nexit",
+     (1, "invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)")),
+    ("pkt_off_by_one", XDP, (), "r2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\n"
+     "r4 += 14\nif r4 > r3 goto out\nr0 = *(u8 *)(r2 + 14)\nout:\nr0 = 2\nexit",
+     (5, "invalid access to packet, off=14 size=1, R2(id=0,off=14,r=14)")),
+    ("pkt_jlt_checked", XDP, (), "r2 = *(u32 *)(r1 + 0)\nr3 = *(u32 *)(r1 + 4)\nr4 = r2\n"
+     "r4 += 4\nif r4 < r3 goto ok\nr0 = 2\nexit\nok:\nr0 = *(u32 *)(r2 + 0)\nr0 = 2\nexit", None),
+    ("pkt_end_arith", XDP, (), "r3 = *(u32 *)(r1 + 4)\nr3 += 1\nr0 = 2\nexit",
+     (1, "R3 pointer arithmetic on pkt_end prohibited")),
+    ("pkt_socket_filter_refused", SOCKET, (), "r2 = *(u32 *)(r1 + 76)\nr0 = 0\nexit",
+     (0, "invalid bpf_context access off=76 size=4")),
+    # --- context
+    ("ctx_read_ok", SCHED_CLS, (), "r0 = *(u32 *)(r1 + 0)\nexit", None),
+    ("ctx_bad_off", XDP, (), "r0 = *(u32 *)(r1 + 64)\nexit",
+     (0, "invalid bpf_context access off=64 size=4")),
+    ("ctx_modified", XDP, (), "r1 += 4\nr0 = *(u32 *)(r1 + 0)\nexit",
+     (1, "dereference of modified ctx ptr R1 off=4 disallowed")),
+    ("ctx_st_mark", SCHED_CLS, (), "*(u32 *)(r1 + 8) = 0\nr0 = 0\nexit", None),
+    ("ctx_atomic_refused", SCHED_CLS, (), "r2 = 1\nlock *(u32 *)(r1 + 8) += r2\nr0 = 0\nexit",
+     (1, "BPF_ATOMIC stores into R1 ctx is not allowed")),
+    # --- helpers
+    ("helper_unknown", XDP, (), "call 10000\nr0 = 0\nexit", (0, "invalid func unknown#10000")),
+    ("helper_wrong_prog_type", SOCKET, (), "call 44\nr0 = 0\nexit",
+     (0, "program of this type cannot use helper bpf_xdp_adjust_head#44")),
+    ("helper_size_unbounded", KPROBE, (), "call 7\nr1 = r10\nr1 += -8\nr2 = r0\nr3 = 0\n"
+     "call 4\nr0 = 0\nexit", (5, "R2 min value is negative, either use unsigned or "
+                              "'var &= const'")),
+    ("helper_size_ok", KPROBE, (), "r1 = r10\nr1 += -8\nr2 = 8\nr3 = 0\ncall 4\nr0 = 0\nexit", None),
+    ("helper_clobbers_r1", XDP, (), "call 7\nr0 = r1\nexit", (1, "R1 !read_ok")),
+    # --- ringbuf references
+    ("ringbuf_submit", XDP, (RINGBUF,), "ld_pseudo r1, 1, 0\nr2 = 8\nr3 = 0\ncall 131\n"
+     "if r0 == 0 goto out\nr1 = r0\nr2 = 0\ncall 132\nout:\nr0 = 0\nexit", None),
+    ("ringbuf_leak", XDP, (RINGBUF,), "ld_pseudo r1, 1, 0\nr2 = 8\nr3 = 0\ncall 131\n"
+     "if r0 == 0 goto out\nr0 = 0\nexit\nout:\nr0 = 0\nexit",
+     (7, "Unreleased reference id=2 alloc_insn=4")),
+    ("ringbuf_use_after_submit", XDP, (RINGBUF,), "ld_pseudo r1, 1, 0\nr2 = 8\nr3 = 0\n"
+     "call 131\nif r0 == 0 goto out\nr6 = r0\nr1 = r0\nr2 = 0\ncall 132\n"
+     "r0 = *(u64 *)(r6 + 0)\nout:\nr0 = 0\nexit", (10, "R6 invalid mem access 'scalar'")),
+    # --- bpf-to-bpf calls
+    ("subprog_ok", XDP, (), "r1 = 1\ncall local f\nexit\nf:\nr0 = r1\nexit", None),
+    ("subprog_callee_saved_uninit", XDP, (), "call local f\nr0 = 0\nexit\nf:\nr0 = r6\nexit",
+     (3, "R6 !read_ok")),
+    ("subprog_stack_ptr_return", XDP, (), "call local f\nr0 = 0\nexit\nf:\nr0 = r10\nexit",
+     (4, "cannot return stack pointer to the caller")),
+    # --- loops and branches
+    ("loop_bounded", XDP, (), "r0 = 0\nl:\nr0 += 1\nif r0 < 50 goto l\nexit", None),
+    ("loop_infinite", XDP, (), "r0 = 0\nl:\nif r0 == 0 goto l\nexit",
+     (1, "infinite loop detected at insn 1")),
+    ("dead_branch_not_checked", XDP, (), "r0 = 0\nif r0 == 1 goto bad\nexit\nbad:\n"
+     "r0 = *(u64 *)(r0 + 0)\nexit", None),
+    ("may_goto_loop", XDP, (), "r0 = 0\nmay_goto +2\nr0 += 1\ngoto -3\nexit", None),
+    # --- return codes
+    ("cgroup_skb_ret_ok", CGROUP_SKB, (), "r0 = 1\nexit", None),
+    ("cgroup_skb_ret_bad", CGROUP_SKB, (), "r0 = 2\nexit",
+     (1, "At program exit the register R0 has smin=2 smax=2 should have been in [0, 1]")),
+]
+CASES = [c for c in CASES if c[0] != "map_var_index_checked"] + [
+    ("map_var_index_checked", XDP, (ARRAY,), LOOKUP + "if r0 == 0 goto out\nr6 = r0\ncall 7\n"
+     "r0 &= 7\nr0 <<= 3\nr6 += r0\nr0 = *(u64 *)(r6 + 0)\nout:\nr0 = 0\nexit", None),
+    ("map_var_index_unchecked", XDP, (ARRAY,), LOOKUP + "if r0 == 0 goto out\nr6 = r0\n"
+     "call 7\nr0 &= 15\nr0 <<= 3\nr6 += r0\nr0 = *(u64 *)(r6 + 0)\nout:\nr0 = 0\nexit",
+     (13, "invalid access to map value, value_size=64 off=120 size=8")),
+]
+
+
+def _case(name: str, prog_type: int, maps: tuple, text: str) -> vd.Case:
+    return vd.Case(name, Path(__file__), prog_type, tuple(assemble(text)), tuple(maps))
+
+
+@pytest.mark.parametrize(("name", "prog_type", "maps", "text", "expected"), CASES,
+                         ids=[c[0] for c in CASES])  # fmt: skip
+def test_verdict(name, prog_type, maps, text, expected):
+    case = _case(name, prog_type, maps, text)
+    ours = vd.pybpf_verdict(case)
+    if expected is None:
+        assert ours.ok, ours.log
+    else:
+        assert not ours.ok, f"accepted; expected {expected}"
+        assert (ours.pc, ours.reason) == expected, ours.log
+
+
+@pytest.mark.parametrize(("name", "prog_type", "maps", "text", "expected"), CASES,
+                         ids=[c[0] for c in CASES])  # fmt: skip
+def test_verdict_matches_kernel(name, prog_type, maps, text, expected):
+    reason = linux.available()
+    if reason:
+        pytest.skip(f"bpf(2) unavailable: {reason}")
+    kernel = vd.kernel_verdict(_case(name, prog_type, maps, text))
+    if expected is None:
+        assert kernel.ok, kernel.log
+    else:
+        assert not kernel.ok
+        assert (kernel.pc, kernel.reason) == expected, kernel.log
+
+
+# --- the API and the log -------------------------------------------------------------------------
+
+
+def _target(prog_type: int) -> Target:
+    from pybpf.runtime.helpers import HELPERS
+    from pybpf.runtime.progtypes import PROG_TYPES
+
+    allowed = PROG_TYPES[prog_type].helpers
+    return Target(prog_type, helpers={h: HELPERS[h].proto for h in allowed if h in HELPERS})
+
+
+def _verify(text: str, prog_type: int = XDP, level: int = 1):
+    return verify(assemble(text), _target(prog_type), log_level=level)
+
+
+def test_refusal_is_a_verdict_not_an_exception():
+    v = _verify("exit")
+    assert not v.ok and v.error is not None
+    assert v.error.pc == 0 and v.error.errno == errno.EACCES
+    assert v.xlated == ()
+    assert "R0 !read_ok" in v.log
+
+
+def test_accept_level1_log_is_the_summary_line():
+    v = _verify("r0 = 0\nexit")
+    assert v.ok and v.error is None
+    assert v.log.startswith("processed 2 insns (limit 1000000) max_states_per_insn")
+    assert v.insns_processed == 2
+
+
+def test_level1_log_of_a_refusal_has_the_kernel_lines():
+    v = _verify("r2 = *(u32 *)(r1 + 0)\nr0 = *(u8 *)(r2 + 0)\nr0 = 2\nexit")
+    lines = v.log.splitlines()
+    assert lines[0] == "0: R1=ctx() R10=fp0"
+    assert lines[1] == "0: (61) r2 = *(u32 *)(r1 +0)          ; R1=ctx() R2=pkt(r=0)"
+    assert lines[2] == "1: (71) r0 = *(u8 *)(r2 +0)"
+    assert lines[3] == "invalid access to packet, off=0 size=1, R2(id=0,off=0,r=0)"
+    assert lines[4] == "R2 offset is outside of the packet"
+    assert lines[5].startswith("processed 2 insns (limit 1000000)")
+
+
+def test_level2_keeps_every_path():
+    text = "call 7\nif r0 == 0 goto a\nr0 = 1\nexit\na:\nr0 = 2\nexit"
+    assert "from 1 to 4:" in _verify(text, level=2).log
+    assert "from 1 to 4:" not in _verify(text, level=1).log
+
+
+def test_dead_code_is_removed_from_xlated():
+    v = _verify("r0 = 0\nif r0 == 1 goto bad\nexit\nbad:\nr0 = 1\nexit")
+    assert v.ok
+    assert len(v.xlated) < 5
+
+
+def test_failing_path_is_reported():
+    v = _verify("call 7\nif r0 == 0 goto a\nr0 = 1\nexit\na:\nexit", level=0)
+    assert v.ok
+    v = _verify("call 7\nif r0 == 0 goto a\nr0 = 1\nexit\na:\nr0 = r5\nexit", level=0)
+    assert not v.ok and v.path[-1] == 4 and 1 in v.path
+
+
+def test_insn_printer():
+    insns = assemble("r1 = 0\n*(u32 *)(r10 - 4) = r1\nif w1 > 5 goto +1\ncall 1\nr0 = -r0")
+    assert [insn_text(i) for i in insns] == [
+        "(b7) r1 = 0", "(63) *(u32 *)(r10 -4) = r1", "(26) if w1 > 0x5 goto pc+1",
+        "(85) call bpf_map_lookup_elem#1", "(87) r0 = -r0"]  # fmt: skip
+
+
+def test_log_alignment_matches_kernel():
+    # "0: (61) r2 = *(u32 *)(r1 +0)" is 28 characters; the kernel pads to column 38
+    assert alignment(29) == 10
+    assert alignment(60) == 3
