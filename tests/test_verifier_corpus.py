@@ -49,6 +49,14 @@ def test_corpus_size_and_balance():
     assert {c.prog_type for c in CASES} >= {1, 2, 3, 5, 6, 8}
 
 
+def test_every_c_program_is_a_case():
+    c_dir = ROOT / "tests" / "verifier_corpus" / "c"
+    sources = {p.name.removesuffix(".bpf.c") for p in c_dir.glob("*.bpf.c")}
+    objects = {p.name.removesuffix(".bpf.o") for p in c_dir.glob("*.bpf.o")}
+    cases = {c.source.removesuffix(".bpf.o") for c in CASES if c.kind == "c"}
+    assert sources == objects == cases
+
+
 def test_recorded_rejections_have_a_reason():
     for case in CASES:
         if not case.recorded.ok:
