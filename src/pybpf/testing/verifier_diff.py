@@ -43,6 +43,8 @@ from pathlib import Path
 from pybpf.asm import llvm
 from pybpf.errors import KernelError, KernelUnavailable, PybpfError, VerifierError
 from pybpf.isa import LDDW, Instruction, Pseudo
+from pybpf.runtime.maps.base import MapAttr, MapType
+from pybpf.runtime.progtypes import ProgType
 
 __all__ = [
     "CORPUS", "Case", "CorpusError", "MapDecl", "Summary", "Verdict", "compare", "kernel_verdict",
@@ -52,19 +54,9 @@ __all__ = [
 
 CORPUS = Path(__file__).resolve().parents[3] / "tests" / "verifier_corpus"
 
-PROG_TYPES = {
-    "socket_filter": 1, "kprobe": 2, "sched_cls": 3, "sched_act": 4, "tracepoint": 5,
-    "xdp": 6, "perf_event": 7, "cgroup_skb": 8, "cgroup_sock": 9, "lwt_in": 10,
-    "lwt_out": 11, "lwt_xmit": 12, "sock_ops": 13, "sk_skb": 14, "cgroup_device": 15,
-    "sk_msg": 16, "raw_tracepoint": 17, "cgroup_sock_addr": 18, "flow_dissector": 22,
-    "cgroup_sysctl": 23, "cgroup_sockopt": 25, "sk_lookup": 30, "syscall": 31,
-}  # fmt: skip
-
-MAP_TYPES = {
-    "hash": 1, "array": 2, "prog_array": 3, "perf_event_array": 4, "percpu_hash": 5,
-    "percpu_array": 6, "stack_trace": 7, "lru_hash": 9, "lru_percpu_hash": 10,
-    "lpm_trie": 11, "queue": 22, "stack": 23, "ringbuf": 27, "bloom_filter": 30,
-}  # fmt: skip
+#: names of ``type`` and ``map`` lines: the kernel's enum names, lower case
+PROG_TYPES = {t.name.lower(): int(t) for t in ProgType if t}
+MAP_TYPES = {t.name.lower(): int(t) for t in MapType if t}
 
 #: kernel errors that are policy, not memory safety (a pybpf accept is wrong, not dangerous)
 POLICY_REASONS = (
@@ -394,7 +386,6 @@ def pybpf_verdict(case: Case, *, timeout: float = 0) -> Verdict:
 
 def _pybpf_verdict(case: Case) -> Verdict:
     from pybpf.runtime.kernel import Kernel
-    from pybpf.runtime.maps.base import MapAttr, MapType
 
     kernel = Kernel(verify=verifier_ready())
     try:
