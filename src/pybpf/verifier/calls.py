@@ -36,6 +36,21 @@ if TYPE_CHECKING:
 MAX_SIZE = 1 << 29  # BPF_MAX_VAR_SIZ
 RINGBUF = 27
 TAIL_CALL = 12
+LOOKUP = 1
+# check_map_func_compatibility, the pairs pybpf's helpers need: helper -> map types it takes
+_FUNC_MAPS = {
+    12: (3,),  # tail_call: prog_array
+    25: (4,),  # perf_event_output: perf_event_array
+    22: (4,), 55: (4,),  # perf_event_read(_value)
+    27: (7,),  # get_stackid: stack_trace
+    130: (RINGBUF,), 131: (RINGBUF,), 134: (RINGBUF,),  # ringbuf_output/reserve/query
+    87: (22, 23), 88: (22, 23), 89: (22, 23),  # map_push/pop/peek: queue, stack
+}
+# map types that only some helpers take
+_MAP_FUNCS = {
+    3: (12,), 4: (22, 25, 55, 67, 29), 7: (27, 67), RINGBUF: (130, 131, 132, 133, 134, 196,
+                                                           197, 198),
+}
 
 
 def _reject(msg: str, err: int = errno.EACCES):
@@ -128,6 +143,7 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
     if not accepts(arg, reg.base, reg.flags):
         raise _reject(f"R{regno} type={reg.type_name()} expected={expected_text(arg)}")
     if base is Arg.CONST_MAP_PTR:
+        _check_map_func(env.insn.imm, reg.map)
         return reg.map
     if base in (Arg.PTR_TO_MAP_KEY, Arg.PTR_TO_MAP_VALUE):
         if meta_map is None:
@@ -166,6 +182,18 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
     return None
 
 
+def _check_map_func(func_id: int, m) -> None:
+    mtype = int(getattr(m, "map_type", 0))
+    allowed_funcs = _MAP_FUNCS.get(mtype)
+    allowed_maps = _FUNC_MAPS.get(func_id)
+    if func_id == TAIL_CALL and mtype != 3:
+        raise _reject("expected prog array map for tail call", errno.EINVAL)
+    if (allowed_funcs is not None and func_id not in allowed_funcs) or (
+            allowed_maps is not None and mtype not in allowed_maps):
+        raise _reject(f"cannot pass map_type {mtype} into func {_fname(func_id)}#{func_id}",
+                      errno.EINVAL)  # fmt: skip
+
+
 def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg:
     if ret is Ret.INTEGER:
         return UNKNOWN
@@ -200,22 +228,31 @@ _ARRAYS = (2, 6)  # BPF_MAP_TYPE_ARRAY, PERCPU_ARRAY
 
 
 def _const_key_in_bounds(env: Checker, st: State, proto, m) -> bool:
-    """can_elide_value_nullness: an array lookup with a constant, in-range key is never NULL."""
-    if getattr(m, "map_type", 0) not in _ARRAYS or proto.name != "map_lookup_elem":
+    """can_elide_value_nullness: an array lookup with a constant, in-range key is never NULL.
+
+    The key is known as the kernel's ``get_constant_map_key`` knows it: key
+    bytes tracked as zero, or a scalar spill of exactly the key's size.
+    """
+    if getattr(m, "map_type", 0) not in _ARRAYS or env.insn.imm != LOOKUP:
         return False
     key = st.regs[2]
     if key.base is not Base.PTR_TO_STACK or not key.var.is_const():
         return False
     addr = key.off + key.var.signed_value
-    if addr % 8:
+    if not -512 <= addr < 0:
         return False
-    frame = st.frames[key.frame]
-    slot = frame.slot((-addr - 1) // 8)
-    if slot.spilled is None or slot.types[7] != "r" or not slot.spilled.is_const():
-        if slot.types[8 - m.key_size:] == "0" * m.key_size if m.key_size <= 8 else False:
-            return m.max_entries > 0
+    slot = st.frames[key.frame].slot((-addr - 1) // 8)
+    j = (-addr - 1) % 8
+    head = slot.types[: j + 1][::-1]  # from the key's first byte down the slot
+    zeros = len(head) - len(head.lstrip("0"))
+    if zeros >= m.key_size:
+        return 0 < m.max_entries
+    if slot.spilled is None or slot.types[7] != "r" or not slot.spilled.is_scalar:
         return False
-    return slot.spilled.var.value & ((1 << (8 * m.key_size)) - 1) < m.max_entries
+    spills = len(head) - len(head.lstrip("r"))
+    if spills != m.key_size or not slot.spilled.var.is_const():
+        return False
+    return slot.spilled.var.value < m.max_entries
 
 
 def _release(st: State, reg: Reg) -> None:
@@ -328,10 +365,12 @@ def exit_insn(env: Checker, st: State, pc: int) -> int | None:
     """BPF_EXIT: return to the caller, re-enter a callback's caller, or end the program."""
     regs = st.regs
     if len(st.frames) > 1:
-        r0 = env.read(0)
+        r0 = st.regs[0]
         callee = st.frames.pop()
         if callee.callback is not None:
             cb = callee.callback
+            if r0.base is Base.NOT_INIT:
+                raise _reject("R0 !read_ok")
             if not r0.is_scalar:
                 raise _reject(f"At callback return the register R0 is not a known value "
                               f"({r0.type_name()})", errno.EACCES)  # fmt: skip
@@ -379,6 +418,9 @@ def ld_abs(env: Checker, insn: Instruction, spec) -> None:
     st = env.state
     if st.refs or st.lock:
         _resource_leak(st, "BPF_LD_[ABS|IND]")
+    if int(env.target.prog_type) not in (1, 3, 4):  # may_access_skb
+        raise _reject("BPF_LD_[ABS|IND] instructions not allowed for this program type",
+                      errno.EINVAL)  # fmt: skip
     r6 = env.read(6)
     if spec.kind is Kind.LD_IND:
         env.read(insn.src_reg)

@@ -56,10 +56,11 @@ _NO_ARITH = (Base.CONST_PTR_TO_MAP, Base.PTR_TO_PACKET_END, Base.PTR_TO_SOCKET,
 class Reject(Exception):
     """A refusal inside the interpreter: the kernel's message lines and errno."""
 
-    def __init__(self, msg: str, err: int = errno.EACCES) -> None:
+    def __init__(self, msg: str, err: int = errno.EACCES, pc: int | None = None) -> None:
         super().__init__(msg)
         self.msg = msg
         self.errno = err
+        self.pc = pc  # the instruction named, when not the one being checked
 
 
 class Node:
@@ -109,6 +110,7 @@ class Checker:
         self.pc = 0
         self.ldsx = False
         self.scratched: set = set()
+        self.last_pc = 0
 
     # --- ids and bookkeeping ---------------------------------------------------------------------
     def new_id(self) -> int:
@@ -145,7 +147,8 @@ class Checker:
                 for line in exc.msg.split("\n"):
                     self.log.add(line)
                 self.depths_from(st)
-                raise VerifierError(exc.msg, pc=pc, errno=exc.errno) from None
+                where = pc if exc.pc is None else exc.pc
+                raise VerifierError(exc.msg, pc=where, errno=exc.errno) from None
             if nxt is not None:
                 pc = nxt
                 continue
@@ -165,6 +168,7 @@ class Checker:
             if self.log.level >= 1:
                 self.log.add(f"{pc}: safe")
             return None
+        self.last_pc = pc
         self.processed += 1
         if self.processed > MAX_INSNS:
             raise Reject(f"BPF program is too large. Processed {self.processed} insn", errno.E2BIG)
@@ -215,7 +219,10 @@ class Checker:
                     node.hash = hash(node.key)
                 if (khash == node.hash and key == node.key
                         and node.state.may_goto_depth == st.may_goto_depth):
-                    raise Reject(f"infinite loop detected at insn {pc}", errno.EINVAL)
+                    # the kernel's log names the loop's head; its last insn line is
+                    # the jump that closed the loop, the pc a refusal is known by
+                    raise Reject(f"infinite loop detected at insn {pc}", errno.EINVAL,
+                                 self.last_pc)  # fmt: skip
                 continue
             if covers(node.state, st, self.live, pc):
                 return True
@@ -345,8 +352,9 @@ class Checker:
             self.write(insn.dst_reg, Reg(Base.PTR_TO_MAP_VALUE, map=m, off=off))
             return
         if src == 4:
-            self.write(insn.dst_reg, Reg(Base.PTR_TO_FUNC, sub=self.pc + insn.imm + 1))
-            return
+            # a callback needs the BTF func_info that names its signature; pybpf's
+            # targets carry none, so the kernel's answer without BTF is given
+            raise Reject("missing btf func_info", errno.EINVAL)
         raise Reject("unrecognized bpf_ld_imm64 insn", errno.EINVAL)
 
     # --- ALU ---------------------------------------------------------------------------------------
@@ -358,7 +366,8 @@ class Checker:
         if spec.kind is Kind.END:
             dst = self.read(d)
             if dst.is_ptr:
-                raise Reject(f"R{d} pointer arithmetic with endian operator prohibited")
+                self.write(d, UNKNOWN)
+                return
             to_be = bool(insn.code & 0x08)
             self.write(d, Reg(Base.SCALAR, var=dst.var.endian(insn.imm, to_be=to_be,
                                                               is64=insn.code & 0x07 == 0x07)))
@@ -366,7 +375,8 @@ class Checker:
         if spec.kind is Kind.NEG:
             dst = self.read(d)
             if dst.is_ptr:
-                raise Reject(f"R{d} pointer arithmetic with neg operator prohibited")
+                self.write(d, UNKNOWN)
+                return
             self.write(d, Reg(Base.SCALAR, var=dst.var.neg(is64)))
             return
         src = self.read(insn.src_reg) if x else const(insn.imm if is64 or op != _MOV
@@ -404,7 +414,12 @@ class Checker:
             other.regs[d] = Reg(Base.SCALAR, var=split[1])
             self.push(other, self.pc, self.pc)
             dst = Reg(Base.SCALAR, var=split[0])
-        self.write(d, Reg(Base.SCALAR, var=dst.var.alu(op, src.var, is64=is64)))
+        result = Reg(Base.SCALAR, var=dst.var.alu(op, src.var, is64=is64))
+        if is64 and op in (_ADD, _SUB) and dst.id and not dst.off and src.is_const():
+            val = src.var.value
+            if val <= 0x7FFFFFFF:  # the kernel links one constant add (BPF_ADD_CONST)
+                result = result.but(id=dst.id, off=val if op == _ADD else -val)
+        self.write(d, result)
 
     def ptr_alu(self, d: int, s: int, dst: Reg, src: Reg, op: int, is64: bool) -> Reg:
         """adjust_ptr_min_max_vals (and pointer - pointer) for a privileged loader."""
@@ -426,26 +441,20 @@ class Checker:
             raise Reject(f"R{d} pointer arithmetic with {_ALU_STR[op]} operator prohibited")
         if op == _SUB and not dst.is_ptr:
             raise Reject(f"R{d} tried to subtract pointer from scalar")
-        v = off_reg.var
-        known = v.is_const()
+        if op == _SUB and ptr.base is Base.PTR_TO_STACK:
+            raise Reject(f"R{d} subtraction from stack pointer prohibited")
         name = ptr.type_name()
-        if known and not -memory.MAX_VAR_OFF < v.signed_value < memory.MAX_VAR_OFF:
-            raise Reject(f"math between {name} pointer and {v.signed_value} is not allowed")
-        if not known and v.smin == S64_MIN:
-            raise Reject(f"math between {name} pointer and register with unbounded min value "
-                         f"is not allowed")  # fmt: skip
-        if ptr.off and (ptr.off >= memory.MAX_VAR_OFF or ptr.off <= -memory.MAX_VAR_OFF):
-            raise Reject(f"value {ptr.off} makes {name} pointer be out of bounds")
-        if known:
+        _sane_offset(off_reg.var, 0, name)
+        _sane_offset(ptr.var, ptr.off, name)
+        v = off_reg.var
+        if v.is_const():
             delta = v.signed_value if op == _ADD else -v.signed_value
-            new_off = ptr.off + delta
-            if not -memory.MAX_VAR_OFF < new_off < memory.MAX_VAR_OFF:
-                raise Reject(f"value {delta} makes {name} pointer be out of bounds")
-            return ptr.but(off=new_off)
-        var = ptr.var.alu(op, v, is64=True)
-        out = ptr.but(var=var)
-        if ptr.base in PKT_TYPES:
-            out = out.but(id=self.new_id(), rng=0 if v.smin < 0 else ptr.rng)
+            out = ptr.but(off=_s32(ptr.off + delta))
+        else:
+            out = ptr.but(var=ptr.var.alu(op, v, is64=True))
+            if ptr.base in PKT_TYPES:
+                out = out.but(id=self.new_id(), rng=0)
+        _sane_offset(out.var, out.off, name)
         return out
 
     # --- atomics -------------------------------------------------------------------------------------
@@ -569,6 +578,25 @@ class Checker:
         _find_good_pkt(st, pkt, good)
 
 
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def _sane_offset(v: Scalar, off: int, name: str) -> None:
+    """check_reg_sane_offset: offsets the kernel refuses to track (EINVAL)."""
+    if v.is_const() and not -memory.MAX_VAR_OFF < v.signed_value < memory.MAX_VAR_OFF:
+        raise Reject(f"math between {name} pointer and {v.signed_value} is not allowed",
+                     errno.EINVAL)  # fmt: skip
+    if not -memory.MAX_VAR_OFF < off < memory.MAX_VAR_OFF:
+        raise Reject(f"{name} pointer offset {off} is not allowed", errno.EINVAL)
+    if v.smin == S64_MIN:
+        raise Reject(f"math between {name} pointer and register with unbounded min value is "
+                     f"not allowed", errno.EINVAL)  # fmt: skip
+    if not -memory.MAX_VAR_OFF < v.smin < memory.MAX_VAR_OFF:
+        raise Reject(f"value {v.smin} makes {name} pointer be out of bounds", errno.EINVAL)
+
+
 def _prev_entry(node, pc: int):
     while node is not None:
         if node.pc == pc:
@@ -593,15 +621,22 @@ def _widen(old: State, cur: State) -> None:
 
 
 def _set_scalar(st: State, regno: int, old: Reg, var: Scalar) -> None:
+    """Give R<regno> its refined value, and every register linked to it (sync_linked_regs)."""
     st.regs[regno] = old.but(var=var)
-    if old.id:
-        for f in st.frames:
-            for i, r in enumerate(f.regs):
-                if r.id == old.id and r.is_scalar:
-                    f.regs[i] = r.but(var=var)
-            for spi, s in list(f.stack.items()):
-                if s.spilled is not None and s.spilled.id == old.id and s.spilled.is_scalar:
-                    f.stack[spi] = type(s)(s.types, s.spilled.but(var=var))
+    if not old.id:
+        return
+
+    def moved(r: Reg) -> Scalar:
+        delta = r.off - old.off
+        return var if not delta else var.alu(_ADD, Scalar.const(delta), is64=True)
+
+    for f in st.frames:
+        for i, r in enumerate(f.regs):
+            if r.id == old.id and r.is_scalar and (f.regs is not st.regs or i != regno):
+                f.regs[i] = r.but(var=moved(r))
+        for spi, s in list(f.stack.items()):
+            if s.spilled is not None and s.spilled.id == old.id and s.spilled.is_scalar:
+                f.stack[spi] = type(s)(s.types, s.spilled.but(var=moved(s.spilled)))
 
 
 def _map_regs(st: State, fn) -> None:
@@ -708,7 +743,7 @@ def _regsafe(o: Reg, c: Reg, idmap: dict[int, int]) -> bool:
     if o.base is Base.SCALAR:
         if not c.is_scalar:
             return False
-        if o.id and not _check_id(o.id, c.id, idmap):
+        if o.id and (not _check_id(o.id, c.id, idmap) or o.off != c.off):
             return False
         return c.var.within(o.var)
     if o.base is not c.base or o.flags != c.flags or o.off != c.off or o.map is not c.map:

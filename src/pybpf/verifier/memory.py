@@ -167,6 +167,11 @@ def stack_write(env: Checker, frame: Frame, addr: int, size: int, value: Reg | N
         if frame.slot(spi).spilled is not None:
             old = "".join(MISC if c != INVALID else c for c in old)
         keep = "".join(c if c in (ZERO, INVALID) else MISC for c in old[: 8 - size])
+        if (value.is_scalar and not st and size == 8 and not value.id
+                and not value.var.is_const()):
+            # the spill and the register stay linked (assign_scalar_id_before_mov)
+            value = value.but(id=env.new_id())
+            env.state.regs[env.insn.src_reg] = value
         frame.stack[spi] = Slot(keep + SPILL * size, value)
         return
     zero = (value is None and st and env.insn.imm == 0) or (value is not None and value.is_const(0))
@@ -246,7 +251,7 @@ def _packet(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool
         raise reject(f"R{regno} min value is negative, either use unsigned index or do a "
                      f"if (index >=0) check.")  # fmt: skip
     rng = max(reg.rng, 0)
-    if total + v.umax + size > rng or total + v.smin < 0 or v.umax >= MAX_VAR_OFF:
+    if total < 0 or total + size > rng:
         raise reject(f"invalid access to packet, off={total} size={size}, "
                      f"R{regno}(id={reg.id},off={total},r={rng})\n"
                      f"R{regno} offset is outside of the packet")  # fmt: skip

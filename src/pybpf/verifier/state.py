@@ -195,7 +195,7 @@ def _map_items(m: object) -> list[str]:
 def format_reg(r: Reg) -> str:
     """A register as ``print_verifier_state`` prints it after ``R1=``."""
     if r.base is Base.SCALAR:
-        return r.var.format(id=r.id)
+        return r.var.format(id=r.id, delta=r.off or None)
     if r.base is Base.PTR_TO_STACK and r.var.is_const() and not r.var.value:
         return f"fp{r.off}"
     items: list[str] = []
