@@ -743,8 +743,12 @@ def _regsafe(o: Reg, c: Reg, idmap: dict[int, int]) -> bool:
     if o.base is Base.SCALAR:
         if not c.is_scalar:
             return False
-        if o.id and (not _check_id(o.id, c.id, idmap) or o.off != c.off):
-            return False
+        if o.id:
+            # a current scalar without an id is linked to nothing: a fresh id
+            # (check_scalar_ids), so old's id may map to it only once
+            cid = c.id or -(len(idmap) + 1)
+            if not _check_id(o.id, cid, idmap) or (c.id and o.off != c.off):
+                return False
         return c.var.within(o.var)
     if o.base is not c.base or o.flags != c.flags or o.off != c.off or o.map is not c.map:
         return False
