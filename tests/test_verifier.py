@@ -117,7 +117,8 @@ CASES = [
     ("helper_size_unbounded", KPROBE, (), "call 7\nr1 = r10\nr1 += -8\nr2 = r0\nr3 = 0\n"
      "call 4\nr0 = 0\nexit", (5, "R2 min value is negative, either use unsigned or "
                               "'var &= const'")),
-    ("helper_size_ok", KPROBE, (), "r1 = r10\nr1 += -8\nr2 = 8\nr3 = 0\ncall 4\nr0 = 0\nexit", None),
+    ("helper_size_ok", KPROBE, (), "r1 = r10\nr1 += -8\nr2 = 8\nr3 = 0\ncall 4\nr0 = 0\nexit",
+     None),
     ("helper_clobbers_r1", XDP, (), "call 7\nr0 = r1\nexit", (1, "R1 !read_ok")),
     # --- ringbuf references
     ("ringbuf_submit", XDP, (RINGBUF,), "ld_pseudo r1, 1, 0\nr2 = 8\nr3 = 0\ncall 131\n"

@@ -147,8 +147,8 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         return reg.map
     if base in (Arg.PTR_TO_MAP_KEY, Arg.PTR_TO_MAP_VALUE):
         if meta_map is None:
-            raise _reject(f"invalid map_ptr to access map->{'key' if base is Arg.PTR_TO_MAP_KEY else 'value'}",
-                          errno.EACCES)  # fmt: skip
+            which = "key" if base is Arg.PTR_TO_MAP_KEY else "value"
+            raise _reject(f"invalid map_ptr to access map->{which}")
         size = meta_map.key_size if base is Arg.PTR_TO_MAP_KEY else meta_map.value_size
         memory.helper_mem(env, regno, size, size, write=arg.has(ArgFlag.MEM_UNINIT),
                           uninit_ok=False, zero_ok=False)  # fmt: skip
@@ -246,7 +246,7 @@ def _const_key_in_bounds(env: Checker, st: State, proto, m) -> bool:
     head = slot.types[: j + 1][::-1]  # from the key's first byte down the slot
     zeros = len(head) - len(head.lstrip("0"))
     if zeros >= m.key_size:
-        return 0 < m.max_entries
+        return m.max_entries > 0
     if slot.spilled is None or slot.types[7] != "r" or not slot.spilled.is_scalar:
         return False
     spills = len(head) - len(head.lstrip("r"))
@@ -338,7 +338,7 @@ def _subprog_index(env: Checker, start: int) -> int:
     return 0
 
 
-# --- bpf-to-bpf calls ------------------------------------------------------------------------------
+# --- bpf-to-bpf calls -------------------------------------------------------------------------
 
 
 def subprog_call(env: Checker, st: State, pc: int, insn: Instruction) -> int:
@@ -410,7 +410,7 @@ def _invalid_scalar(r: Reg, rng: tuple[int, int], where: str, name: str) -> str:
     return f"{text} should have been in [{rng[0]}, {rng[1]}]"
 
 
-# --- LD_ABS / LD_IND -------------------------------------------------------------------------------
+# --- LD_ABS / LD_IND --------------------------------------------------------------------------
 
 
 def ld_abs(env: Checker, insn: Instruction, spec) -> None:
@@ -470,9 +470,9 @@ def _uses_defs(insn: Instruction) -> tuple[set[int], set[int]]:
 
 def liveness(s: Structure) -> dict[int, tuple[int, ...]]:
     """Registers possibly read before written from each pc on, within its function."""
-    info = {pc: _uses_defs(i) for pc, i in zip(s.pcs, s.insns)}
+    info = {pc: _uses_defs(i) for pc, i in zip(s.pcs, s.insns, strict=False)}
     succ: dict[int, tuple[int, ...]] = {}
-    for pc, insn in zip(s.pcs, s.insns):
+    for pc, insn in zip(s.pcs, s.insns, strict=False):
         spec = try_lookup(insn)
         nxt = pc + insn.slots
         if spec is None or spec.kind is Kind.EXIT:

@@ -89,7 +89,7 @@ class Checker:
         self.structure = structure
         self.target = target
         self.log = log
-        self.insns: dict[int, Instruction] = dict(zip(structure.pcs, structure.insns))
+        self.insns: dict[int, Instruction] = dict(zip(structure.pcs, structure.insns, strict=False))
         self.specs: dict[int, OpSpec] = {pc: try_lookup(i) for pc, i in self.insns.items()}
         self.maps: Mapping[int, object] = target.maps
         self.explored: dict[int, list[Node]] = {}
@@ -228,7 +228,8 @@ class Checker:
                 return True
         force = may_goto or callback
         if not force:
-            if looping and self.jmps - self.prev_jmps < 20 and self.processed - self.prev_insns < 100:
+            jmps, insns = self.jmps - self.prev_jmps, self.processed - self.prev_insns
+            if looping and jmps < 20 and insns < 100:
                 return False
             if self.jmps - self.prev_jmps < 2 and self.processed - self.prev_insns < 8:
                 return False
@@ -326,7 +327,8 @@ class Checker:
 
     def _scratch_stack(self, regno: int, off: int, size: int) -> None:
         r = self.state.regs[regno]
-        if r.base is Base.PTR_TO_STACK and r.var.is_const() and r.frame == len(self.state.frames) - 1:
+        top = len(self.state.frames) - 1
+        if r.base is Base.PTR_TO_STACK and r.var.is_const() and r.frame == top:
             addr = r.off + off + r.var.signed_value
             for a in range(addr, addr + size):
                 if a < 0:
@@ -357,7 +359,7 @@ class Checker:
             raise Reject("missing btf func_info", errno.EINVAL)
         raise Reject("unrecognized bpf_ld_imm64 insn", errno.EINVAL)
 
-    # --- ALU ---------------------------------------------------------------------------------------
+    # --- ALU --------------------------------------------------------------------------------
     def alu(self, st: State, insn: Instruction, spec: OpSpec) -> None:
         is64 = spec.width == 64 if spec.kind is not Kind.END else insn.code & 0x07 == 0x07
         op = insn.code & 0xF0
@@ -427,7 +429,7 @@ class Checker:
             if op == _SUB and is64:
                 return UNKNOWN
             raise Reject(f"R{d} pointer {_ALU_STR[op]} pointer prohibited")
-        ptr, off_reg, ptr_regno = (dst, src, d) if dst.is_ptr else (src, dst, s)
+        ptr, off_reg = (dst, src) if dst.is_ptr else (src, dst)
         if not is64:
             raise Reject(f"R{d} 32-bit pointer arithmetic prohibited")
         if ptr.maybe_null:
@@ -457,7 +459,7 @@ class Checker:
         _sane_offset(out.var, out.off, name)
         return out
 
-    # --- atomics -------------------------------------------------------------------------------------
+    # --- atomics ----------------------------------------------------------------------------
     def atomic(self, insn: Instruction, spec: OpSpec) -> None:
         val = self.read(insn.src_reg)
         dst = self.read(insn.dst_reg)
@@ -496,7 +498,7 @@ class Checker:
         self.push(body, pc + 1, pc)
         return pc + 1 + insn.off
 
-    # --- conditional jumps ---------------------------------------------------------------------------
+    # --- conditional jumps ------------------------------------------------------------------
     def cond_jump(self, st: State, pc: int, insn: Instruction, spec: OpSpec) -> int | None:
         is32 = spec.width == 32
         op = insn.code & 0xF0
@@ -608,8 +610,8 @@ def _prev_entry(node, pc: int):
 def _widen(old: State, cur: State) -> None:
     if len(old.frames) != len(cur.frames):
         return
-    for fo, fc in zip(old.frames, cur.frames):
-        for i, (ro, rc) in enumerate(zip(fo.regs, fc.regs)):
+    for fo, fc in zip(old.frames, cur.frames, strict=False):
+        for i, (ro, rc) in enumerate(zip(fo.regs, fc.regs, strict=False)):
             if ro.is_scalar and rc.is_scalar and ro.var != rc.var:
                 fc.regs[i] = UNKNOWN
         for spi, sc in list(fc.stack.items()):
@@ -692,10 +694,10 @@ def covers(old: State, cur: State, live, pc: int) -> bool:
     if len(old.refs) != len(cur.refs):
         return False
     idmap: dict[int, int] = {}
-    for a, b in zip(old.refs, cur.refs):
+    for a, b in zip(old.refs, cur.refs, strict=False):
         if not _check_id(a[0], b[0], idmap):
             return False
-    for depth, (fo, fc) in enumerate(zip(old.frames, cur.frames)):
+    for depth, (fo, fc) in enumerate(zip(old.frames, cur.frames, strict=False)):
         if fo.callsite != fc.callsite:
             return False
         at = pc if depth == len(old.frames) - 1 else fo.callsite + 1
@@ -718,9 +720,9 @@ def covers(old: State, cur: State, live, pc: int) -> bool:
                     continue
                 if to != tc:
                     return False
-            if so.spilled is not None and so.types[7] == "r":
-                if sc.spilled is None or not _regsafe(so.spilled, sc.spilled, idmap):
-                    return False
+            if so.spilled is not None and so.types[7] == "r" and (
+                    sc.spilled is None or not _regsafe(so.spilled, sc.spilled, idmap)):
+                return False
     return True
 
 
@@ -758,14 +760,12 @@ def _regsafe(o: Reg, c: Reg, idmap: dict[int, int]) -> bool:
         return False
     if o.base in PKT_TYPES and (c.rng < o.rng if o.rng >= 0 else c.rng != o.rng):
         return False
-    if not _check_id(o.id, c.id, idmap) or not _check_id(o.ref, c.ref, idmap):
-        return False
-    return True
+    return _check_id(o.id, c.id, idmap) and _check_id(o.ref, c.ref, idmap)
 
 
 def _prune_points(s: Structure) -> set[int]:
     points = set()
-    for pc, insn in zip(s.pcs, s.insns):
+    for pc, insn in zip(s.pcs, s.insns, strict=False):
         spec = try_lookup(insn)
         if spec is None:
             continue

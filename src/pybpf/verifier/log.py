@@ -119,7 +119,7 @@ def _atomic(op: int, size: str, width: int, d: int, s: int, off: int) -> str:
 
 
 def alignment(pos: int) -> int:
-    """``vlog_alignment``: spaces before the ``;`` after an insn line of ``pos`` chars (newline included)."""
+    """``vlog_alignment``: spaces before ``;`` after an insn line of ``pos`` chars."""
     target = max(pos + LOG_MIN_ALIGNMENT // 2, LOG_ALIGNMENT)
     return -(-target // LOG_MIN_ALIGNMENT) * LOG_MIN_ALIGNMENT - pos - 1
 

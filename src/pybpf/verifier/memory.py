@@ -207,11 +207,11 @@ def _map_value(env: Checker, regno: int, reg: Reg, off: int, size: int, write: b
                value: Reg | None, st: bool, atomic: bool) -> Reg | None:
     m = reg.map
     if write and getattr(m, "map_flags", 0) & _BPF_F_RDONLY_PROG:
-        raise reject("write into map forbidden, value_size=%d off=%d size=%d"
-                     % (m.value_size, off + reg.off, size))  # fmt: skip
+        raise reject(f"write into map forbidden, value_size={m.value_size} "
+                     f"off={off + reg.off} size={size}")  # fmt: skip
     if not write and getattr(m, "map_flags", 0) & _BPF_F_WRONLY_PROG:
-        raise reject("read from map forbidden, value_size=%d off=%d size=%d"
-                     % (m.value_size, off + reg.off, size))  # fmt: skip
+        raise reject(f"read from map forbidden, value_size={m.value_size} "
+                     f"off={off + reg.off} size={size}")  # fmt: skip
     check_region(regno, reg, off + reg.off, size, m.value_size, "map value")
     if write:
         return None
@@ -288,8 +288,19 @@ def _pkt_end(env: Checker, regno: int, reg: Reg, off: int, size: int, write: boo
 
 def _map_ptr(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
              value: Reg | None, st: bool, atomic: bool) -> Reg | None:
-    raise reject("only read from bpf_array is supported" if write else
-                 f"R{regno} invalid mem access '{reg.type_name()}'")  # fmt: skip
+    """check_ptr_to_map_access, narrowed to what pybpf's runtime backs with memory.
+
+    The kernel reads ``struct bpf_map`` fields through BTF; pybpf's map
+    pointer is an 8-byte region, so only reads inside it are accepted.
+    """
+    total = off + reg.off
+    if total < 0:
+        raise reject(f"R{regno} is {reg.type_name()} invalid negative access: off={total}")
+    if write:
+        raise reject("only read from bpf_map is supported")
+    if not reg.var.is_const() or total + size > 8:
+        raise reject(f"R{regno} invalid mem access '{reg.type_name()}'")
+    return UNKNOWN
 
 
 _CHECKERS = {
@@ -300,6 +311,7 @@ _CHECKERS = {
     Base.PTR_TO_PACKET: _packet,
     Base.PTR_TO_PACKET_META: _packet,
     Base.PTR_TO_CTX: _ctx,
+    Base.CONST_PTR_TO_MAP: _map_ptr,
 }
 
 
@@ -329,6 +341,8 @@ def helper_mem(env: Checker, regno: int, size_lo: int, size_hi: int, *, write: b
         return
     if base is Base.PTR_TO_CTX:
         return
+    if reg.is_const(0) and zero_ok and size_hi == 0:
+        return  # a zero-byte access through NULL
     if base is not Base.PTR_TO_STACK:
         raise reject(f"R{regno} type={reg.type_name()} expected=fp")
     frame = env.state.frames[reg.frame]

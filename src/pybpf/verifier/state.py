@@ -207,7 +207,8 @@ def format_reg(r: Reg) -> str:
         items.append(f"off={r.off}")
     if r.base in PKT_TYPES:
         items.append(f"r={r.rng}" if r.rng >= 0 else f"r={r.rng & ((1 << 64) - 1):#x}")
-    if r.base in (Base.CONST_PTR_TO_MAP, Base.PTR_TO_MAP_VALUE, Base.PTR_TO_MAP_KEY) and r.map is not None:
+    map_types = (Base.CONST_PTR_TO_MAP, Base.PTR_TO_MAP_VALUE, Base.PTR_TO_MAP_KEY)
+    if r.base in map_types and r.map is not None:
         items += _map_items(r.map)
     if r.base is Base.PTR_TO_MEM and r.size:
         items.append(f"sz={r.size}")
