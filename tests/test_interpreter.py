@@ -307,3 +307,211 @@ def test_helper_can_call_back_into_a_subprogram():
     assert vm.run().r0 == (5 << 32) | (0 + 1 + 2 + 3 + 4)
     with pytest.raises(VmError, match="not a function"):
         vm.invoke(3, [])
+
+
+# --- the stack fast path stays inside the stack --------------------------------------------
+#
+# Frames are 512 bytes, the first at the top of the 8-frame stack.  A program may reach its own
+# frame and its callers' (through pointers); anything else is a fault, and a call that would open
+# a frame under the stack's base is a CallDepthError, also when the count of frames starts in a
+# callback: Linux counts a callback's frame toward MAX_CALL_FRAMES (the verifier's
+# setup_func_entry refuses "the call stack of 9 frames is too deep" for callbacks and calls alike;
+# a raw program with a callback cannot be loaded here without BTF func_info, so no kernel test).
+
+PATTERN = 0xA5
+
+
+def _filled(vm: Interpreter) -> bytes:
+    """Fill ``vm``'s whole stack with a pattern; returns the filled bytes."""
+    vm.stack.buf[:] = bytes([PATTERN]) * len(vm.stack.buf)
+    return bytes(vm.stack.buf)
+
+
+def _with_written(before: bytes, writes: dict[int, bytes]) -> bytes:
+    """``before`` with ``writes`` (offset from the stack base -> bytes) applied."""
+    out = bytearray(before)
+    for offset, data in writes.items():
+        out[offset : offset + len(data)] = data
+    return bytes(out)
+
+
+def _loop_table(box: list) -> HelperTable:
+    """bpf_loop (181) running its callback once through ``box[0].invoke``."""
+    table = HelperTable()
+    table.register(181, "bpf_loop", lambda env, n, cb, ctx, flags, r5: box[0].invoke(cb, [0, ctx]))
+    return table
+
+
+def _callback_chain(calls: int, last: str = "stdw [%r10-512], 1") -> str:
+    """bpf_loop's callback f0 calls f1 ... f<calls>; f<i> (i < calls) stores i at [r10-8].
+
+    The callback's frame is the second; f<calls> is frame ``calls + 2``.  The program is valid
+    for the kernel too (bpf_loop's arguments, callbacks returning 0) except where ``last``
+    is not.
+    """
+    chain = "\n".join(
+        f"f{i}:\nstdw [%r10-8], {i}\ncall local f{i + 1}\nmov %r0, 0\nexit" for i in range(calls)
+    )
+    return (
+        "mov %r1, 1\nlddw %r2, func(f0)\nmov %r3, 0\nmov %r4, 0\ncall 181\nmov %r0, 0\nexit\n"
+        f"{chain}\nf{calls}:\n{last}\nmov %r0, 0\nexit"
+    )
+
+
+CHAIN_CALL_PC = 9  # the first call local: pc of f0 (8) + 1; f<i>'s is 9 + 4 i
+
+
+def test_callback_calls_never_take_a_frame_under_the_stack():
+    """A callback's seventh nested call would be the ninth frame: refused before any access."""
+    box: list = []
+    vm = Interpreter(ubpf.assemble(_callback_chain(7)), helpers=_loop_table(box))
+    box.append(vm)
+    before = _filled(vm)
+    with pytest.raises(CallDepthError) as info:
+        vm.run()
+    assert info.value.pc == CHAIN_CALL_PC + 4 * 6  # f6's call of f7, as the JIT stops
+    size = len(before)
+    # f<i> runs in frame i + 2 and wrote only its own slot; no other byte of the stack moved
+    wrote = {size - 512 * (i + 1) - 8: i.to_bytes(8, "little") for i in range(7)}
+    assert bytes(vm.stack.buf) == _with_written(before, wrote)
+
+
+def test_callback_may_fill_the_stack_to_the_eighth_frame():
+    box: list = []
+    vm = Interpreter(ubpf.assemble(_callback_chain(6)), helpers=_loop_table(box))
+    box.append(vm)
+    before = _filled(vm)
+    assert vm.run().r0 == 0
+    size = len(before)
+    wrote = {size - 512 * (i + 1) - 8: i.to_bytes(8, "little") for i in range(6)}
+    wrote[0] = (1).to_bytes(8, "little")  # f6, the eighth frame, at the very base of the stack
+    assert bytes(vm.stack.buf) == _with_written(before, wrote)
+
+
+def test_interpreter_and_jit_stop_the_callback_chain_at_the_same_call():
+    jit = pytest.importorskip("pybpf.jit.engine")  # needs llvmlite
+    insns = ubpf.assemble(_callback_chain(7))
+    errors = []
+    for make in (Interpreter, jit.JitProgram):
+        box: list = []
+        box.append(make(insns, helpers=_loop_table(box)))
+        with pytest.raises(CallDepthError) as info:
+            box[0].run()
+        errors.append((type(info.value), info.value.pc))
+    assert errors[0] == errors[1]
+
+
+def test_callbacks_of_callbacks_stop_at_the_eighth_frame():
+    """A callback that calls bpf_loop again: each invoke takes a frame; the eighth cannot."""
+    box: list = []
+    src = """
+        lddw %r2, func(cb)
+        call 181
+        exit
+    cb:
+        stxdw [%r10-8], %r10
+        lddw %r2, func(cb)
+        call 181
+        exit
+    """
+    vm = Interpreter(ubpf.assemble(src), helpers=_loop_table(box))
+    box.append(vm)
+    before = _filled(vm)
+    with pytest.raises(CallDepthError) as info:
+        vm.run()
+    assert info.value.pc == 7  # the bpf_loop call of the callback in the eighth frame
+    size = len(before)
+    top = vm.stack.end
+    wrote = {
+        size - 512 * k - 8: (top - 512 * k).to_bytes(8, "little") for k in range(1, 8)
+    }  # the callbacks in frames 2..8 each wrote their r10 in their own frame
+    assert bytes(vm.stack.buf) == _with_written(before, wrote)
+
+
+def _deepest(body: str) -> str:
+    """``body`` run in the eighth frame (r10 = stack base + 512) by a chain of local calls."""
+    chain = "\n".join(f"f{i}:\ncall local f{i + 1}\nexit" for i in range(6))
+    return f"call local f0\nexit\n{chain}\nf6:\n{body}\nmov %r0, 0\nexit"
+
+
+BELOW_THE_FRAME = [
+    # r10-relative, constant offsets
+    "ldxdw %r0, [%r10-520]",
+    "stb [%r10-513], 1",
+    "stxdw [%r10-516], %r10",  # straddles the frame's bottom
+    "stxw [%r10-4096], %r10",
+    "ldxb %r0, [%r10-32768]",
+    # a copy of r10 moved below the frame
+    "mov %r1, %r10\nadd %r1, -600\nstxdw [%r1+0], %r1",
+    "mov %r1, %r10\nsub %r1, 1024\nldxdw %r0, [%r1+504]",
+    "mov %r1, %r10\nadd %r1, -4096\nstdw [%r1+8], 7",
+    "mov %r1, %r10\nlsh %r1, 0\nsub %r1, 513\nstb [%r1], 1",
+    # atomics
+    "mov %r1, 1\nlock add [%r10-520], %r1",
+    "mov %r1, 1\nlock fetch add [%r10-1024], %r1",
+    "mov %r0, 0\nmov %r1, 1\nlock cmpxchg [%r10-4104], %r1",
+]
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["first-frame", "eighth-frame"])
+@pytest.mark.parametrize("body", BELOW_THE_FRAME)
+def test_access_outside_the_frame_faults_and_changes_nothing(body: str, deep: bool):
+    vm = Interpreter(ubpf.assemble(_deepest(body) if deep else f"{body}\nmov %r0, 0\nexit"))
+    before = _filled(vm)
+    with pytest.raises(MemoryFault):
+        vm.run()
+    assert bytes(vm.stack.buf) == before
+
+
+def test_access_straddling_the_stack_top_faults_and_changes_nothing():
+    vm = Interpreter(ubpf.assemble("stxdw [%r10-4], %r10\nmov %r0, 0\nexit"))
+    before = _filled(vm)
+    with pytest.raises(MemoryFault):
+        vm.run()
+    assert bytes(vm.stack.buf) == before
+
+
+def test_callers_frames_stay_reachable_from_the_eighth_frame():
+    """The fast path serves the current frame and those above it, nothing else."""
+    vm = Interpreter(ubpf.assemble(_deepest("mov %r1, %r10\nadd %r1, 3000\nstdw [%r1+0], 9")))
+    before = _filled(vm)
+    vm.run()
+    assert bytes(vm.stack.buf) == _with_written(before, {512 + 3000: (9).to_bytes(8, "little")})
+
+
+@pytest.mark.parametrize(
+    "setup, outcome",
+    [
+        ("add %r10, -3584", CallDepthError),  # r10 = base + 512: the callee's frame is under it
+        ("add %r10, -3073", CallDepthError),  # one byte short of room for the callee's frame
+        ("mov %r10, 0", CallDepthError),
+        ("add %r10, -3072", None),  # the callee's frame is the stack's lowest 512 bytes
+        ("lddw %r10, 0xfffffffffffff000", MemoryFault),  # far above: not a frame of the stack
+    ],
+)
+def test_a_written_r10_never_opens_a_frame_under_the_stack(setup: str, outcome):
+    """r10 is read-only for the verifier, not for the interpreter: a call checks where it is."""
+    src = f"{setup}\ncall local f\nexit\nf:\nstdw [%r10-512], 1\nmov %r0, 0\nexit"
+    vm = Interpreter(ubpf.assemble(src))
+    before = _filled(vm)
+    if outcome is None:
+        vm.run()
+        assert bytes(vm.stack.buf) == _with_written(before, {0: (1).to_bytes(8, "little")})
+        return
+    with pytest.raises(outcome) as info:
+        vm.run()
+    call_pc = sum(i.slots for i in ubpf.assemble(f"{setup}\nexit")) - 1
+    assert info.value.pc == (call_pc if outcome is CallDepthError else call_pc + 2)  # f's store
+    assert bytes(vm.stack.buf) == before
+
+
+def test_a_written_r10_never_gives_a_callback_a_frame_under_the_stack():
+    box: list = []
+    src = "add %r10, -3584\nlddw %r2, func(cb)\ncall 181\nexit\ncb:\nstdw [%r10-512], 1\nexit"
+    vm = Interpreter(ubpf.assemble(src), helpers=_loop_table(box))
+    box.append(vm)
+    before = _filled(vm)
+    with pytest.raises(CallDepthError) as info:
+        vm.run()
+    assert info.value.pc == 3
+    assert bytes(vm.stack.buf) == before

@@ -17,7 +17,15 @@ division truncates toward zero and INT_MIN / -1 wraps.
 Memory accesses have two inline fast paths: the current stack frame, and the
 run's "hot" region (the input memory or packet: ``HB``..``HE<n>`` for loads,
 ``WB``..``WE<n>`` for stores when it is writable, set by the interpreter for
-each run); everything else goes through the checked ``LD``/``ST``.
+each run); everything else goes through the checked ``LD``/``ST``.  The stack
+window is ``slo <= a <= stack top - n`` where ``slo`` is the current frame's
+bottom; it covers the current frame and its callers' (which a callee may reach
+through a pointer), and ``slo`` never lies under the stack's base: every
+entry starts inside the stack and a call that would open a frame under it
+raises :class:`~pybpf.errors.CallDepthError`, whatever the program did to
+r10.  So the fast path indexes the stack buffer only at offsets in
+``[0, size - n]``; a frame below the current one, or any byte outside the
+stack, is reached only through ``LD``/``ST`` (which fault).
 
 The generated function is ``entry(r1, r2, r3, r4, r5, r10, pc=0)`` (``pc``
 lets a helper call back into a subprogram: bpf_loop, for_each_map_elem) and returns
@@ -255,8 +263,17 @@ class _Gen:
         e(depth, "continue")
 
     def local_call(self, target: str, pc: int, nxt: int, depth: int) -> None:
+        """A bpf-to-bpf call: push the caller's state, open a frame below its own.
+
+        ``frames`` counts the calls of this entry only; a callback (``invoke``)
+        enters already below its caller, so the call is also refused when the
+        new frame would not lie wholly inside the stack (``r10 - 1024 < base``).
+        Both are the kernel's single limit of MAX_CALL_FRAMES, which counts a
+        callback's frame too, and the check keeps ``slo >= stack base``.
+        """
         e = self.emit
-        e(depth, f"if len(frames) >= {MAX_CALL_FRAMES - 1}:")
+        floor = self.layout.stack_base + 2 * STACK_SIZE
+        e(depth, f"if len(frames) >= {MAX_CALL_FRAMES - 1} or r10 < {floor:#x}:")
         e(
             depth + 1,
             f"raise CallDepthError('call depth exceeds {MAX_CALL_FRAMES} frames', pc={pc})",
