@@ -5,7 +5,9 @@ Usage::
     python -m pybpf.testing.verifier_diff              # recorded kernel verdicts vs pybpf
     python -m pybpf.testing.verifier_diff --live       # the running kernel vs pybpf
     python -m pybpf.testing.verifier_diff --record     # rewrite the recorded verdicts
-    python -m pybpf.testing.verifier_diff -v NAME...   # only these cases, with the logs
+    python -m pybpf.testing.verifier_diff -v NAME...   # only these cases, with both errors
+    python -m pybpf.testing.verifier_diff --markdown   # disagreements, one line each
+    python -m pybpf.testing.verifier_diff --timeout 20 # seconds pybpf may take per program
 
 The corpus (``tests/verifier_corpus/``, its README describes the format) holds
 ``*.vc`` files of cases: a program (llvm assembly, or a compiled C object), its
