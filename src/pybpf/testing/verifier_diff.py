@@ -19,7 +19,7 @@ maps created for the load: the failing pc is the last ``N: (..)`` instruction
 line printed before the error, the error lines are what follows it up to
 ``processed N insns``.  pybpf's verdict comes from ``Kernel.prog_load`` with
 the verifier on: a :class:`~pybpf.errors.VerifierError` carries pc, reason and
-errno; any other load error is a rejection without a pc.
+errno; any other load error is a rejection, its pc read from a leading ``pc N:``.
 
 Two verdicts *agree* when both accept, or both reject naming the same pc (when the
 kernel refused the whole program before walking it, it names no pc, and any will do).  A
