@@ -45,7 +45,9 @@ class Reg:
     a PTR_TO_FUNC names.
     """
 
-    __slots__ = ("base", "flags", "frame", "id", "map", "off", "ref", "rng", "size", "sub", "var")
+    __slots__ = ("_hash", "base", "flags", "frame", "id", "map", "off", "ref", "rng", "size", "sub",
+                 "var")
+    _FIELDS = ("base", "flags", "frame", "id", "map", "off", "ref", "rng", "size", "sub", "var")
 
     def __init__(self, base: Base = Base.NOT_INIT, flags: Flag = Flag.NONE, off: int = 0,
                  var: Scalar = _ZERO, id: int = 0, ref: int = 0, rng: int = 0,
@@ -53,12 +55,14 @@ class Reg:
         self.base, self.flags, self.off, self.var = base, flags, off, var
         self.id, self.ref, self.rng, self.map = id, ref, rng, map
         self.size, self.frame, self.sub = size, frame, sub
+        self._hash = None
 
     def but(self, **changes) -> Reg:
         """A copy with some fields changed."""
         r = Reg.__new__(Reg)
-        for name in Reg.__slots__:
+        for name in Reg._FIELDS:
             setattr(r, name, changes.get(name, getattr(self, name)))
+        r._hash = None
         return r
 
     def key(self) -> tuple:
@@ -66,10 +70,14 @@ class Reg:
                 id(self.map), self.size, self.frame, self.sub)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Reg) and self.key() == other.key()
+        if self is other:
+            return True
+        return isinstance(other, Reg) and hash(self) == hash(other) and self.key() == other.key()
 
     def __hash__(self) -> int:
-        return hash(self.key())
+        if self._hash is None:
+            self._hash = hash(self.key())
+        return self._hash
 
     @property
     def is_scalar(self) -> bool:
