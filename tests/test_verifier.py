@@ -257,3 +257,16 @@ def test_log_alignment_matches_kernel():
     # "0: (61) r2 = *(u32 *)(r1 +0)" is 28 characters; the kernel pads to column 38
     assert alignment(29) == 10
     assert alignment(60) == 3
+
+
+def test_callee_cannot_leave_its_stack_pointer_in_the_caller():
+    text = ("r1 = r10\nr1 += -8\ncall local f\nr0 = 0\nexit\n"
+            "f:\nr2 = r10\n*(u64 *)(r1 + 0) = r2\nr0 = 0\nexit")  # fmt: skip
+    v = _verify(text, level=0)
+    assert not v.ok
+    assert (v.error.pc, v.error.reason) == (6, "cannot spill pointers to stack into stack "
+                                                "frame of the caller")
+    reason = linux.available()
+    if not reason:
+        kernel = vd.kernel_verdict(_case("spill_fp_caller", XDP, (), text))
+        assert (kernel.pc, kernel.reason) == (v.error.pc, v.error.reason)

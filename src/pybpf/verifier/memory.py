@@ -163,6 +163,9 @@ def stack_write(env: Checker, frame: Frame, addr: int, size: int, value: Reg | N
     if value is not None and (value.is_ptr or (value.is_scalar and bottom)):
         if value.is_ptr and size != 8:
             raise reject("invalid size of register spill")
+        if value.base is Base.PTR_TO_STACK and frame is not env.state.cur:
+            raise reject("cannot spill pointers to stack into stack frame of the caller",
+                         errno.EINVAL)  # fmt: skip
         old = frame.slot(spi).types
         if frame.slot(spi).spilled is not None:
             old = "".join(MISC if c != INVALID else c for c in old)
