@@ -270,7 +270,11 @@ class Interpreter:
         ``function`` is a BPF_PSEUDO_FUNC value (what ld_imm64 src 4 loads) or
         a pc.  The callee gets a new frame below the calling program's, as a
         bpf-to-bpf call would, and r1..r5 = ``args``.  This is how bpf_loop
-        and bpf_for_each_map_elem run their callbacks.
+        and bpf_for_each_map_elem run their callbacks.  As in Linux, the
+        callback's frame counts toward the 8 frames: ``invoke`` raises
+        :class:`~pybpf.errors.CallDepthError` when the caller is in the eighth
+        frame, and a call inside the callback that would open a frame under
+        the stack raises it at that call's pc (never touching the stack).
         """
         pc = function & 0xFFFFFFFF if function & ~0xFFFFFFFF & M64 == FUNC_TOKEN else function
         if pc not in self.compiled.leaders:
