@@ -270,3 +270,29 @@ def test_callee_cannot_leave_its_stack_pointer_in_the_caller():
     if not reason:
         kernel = vd.kernel_verdict(_case("spill_fp_caller", XDP, (), text))
         assert (kernel.pc, kernel.reason) == (v.error.pc, v.error.reason)
+
+
+def test_level2_log_of_a_subprogram_call_is_the_kernels():
+    # Linux 6.18's log for this program, byte for byte
+    expected = """\
+0: R1=ctx() R10=fp0
+0: (b7) r1 = 1                        ; R1=1
+1: (85) call pc+1
+caller:
+ R10=fp0
+callee:
+ frame1: R1=1 R10=fp0
+3: frame1: R1=1 R10=fp0
+3: (bf) r0 = r1                       ; frame1: R0=1 R1=1
+4: (07) r0 += 1                       ; frame1: R0=2
+5: (95) exit
+returning from callee:
+ frame1: R0=2 R1=1 R10=fp0
+to caller at 2:
+ R0=2 R10=fp0
+
+from 5 to 2: R0=2 R10=fp0
+2: (95) exit
+processed 6 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0
+"""
+    assert _verify("r1 = 1\ncall local f\nexit\nf:\nr0 = r1\nr0 += 1\nexit", level=2).log == expected

@@ -26,6 +26,7 @@ from pybpf.verifier.state import (
     Frame,
     Reg,
     State,
+    format_frame_line,
     format_reg,
 )
 from pybpf.verifier.types import Base, Flag
@@ -358,6 +359,14 @@ def subprog_call(env: Checker, st: State, pc: int, insn: Instruction) -> int:
         caller[r] = NOT_INIT
     st.frames.append(Frame(regs, {}, fno, pc, _subprog_index(env, target)))
     env.scratched.clear()
+    if env.log:
+        env.log.insn(pc, insn)
+        env.log.add("caller:")
+        env.log.add(" " + format_frame_line(st.frames[-2]))
+        env.log.add("callee:")
+        env.log.add(" " + format_frame_line(st.frames[-1]))
+        env.log.add(f"{target}: {format_frame_line(st.frames[-1])}")
+        env.logged = True
     return target
 
 
@@ -384,6 +393,15 @@ def exit_insn(env: Checker, st: State, pc: int) -> int | None:
             raise _reject("cannot return stack pointer to the caller", errno.EINVAL)
         st.regs[0] = r0
         env.scratched.clear()
+        if env.log:
+            env.log.insn(pc, env.insn)
+            env.log.add("returning from callee:")
+            env.log.add(" " + format_frame_line(callee))
+            env.log.add(f"to caller at {callee.callsite + 1}:")
+            env.log.add(" " + format_frame_line(st.cur))
+            env.log.add("")
+            env.log.add(f"from {pc} to {callee.callsite + 1}: {format_frame_line(st.cur)}")
+            env.logged = True
         return callee.callsite + 1
     _resource_leak(st, "BPF_EXIT instruction in main prog")
     r0 = env.read(0)

@@ -35,7 +35,7 @@ from pybpf.verifier.state import (
     Reg,
     State,
     const,
-    format_frame,
+    format_frame_line,
     format_state,
     initial_state,
 )
@@ -111,6 +111,7 @@ class Checker:
         self.ldsx = False
         self.scratched: set = set()
         self.last_pc = 0
+        self.logged = False
 
     # --- ids and bookkeeping ---------------------------------------------------------------------
     def new_id(self) -> int:
@@ -177,16 +178,19 @@ class Checker:
         insn = self.insns[pc]
         self.insn = insn
         self.scratched = set()
+        self.logged = False
         try:
             nxt = self.step(st, pc, insn, self.specs[pc])
         except Reject:
             self.log.insn(pc, insn)
             raise
         self.depths_from(st)
-        if self.log:
+        if self.log and not self.logged:
             regs = tuple(i for i in self.scratched if isinstance(i, int))
             slots = tuple(i[1] for i in self.scratched if isinstance(i, tuple))
-            text = format_frame(st.cur, regs, slots) if self.scratched else ""
+            text = format_frame_line(st.cur, regs, slots) if self.scratched else ""
+            if insn.code == 0x95:  # the path ends: no state follows an exit
+                text = ""
             if st.refs and text:
                 text += " refs=" + ",".join(str(i) for i, _ in st.refs)
             self.log.insn(pc, insn, text)

@@ -255,6 +255,13 @@ def format_frame(f: Frame, regs: tuple[int, ...] | None = None,
     return " ".join(out)
 
 
+def format_frame_line(f: Frame, regs: tuple[int, ...] | None = None,
+                      slots: tuple[int, ...] | None = None) -> str:  # fmt: skip
+    """:func:`format_frame` with the ``frameN: `` prefix the kernel gives frames above 0."""
+    text = format_frame(f, regs, slots)
+    return f"frame{f.frameno}: {text}" if f.frameno else text
+
+
 def format_state(st: State) -> str:
     """The whole state as the kernel's full state line prints it."""
     text = format_frame(st.cur)
