@@ -295,4 +295,5 @@ from 5 to 2: R0=2 R10=fp0
 2: (95) exit
 processed 6 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0
 """
-    assert _verify("r1 = 1\ncall local f\nexit\nf:\nr0 = r1\nr0 += 1\nexit", level=2).log == expected
+    text = "r1 = 1\ncall local f\nexit\nf:\nr0 = r1\nr0 += 1\nexit"
+    assert _verify(text, level=2).log == expected
