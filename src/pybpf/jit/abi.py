@@ -37,9 +37,10 @@ class Slot(IntEnum):
     EXECUTED = 16  # out: instructions executed (counting mode)
     CUSTOM_BASE = 17  # in (direct mode): a region whose accesses must reach Python (context)
     CUSTOM_SIZE = 18  # in (direct mode): its size (0: none)
+    CTX_IMAGE = 19  # in: the context's converted image (0: none), see ctx_image_layout
 
 
-SLOTS = 19
+SLOTS = 20
 
 
 class Status(IntEnum):
@@ -72,6 +73,25 @@ class Fault(IntEnum):
     BUDGET = 2
     TAIL_IN_SUBPROG = 3
     BAD_CALL_TARGET = 4
+
+
+IMAGE_WIDTHS = (1, 2, 4, 8)
+"""Load widths a context image answers; width ``IMAGE_WIDTHS[k]`` is size class ``k``."""
+
+
+def ctx_image_layout(size: int) -> tuple[int, int]:
+    """(offset of the flag bytes, total bytes) of the converted image of a ``size``-byte context.
+
+    The image of a context region (``Slot.CUSTOM_BASE/SIZE``, image address in
+    ``Slot.CTX_IMAGE``) answers loads natively: for size class ``k`` and
+    context offset ``off``, the 64-bit word at ``8 * (k * size + off)`` is
+    the value a ``IMAGE_WIDTHS[k]``-byte load at ``off`` returns, valid when
+    bit ``k`` of the flag byte at ``flags + off`` is set.  A load whose flag
+    bit is clear goes through :attr:`Callout.LOAD` (the runtime converts or
+    refuses it); stores always do.
+    """
+    flags = 8 * len(IMAGE_WIDTHS) * size
+    return flags, flags + size
 
 
 def callout_id(kind: Callout, pc: int, value: int = 0) -> int:

@@ -53,7 +53,7 @@ M32 = (1 << 32) - 1
 S32 = 1 << 31
 AUTO_O2_LIMIT = 128
 """Programs up to this many instructions get LLVM's O2 by default (a few ms each)."""
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2
 """Bumped whenever generated code changes meaning (the compile cache keys on it)."""
 
 
@@ -61,6 +61,7 @@ ENGINE_VERSION = 1
 _IN_FIRST, _IN_LAST = int(Slot.R1), int(Slot.HOT_WSIZE) + 1
 _ABORT, _AUX, _R0, _EXECUTED = int(Slot.ABORT), int(Slot.AUX), int(Slot.R0), int(Slot.EXECUTED)
 _ABORTED, _EXITED = int(Status.ABORT), int(Status.EXIT)
+_CUSTOM, _CUSTOM_END = int(Slot.CUSTOM_BASE), int(Slot.CTX_IMAGE) + 1
 
 
 def _at_pc(err: PybpfError, pc: int) -> PybpfError:
@@ -250,10 +251,7 @@ class JitProgram:
         else:
             hb, hs, hws = hot.base, hot.size, hot.size if hot.writable else 0
         words[_IN_FIRST:_IN_LAST] = [*regs[:5], self._stack_end, 0, self._stack_end, hb, hs, hws]
-        if not self.checked:
-            ctx = self.memory.find(regs[0], 1)
-            if ctx is not None and ctx.custom_access:
-                words[Slot.CUSTOM_BASE], words[Slot.CUSTOM_SIZE] = ctx.base, ctx.size
+        words[_CUSTOM:_CUSTOM_END] = self._context(regs[0])
         call.env = env if env is not None else self.env
         try:
             yield Activation(call)
@@ -295,6 +293,19 @@ class JitProgram:
                 raise BudgetExceeded(f"instruction budget of {self.budget} exhausted")
             prog = target
 
+    def _context(self, r1: int) -> tuple[int, int, int]:
+        """(CUSTOM_BASE, CUSTOM_SIZE, CTX_IMAGE) for a run whose r1 is ``r1``.
+
+        When r1 points into a region that converts its accesses (a context),
+        the generated code sends accesses there to Python, except loads its
+        converted image answers (``region.image_address``, see
+        :func:`pybpf.jit.abi.ctx_image_layout`).
+        """
+        ctx = self.memory.find(r1, 1) if r1 else None
+        if ctx is None or not ctx.custom_access:
+            return 0, 0, 0
+        return ctx.base, ctx.size, getattr(ctx, "image_address", 0)
+
     def _new_call(self) -> _Call:
         call = _Call()
         words = call.slots.words
@@ -316,11 +327,7 @@ class JitProgram:
             hb, hs, hws = hot.base, hot.size, hot.size if hot.writable else 0
         words[_IN_FIRST:_IN_LAST] = [*regs[:5], top, start, self._stack_end, hb, hs, hws]
         words[_ABORT] = words[_AUX] = 0
-        if not self.checked:
-            ctx = self.memory.find(regs[0], 1)
-            custom = ctx is not None and ctx.custom_access
-            words[Slot.CUSTOM_BASE] = ctx.base if custom else 0
-            words[Slot.CUSTOM_SIZE] = ctx.size if custom else 0
+        words[_CUSTOM:_CUSTOM_END] = self._context(regs[0])
         call.env, call.error, call.tail = env, None, None
         self._depth = depth + 1
         try:

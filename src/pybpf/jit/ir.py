@@ -93,6 +93,7 @@ from pybpf.isa import (
 )
 from pybpf.jit.abi import (  # noqa: F401 - re-exported: the contract the IR is written to
     ENTRY,
+    IMAGE_WIDTHS,
     SLOTS,
     Callout,
     Fault,
@@ -330,6 +331,11 @@ class _Translator:
                             ("budget", Slot.BUDGET), ("cb", Slot.CUSTOM_BASE),
                             ("cs", Slot.CUSTOM_SIZE)):  # fmt: skip
             self.emit(f"%{name} = load i64, ptr {self.slot(index)}")
+        self.emit(f"%ci = load i64, ptr {self.slot(Slot.CTX_IMAGE)}")
+        self.emit("%cion = icmp ne i64 %ci, 0")
+        self.emit(f"%cflags = add i64 %ci, {self.op(f'mul i64 %cs, {8 * len(IMAGE_WIDTHS)}')}")
+        for k in range(len(IMAGE_WIDTHS)):
+            self.emit(f"%cimg{k} = add i64 %ci, {self.op(f'mul i64 %cs, {8 * k}')}")
         tramp = self.read_slot(Slot.TRAMPOLINE)
         self.emit(f"%tramp = inttoptr i64 {tramp} to ptr")
         start = self.read_slot(Slot.START)
@@ -642,8 +648,15 @@ class _Translator:
         """
         return self.fixed_r10 and reg == 10 and off >= -STACK_SIZE and off + size <= 0
 
-    def guard(self, address: str, size: int, write: bool) -> tuple[str, str]:
-        """Branch on the fast windows; returns the (fast, slow) labels, neither opened."""
+    def guard(self, address: str, size: int, write: bool,
+              image: bool = False) -> tuple[str, str, tuple[str, str] | None]:  # fmt: skip
+        """Branch on the fast windows; returns the (fast, slow, hit) labels, none opened.
+
+        With ``image`` (plain loads only) an address in the context window
+        whose flag bit in the converted image is set branches to ``hit``,
+        returned as (label, offset in the context), where the load reads the
+        image's word instead of calling out; ``hit`` is None otherwise.
+        """
         slo = self.get("slo")
         d = self.op(f"sub i64 {address}, {slo}")
         lim = self.op(f"sub i64 {self.op(f'sub i64 %stop, {size}')}, {slo}")
@@ -657,16 +670,29 @@ class _Translator:
         last = self.op(f"add i64 {dh}, {size}")
         fits = self.op(f"icmp ule i64 {last}, {size_name}")
         ok = self.op(f"and i1 {inside}, {fits}")
-        if not self.options.direct:
+        if not self.options.direct and not image:
             self.emit(f"br i1 {ok}, label %{fast}, label %{slow}")
-            return fast, slow
+            return fast, slow, None
         custom = self.label()
         self.emit(f"br i1 {ok}, label %{fast}, label %{custom}")
         self.block(custom)
         dc = self.op(f"sub i64 {address}, %cb")
         in_custom = self.op(f"icmp ult i64 {dc}, %cs")
-        self.emit(f"br i1 {in_custom}, label %{slow}, label %{fast}")
-        return fast, slow
+        outside = fast if self.options.direct else slow
+        if not image:
+            self.emit(f"br i1 {in_custom}, label %{slow}, label %{outside}")
+            return fast, slow, None
+        imaged, flagged, hit = self.label(), self.label(), self.label()
+        self.emit(f"br i1 {in_custom}, label %{imaged}, label %{outside}")
+        self.block(imaged)
+        self.emit(f"br i1 %cion, label %{flagged}, label %{slow}")
+        self.block(flagged)
+        flag_ptr = self.op(f"inttoptr i64 {self.op(f'add i64 %cflags, {dc}')} to ptr")
+        flag = self.op(f"load i8, ptr {flag_ptr}, align 1")
+        bit = self.op(f"and i8 {flag}, {1 << IMAGE_WIDTHS.index(size)}")
+        answered = self.op(f"icmp ne i8 {bit}, 0")
+        self.emit(f"br i1 {answered}, label %{hit}, label %{slow}")
+        return fast, slow, (hit, dc)
 
     def load(self, insn: Instruction, spec: OpSpec, pc: int) -> None:
         n, dst = spec.width, insn.dst_reg
@@ -674,8 +700,9 @@ class _Translator:
         address = self.address(insn.src_reg, insn.off)
         extend = "sext" if spec.kind is Kind.LDXSX else "zext"
         static = self.in_frame(insn.src_reg, insn.off, n)
+        hit = None
         if not static:
-            fast, slow = self.guard(address, n, False)
+            fast, slow, hit = self.guard(address, n, False, image=spec.kind is Kind.LDX)
             join = self.label()
             self.block(fast)
         ptr = self.op(f"inttoptr i64 {address} to ptr")
@@ -684,6 +711,13 @@ class _Translator:
         if static:
             return
         self.emit(f"br label %{join}")
+        if hit is not None:  # the context's converted image answers the load
+            label, dc = hit
+            self.block(label)
+            word = self.op(f"add i64 %cimg{IMAGE_WIDTHS.index(n)}, {self.op(f'shl i64 {dc}, 3')}")
+            word_ptr = self.op(f"inttoptr i64 {word} to ptr")
+            self.put(dst, self.op(f"load i64, ptr {word_ptr}, align 8"))
+            self.emit(f"br label %{join}")
         self.block(slow)
         value = self.callout(Callout.LOAD, pc, 0, [address, str(n)])
         if n < 8 and extend == "sext":
@@ -702,7 +736,7 @@ class _Translator:
         address = self.address(insn.dst_reg, insn.off)
         static = self.in_frame(insn.dst_reg, insn.off, n)
         if not static:
-            fast, slow = self.guard(address, n, True)
+            fast, slow, _ = self.guard(address, n, True)
             join = self.label()
             self.block(fast)
         ptr = self.op(f"inttoptr i64 {address} to ptr")
@@ -726,7 +760,7 @@ class _Translator:
         out = 0 if cmpxchg else insn.src_reg if op & AtomicOp.FETCH else None
         static = self.in_frame(insn.dst_reg, insn.off, n)
         if not static:
-            fast, slow = self.guard(address, n, True)
+            fast, slow, _ = self.guard(address, n, True)
             join = self.label()
             self.block(fast)
         ptr = self.op(f"inttoptr i64 {address} to ptr")

@@ -32,7 +32,8 @@ import struct
 from dataclasses import dataclass, field
 
 from pybpf.errors import MemoryFault
-from pybpf.vm.memory import Memory, Region, buffer_address
+from pybpf.jit.abi import IMAGE_WIDTHS, ctx_image_layout
+from pybpf.vm.memory import Memory, Region, buffer_address, native_buffer
 
 PAGE_SIZE = 4096
 ETH_HLEN = 14
@@ -56,6 +57,35 @@ def _mask(size: int) -> int:
     return (1 << (8 * size)) - 1
 
 
+class CtxImage:
+    """The converted image of a context: what each valid load returns, in native memory.
+
+    The JIT reads it instead of calling into Python (layout:
+    :func:`pybpf.jit.abi.ctx_image_layout`).  An entry is either answered
+    (flag bit set, the 64-bit value beside it) or not (the load takes the
+    converting path, which may fault); :meth:`put` answers one.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.flags, total = ctx_image_layout(size)
+        self.buf = native_buffer(max(total, 1))
+        self.address, self._pin = buffer_address(self.buf)
+
+    def put(self, off: int, width: int, value: int) -> None:
+        """Answer a ``width``-byte load at ``off`` with ``value`` (64 bits)."""
+        k = IMAGE_WIDTHS.index(width)
+        struct.pack_into("<Q", self.buf, 8 * (k * self.size + off), value & _mask(8))
+        self.buf[self.flags + off] |= 1 << k
+
+    def value(self, off: int, width: int) -> int | None:
+        """The answer to a ``width``-byte load at ``off``, None when not answered."""
+        k = IMAGE_WIDTHS.index(width)
+        if not self.buf[self.flags + off] >> k & 1:
+            return None
+        return struct.unpack_from("<Q", self.buf, 8 * (k * self.size + off))[0]
+
+
 class CtxRegion(Region):
     """A context: a Region whose loads and stores a subclass converts.
 
@@ -63,6 +93,12 @@ class CtxRegion(Region):
     size, value)``; :meth:`fault` builds the MemoryFault for a refused
     access.  The buffer holds the uapi struct's bytes (what helpers reading
     the region see, and what a test run's ``ctx_out`` starts from).
+
+    :attr:`image` is the native converted image (:class:`CtxImage`): a
+    subclass whose field values follow some state calls :meth:`convert` for
+    the loads that state answers, and again (:meth:`reconvert`) whenever the
+    state changes, so the image always holds what :meth:`load` would return;
+    loads left out of it keep the Python path.
     """
 
     custom_access = True
@@ -71,6 +107,34 @@ class CtxRegion(Region):
     def __init__(self, name: str, size: int) -> None:
         super().__init__(name, bytearray(max(size, 1)), True)
         self.size = size
+        self.image = CtxImage(size)
+        self.image_address = self.image.address
+        self._answered: dict[str, list[tuple[int, int]]] = {}
+
+    def convert(self, groups: dict[str, list[tuple[int, int]]]) -> None:
+        """Put the (offset, width) loads of each group in the image (loads that fault stay out).
+
+        A group name is what :meth:`reconvert` is later called with.
+        """
+        for group, loads in groups.items():
+            kept = self._answered.setdefault(group, [])
+            for off, width in loads:
+                try:
+                    self.image.put(off, width, self.load(0, off, width))
+                except MemoryFault:
+                    continue
+                kept.append((off, width))
+
+    def reconvert(self, group: str, lo: int = 0, hi: int | None = None) -> None:
+        """Recompute the image's loads of ``group`` (the state they read changed).
+
+        ``lo``/``hi`` limit it to the loads overlapping context bytes [lo, hi).
+        """
+        image, load = self.image, self.load
+        top = self.size if hi is None else hi
+        for off, width in self._answered.get(group, ()):
+            if off < top and off + width > lo:
+                image.put(off, width, load(0, off, width))
 
     def fault(self, pc: int, off: int, size: int, write: bool, why: str) -> MemoryFault:
         """A MemoryFault for the access at ``off`` (``why`` names the field and the rule)."""
@@ -95,7 +159,18 @@ class CtxRegion(Region):
 
 # --- packets -------------------------------------------------------------------------------------
 class _Frame:
-    """One page-like buffer holding a packet, and the Region the program may touch."""
+    """One page-like buffer holding a packet, and the Region the program may touch.
+
+    ``watch``, when set (by the context converting this state), is called
+    with the name of every attribute assigned afterwards, so the context's
+    converted image follows the state whoever changes it.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)
+        watch = self.__dict__.get("watch")
+        if watch is not None:
+            watch(name)
 
     def __init__(self, size: int, name: str, writable: bool) -> None:
         self.frame = bytearray(size)
@@ -214,6 +289,8 @@ class XdpMd(CtxRegion):
         super().__init__("ctx:xdp_md", 24)
         self.xdp = xdp
         self.devmap = devmap
+        self.convert({name: [(4 * i, 4)] for i, name in enumerate(self.FIELDS)})
+        xdp.watch = self.reconvert
 
     def load(self, pc: int, off: int, size: int) -> int:
         self._check_common(pc, off, size, False)
@@ -318,6 +395,24 @@ for _f in _SKB_FIELDS:
 _SK_FIELDS = {"family", "remote_ip4", "local_ip4", "remote_ip6", "local_ip6", "remote_port",
               "local_port"}  # fmt: skip
 _PTR_FIELDS = {"data", "data_end", "data_meta"}
+# __sk_buff fields whose value is one SkBuff attribute as it is
+_SKB_PLAIN = {
+    "len": "len", "mark": "mark", "queue_mapping": "queue_mapping", "protocol": "protocol",
+    "vlan_tci": "vlan_tci", "vlan_proto": "vlan_proto", "priority": "priority",
+    "ingress_ifindex": "skb_iif", "ifindex": "ifindex", "hash": "hash", "tc_index": "tc_index",
+    "tc_classid": "tc_classid", "family": "sk_family", "tstamp": "tstamp",
+    "wire_len": "wire_len", "gso_segs": "gso_segs", "gso_size": "gso_size",
+    "hwtstamp": "hwtstamp",
+}  # fmt: skip
+# the SkBuff attributes each __sk_buff field's value reads (the field's own name when absent)
+_SKB_READS = {
+    "data": ("data", "len", "meta_len"), "data_end": ("data", "len", "meta_len"),
+    "data_meta": ("data", "len", "meta_len"), "vlan_present": ("vlan_all",),
+    "ingress_ifindex": ("skb_iif",), "family": ("sk_family",), "remote_ip4": ("sk_daddr",),
+    "local_ip4": ("sk_saddr",), "remote_ip6": ("sk_daddr", "sk_family"),
+    "local_ip6": ("sk_saddr", "sk_family"), "remote_port": (), "local_port": (), "sk": (),
+    "tstamp_type": (), "flow_keys": (), "padding": (),
+}  # fmt: skip
 # per program type: fields refused outright, fields a program may store to
 _SKB_RULES = {
     "socket_filter": (
@@ -348,6 +443,13 @@ class SkBuffCtx(CtxRegion):
         self.skb = skb
         self.kind = kind
         self.refused, self.stores = _SKB_RULES[kind]
+        groups: dict[str, list[tuple[int, int]]] = {}
+        for name, start, width, _ in _SKB_FIELDS:
+            loads = [(off, n) for off in range(start, start + width) for n in IMAGE_WIDTHS]
+            for attr in _SKB_READS.get(name, (name,)) or ("",):  # "": constant
+                groups.setdefault(attr, []).extend(loads)
+        self.convert(groups)
+        skb.watch = self.reconvert
 
     def _field(self, pc: int, off: int, size: int, write: bool) -> tuple[str, int, int, int]:
         self._check_common(pc, off, size, write)
@@ -383,24 +485,21 @@ class SkBuffCtx(CtxRegion):
 
     def _value(self, name: str, off: int) -> int:
         skb = self.skb
+        attr = _SKB_PLAIN.get(name)
+        if attr is not None:
+            return getattr(skb, attr)
         if name in _PTR_FIELDS:
             where = {"data": skb.data, "data_end": skb.data + skb.len,
                      "data_meta": skb.data - skb.meta_len}[name]  # fmt: skip
             return skb.address(where)
-        simple = {
-            "len": skb.len, "pkt_type": skb.pkt_type & 7, "mark": skb.mark,
-            "queue_mapping": skb.queue_mapping, "protocol": skb.protocol,
-            "vlan_present": 1 if skb.vlan_all else 0, "vlan_tci": skb.vlan_tci,
-            "vlan_proto": skb.vlan_proto, "priority": skb.priority,
-            "ingress_ifindex": skb.skb_iif, "ifindex": skb.ifindex, "hash": skb.hash,
-            "tc_index": skb.tc_index, "tc_classid": skb.tc_classid,
-            "napi_id": skb.napi_id if skb.napi_id >= MIN_NAPI_ID else 0,
-            "family": skb.sk_family, "tstamp": skb.tstamp, "wire_len": skb.wire_len,
-            "gso_segs": skb.gso_segs, "gso_size": skb.gso_size, "hwtstamp": skb.hwtstamp,
-            "sk": 0, "tstamp_type": 0, "remote_port": 0, "local_port": 0,
-        }  # fmt: skip
-        if name in simple:
-            return simple[name]
+        if name == "pkt_type":
+            return skb.pkt_type & 7
+        if name == "vlan_present":
+            return 1 if skb.vlan_all else 0
+        if name == "napi_id":
+            return skb.napi_id if skb.napi_id >= MIN_NAPI_ID else 0
+        if name in ("sk", "tstamp_type", "remote_port", "local_port"):
+            return 0
         if name in ("remote_ip4", "local_ip4"):
             return int.from_bytes((skb.sk_daddr if name == "remote_ip4" else skb.sk_saddr)[:4],
                                   "little")  # fmt: skip
@@ -425,6 +524,7 @@ class SkBuffCtx(CtxRegion):
         skb = self.skb
         if name == "cb":
             _U[size].pack_into(skb.cb, off - start, value & _mask(size))
+            self.reconvert("cb", off, off + size)  # changed in place: no attribute assigned
         elif name == "queue_mapping":
             if value < 0xFFFF:  # NO_QUEUE_MAPPING and above leave it unchanged
                 skb.queue_mapping = value & 0xFFFF
