@@ -10,6 +10,7 @@ kernel's message and errno, the log at the level asked and the report).
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -94,6 +95,12 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
         checker = Checker(structure, target, log)
         try:
             checker.run()
+        except VerifierError:
+            raise
+        except Exception as exc:
+            raise VerifierError(f"pybpf verifier bug at insn {checker.pc}: "
+                                f"{type(exc).__name__}: {exc}", pc=checker.pc,
+                                errno=errno.EFAULT) from exc  # fmt: skip
         finally:
             path = path_pcs(checker.state)
         depths = [checker.depths.get(i, 0) for i in range(len(structure.subprogs))]
