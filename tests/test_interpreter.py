@@ -515,3 +515,40 @@ def test_a_written_r10_never_gives_a_callback_a_frame_under_the_stack():
         vm.run()
     assert info.value.pc == 3
     assert bytes(vm.stack.buf) == before
+
+
+def test_callbacks_that_rewrite_r10_still_stop_at_the_eighth_frame():
+    """Each callback sets r10 far above the stack: the count of callbacks under way still holds."""
+    box: list = []
+    src = """
+        lddw %r10, 0xffffffff00000000
+        lddw %r2, func(cb)
+        call 181
+        exit
+    cb:
+        lddw %r10, 0xffffffff00000000
+        lddw %r2, func(cb)
+        call 181
+        exit
+    """
+    started = []
+    table = HelperTable()
+
+    def loop(env, n, cb, ctx, flags, r5):
+        started.append(cb)
+        return box[0].invoke(cb, [0, ctx])
+
+    table.register(181, "bpf_loop", loop)
+    vm = Interpreter(ubpf.assemble(src), helpers=table)
+    box.append(vm)
+    before = _filled(vm)
+    with pytest.raises(CallDepthError) as info:
+        vm.run()
+    assert info.value.pc == 10  # the bpf_loop call of the seventh callback (the eighth frame)
+    assert len(started) == 8  # the main program's bpf_loop and seven callbacks'
+    assert bytes(vm.stack.buf) == before
+    box[0] = vm
+    started.clear()
+    with pytest.raises(CallDepthError):  # the count went back to zero after the error
+        vm.run()
+    assert len(started) == 8

@@ -108,6 +108,7 @@ class Interpreter:
             trace=tracer is not None,
         )  # fmt: skip
         self.tracer = tracer
+        self._callbacks = 0  # invoke calls under way (callbacks running)
         self._ns = self._namespace()
         self._set_hot(None)
         code = compile(self.compiled.source, "<ebpf program>", "exec")
@@ -282,13 +283,17 @@ class Interpreter:
         frame = self._ns["FRAME"]
         caller_top = frame[0]
         top = caller_top - STACK_SIZE
-        if top - STACK_SIZE < self.stack.base:
+        # the frame's place bounds the depth while r10 is the frame pointer; the count of
+        # active callbacks bounds it whatever the program wrote to r10
+        if top - STACK_SIZE < self.stack.base or self._callbacks >= MAX_CALL_FRAMES - 1:
             raise CallDepthError(f"callback would exceed {MAX_CALL_FRAMES} frames")
         regs = [a & M64 for a in args] + [0] * (5 - len(args))
+        self._callbacks += 1
         try:
             r0, _, tail = self._entry(*regs[:5], top, pc)
         finally:
             frame[0] = caller_top
+            self._callbacks -= 1
         if tail is not None:
             raise TailCallError("tail call from a callback")
         return r0 & M64
