@@ -38,6 +38,7 @@ MAX_SIZE = 1 << 29  # BPF_MAX_VAR_SIZ
 RINGBUF = 27
 TAIL_CALL = 12
 LOOKUP = 1
+_RDONLY_PROG = 1 << 7  # BPF_F_RDONLY_PROG
 # check_map_func_compatibility, the pairs pybpf's helpers need: helper -> map types it takes
 _FUNC_MAPS = {
     12: (3,),  # tail_call: prog_array
@@ -45,7 +46,8 @@ _FUNC_MAPS = {
     22: (4,), 55: (4,),  # perf_event_read(_value)
     27: (7,),  # get_stackid: stack_trace
     130: (RINGBUF,), 131: (RINGBUF,), 134: (RINGBUF,),  # ringbuf_output/reserve/query
-    87: (22, 23), 88: (22, 23), 89: (22, 23),  # map_push/pop/peek: queue, stack
+    87: (22, 23, 30), 88: (22, 23), 89: (22, 23, 30),  # push/pop/peek: queue, stack, bloom
+    195: (5, 6, 10),  # map_lookup_percpu_elem: the per-CPU hash, array and LRU hash
 }
 # map types that only some helpers take
 _MAP_FUNCS = {
@@ -173,6 +175,13 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
             raise _reject(f"dereference of modified ctx ptr R{regno} off={reg.off} disallowed")
         return None
     if base is Arg.PTR_TO_FUNC:
+        return None
+    if base is Arg.PTR_TO_CONST_STR:
+        m = reg.map
+        if not (getattr(m, "frozen", False) and getattr(m, "map_flags", 0) & _RDONLY_PROG):
+            raise _reject(f"R{regno} does not point to a readonly map'")
+        if not reg.var.is_const():
+            raise _reject(f"R{regno} is not a constant address'")
         return None
     if base is Arg.PTR_TO_STACK:
         memory.helper_mem(env, regno, 0, 0, write=False, uninit_ok=True, zero_ok=True)

@@ -465,7 +465,7 @@ class Checker:
 
     # --- atomics ----------------------------------------------------------------------------
     def atomic(self, insn: Instruction, spec: OpSpec) -> None:
-        val = self.read(insn.src_reg)
+        self.read(insn.src_reg)
         dst = self.read(insn.dst_reg)
         op = spec.op
         if dst.base is Base.PTR_TO_CTX or dst.base in PKT_TYPES:
@@ -473,8 +473,6 @@ class Checker:
                          f"{'ctx' if dst.base is Base.PTR_TO_CTX else 'packet'} is not allowed")
         if op == 0xF1:  # cmpxchg reads R0
             self.read(0)
-        if val.is_ptr:
-            raise Reject(f"R{insn.src_reg} leaks addr into mem")
         old = memory.access(self, insn.dst_reg, insn.off, spec.width, False, None, atomic=True)
         memory.access(self, insn.dst_reg, insn.off, spec.width, True, UNKNOWN, atomic=True)
         if op == 0xF1:
