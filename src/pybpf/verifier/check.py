@@ -7,7 +7,7 @@ of pending paths and continues with the fall-through, as the kernel does.
 At prune points (conditional jumps, jump targets, calls) the state is
 compared with the states already explored there: when an explored state
 that finished safely covers the current one, the path is pruned
-(:func:`covers`, a sound form of the kernel's ``states_equal``: scalars by
+(:func:`.prune.covers`, a sound form of the kernel's ``states_equal``: scalars by
 range and tnum inclusion, registers dead at the pc ignored).  A state that
 is still being explored and equals the current one exactly is an infinite
 loop.  Memory accesses are in :mod:`.memory`, calls in :mod:`.calls`.
@@ -23,13 +23,12 @@ from collections.abc import Mapping
 
 from pybpf.errors import VerifierError
 from pybpf.isa import Instruction, Kind, OpSpec, try_lookup
-from pybpf.verifier import calls, memory
+from pybpf.verifier import calls, memory, prune
 from pybpf.verifier.cfg import MAX_INSNS, Structure
 from pybpf.verifier.log import Log
 from pybpf.verifier.scalar import S64_MIN, Scalar
 from pybpf.verifier.state import (
     FP,
-    NOT_INIT,
     PKT_TYPES,
     UNKNOWN,
     Reg,
@@ -63,25 +62,6 @@ class Reject(Exception):
         self.pc = pc  # the instruction named, when not the one being checked
 
 
-class Node:
-    """An explored state at a prune point and how many paths below it are still running."""
-
-    __slots__ = ("branches", "hash", "key", "parent", "pc", "state")
-
-    def __init__(self, state: State, parent: Node | None, pc: int) -> None:
-        self.state = state
-        self.parent = parent
-        self.branches = 1
-        self.key: tuple | None = None  # exact_key(state), computed when first compared
-        self.hash = 0
-        self.pc = pc
-
-
-def exact_key(st: State) -> tuple:
-    return (tuple((tuple(f.regs), tuple(sorted(f.stack.items(), key=lambda kv: kv[0])),
-                   f.callsite) for f in st.frames), tuple(st.refs), st.lock)
-
-
 class Checker:
     """One run of the verifier over a program that passed the structural checks."""
 
@@ -92,7 +72,7 @@ class Checker:
         self.insns: dict[int, Instruction] = dict(zip(structure.pcs, structure.insns, strict=False))
         self.specs: dict[int, OpSpec] = {pc: try_lookup(i) for pc, i in self.insns.items()}
         self.maps: Mapping[int, object] = target.maps
-        self.explored: dict[int, list[Node]] = {}
+        self.explored: dict[int, list[prune.Node]] = {}
         self.pending: list[tuple[State, int, int, int]] = []
         self.processed = 0
         self.seen: set[int] = set()
@@ -102,7 +82,7 @@ class Checker:
         self.cur_states = 0
         self.max_states_per_insn = 0
         self.jmps = self.prev_jmps = self.prev_insns = 0
-        self.prune_points = _prune_points(structure)
+        self.prune_points = prune.prune_points(structure)
         self.live = calls.liveness(structure)
         self.depths: dict[int, int] = {}
         self.state: State = initial_state()
@@ -208,18 +188,18 @@ class Checker:
             if node.branches:
                 looping = True
                 if may_goto and node.state.may_goto_depth != st.may_goto_depth:
-                    if covers(node.state, st, self.live, pc):
+                    if prune.covers(node.state, st, self.live, pc):
                         return True
                     continue
                 if callback:
-                    if covers(node.state, st, self.live, pc):
+                    if prune.covers(node.state, st, self.live, pc):
                         return True
                     continue
                 if key is None:
-                    key = exact_key(st)
+                    key = prune.exact_key(st)
                     khash = hash(key)
                 if node.key is None:
-                    node.key = exact_key(node.state)
+                    node.key = prune.exact_key(node.state)
                     node.hash = hash(node.key)
                 if (khash == node.hash and key == node.key
                         and node.state.may_goto_depth == st.may_goto_depth):
@@ -228,7 +208,7 @@ class Checker:
                     raise Reject(f"infinite loop detected at insn {pc}", errno.EINVAL,
                                  self.last_pc)  # fmt: skip
                 continue
-            if covers(node.state, st, self.live, pc):
+            if prune.covers(node.state, st, self.live, pc):
                 return True
         force = may_goto or callback
         if not force:
@@ -238,7 +218,7 @@ class Checker:
             if self.jmps - self.prev_jmps < 2 and self.processed - self.prev_insns < 8:
                 return False
         self.prev_jmps, self.prev_insns = self.jmps, self.processed
-        node = Node(st.copy(), st.parent, pc)
+        node = prune.Node(st.copy(), st.parent, pc)
         nodes.append(node)
         st.parent = node
         self.total_states += 1
@@ -494,9 +474,9 @@ class Checker:
         start = st.parent
         if start is not None and start.pc == pc:
             start = start.parent  # the checkpoint just made for this visit
-        prev = _prev_entry(start, pc)
+        prev = prune.prev_entry(start, pc)
         if prev is not None:
-            _widen(prev.state, body)
+            prune.widen(prev.state, body)
         self.push(body, pc + 1, pc)
         return pc + 1 + insn.off
 
@@ -601,29 +581,6 @@ def _sane_offset(v: Scalar, off: int, name: str) -> None:
         raise Reject(f"value {v.smin} makes {name} pointer be out of bounds", errno.EINVAL)
 
 
-def _prev_entry(node, pc: int):
-    while node is not None:
-        if node.pc == pc:
-            return node
-        node = node.parent
-    return None
-
-
-def _widen(old: State, cur: State) -> None:
-    if len(old.frames) != len(cur.frames):
-        return
-    for fo, fc in zip(old.frames, cur.frames, strict=False):
-        for i, (ro, rc) in enumerate(zip(fo.regs, fc.regs, strict=False)):
-            if ro.is_scalar and rc.is_scalar and ro.var != rc.var:
-                fc.regs[i] = UNKNOWN
-        for spi, sc in list(fc.stack.items()):
-            so = fo.stack.get(spi)
-            if (so is not None and so.spilled is not None and sc.spilled is not None
-                    and so.spilled.is_scalar and sc.spilled.is_scalar
-                    and so.spilled.var != sc.spilled.var):
-                fc.stack[spi] = type(sc)(sc.types, UNKNOWN)
-
-
 def _set_scalar(st: State, regno: int, old: Reg, var: Scalar) -> None:
     """Give R<regno> its refined value, and every register linked to it (sync_linked_regs)."""
     st.regs[regno] = old.but(var=var)
@@ -687,99 +644,3 @@ def _find_good_pkt(st: State, pkt: Reg, right_open: bool) -> None:
         return r
 
     _map_regs(st, fix)
-
-
-def covers(old: State, cur: State, live, pc: int) -> bool:
-    """Whether ``old`` (explored to the end safely) covers ``cur`` at ``pc`` (sound pruning)."""
-    if len(old.frames) != len(cur.frames) or old.lock != cur.lock:
-        return False
-    if len(old.refs) != len(cur.refs):
-        return False
-    idmap: dict[int, int] = {}
-    for a, b in zip(old.refs, cur.refs, strict=False):
-        if not _check_id(a[0], b[0], idmap):
-            return False
-    for depth, (fo, fc) in enumerate(zip(old.frames, cur.frames, strict=False)):
-        if fo.callsite != fc.callsite:
-            return False
-        at = pc if depth == len(old.frames) - 1 else fo.callsite + 1
-        regs = live.get(at)
-        for i in range(11) if regs is None else regs:
-            if not _regsafe(fo.regs[i], fc.regs[i], idmap):
-                return False
-        for spi, so in fo.stack.items():
-            sc = fc.slot(spi)
-            for j in range(8):
-                to = so.types[j]
-                if to == "?":
-                    continue
-                if to == "m":
-                    continue
-                tc = sc.types[j]
-                if to == "0" and tc == "0":
-                    continue
-                if to == "0" and tc == "r" and sc.spilled is not None and sc.spilled.is_const(0):
-                    continue
-                if to != tc:
-                    return False
-            if so.spilled is not None and so.types[7] == "r" and (
-                    sc.spilled is None or not _regsafe(so.spilled, sc.spilled, idmap)):
-                return False
-    return True
-
-
-def _check_id(a: int, b: int, idmap: dict[int, int]) -> bool:
-    if not a and not b:
-        return True
-    if not a or not b:
-        return False
-    if a in idmap:
-        return idmap[a] == b
-    idmap[a] = b
-    return True
-
-
-def _regsafe(o: Reg, c: Reg, idmap: dict[int, int]) -> bool:
-    if o.base is Base.NOT_INIT:
-        return True
-    if c.base is Base.NOT_INIT:
-        return False
-    if o.base is Base.SCALAR:
-        if not c.is_scalar:
-            return False
-        if o.id:
-            # a current scalar without an id is linked to nothing: a fresh id
-            # (check_scalar_ids), so old's id may map to it only once
-            cid = c.id or -(len(idmap) + 1)
-            if not _check_id(o.id, cid, idmap) or (c.id and o.off != c.off):
-                return False
-        return c.var.within(o.var)
-    if o.base is not c.base or o.flags != c.flags or o.off != c.off or o.map is not c.map:
-        return False
-    if o.frame != c.frame or o.size != c.size or o.sub != c.sub:
-        return False
-    if not c.var.within(o.var):
-        return False
-    if o.base in PKT_TYPES and (c.rng < o.rng if o.rng >= 0 else c.rng != o.rng):
-        return False
-    return _check_id(o.id, c.id, idmap) and _check_id(o.ref, c.ref, idmap)
-
-
-def _prune_points(s: Structure) -> set[int]:
-    points = set()
-    for pc, insn in zip(s.pcs, s.insns, strict=False):
-        spec = try_lookup(insn)
-        if spec is None:
-            continue
-        if spec.kind in (Kind.JUMP, Kind.JCOND):
-            points.add(pc)
-            points.add(pc + 1)
-            points.add(pc + 1 + insn.off)
-        elif spec.kind is Kind.JA:
-            points.add(pc + 1 + (insn.imm if spec.width == 32 else insn.off))
-        elif spec.kind in (Kind.CALL, Kind.CALL_LOCAL):
-            points.add(pc)
-    return points
-
-
-_ = (NOT_INIT,)
