@@ -14,9 +14,13 @@ Modules, bottom up:
 * :mod:`.ctx` — context access rules per program type (``is_valid_access``).
 * :mod:`.cfg` — structural checks (subprograms, jumps, reachability, call
   and stack depth) and the xlated rewrites (dead code, constant branches).
-* :mod:`.state`, :mod:`.check` — the path-sensitive abstract interpreter.
+* :mod:`.state`, :mod:`.check` — the path-sensitive abstract interpreter,
+  with :mod:`.memory` (loads and stores per pointer type), :mod:`.calls`
+  (helpers, bpf-to-bpf calls, exit, liveness) and :mod:`.prune` (explored
+  states and pruning).
 * :mod:`.log` — the kernel-format log; :mod:`.report` — the explanation
   for people.
+* :mod:`.api` — :func:`verify`, :class:`Target`, :class:`Verdict`.
 """
 
 from pybpf.verifier.api import MapInfo, Target, Verdict, verify
