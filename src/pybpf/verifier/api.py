@@ -97,7 +97,8 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
             checker.run()
         except VerifierError:
             raise
-        except Exception as exc:
+        except (ArithmeticError, AttributeError, IndexError, KeyError, TypeError,
+                ValueError) as exc:  # a verifier bug is still a typed refusal
             raise VerifierError(f"pybpf verifier bug at insn {checker.pc}: "
                                 f"{type(exc).__name__}: {exc}", pc=checker.pc,
                                 errno=errno.EFAULT) from exc  # fmt: skip
