@@ -21,6 +21,9 @@ every access outside the stack frames and the hot region through Memory.
 ``checked=False`` trusts a verifier: no counting (``RunResult.executed`` is
 0), and accesses outside the stack and hot region go directly to host memory
 except those in the context region (r1's region when it converts its fields).
+In both modes loads from the context that its converted image answers
+(``region.image_address``, kept current by the runtime) are native; other
+context accesses are callouts.
 """
 
 from __future__ import annotations

@@ -52,7 +52,13 @@ instruction writes r10, an access at a constant offset in [-512, 0) from r10
 is known to be in the current frame and is emitted without a check.  With
 ``options.direct`` (verified programs only) an access outside the windows
 goes straight to memory unless it falls in ``Slot.CUSTOM_BASE/SIZE`` (the
-context, converted in Python).  With ``options.count`` each block adds its
+context, converted in Python).  In both modes a plain load (``ldx``, not
+sign-extending or acquiring) that falls in the context window first reads
+the flag byte of the context's converted image (``Slot.CTX_IMAGE``, layout
+:func:`~pybpf.jit.abi.ctx_image_layout`): when the image answers that
+offset and width the load is the image's 64-bit word, natively (the
+kernel's convert_ctx_access, done by the runtime ahead of the run); every
+other context access, and every store, is a callout.  With ``options.count`` each block adds its
 length to a counter and stops at ``Slot.BUDGET`` (BudgetExceeded, as the
 interpreter's budget).
 

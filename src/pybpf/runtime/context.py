@@ -11,6 +11,16 @@ the 64-bit host address of the packet — and an access the kernel's
 the field and the rule (the kernel refuses such programs at load time; pybpf
 has no verifier, so it refuses the access when it happens).
 
+For the JIT each context also has a native *converted image*
+(:class:`CtxImage`): for every load :meth:`CtxRegion.load` would answer
+without faulting, the value it returns, so generated code reads context
+fields without calling Python.  The image follows the state: assigning any
+attribute of the :class:`XdpBuff` / :class:`SkBuff` (an adjust helper moving
+``data``, ``ctx_in``, a program's store) recomputes the loads that read it.
+Stores and the loads the image leaves out still take :meth:`~CtxRegion.load`
+/ :meth:`~CtxRegion.store`.  ``RawCtx`` and ``PerfEventData`` images are
+empty (their loads keep the Python path).
+
 The state the fields read — the ``xdp_buff`` the adjust helpers move, the
 ``sk_buff`` — lives in :class:`XdpBuff` and :class:`SkBuff`; a run's
 ``ExecEnv.ctx`` is one of those.  Packet bytes live in one frame buffer per
@@ -395,6 +405,8 @@ for _f in _SKB_FIELDS:
 _SK_FIELDS = {"family", "remote_ip4", "local_ip4", "remote_ip6", "local_ip6", "remote_port",
               "local_port"}  # fmt: skip
 _PTR_FIELDS = {"data", "data_end", "data_meta"}
+_SKB_IMAGE_LOADS: dict[str, dict[str, list[tuple[int, int]]]] = {}
+"""Per program type: the image's loads of an SkBuffCtx, by the attribute they read."""
 # __sk_buff fields whose value is one SkBuff attribute as it is
 _SKB_PLAIN = {
     "len": "len", "mark": "mark", "queue_mapping": "queue_mapping", "protocol": "protocol",
@@ -443,12 +455,17 @@ class SkBuffCtx(CtxRegion):
         self.skb = skb
         self.kind = kind
         self.refused, self.stores = _SKB_RULES[kind]
-        groups: dict[str, list[tuple[int, int]]] = {}
-        for name, start, width, _ in _SKB_FIELDS:
-            loads = [(off, n) for off in range(start, start + width) for n in IMAGE_WIDTHS]
-            for attr in _SKB_READS.get(name, (name,)) or ("",):  # "": constant
-                groups.setdefault(attr, []).extend(loads)
-        self.convert(groups)
+        known = _SKB_IMAGE_LOADS.get(kind)  # which loads do not fault depends on the kind only
+        if known is None:
+            groups: dict[str, list[tuple[int, int]]] = {}
+            for name, start, width, _ in _SKB_FIELDS:
+                loads = [(off, n) for off in range(start, start + width) for n in IMAGE_WIDTHS]
+                for attr in _SKB_READS.get(name, (name,)) or ("",):  # "": constant
+                    groups.setdefault(attr, []).extend(loads)
+            self.convert(groups)
+            _SKB_IMAGE_LOADS[kind] = {g: list(loads) for g, loads in self._answered.items()}
+        else:
+            self.convert(known)
         skb.watch = self.reconvert
 
     def _field(self, pc: int, off: int, size: int, write: bool) -> tuple[str, int, int, int]:
