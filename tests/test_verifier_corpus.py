@@ -126,6 +126,13 @@ def test_a_slow_load_is_a_timeout_not_a_hang():
     assert (verdict.ok, verdict.pc, verdict.errno) == (False, None, errno.ETIME)
 
 
+def test_a_missing_corpus_or_case_is_an_error(tmp_path):
+    with pytest.raises(vd.CorpusError, match=r"no \*\.vc files"):
+        vd.load_corpus(tmp_path)
+    with pytest.raises(vd.CorpusError, match="no case named nope"):
+        vd.load_corpus(names=["nope"])
+
+
 def test_agreement_and_danger_are_judged():
     reject = vd.Verdict(False, 3, errno.EACCES, ("R0 invalid mem access 'scalar'",))
     policy = vd.Verdict(False, 3, errno.EINVAL, ("At program exit the register R0 has smin=2",))

@@ -282,14 +282,24 @@ def _c_case(name: str, path: Path, obj: Path, recorded: Verdict | None, license:
 
 
 def load_corpus(root: str | Path = CORPUS, names: Iterable[str] = ()) -> list[Case]:
-    """Every case under ``root`` (``*.vc`` files, recursively), optionally only ``names``."""
+    """Every case under ``root`` (``*.vc`` files, recursively), optionally only ``names``.
+
+    CorpusError when there is no ``.vc`` file, a name appears twice, or a wanted name
+    is not in the corpus.
+    """
     wanted = set(names)
-    cases = [c for p in sorted(Path(root).rglob("*.vc")) for c in parse_file(p)]
+    paths = sorted(Path(root).rglob("*.vc"))
+    if not paths:
+        raise CorpusError("no *.vc files", path=str(root))
+    cases = [c for p in paths for c in parse_file(p)]
     seen: set[str] = set()
     for case in cases:
         if case.name in seen:
             raise CorpusError(f"case {case.name!r} appears twice", path=str(case.path))
         seen.add(case.name)
+    unknown = sorted(wanted - seen)
+    if unknown:
+        raise CorpusError(f"no case named {', '.join(unknown)}", path=str(root))
     return [c for c in cases if not wanted or c.name in wanted]
 
 
