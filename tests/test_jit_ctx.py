@@ -319,3 +319,43 @@ def test_the_image_layout_is_the_abi_one():
     assert (flags, total) == (8 * 4 * 24, 8 * 4 * 24 + 24)
     word = struct.unpack_from("<Q", md.image.buf, 8 * (2 * 24 + 4))[0]  # class 2: 4 bytes
     assert word == md.load(0, 4, 4) and md.image.buf[flags + 4] == 1 << 2
+
+
+def fixup(op: str, value: int) -> int:
+    return ((value ^ 1 << 31) - (1 << 31)) & ((1 << 64) - 1) if op == "ldxsw" else value
+
+
+def contexts() -> dict[str, CtxRegion]:
+    out: dict[str, CtxRegion] = {"xdp": xdp_md(), "xdp_devmap": xdp_md(devmap=True)}
+    out.update({kind: sk_buff(kind) for kind in SKB_KINDS})
+    return out
+
+
+@pytest.mark.parametrize("name", ["xdp", "xdp_devmap", *SKB_KINDS])
+@pytest.mark.parametrize("op", ["ldxb", "ldxh", "ldxw", "ldxdw", "ldxsb", "ldxsh", "ldxsw"])
+def test_every_context_offset_agrees_with_the_interpreter(name, op):
+    """r1 + r2 for every r2 around the context: value or fault, as the interpreter."""
+    insns = ubpf.assemble(f"add %r1, %r2\n{op} %r0, [%r1+0]\nexit")
+    ctx_a, ctx_b = contexts()[name], contexts()[name]
+    mem_a, mem_b = Memory(), Memory()
+    mem_a.add(ctx_a), mem_b.add(ctx_b)
+    vm = Interpreter(insns, memory=mem_a)
+    prog = JitProgram(insns, memory=mem_b, checked=True)
+    pointers = {76, 80, 140} if name not in ("xdp", "xdp_devmap") else {0, 4, 8}
+    try:
+        for off in range(-8, ctx_a.size + 8):
+            def run(engine, ctx, off=off):
+                try:
+                    return engine.run(args=[ctx.base, off & ((1 << 64) - 1)]).r0
+                except MemoryFault as err:
+                    return str(err).replace(hex(ctx.base + off), "@")
+
+            want, got = run(vm, ctx_a), run(prog, ctx_b)
+            if isinstance(want, int) and off in pointers and op in ("ldxw", "ldxsw"):
+                # addresses differ per context: each engine loads its own context's pointer
+                # (ldxsw: the interpreter's sign fix-up, which does not truncate the pointer)
+                assert want == fixup(op, ctx_a.load(0, off, 4)), (name, op, off)
+                want, got = "pointer", "pointer" if got == fixup(op, ctx_b.load(0, off, 4)) else got
+            assert got == want, (name, op, off)
+    finally:
+        prog.close()

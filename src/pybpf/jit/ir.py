@@ -726,8 +726,9 @@ class _Translator:
             self.emit(f"br label %{join}")
         self.block(slow)
         value = self.callout(Callout.LOAD, pc, 0, [address, str(n)])
-        if n < 8 and extend == "sext":
-            value = self.op(f"sext {t} {self.op(f'trunc i64 {value} to {t}')} to i64")
+        if n < 8 and extend == "sext":  # as the interpreter: a converted context field may
+            sign = 1 << (8 * n - 1)  # be wider than the load (a pointer): no truncation
+            value = self.op(f"sub i64 {self.op(f'xor i64 {value}, {sign}')}, {sign}")
         self.put(dst, value)
         self.emit(f"br label %{join}")
         self.block(join)
