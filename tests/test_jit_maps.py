@@ -41,7 +41,7 @@ def _dump(m) -> dict[bytes, bytes]:
 
 
 def _kernel_with(map_type, key_size, value_size, max_entries, flags=0, ncpus=1):
-    k = Kernel(ncpus=ncpus, seed=7)
+    k = Kernel(verify=False, ncpus=ncpus, seed=7)
     m = k.map_create(MapAttr(map_type, key_size, value_size, max_entries, flags, name="m"))
     return k, m
 
@@ -479,7 +479,7 @@ def _run_with_pointers(t, engine, memory):
 
 # --- BPF_PROG_TEST_RUN's repeat through the native loop ------------------------------------------
 def _loaded(bench, engine):
-    kernel = Kernel(ncpus=1, seed=3)
+    kernel = Kernel(verify=False, ncpus=1, seed=3)
     maps = {m.name: kernel.map_create(MapAttr(m.map_type, m.key_size, m.value_size,
                                               m.max_entries, name=m.name))
             for m in bench.maps}  # fmt: skip
@@ -571,7 +571,7 @@ def test_precompiled_hot_functions_come_from_the_compile_cache(tmp_path, monkeyp
 def test_tail_call_targets_see_the_runs_cpu():
     from pybpf.runtime import testrun
 
-    kernel = Kernel(ncpus=2, seed=3)
+    kernel = Kernel(verify=False, ncpus=2, seed=3)
     target = kernel.prog_load(llvm.assemble("  call bpf_get_smp_processor_id\n  exit\n"), 6,
                               name="target", engine="jit")  # fmt: skip
     table = kernel.map_create(MapAttr(MapType.PROG_ARRAY, 4, 4, 1, name="table"))
@@ -589,7 +589,7 @@ def test_tail_call_targets_see_the_runs_cpu():
 
 
 def test_maps_whose_programs_see_other_values_keep_the_trampoline():
-    kernel = Kernel(ncpus=1, seed=3)
+    kernel = Kernel(verify=False, ncpus=1, seed=3)
     inner = kernel.map_create(MapAttr(MapType.ARRAY, 4, 8, 2, name="inner"))
     outer = kernel.map_create(MapAttr(MapType.HASH_OF_MAPS, 4, 4, 4, name="outer",
                                       inner_map=inner))  # fmt: skip

@@ -506,7 +506,7 @@ def test_helper_availability_matches_kernel():
     for prog_type, helper in cases:
         insns = ubpf.assemble(f"mov %r1, 0\nmov %r2, 0\ncall {helper}\nmov %r0, 0\nexit")
         try:
-            Kernel().prog_load(insns, prog_type)
+            Kernel(verify=False).prog_load(insns, prog_type)  # availability only
             ours = True
         except KernelError:
             ours = False

@@ -163,7 +163,8 @@ def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: lis
                                   license=spec.license or "", maps=maps,
                                   expected_attach_type=prog.expected_attach_type or 0,
                                   log_level=log_level,
-                                  line_info={i.insn_index: i for i in prog.line_info})  # fmt: skip
+                                  line_info={i.insn_index: i for i in prog.line_info},
+                                  func_info=[pc for pc, _ in prog.func_info] or None)  # fmt: skip
     except PybpfError as err:
         err.args = (f"program {prog.name!r} (section {prog.section!r}): {err.args[0]}",
                     *err.args[1:])  # fmt: skip

@@ -24,8 +24,8 @@ from pybpf.vm.interpreter import Interpreter
 
 Runner = Callable[[Sequence[Instruction], bytes, HelperTable], int]
 
-JIT_CHECKED_DEFAULT = True
-"""Load-time JIT runs in checked mode until programs are verified before they run."""
+JIT_CHECKED_DEFAULT = False
+"""True runs even verified programs checked; by default only unverified programs are."""
 
 
 def _interp(insns: Sequence[Instruction], memory: bytes, helpers: HelperTable) -> int:

@@ -32,7 +32,7 @@ class Kernel:
     """Maps, programs and shared state of one simulated machine."""
 
     def __init__(self, *, ncpus: int | None = None, seed: int | None = None,
-                 tag_algorithm: str = "sha1", verify: bool = False) -> None:  # fmt: skip
+                 tag_algorithm: str = "sha1", verify: bool = True) -> None:  # fmt: skip
         self.space = AddressSpace()
         self.ncpus = ncpus or os.cpu_count() or 1
         self.random = random.Random(seed)
@@ -124,6 +124,7 @@ class Kernel:
         log_level: int = 0,
         verify: bool | None = None,
         line_info: Mapping | None = None,
+        func_info: Sequence[int] | None = None,
     ):
         """BPF_PROG_LOAD: check, relocate and prepare ``insns``; returns the Program.
 
@@ -132,7 +133,8 @@ class Kernel:
         indexed by MAP_IDX / MAP_IDX_VALUE (libbpf's fd_array).  The verifier
         runs when ``verify`` (default: the kernel's ``verify`` setting) is true;
         a refusal raises VerifierError with the log at ``log_level`` (0, 1 or
-        2) and a report using ``line_info`` (pc -> BTF line info record).
+        2) and a report using ``line_info`` (pc -> BTF line info record);
+        ``func_info`` are the start pcs of the functions BTF describes.
         """
         from pybpf.runtime.program import Program  # program.py imports this module
 
@@ -141,7 +143,7 @@ class Kernel:
                             expected_attach_type=expected_attach_type, engine=engine,
                             log_level=log_level,
                             verify=self.verify if verify is None else verify,
-                            line_info=line_info)  # fmt: skip
+                            line_info=line_info, func_info=func_info)  # fmt: skip
         prog.engine_name = engine
         prog.id = self._next_prog_id
         self._next_prog_id += 1

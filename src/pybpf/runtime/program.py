@@ -89,7 +89,8 @@ class Program:
     def load(cls, kernel: Kernel, insns: Sequence[Instruction], prog_type, *, name: str = "",
              license: str = "GPL", maps: Mapping[int, Map] | Sequence[Map] = (),
              expected_attach_type: int = 0, engine: str = "interp", log_level: int = 0,
-             verify: bool = False, line_info: Mapping | None = None) -> Program:  # fmt: skip
+             verify: bool = False, line_info: Mapping | None = None,
+             func_info: Sequence[int] | None = None) -> Program:  # fmt: skip
         """Check and prepare ``insns`` (see the module docstring); KernelError on refusal."""
         try:
             prog_type = ProgType(prog_type)
@@ -105,16 +106,19 @@ class Program:
         prog.expected_attach_type = expected_attach_type
         prog.insns = tuple(insns)
         try:
-            specs = check_jumps(prog.insns)
-        except PybpfError as err:
-            raise KernelError(str(err), errno=errno.EINVAL) from err
+            specs, bad_jumps = check_jumps(prog.insns), None
+        except PybpfError as err:  # the verifier words it as the kernel does, when it runs
+            specs, bad_jumps = (), err
         prog.xlated = tuple(prog._relocate(prog.insns, maps))
         prog.tag = prog_tag(prog.xlated, kernel.tag_algorithm)  # before the verifier's rewrites
         if verify:
             from pybpf.runtime.verification import verify_program
 
-            prog.verdict = verify_program(prog, log_level=log_level, line_info=line_info)
+            prog.verdict = verify_program(prog, log_level=log_level, line_info=line_info,
+                                          func_info=func_info)
             prog.xlated = prog.verdict.xlated
+        if bad_jumps is not None:
+            raise KernelError(str(bad_jumps), errno=errno.EINVAL) from bad_jumps
         called = [insn.imm for insn, spec in zip(prog.insns, specs, strict=True)
                   if spec.kind is Kind.CALL]  # fmt: skip
         helpers = helper_table(kernel, prog, called)

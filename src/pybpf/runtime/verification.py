@@ -12,7 +12,7 @@ hard-wired) the program keeps.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pybpf.runtime.helpers import prototypes
@@ -22,8 +22,13 @@ if TYPE_CHECKING:
     from pybpf.runtime.program import Program
 
 
-def verify_program(prog: Program, *, log_level: int = 0, line_info: Mapping | None = None):
-    """Verify ``prog.xlated``; returns the Verdict or raises VerifierError."""
+def verify_program(prog: Program, *, log_level: int = 0, line_info: Mapping | None = None,
+                   func_info: Sequence[int] | None = None):
+    """Verify ``prog.xlated``; returns the Verdict or raises VerifierError.
+
+    ``func_info`` are the start pcs of the functions the program's BTF
+    describes (None: the load carries no BTF func_info).
+    """
     from pybpf.verifier import Target, verify
 
     allowed = PROG_TYPES[prog.prog_type].helpers
