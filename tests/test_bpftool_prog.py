@@ -20,7 +20,8 @@ HELLO = str(FIXTURES / "hello.bpf.o")
 GOLDEN = Path(__file__).resolve().parent / "golden" / "hello_xlated.txt"
 PIN = "/sys/fs/bpf/hello"
 SEED_KEYS = ["id", "type", "name", "tag", "gpl_compatible", "loaded_at", "uid", "orphaned",
-             "bytes_xlated", "jited", "bytes_memlock", "map_ids", "btf_id"]  # fmt: skip
+             "bytes_xlated", "jited", "bytes_jited", "bytes_memlock", "map_ids",
+             "btf_id"]  # fmt: skip
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_show_text_layout(loaded):
     lines = out.splitlines()
     assert re.fullmatch(r"1: xdp  name hello  tag d35b94b4c0c10efb  gpl", lines[0])
     assert re.fullmatch(r"\tloaded_at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}  uid \d+", lines[1])
-    assert lines[2] == "\txlated 96B  not jited  memlock 4096B  map_ids 1,2"
+    assert re.fullmatch(r"\txlated 96B  jited \d+B  memlock 4096B  map_ids 1,2", lines[2])
     assert lines[3] == "\tbtf_id 1"
     assert len(lines) == 4
     for selector in (["id", "1"], ["tag", "d35b94b4c0c10efb"], ["pinned", PIN], []):
@@ -63,7 +64,7 @@ def test_show_json_fields_and_pretty(loaded):
     status, out, _ = loaded("-j", "prog", "show", "id", "1")
     doc = json.loads(out)
     assert status == 0 and list(doc) == SEED_KEYS
-    assert doc["map_ids"] == [1, 2] and doc["jited"] is False and doc["btf_id"] == 1
+    assert doc["map_ids"] == [1, 2] and doc["jited"] is True and doc["btf_id"] == 1
     assert isinstance(doc["loaded_at"], int)
     _, pretty, _ = loaded("prog", "show", "id", "1", "--pretty") if False else \
         loaded("-p", "prog", "show", "id", "1")  # fmt: skip
@@ -134,9 +135,8 @@ def test_dump_file_and_jited(loaded, tmp_path):
     dest = tmp_path / "image.bin"
     assert loaded("prog", "dump", "xlated", "id", "1", "file", str(dest))[0] == 0
     assert dest.stat().st_size == 96
-    status, out, err = loaded("prog", "dump", "jited", "id", "1")
-    assert status == 255 and out == ""
-    assert "error retrieving jit dump: no instructions returned" in err  # an interpreted program
+    status, out, _ = loaded("prog", "dump", "jited", "id", "1")  # JIT at load, as the kernel
+    assert status == 0 and "bpf_prog_d35b94b4c0c10efb_hello:" in out.splitlines()[1]
 
 
 def test_run_three_times_and_tracelog(loaded, tmp_path):
@@ -246,13 +246,11 @@ def test_compare_with_bpftool(loaded):
         os.unlink(pin)
     ours = json.loads(loaded("-j", "prog", "show", "pinned", PIN)[1])
     # bpftool >= 7.3 adds "orphaned" (the seed has it, Debian's 7.1 not); the kernel jits
-    expected = [k for k in real_json if k != "bytes_jited"]
-    assert [k for k in ours if k != "orphaned"] == [k for k in expected if k != "orphaned"]
+    assert [k for k in ours if k != "orphaned"] == [k for k in real_json if k != "orphaned"]
     assert ours["tag"] == real_json["tag"] or ours["bytes_xlated"] == real_json["bytes_xlated"]
     assert ours["bytes_memlock"] == real_json["bytes_memlock"]
     our_text = loaded("prog", "show", "pinned", PIN)[1]
-    jited = re.sub(r"  jited \d+B", "  not jited", real_text)
-    assert _mask(our_text) == _mask(jited)
+    assert _mask(our_text) == _mask(real_text)  # jited sizes differ: ours is LLVM's code
 
     def norm(text: str) -> str:
         return re.sub(r"#-?\d+", "#H", re.sub(r"map\[id:\d+\]", "map[id:M]", text))

@@ -269,12 +269,12 @@ def test_engine_choice_persists_across_processes(pybpf, tmp_path):
     packet = tmp_path / "packet"
     packet.write_bytes(bytes(64))
     pybpf("--engine", "jit", "prog", "load", HELLO, "/sys/fs/bpf/native")
-    pybpf("prog", "load", HELLO, "/sys/fs/bpf/default")  # the default engine: interp
+    pybpf("prog", "load", HELLO, "/sys/fs/bpf/default")  # the default engine: jit
     pybpf("--engine=interp", "prog", "load", HELLO, "/sys/fs/bpf/interp")
     shown = {p["id"]: p for p in json.loads(pybpf("-j", "prog", "show").stdout)}
-    assert [shown[i]["jited"] for i in (1, 2, 3)] == [True, False, False]
+    assert [shown[i]["jited"] for i in (1, 2, 3)] == [True, True, False]
     state = json.loads((tmp_path / "state" / "state.json").read_text())
-    assert [p["engine"] for p in state["progs"]] == ["jit", "interp", "interp"]
+    assert [p["engine"] for p in state["progs"]] == ["jit", "jit", "interp"]
     for pin in ("native", "interp"):
         out = pybpf("prog", "run", "pinned", f"/sys/fs/bpf/{pin}", "data_in", str(packet)).stdout
         assert out.startswith("Return value: 2, duration")

@@ -24,7 +24,7 @@ from pybpf.runtime.maps.base import Map, MapAttr, MapType, fail
 from pybpf.runtime.space import AddressSpace
 from pybpf.runtime.trace import TracePipe
 
-DEFAULT_ENGINE = "interp"
+DEFAULT_ENGINE = "jit"
 """The engine programs get by default ('jit' is bpf_jit_enable=1; see runtime.engines)."""
 
 
