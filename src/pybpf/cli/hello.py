@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pybpf.asm import llvm, xlated
 from pybpf.btf import format_value
+from pybpf.cli.bpftool import jited
 from pybpf.elf.reader import read_object
 from pybpf.errors import ObjectError
 from pybpf.isa import decode
@@ -29,6 +30,9 @@ from pybpf.runtime.kernel import Kernel
 from pybpf.runtime.progtypes import PROG_TYPES
 
 EXAMPLE = "hello.bpf.o"
+
+
+JITED_HEAD = 16  # lines of the native listing the walkthrough shows
 
 
 def example_bytes(name: str = EXAMPLE) -> bytes:
@@ -53,16 +57,21 @@ def main(path: str | None = None) -> int:
               f"{prog.section_offset:016x} <{prog.name}>:")  # fmt: skip
         print(llvm.objdump_listing(decode(raw, validate=False), notes=objdump_notes(prog)), end="")
 
-    kernel = Kernel()
-    coll = load_object(spec, kernel)
-    print(f"\n$ pybpf prog load {path or EXAMPLE} /sys/fs/bpf/hello\n\n$ pybpf prog list")
+    kernel = Kernel()  # verifies every program, then JIT-compiles it (bpf_jit_enable=1)
+    coll = load_object(spec, kernel, log_level=2)
+    print(f"\n$ pybpf -d prog load {path or EXAMPLE} /sys/fs/bpf/hello   (-d: the verifier's log)")
+    for prog in coll.programs.values():
+        print(f"libbpf: prog '{prog.name}': -- BEGIN PROG LOAD LOG --\n"
+              f"{prog.verdict.log.rstrip()}\n-- END PROG LOAD LOG --")  # fmt: skip
+    print("\n$ pybpf prog list")
     for prog in coll.programs.values():
         loaded = datetime.fromtimestamp(prog.loaded_at).astimezone()
         print(f"{prog.id}: {PROG_TYPES[prog.prog_type].name}  name {prog.name}  tag {prog.tag}"
               f"{'  gpl' if prog.gpl_compatible else ''}")  # fmt: skip
         print(f"\tloaded_at {loaded.strftime('%Y-%m-%dT%H:%M:%S%z')}  uid {prog.uid}")
         ids = ",".join(map(str, prog.map_ids))
-        print(f"\txlated {prog.bytes_xlated}B  not jited  map_ids {ids}")
+        jit = f"jited {jited.bytes_jited(prog)}B" if prog.engine_name == "jit" else "not jited"
+        print(f"\txlated {prog.bytes_xlated}B  {jit}  map_ids {ids}")
         print(f"\t(the tag as Linux 6.18 computes it, with SHA-256: {prog.tag_with('sha256')})")
     print("\n$ pybpf map list")
     for m in coll.maps.values():
@@ -74,6 +83,13 @@ def main(path: str | None = None) -> int:
     prog = coll.programs[first.name]
     print(f"\n$ pybpf prog dump xlated name {prog.name}")
     print(xlated.disassemble(prog.xlated, notes=xlated_notes(spec, first)), end="")
+    if prog.engine_name == "jit":
+        prog.notes = xlated_notes(spec, first)  # the source lines bpftool prints above the code
+        listing = jited.dump_plain(prog).splitlines()
+        print(f"\n$ pybpf prog dump jited name {prog.name} | head -{JITED_HEAD}")
+        print("\n".join(listing[:JITED_HEAD]))
+        if len(listing) > JITED_HEAD:
+            print(f"... ({len(listing) - JITED_HEAD} more lines of x86-64)")
     print(f"\n$ pybpf prog run name {prog.name} data_in packet   (three times)")
     for _ in range(3):
         result = coll.run(first.name, bytes(64))
