@@ -27,9 +27,14 @@ def verify_program(prog: Program, *, log_level: int = 0, line_info: Mapping | No
     """Verify ``prog.xlated``; returns the Verdict or raises VerifierError.
 
     ``func_info`` are the start pcs of the functions the program's BTF
-    describes (None: the load carries no BTF func_info).
+    describes, in order (None or empty: the load carries no BTF func_info);
+    ``(pc, type_id)`` pairs, as the loader's ``ProgramSpec.func_info``
+    holds them, are accepted too.
     """
     from pybpf.verifier import Target, verify
+
+    if func_info:
+        func_info = tuple(f[0] if isinstance(f, tuple) else int(f) for f in func_info)
 
     allowed = PROG_TYPES[prog.prog_type].helpers
     target = Target(
@@ -39,6 +44,7 @@ def verify_program(prog: Program, *, log_level: int = 0, line_info: Mapping | No
         maps={m.id: m for m in prog.maps},
         helpers=prototypes(allowed),
         line_info=line_info,
+        func_info=tuple(func_info) if func_info else None,
     )
     verdict = verify(prog.xlated, target, log_level=log_level)
     if not verdict.ok:

@@ -11,6 +11,7 @@ kernel's message and errno, the log at the level asked and the report).
 from __future__ import annotations
 
 import errno
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -44,7 +45,14 @@ class Target:
     ``maps`` is keyed by the map id that the xlated ``ld_imm64 map[id:N]``
     carries in ``imm``; ``helpers`` holds the prototypes of the helpers this
     program type may call, by helper id; ``line_info`` maps pcs to source
-    lines for the report (optional).
+    lines for the report (optional).  ``func_info`` is the BTF func_info of
+    the load: the start pc of every function the program's BTF describes,
+    in order (None or empty: the load has none).  With it, callbacks may be
+    loaded (``ld_imm64`` of a function, BPF_PSEUDO_FUNC) and subprograms may
+    hold LD_ABS and tail calls; it must name exactly the subprograms'
+    starts, as the kernel's ``check_btf_func`` demands.  Every described
+    function is taken as static (pybpf does not verify global functions
+    on their own).
     """
 
     prog_type: int
@@ -53,6 +61,11 @@ class Target:
     maps: Mapping[int, Any] = field(default_factory=dict)
     helpers: Mapping[int, HelperProto] = field(default_factory=dict)
     line_info: Mapping | None = None
+    func_info: Sequence[int] | None = None
+
+    @property
+    def has_func_info(self) -> bool:
+        return bool(self.func_info)
 
 
 @dataclass(frozen=True)
@@ -91,7 +104,9 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
     checker: Checker | None = None
     path: tuple[int, ...] = ()
     try:
-        structure = cfg.analyze(insns)
+        _check_func_info_early(target.func_info)
+        structure = cfg.analyze(insns, btf=target.has_func_info or bool(target.line_info))
+        _check_func_info(structure, target.func_info)
         checker = Checker(structure, target, log)
         try:
             checker.run()
@@ -105,7 +120,8 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
         finally:
             path = path_pcs(checker.state)
         depths = [checker.depths.get(i, 0) for i in range(len(structure.subprogs))]
-        cfg.check_stack_depth(structure, depths)
+        cfg.check_stack_depth(structure, depths,
+                              private=cfg.private_stack(int(target.prog_type)))
     except VerifierError as exc:
         if exc.pc is None or checker is None:
             log.add(exc.reason)
@@ -122,6 +138,33 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
     return Verdict(True, log.text(), None, tuple(xlated), checker.processed,
                    checker.max_states_per_insn, checker.total_states, checker.peak_states,
                    tuple(depths), path)
+
+
+def _check_func_info_early(func_info: Sequence[int] | None) -> None:
+    """check_btf_func_early: the records start at 0 and their offsets increase."""
+    if not func_info:
+        return
+    if func_info[0]:
+        raise VerifierError(f"nonzero insn_off {func_info[0]} for the first func info record",
+                            errno=errno.EINVAL)  # fmt: skip
+    for prev, off in itertools.pairwise(func_info):
+        if off <= prev:
+            raise VerifierError(f"same or smaller insn offset ({off}) than previous func info "
+                                f"record ({prev})", errno=errno.EINVAL)  # fmt: skip
+
+
+def _check_func_info(structure: cfg.Structure, func_info: Sequence[int] | None) -> None:
+    """check_btf_func: one record per subprogram, each at its subprogram's start."""
+    if not func_info:
+        return
+    subprogs = structure.subprogs
+    if len(func_info) != len(subprogs):
+        raise VerifierError("number of funcs in func_info doesn't match number of subprogs",
+                            errno=errno.EINVAL)  # fmt: skip
+    for off, sub in zip(func_info, subprogs, strict=True):
+        if off != sub.start:
+            raise VerifierError("func_info BTF section doesn't match subprog layout in BPF "
+                                "program", errno=errno.EINVAL)  # fmt: skip
 
 
 def _report(insns, err: VerifierError, path: tuple[int, ...], target: Target) -> str:

@@ -17,7 +17,7 @@ from pybpf.isa.helper_ids import helper_name
 from pybpf.verifier import ctx as ctxrules
 from pybpf.verifier import memory
 from pybpf.verifier.cfg import MAX_FRAMES, Structure
-from pybpf.verifier.protos import Arg, ArgFlag, Ret, accepts, expected_text
+from pybpf.verifier.protos import FOR_EACH_MAPS, Arg, ArgFlag, Ret, accepts, expected_text
 from pybpf.verifier.state import (
     FP,
     NOT_INIT,
@@ -34,6 +34,7 @@ from pybpf.verifier.types import Base, Flag
 if TYPE_CHECKING:
     from pybpf.verifier.check import Checker
 
+ENOTSUPP = 524  # the kernel's internal "operation not supported"
 MAX_SIZE = 1 << 29  # BPF_MAX_VAR_SIZ
 RINGBUF = 27
 TAIL_CALL = 12
@@ -98,7 +99,7 @@ def helper_call(env: Checker, st: State, pc: int, insn: Instruction) -> int | No
         raise _reject("function calls are not allowed while holding a lock")
     callback = proto.callback
     if callback is not None:
-        _push_callback(env, st, pc, proto, callback)
+        _callback_call(env, st, pc, func_id, callback)
     release = proto.release_arg
     if release is not None:
         _release(st, regs[release + 1])
@@ -302,34 +303,66 @@ def _resource_leak(st: State, prefix: str) -> None:
 # --- callbacks ---------------------------------------------------------------------------------
 
 
-def _push_callback(env: Checker, st: State, pc: int, proto, cb) -> None:
-    """push_callback_call: explore the callback as a new frame, from a state of its own."""
+LOOP = 181  # bpf_loop
+FOR_EACH_MAP_ELEM = 164
+
+
+def _callback_call(env: Checker, st: State, pc: int, func_id: int, cb) -> None:
+    """check_helper_call's callback part: when the callback is explored.
+
+    bpf_loop queues another visit of its callback only while this frame has
+    queued fewer than the maximum of R1 (nr_loops) on this path; other
+    callback-calling helpers always queue one.  The walk returns to the
+    call after each visit, so the visits repeat until the callsite's state
+    is covered by an explored one.
+    """
+    caller = st.cur
+    if func_id == LOOP and caller.callback_depth >= st.regs[1].var.umax:
+        caller.callback_depth = 0
+        if env.log.level >= 2:
+            env.log.add(f"frame{len(st.frames) - 1} bpf_loop iteration limit reached")
+        return
+    _push_callback(env, st, pc, func_id, cb)
+
+
+def _push_callback(env: Checker, st: State, pc: int, func_id: int, cb) -> None:
+    """push_callback_call: queue the callback as a new frame of a copy of the state.
+
+    The callee's R1-R5 are set per ``cb.params`` (set_loop_callback_state,
+    map_set_for_each_callback_args); its R0 must be a scalar within
+    ``cb.ret_range`` at exit (:func:`exit_insn`).  The current path goes on
+    after the call as if the helper never called it.
+    """
     func = st.regs[cb.func_arg + 1]
     if func.base is not Base.PTR_TO_FUNC:
         return
     if len(st.frames) >= MAX_FRAMES:
         raise _reject(f"the call stack of {len(st.frames) + 1} frames is too deep !", errno.E2BIG)
+    if func_id == FOR_EACH_MAP_ELEM and int(getattr(st.regs[1].map, "map_type", 0)) not in \
+            FOR_EACH_MAPS:
+        raise _reject("callback function not allowed for map", ENOTSUPP)
     callee = st.copy()
+    caller = st.regs
     regs = [NOT_INIT] * 11
     for i, p in enumerate(cb.params):
         if p is None:
             continue
         if p == "ctx":
-            regs[i + 1] = st.regs[cb.ctx_arg + 1]
+            regs[i + 1] = caller[cb.ctx_arg + 1]
         else:
             base, flags = p
             if base is Base.SCALAR:
                 regs[i + 1] = UNKNOWN
             elif base is Base.CONST_PTR_TO_MAP:
-                regs[i + 1] = st.regs[1]
-            elif base is Base.PTR_TO_MAP_KEY:
-                regs[i + 1] = Reg(base, flags, map=st.regs[1].map)
-            else:
-                regs[i + 1] = Reg(base, flags, map=st.regs[1].map)
+                regs[i + 1] = caller[1]
+            else:  # the key and the value of the map in R1
+                regs[i + 1] = Reg(base, flags, map=caller[1].map)
     fno = len(st.frames)
     regs[FP] = Reg(Base.PTR_TO_STACK, frame=fno)
+    callee.frames[-1].callback_depth += 1
     callee.frames.append(Frame(regs, {}, fno, pc, _subprog_index(env, func.sub), 0, cb))
     callee.callback_depth += 1
+    st.cur.callback_depth = 0
     env.push(callee, func.sub, pc)
 
 
@@ -387,15 +420,12 @@ def exit_insn(env: Checker, st: State, pc: int) -> int | None:
         callee = st.frames.pop()
         if callee.callback is not None:
             cb = callee.callback
-            if r0.base is Base.NOT_INIT:
-                raise _reject("R0 !read_ok")
             if not r0.is_scalar:
-                raise _reject(f"At callback return the register R0 is not a known value "
-                              f"({r0.type_name()})", errno.EACCES)  # fmt: skip
+                raise _reject("R0 not a scalar value", errno.EACCES)
             lo, hi = cb.ret_range
             if r0.var.smin < lo or r0.var.smax > hi:
                 raise _reject(_invalid_scalar(r0, (lo, hi), "At callback return", "R0"),
-                              errno.EACCES)  # fmt: skip
+                              errno.EINVAL)  # fmt: skip
             st.callback_depth -= 1
             return callee.callsite  # the helper runs the callback again
         if r0.base is Base.PTR_TO_STACK and r0.frame == callee.frameno:

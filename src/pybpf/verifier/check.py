@@ -337,10 +337,11 @@ class Checker:
                              f"off={off}", errno.EINVAL)  # fmt: skip
             self.write(insn.dst_reg, Reg(Base.PTR_TO_MAP_VALUE, map=m, off=off))
             return
-        if src == 4:
-            # a callback needs the BTF func_info that names its signature; pybpf's
-            # targets carry none, so the kernel's answer without BTF is given
-            raise Reject("missing btf func_info", errno.EINVAL)
+        if src == 4:  # BPF_PSEUDO_FUNC: a callback's address, typed by BTF func_info
+            if not self.target.has_func_info:
+                raise Reject("missing btf func_info", errno.EINVAL)
+            self.write(insn.dst_reg, Reg(Base.PTR_TO_FUNC, sub=self.pc + insn.imm + 1))
+            return
         raise Reject("unrecognized bpf_ld_imm64 insn", errno.EINVAL)
 
     # --- ALU --------------------------------------------------------------------------------

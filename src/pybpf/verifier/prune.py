@@ -36,7 +36,7 @@ class Node:
 
 def exact_key(st: State) -> tuple:
     return (tuple((tuple(f.regs), tuple(sorted(f.stack.items(), key=lambda kv: kv[0])),
-                   f.callsite) for f in st.frames), tuple(st.refs), st.lock)
+                   f.callsite, f.callback_depth) for f in st.frames), tuple(st.refs), st.lock)
 
 
 def prev_entry(node, pc: int):
@@ -73,9 +73,9 @@ def covers(old: State, cur: State, live, pc: int) -> bool:
         if not _check_id(a[0], b[0], idmap):
             return False
     for depth, (fo, fc) in enumerate(zip(old.frames, cur.frames, strict=False)):
-        if fo.callsite != fc.callsite:
+        if fo.callsite != fc.callsite or fo.callback_depth > fc.callback_depth:
             return False
-        at = pc if depth == len(old.frames) - 1 else fo.callsite + 1
+        at = pc if depth == len(old.frames) - 1 else _resume_pc(old.frames[depth + 1])
         regs = live.get(at)
         for i in range(11) if regs is None else regs:
             if not _regsafe(fo.regs[i], fc.regs[i], idmap):
@@ -99,6 +99,12 @@ def covers(old: State, cur: State, live, pc: int) -> bool:
                     sc.spilled is None or not _regsafe(so.spilled, sc.spilled, idmap)):
                 return False
     return True
+
+
+def _resume_pc(callee) -> int:
+    """Where the caller of frame ``callee`` continues: after the call, or at the
+    helper call again when ``callee`` is a callback (the helper may call it again)."""
+    return callee.callsite if callee.callback is not None else callee.callsite + 1
 
 
 def _check_id(a: int, b: int, idmap: dict[int, int]) -> bool:

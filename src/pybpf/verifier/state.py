@@ -135,10 +135,11 @@ class Frame:
     subprog: int = 0
     depth: int = 0  # deepest stack byte touched
     callback: object = None  # the helper's Callback when this frame is a callback
+    callback_depth: int = 0  # callback visits queued from this frame on this path (bpf_loop)
 
     def copy(self) -> Frame:
         return Frame(list(self.regs), dict(self.stack), self.frameno, self.callsite,
-                     self.subprog, self.depth, self.callback)
+                     self.subprog, self.depth, self.callback, self.callback_depth)
 
     def slot(self, spi: int) -> Slot:
         return self.stack.get(spi, EMPTY_SLOT)
