@@ -252,9 +252,10 @@ def test_jit_context_access_matches_the_interpreter(which, src, checked):
 
 # --- test runs under the JIT: against the interpreter and the kernel -----------------------------
 def run_both(insns, prog_type, packet: bytes, ctx_in: bytes | None = None, repeat: int = 1):
+    """(interpreter outcome, JIT outcome) of one test run of an unverified program."""
     outs = []
     for engine in ("interp", "jit"):
-        prog = Kernel().prog_load(insns, prog_type, engine=engine)
+        prog = Kernel(verify=False).prog_load(insns, prog_type, engine=engine)
         try:
             r = run_test(prog, data_in=packet, ctx_in=ctx_in, repeat=repeat)
             outs.append((r.retval, r.data_out, r.ctx_out or b""))
@@ -359,3 +360,41 @@ def test_every_context_offset_agrees_with_the_interpreter(name, op):
             assert got == want, (name, op, off)
     finally:
         prog.close()
+
+
+LOOP_READS_CTX = """
+    stxdw [%r10-16], %r1
+    stdw [%r10-8], 0
+    mov %r1, 3
+    lddw %r2, func(body)
+    mov %r3, %r10
+    add %r3, -16
+    mov %r4, 0
+    call 181
+    ldxdw %r0, [%r10-8]
+    exit
+body:
+    ldxdw %r3, [%r2+0]
+    ldxw %r4, [%r3+4]
+    ldxw %r5, [%r3+0]
+    sub %r4, %r5
+    ldxdw %r5, [%r2+8]
+    add %r5, %r4
+    stxdw [%r2+8], %r5
+    mov %r0, 0
+    exit
+"""
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_a_callback_reads_the_runs_context(checked, monkeypatch):
+    """bpf_loop's callback reaches the context through a spilled pointer: same fields."""
+    from pybpf.runtime import engines
+
+    build = engines.build  # trusting mode as for a verified program (subprograms need BTF)
+    monkeypatch.setattr(engines, "JIT_CHECKED_DEFAULT", checked)
+    monkeypatch.setattr(engines, "build", lambda name, insns, verified=False, **kw:
+                        build(name, insns, verified=True, **kw))  # fmt: skip
+    packet = PACKETS["udp"]
+    interp, jit = run_both(ubpf.assemble(LOOP_READS_CTX), XDP, packet)
+    assert jit == interp and jit[0] == 3 * len(packet)

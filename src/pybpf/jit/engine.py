@@ -163,6 +163,7 @@ class JitProgram:
         self._hot: Region | None = None
         self._frame_top = self.stack.end
         self._last_tail: tuple[object, int] | None = None
+        self._ctx_words = (0, 0, 0)  # the current run's context window and image
 
     # --- what listings and caches read -------------------------------------------
     @property
@@ -254,7 +255,8 @@ class JitProgram:
         else:
             hb, hs, hws = hot.base, hot.size, hot.size if hot.writable else 0
         words[_IN_FIRST:_IN_LAST] = [*regs[:5], self._stack_end, 0, self._stack_end, hb, hs, hws]
-        words[_CUSTOM:_CUSTOM_END] = self._context(regs[0])
+        self._ctx_words = self._context(regs[0])
+        words[_CUSTOM:_CUSTOM_END] = self._ctx_words
         call.env = env if env is not None else self.env
         try:
             yield Activation(call)
@@ -330,7 +332,9 @@ class JitProgram:
             hb, hs, hws = hot.base, hot.size, hot.size if hot.writable else 0
         words[_IN_FIRST:_IN_LAST] = [*regs[:5], top, start, self._stack_end, hb, hs, hws]
         words[_ABORT] = words[_AUX] = 0
-        words[_CUSTOM:_CUSTOM_END] = self._context(regs[0])
+        if start == 0:  # a run: r1 is its context, which callbacks it makes share
+            self._ctx_words = self._context(regs[0])
+        words[_CUSTOM:_CUSTOM_END] = self._ctx_words
         call.env, call.error, call.tail = env, None, None
         self._depth = depth + 1
         try:
