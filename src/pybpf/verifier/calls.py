@@ -321,6 +321,9 @@ def _callback_call(env: Checker, st: State, pc: int, func_id: int, cb) -> None:
         caller.callback_depth = 0
         if env.log.level >= 2:
             env.log.add(f"frame{len(st.frames) - 1} bpf_loop iteration limit reached")
+        func = st.regs[cb.func_arg + 1]
+        if func.base is Base.PTR_TO_FUNC:  # a callback never walked stays in the image
+            _keep_subprog(env, func.sub)
         return
     _push_callback(env, st, pc, func_id, cb)
 
@@ -364,6 +367,12 @@ def _push_callback(env: Checker, st: State, pc: int, func_id: int, cb) -> None:
     callee.callback_depth += 1
     st.cur.callback_depth = 0
     env.push(callee, func.sub, pc)
+
+
+def _keep_subprog(env: Checker, start: int) -> None:
+    sub = env.structure.subprogs[_subprog_index(env, start)]
+    if sub.start not in env.seen:
+        env.seen.update(pc for pc in env.structure.pcs if sub.start <= pc < sub.end)
 
 
 def calls_callback(env: Checker, pc: int) -> bool:
