@@ -297,3 +297,68 @@ processed 6 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_stat
 """
     text = "r1 = 1\ncall local f\nexit\nf:\nr0 = r1\nr0 += 1\nexit"
     assert _verify(text, level=2).log == expected
+
+
+# --- helpers the corpus needed: skb_pull_data (tc), get_stack (tracing) -------------------------
+
+
+def _run_tc(text: str, packet: bytes):
+    from pybpf.runtime.kernel import Kernel
+    from pybpf.runtime.testrun import test_run
+
+    prog = Kernel(verify=True).prog_load(assemble(text), SCHED_CLS, log_level=1)
+    return test_run(prog, data_in=packet).retval
+
+
+PULL = "r6 = r1\nr1 = r6\nr2 = {n}\ncall 39\nexit"
+
+
+@pytest.mark.parametrize(("n", "packet_len", "want"), [
+    (0, 60, 0), (14, 60, 0), (60, 60, 0), (61, 60, (-errno.ENOMEM) & 0xFFFFFFFF)])
+def test_skb_pull_data_succeeds_within_the_packet(n, packet_len, want):
+    # skb_ensure_writable: pskb_may_pull fails (-ENOMEM) past skb->len
+    assert _run_tc(PULL.format(n=n), bytes(packet_len)) == want
+
+
+def test_skb_pull_data_invalidates_packet_pointers():
+    text = ("r6 = r1\nr7 = *(u32 *)(r6 + 76)\nr8 = *(u32 *)(r6 + 80)\nr1 = r7\nr1 += 1\n"
+            "if r1 > r8 goto +4\nr1 = r6\nr2 = 0\ncall 39\nr0 = *(u8 *)(r7 + 0)\nr0 = 0\nexit")
+    v = _verify(text, SCHED_CLS)
+    assert not v.ok and v.error.pc == 9 and v.error.reason == "R7 invalid mem access 'scalar'"
+
+
+class _Mem:
+    def __init__(self) -> None:
+        self.writes: list[tuple[int, bytes]] = []
+
+    def write(self, addr: int, data: bytes) -> None:
+        self.writes.append((addr, bytes(data)))
+
+
+class _Env:
+    def __init__(self) -> None:
+        self.memory = _Mem()
+
+
+@pytest.mark.parametrize(("size", "flags", "want"), [
+    (64, 0, 0), (0, 0, 0), (64, 1 << 8, 0), (64, 1, -errno.EFAULT), (12, 0, -errno.EINVAL),
+    (64, 1 << 11, -errno.EINVAL), (64, (1 << 11) | (1 << 8), 0), (40, (1 << 11) | (1 << 8),
+                                                                 -errno.EINVAL),
+    (64, 1 << 9, -errno.EINVAL)])
+def test_get_stack_gives_an_empty_trace(size, flags, want):
+    # __bpf_get_stack: flags and size checked, the buffer always cleared
+    from pybpf.runtime.helpers import HELPERS
+
+    env = _Env()
+    got = HELPERS[67].fn(env, 0, 0x1000, size, flags, 0)
+    assert got == want & (2**64 - 1)
+    assert env.memory.writes == ([(0x1000, bytes(size))] if size else [])
+
+
+def test_tracing_types_may_call_get_stack_and_tc_skb_pull_data():
+    for prog_type, text in ((KPROBE, "r2 = r10\nr2 += -64\nr3 = 64\nr4 = 0\ncall 67\nexit"),
+                            (5, "r2 = r10\nr2 += -64\nr3 = 64\nr4 = 0\ncall 67\nexit"),
+                            (SCHED_CLS, "r2 = 0\ncall 39\nr0 = 0\nexit"),
+                            (4, "r2 = 0\ncall 39\nr0 = 0\nexit")):
+        v = _verify(text, prog_type)
+        assert v.ok, (prog_type, v.log)
