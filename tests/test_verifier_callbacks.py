@@ -85,9 +85,16 @@ CASES = [
      (9, "At callback return the register R0 has unknown scalar value should have been in "
          "[0, 1]", errno.EINVAL)),
     ("loop_returns_index_masked", LOOP.format(n=10, body="r0 = r1\nr0 &= 1"), (0, 8), (), None),
-    # "R0 not a scalar value" (-EACCES) comes before the range check
-    ("loop_returns_pointer", LOOP.format(n=10, body="r0 = r10"), (0, 8), (),
-     (9, "R0 not a scalar value", errno.EACCES)),
+    # prepare_func_exit refuses any stack pointer in R0 first, then a non-scalar
+    # ("R0 not a scalar value", -EACCES), then the range
+    ("loop_returns_fp", LOOP.format(n=10, body="r0 = r10"), (0, 8), (),
+     (9, "cannot return stack pointer to the caller", errno.EINVAL)),
+    ("loop_returns_callers_stack",
+     LOOP_CTX.format(body="r0 = r2\nif r1 > 0 goto +1\nexit"), (0, 11), (),
+     (13, "cannot return stack pointer to the caller", errno.EINVAL)),
+    ("for_each_returns_value",
+     FOR_EACH.format(body="r5 = *(u64 *)(r3 + 0)\nr0 = r3\nif r5 > 0 goto +1\nexit"), (0, 9),
+     (ARRAY8,), (12, "R0 not a scalar value", errno.EACCES)),
     ("loop_r0_uninit", LOOP.format(n=10, body="r1 = 0"), (0, 8), (),
      (9, "R0 not a scalar value", errno.EACCES)),
     # the callback's R3 is not initialised (set_loop_callback_state marks it so)

@@ -426,6 +426,8 @@ def exit_insn(env: Checker, st: State, pc: int) -> int | None:
     regs = st.regs
     if len(st.frames) > 1:
         r0 = st.regs[0]
+        if r0.base is Base.PTR_TO_STACK:  # any frame's: the kernel is conservative
+            raise _reject("cannot return stack pointer to the caller", errno.EINVAL)
         callee = st.frames.pop()
         if callee.callback is not None:
             cb = callee.callback
@@ -437,8 +439,6 @@ def exit_insn(env: Checker, st: State, pc: int) -> int | None:
                               errno.EINVAL)  # fmt: skip
             st.callback_depth -= 1
             return callee.callsite  # the helper runs the callback again
-        if r0.base is Base.PTR_TO_STACK and r0.frame == callee.frameno:
-            raise _reject("cannot return stack pointer to the caller", errno.EINVAL)
         st.regs[0] = r0
         env.scratched.clear()
         if env.log:
