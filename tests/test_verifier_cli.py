@@ -1,0 +1,78 @@
+"""The verifier on the command line: refusals with the report, logs with -d / --log-level.
+
+Each step is its own ``python -m pybpf.cli.main`` process sharing one state
+directory, as a user's shell session would be.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+HELLO = str(TESTS / "fixtures" / "hello.bpf.o")
+UNCHECKED = str(TESTS / "verifier_corpus" / "c" / "xdp_eth_no_check.bpf.o")
+
+
+@pytest.fixture
+def pybpf(tmp_path):
+    env = {**os.environ, "PYBPF_STATE_DIR": str(tmp_path / "state")}
+
+    def go(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pybpf.cli.main", *args], env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    return go
+
+
+def test_unsafe_program_is_refused_with_report_and_log(pybpf):
+    done = pybpf("prog", "load", UNCHECKED, "/sys/fs/bpf/bad")
+    assert done.returncode == 255 and done.stdout == ""
+    err = done.stderr
+    # the report for people: the kernel's message, the C line, the path, a hint
+    assert err.startswith("error: invalid access to packet, off=12 size=1, R1(id=0,off=12,r=0)")
+    assert "xdp_eth_no_check.bpf.c:11" in err
+    assert "return eth->h_proto == bpf_htons(ETH_P_IP) ? XDP_PASS : XDP_DROP;" in err
+    assert "  path: 0 -> 1" in err and "  hint: compare `data + N` with `data_end`" in err
+    # then what libbpf prints: the level-1 log it asks for after a failed load
+    assert "libbpf: prog 'xdp_eth_no_check': BPF program load failed: Permission denied" in err
+    log = err.split("-- BEGIN PROG LOAD LOG --\n")[1].split("-- END PROG LOAD LOG --")[0]
+    assert log.splitlines()[:3] == [
+        "0: R1=ctx() R10=fp0",
+        "0: (61) r1 = *(u32 *)(r1 +0)          ; R1=pkt(r=0)",
+        "1: (71) r2 = *(u8 *)(r1 +12)",
+    ]
+    assert log.splitlines()[-1].startswith("processed 2 insns (limit 1000000)")
+    assert err.rstrip().endswith("Error: failed to load object file")
+    # nothing was left behind: no program, no map, no pin
+    assert pybpf("prog", "list").stdout == ""
+    assert pybpf("map", "list").stdout == ""
+    assert pybpf("prog", "show", "pinned", "/sys/fs/bpf/bad").returncode == 255
+
+
+@pytest.mark.parametrize("option, lines", [(("--log-level", "1"), 1), (("-d",), 12)])
+def test_log_levels_on_success(pybpf, option, lines):
+    done = pybpf(*option, "prog", "load", HELLO, "/sys/fs/bpf/hello")
+    assert done.returncode == 0, done.stderr
+    log = done.stderr.split("-- BEGIN PROG LOAD LOG --\n")[1].split("-- END PROG LOAD LOG --")[0]
+    # level 1 keeps only the statistics of a successful load (the kernel pops each
+    # verified path's lines); level 2 shows every instruction with the state after it
+    assert len(log.splitlines()) == lines
+    assert log.splitlines()[-1] == ("processed 10 insns (limit 1000000) max_states_per_insn 0 "
+                                    "total_states 0 peak_states 0 mark_read 0")  # fmt: skip
+    if lines > 1:
+        assert "6: (85) call bpf_trace_printk#6       ; R0=scalar()" in log
+
+
+def test_no_log_without_asking(pybpf):
+    done = pybpf("prog", "load", HELLO, "/sys/fs/bpf/hello")
+    assert done.returncode == 0 and done.stderr == ""
+
+
+def test_bad_log_level_is_refused(pybpf):
+    done = pybpf("--log-level", "7", "prog", "load", HELLO, "/sys/fs/bpf/hello")
+    assert done.returncode == 255 and "--log-level takes 0, 1 or 2" in done.stderr
