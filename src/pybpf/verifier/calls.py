@@ -428,6 +428,7 @@ def exit_insn(env: Checker, st: State, pc: int) -> int | None:
         r0 = st.regs[0]
         if r0.base is Base.PTR_TO_STACK:  # any frame's: the kernel is conservative
             raise _reject("cannot return stack pointer to the caller", errno.EINVAL)
+        env.depths_from(st)
         callee = st.frames.pop()
         if callee.callback is not None:
             cb = callee.callback

@@ -83,6 +83,7 @@ class Checker:
         self.max_states_per_insn = 0
         self.jmps = self.prev_jmps = self.prev_insns = 0
         self.prune_points = prune.prune_points(structure)
+        self._callback_sites: dict[int, bool] = {}
         self.live = calls.liveness(structure)
         self.depths: dict[int, int] = {}
         self.state: State = initial_state()
@@ -133,6 +134,7 @@ class Checker:
             if nxt is not None:
                 pc = nxt
                 continue
+            self.depths_from(st)
             self._finish_path()
             if not self.pending:
                 return
@@ -141,6 +143,7 @@ class Checker:
             self.log.add(f"from {from_pc} to {pc}: {format_state(st)}")
 
     def depths_from(self, st: State) -> None:
+        """Note the stack each frame of ``st`` used; called before frames go (exit, path end)."""
         for f in st.frames:
             self.depths[f.subprog] = max(self.depths.get(f.subprog, 0), f.depth)
 
@@ -149,10 +152,11 @@ class Checker:
             if self.log.level >= 1:
                 self.log.add(f"{pc}: safe")
             return None
-        self.last_pc = pc
         self.processed += 1
-        if self.processed > MAX_INSNS:
-            raise Reject(f"BPF program is too large. Processed {self.processed} insn", errno.E2BIG)
+        if self.processed > MAX_INSNS:  # before pc's line is logged: the last line is the previous
+            raise Reject(f"BPF program is too large. Processed {self.processed} insn", errno.E2BIG,
+                         self.last_pc)  # fmt: skip
+        self.last_pc = pc
         self.seen.add(pc)
         st.path = (pc, st.path)
         insn = self.insns[pc]
@@ -164,7 +168,6 @@ class Checker:
         except Reject:
             self.log.insn(pc, insn)
             raise
-        self.depths_from(st)
         if self.log and not self.logged:
             regs = tuple(i for i in self.scratched if isinstance(i, int))
             slots = tuple(i[1] for i in self.scratched if isinstance(i, tuple))
@@ -178,45 +181,59 @@ class Checker:
 
     # --- pruning ---------------------------------------------------------------------------------
     def _visited(self, st: State, pc: int) -> bool:
-        """is_state_visited: prune against a finished state, or catch an unchanged loop."""
+        """is_state_visited: prune against a finished state, or catch an unchanged loop.
+
+        As the kernel, an explored state that keeps failing to cover the
+        states arriving at its pc (misses) is dropped from the list: after
+        more than ``3 * (hits + 1)`` misses (64 for the loop states of a
+        forced checkpoint); misses count only when a new state is to be
+        added.  This keeps long loops linear rather than quadratic.
+        """
         nodes = self.explored.setdefault(pc, [])
         key = None
-        looping = False
         may_goto = self.insns[pc].code == 0xE5
-        callback = calls.calls_callback(self, pc)
+        callback = self._callback_sites.get(pc)
+        if callback is None:
+            callback = self._callback_sites[pc] = calls.calls_callback(self, pc)
+        force = may_goto or callback
+        jmps, insns = self.jmps - self.prev_jmps, self.processed - self.prev_insns
+        add_new = force or jmps >= 2 or insns >= 8
+        evicted = False
         for node in nodes:
             if node.branches:
-                looping = True
-                if may_goto and node.state.may_goto_depth != st.may_goto_depth:
+                if callback or (may_goto and node.state.may_goto_depth != st.may_goto_depth):
                     if prune.covers(node.state, st, self.live, pc):
+                        node.hits += 1
                         return True
-                    continue
-                if callback:
-                    if prune.covers(node.state, st, self.live, pc):
-                        return True
-                    continue
-                if key is None:
-                    key = prune.exact_key(st)
-                    khash = hash(key)
-                if node.key is None:
-                    node.key = prune.exact_key(node.state)
-                    node.hash = hash(node.key)
-                if (khash == node.hash and key == node.key
-                        and node.state.may_goto_depth == st.may_goto_depth):
-                    # the kernel's log names the loop's head; its last insn line is
-                    # the jump that closed the loop, the pc a refusal is known by
-                    raise Reject(f"infinite loop detected at insn {pc}", errno.EINVAL,
-                                 self.last_pc)  # fmt: skip
-                continue
-            if prune.covers(node.state, st, self.live, pc):
+                elif (node.state.may_goto_depth == st.may_goto_depth
+                      and len(node.state.frames) == len(st.frames)
+                      and node.state.regs == st.regs):  # states_maybe_looping, then exact
+                    if key is None:
+                        key = prune.exact_key(st)
+                        khash = hash(key)
+                    if node.key is None:
+                        node.key = prune.exact_key(node.state)
+                        node.hash = hash(node.key)
+                    if khash == node.hash and key == node.key:
+                        # the kernel's log names the loop's head; its last insn line is
+                        # the jump that closed the loop, the pc a refusal is known by
+                        raise Reject(f"infinite loop detected at insn {pc}", errno.EINVAL,
+                                     self.last_pc)  # fmt: skip
+                if not force and jmps < 20 and insns < 100:
+                    add_new = False
+            elif prune.covers(node.state, st, self.live, pc):
+                node.hits += 1
                 return True
-        force = may_goto or callback
-        if not force:
-            jmps, insns = self.jmps - self.prev_jmps, self.processed - self.prev_insns
-            if looping and jmps < 20 and insns < 100:
-                return False
-            if self.jmps - self.prev_jmps < 2 and self.processed - self.prev_insns < 8:
-                return False
+            if add_new:
+                node.misses += 1
+            n = 64 if force and node.branches else 3
+            if node.misses > node.hits * n + n:
+                node.evicted = True
+                evicted = True
+        if evicted:
+            nodes[:] = [n for n in nodes if not n.evicted]
+        if not add_new:
+            return False
         self.prev_jmps, self.prev_insns = self.jmps, self.processed
         node = prune.Node(st.copy(), st.parent, pc)
         nodes.append(node)

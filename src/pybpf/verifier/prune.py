@@ -23,12 +23,14 @@ from pybpf.verifier.types import Base
 class Node:
     """An explored state at a prune point and how many paths below it are still running."""
 
-    __slots__ = ("branches", "hash", "key", "parent", "pc", "state")
+    __slots__ = ("branches", "evicted", "hash", "hits", "key", "misses", "parent", "pc", "state")
 
     def __init__(self, state: State, parent: Node | None, pc: int) -> None:
         self.state = state
         self.parent = parent
         self.branches = 1
+        self.hits = self.misses = 0  # how often it covered / failed to cover a state
+        self.evicted = False
         self.key: tuple | None = None  # exact_key(state), computed when first compared
         self.hash = 0
         self.pc = pc

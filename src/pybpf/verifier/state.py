@@ -21,6 +21,7 @@ does (``R1=ctx() R10=fp0 fp-8=0000????``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from pybpf.verifier.scalar import Scalar
 from pybpf.verifier.types import Base, Flag, type_str
@@ -109,7 +110,9 @@ def scalar(value: Scalar, id: int = 0) -> Reg:
     return Reg(Base.SCALAR, var=value, id=id)
 
 
+@lru_cache(maxsize=4096)
 def const(value: int) -> Reg:
+    """A known scalar (Regs never change, so one object serves every use of a value)."""
     return Reg(Base.SCALAR, var=Scalar.const(value))
 
 
