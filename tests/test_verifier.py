@@ -37,6 +37,11 @@ call 1
 
 # name, program type, maps, asm, expected: None (accept) or (pc, first message line)
 CASES = [
+    # --- pruning inside a callee compares the caller's registers live after the call
+    ("prune_in_callee_keeps_caller_regs", XDP, (),
+     "r2 = *(u32 *)(r1 + 16)\nr6 = 0\nif r2 == 0 goto +1\nr6 = r10\ncall local f\n"
+     "*(u64 *)(r6 - 8) = r0\nr0 = 0\nexit\nf:\nr0 = 0\nif r2 > 5 goto +0\nexit",
+     (5, "R6 invalid mem access 'scalar'")),
     # --- registers and ALU
     ("alu_ok", XDP, (), "r0 = 1\nr0 += 2\nr0 *= 3\nexit", None),
     ("uninit_r0", XDP, (), "exit", (0, "R0 !read_ok")),
