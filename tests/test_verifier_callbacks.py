@@ -70,6 +70,7 @@ exit
 """
 
 ARRAY8 = ("arr", MapType.ARRAY, 4, 8, 4)
+HASH4 = ("h", MapType.HASH, 4, 8, 4)
 LPM = ("lpm", MapType.LPM_TRIE, 8, 8, 4, 1)  # BPF_F_NO_PREALLOC
 
 # name, asm, func_info (start pcs), maps, expected: None (accept) or (pc, message, errno)
@@ -126,6 +127,16 @@ CASES = [
      (9, "invalid access to map value, value_size=8 off=8 size=8", errno.EACCES)),
     ("for_each_key_read", FOR_EACH.format(body="r0 = *(u32 *)(r2 + 0)"), (0, 9), (ARRAY8,),
      None),
+    # the key is read-only and key_size long (check_mem_access, __check_mem_access)
+    ("for_each_key_past_end", FOR_EACH.format(body="r0 = *(u64 *)(r2 + 0)"), (0, 9),
+     (HASH4,), (9, "invalid access to map key, key_size=4 off=0 size=8", errno.EACCES)),
+    ("for_each_key_write", FOR_EACH.format(body="r0 = 0\n*(u32 *)(r2 + 0) = r0"), (0, 9),
+     (HASH4,), (10, "write to change key R2 not allowed", errno.EACCES)),
+    ("for_each_hash_value_write", FOR_EACH.format(body="r0 = 0\n*(u64 *)(r3 + 0) = r0"),
+     (0, 9), (HASH4,), None),
+    # R4 is the callback_ctx (NULL here: a scalar)
+    ("for_each_null_ctx_deref", FOR_EACH.format(body="r0 = *(u64 *)(r4 + 0)"), (0, 9),
+     (HASH4,), (9, "R4 invalid mem access 'scalar'", errno.EACCES)),
     # maps without for-each ops: set_map_elem_callback_state, -ENOTSUPP
     ("for_each_lpm", FOR_EACH.format(body="r0 = 0"), (0, 9), (LPM,),
      (6, "callback function not allowed for map", ENOTSUPP)),

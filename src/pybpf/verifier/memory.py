@@ -45,29 +45,26 @@ def reject(msg: str, err: int = errno.EACCES):
 # --- bounds of a [off, off+size) window in an object of mem_size bytes ---------------------------
 
 
+_SIZE_NAME = {"map value": "value_size", "map key": "key_size"}  # __check_mem_access
+
+
 def check_region(regno: int, reg: Reg, off: int, size: int, mem_size: int, what: str,
                  zero_ok: bool = False) -> None:  # fmt: skip
     """check_mem_region_access: fixed ``off`` plus the register's variable offset."""
     v = reg.var
+    name = _SIZE_NAME.get(what, "mem_size")
     if v.smin < 0 and (v.smin == S64_MIN or off + v.smin != _s32(off + v.smin)
                        or v.smin + off < 0):
         raise reject(f"R{regno} min value is negative, either use unsigned index or do a "
                      f"if (index >=0) check.")  # fmt: skip
     if not _in(v.smin + off, size, mem_size, zero_ok):
-        raise reject(f"invalid access to {what}, value_size={mem_size} off={v.smin + off} "
-                     f"size={size}\nR{regno} min value is outside of the allowed memory range"
-                     ) if what == "map value" else reject(
-                         f"invalid access to {what}, mem_size={mem_size} off={v.smin + off} "
-                         f"size={size}\nR{regno} min value is outside of the allowed memory range")
+        raise reject(f"invalid access to {what}, {name}={mem_size} off={v.smin + off} "
+                     f"size={size}\nR{regno} min value is outside of the allowed memory range")
     if v.umax >= MAX_VAR_OFF:
         raise reject(f"R{regno} unbounded memory access, make sure to bounds check any such "
                      f"access")  # fmt: skip
     if not _in(v.umax + off, size, mem_size, zero_ok):
-        if what == "map value":
-            raise reject(f"invalid access to {what}, value_size={mem_size} "
-                         f"off={v.umax + off} size={size}\nR{regno} max value is outside of "
-                         f"the allowed memory range")  # fmt: skip
-        raise reject(f"invalid access to {what}, mem_size={mem_size} off={v.umax + off} "
+        raise reject(f"invalid access to {what}, {name}={mem_size} off={v.umax + off} "
                      f"size={size}\nR{regno} max value is outside of the allowed memory range")
 
 
@@ -238,7 +235,7 @@ def _mem(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
 def _map_key(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
              value: Reg | None, st: bool, atomic: bool) -> Reg | None:
     if write:
-        raise reject(f"R{regno} invalid mem access '{reg.type_name()}'")
+        raise reject(f"write to change key R{regno} not allowed")
     check_region(regno, reg, off + reg.off, size, reg.map.key_size, "map key")
     return UNKNOWN
 
