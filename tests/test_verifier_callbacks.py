@@ -245,3 +245,11 @@ def test_compiled_bpf_loop_loads_with_the_verifier_and_runs():
             want = sum(i * i + 1 for i in range(n))
             assert result.retval == 2  # XDP_PASS
             assert int.from_bytes(result.data_out[:4], "little") == want
+
+
+def test_func_info_may_be_the_loaders_pc_type_id_pairs():
+    # ProgramSpec.func_info holds (pc, BTF type id) records; only the pcs matter here
+    text = LOOP.format(n=10, body="r0 = 0")
+    assert _load(text, [(0, 7), (8, 9)]).xlated
+    with pytest.raises(VerifierError, match="func_info BTF section doesn't match"):
+        _load(text, [(0, 7), (7, 9)])
