@@ -280,6 +280,15 @@ def test_callee_cannot_leave_its_stack_pointer_in_the_caller():
 def test_level2_log_of_a_subprogram_call_is_the_kernels():
     # Linux 6.18's log for this program, byte for byte
     expected = """\
+func#0 @0
+func#1 @3
+Live regs before insn:
+      0: ..2345.... (b7) r1 = 1
+      1: .12345.... (85) call pc+1
+      2: 0......... (95) exit
+      3: .1........ (bf) r0 = r1
+      4: 0......... (07) r0 += 1
+      5: 0......... (95) exit
 0: R1=ctx() R10=fp0
 0: (b7) r1 = 1                        ; R1=1
 1: (85) call pc+1

@@ -41,9 +41,12 @@ def test_unsafe_program_is_refused_with_report_and_log(pybpf):
     # then what libbpf prints: the level-1 log it asks for after a failed load
     assert "libbpf: prog 'xdp_eth_no_check': BPF program load failed: Permission denied" in err
     log = err.split("-- BEGIN PROG LOAD LOG --\n")[1].split("-- END PROG LOAD LOG --")[0]
-    assert log.splitlines()[:3] == [
+    assert log.splitlines()[:5] == [  # line for line what Linux 6.18 logs, source lines included
         "0: R1=ctx() R10=fp0",
+        "; void *data = (void *)(long)ctx->data; @ xdp_eth_no_check.bpf.c:7",
         "0: (61) r1 = *(u32 *)(r1 +0)          ; R1=pkt(r=0)",
+        "; return eth->h_proto == bpf_htons(ETH_P_IP) ? XDP_PASS : XDP_DROP; "
+        "@ xdp_eth_no_check.bpf.c:11",
         "1: (71) r2 = *(u8 *)(r1 +12)",
     ]
     assert log.splitlines()[-1].startswith("processed 2 insns (limit 1000000)")
@@ -54,7 +57,7 @@ def test_unsafe_program_is_refused_with_report_and_log(pybpf):
     assert pybpf("prog", "show", "pinned", "/sys/fs/bpf/bad").returncode == 255
 
 
-@pytest.mark.parametrize("option, lines", [(("--log-level", "1"), 1), (("-d",), 12)])
+@pytest.mark.parametrize("option, lines", [(("--log-level", "1"), 1), (("-d",), 27)])
 def test_log_levels_on_success(pybpf, option, lines):
     done = pybpf(*option, "prog", "load", HELLO, "/sys/fs/bpf/hello")
     assert done.returncode == 0, done.stderr
@@ -65,6 +68,14 @@ def test_log_levels_on_success(pybpf, option, lines):
     assert log.splitlines()[-1] == ("processed 10 insns (limit 1000000) max_states_per_insn 0 "
                                     "total_states 0 peak_states 0 mark_read 0")  # fmt: skip
     if lines > 1:
+        assert log.splitlines()[:4] == [  # as Linux 6.18 (map addresses aside)
+            "func#0 @0",
+            "Live regs before insn:",
+            "      0: .......... (18) r6 = map[id:1][0]+0",
+            "      2: ......6... (61) r3 = *(u32 *)(r6 +0)",
+        ]
+        assert "      6: .12...6... (85) call bpf_trace_printk#6" in log
+        assert "; counter++;  @ hello.bpf.c:9" in log  # the source line, trailing space kept
         assert "6: (85) call bpf_trace_printk#6       ; R0=scalar()" in log
 
 

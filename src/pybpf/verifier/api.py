@@ -19,8 +19,9 @@ from typing import Any, Protocol
 from pybpf.errors import VerifierError
 from pybpf.isa import Instruction
 from pybpf.verifier import cfg
+from pybpf.verifier.calls import liveness
 from pybpf.verifier.check import Checker
-from pybpf.verifier.log import Log
+from pybpf.verifier.log import Log, insn_text
 from pybpf.verifier.protos import HelperProto
 from pybpf.verifier.state import path_pcs
 
@@ -98,14 +99,28 @@ def _summary(c: Checker | None) -> str:
             f"{c.peak_states} mark_read 0")
 
 
+def _log_live_registers(log: Log, structure, target: Target) -> None:
+    """compute_live_registers' table: which of r0-r9 each instruction may read later."""
+    live = liveness(structure, target.helpers)
+    log.add("Live regs before insn:")
+    for pc, insn in zip(structure.pcs, structure.insns, strict=False):
+        regs = set(live.get(pc, ()))
+        mask = "".join(str(r) if r in regs else "." for r in range(10))
+        log.add(f"{pc:7d}: {mask} {insn_text(insn)}")
+
+
 def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) -> Verdict:
     """Verify ``insns`` (logical instructions, pcs are slot indexes) for ``target``."""
-    log = Log(log_level)
+    log = Log(log_level, target.line_info)
     checker: Checker | None = None
     path: tuple[int, ...] = ()
     try:
         _check_func_info_early(target.func_info)
         structure = cfg.analyze(insns, btf=target.has_func_info or bool(target.line_info))
+        if log_level >= 2:  # check_subprogs lists the functions, then the live registers
+            for index, sub in enumerate(structure.subprogs):
+                log.add(f"func#{index} @{sub.start}")
+            _log_live_registers(log, structure, target)
         _check_func_info(structure, target.func_info)
         checker = Checker(structure, target, log)
         try:

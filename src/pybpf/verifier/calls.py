@@ -10,6 +10,7 @@ current state; they return the next pc, or None when the path ends.
 from __future__ import annotations
 
 import errno
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from pybpf.isa import Instruction, Kind, try_lookup
@@ -17,7 +18,15 @@ from pybpf.isa.helper_ids import helper_name
 from pybpf.verifier import ctx as ctxrules
 from pybpf.verifier import memory
 from pybpf.verifier.cfg import MAX_FRAMES, Structure
-from pybpf.verifier.protos import FOR_EACH_MAPS, Arg, ArgFlag, Ret, accepts, expected_text
+from pybpf.verifier.protos import (
+    FOR_EACH_MAPS,
+    Arg,
+    ArgFlag,
+    HelperProto,
+    Ret,
+    accepts,
+    expected_text,
+)
 from pybpf.verifier.state import (
     FP,
     NOT_INIT,
@@ -535,9 +544,20 @@ def _uses_defs(insn: Instruction) -> tuple[set[int], set[int]]:
     return set(), set()
 
 
-def liveness(s: Structure) -> dict[int, tuple[int, ...]]:
-    """Registers possibly read before written from each pc on, within its function."""
+def liveness(s: Structure, helpers: Mapping[int, HelperProto] | None = None,
+             ) -> dict[int, tuple[int, ...]]:  # fmt: skip
+    """Registers possibly read before written from each pc on, within its function.
+
+    With ``helpers``, a helper call reads only the argument registers its
+    prototype names, as the kernel's compute_live_registers counts them (the
+    table the level-2 log prints); without, every call reads r1-r5.
+    """
     info = {pc: _uses_defs(i) for pc, i in zip(s.pcs, s.insns, strict=False)}
+    if helpers is not None:
+        for pc, insn in zip(s.pcs, s.insns, strict=False):
+            spec = try_lookup(insn)
+            if spec is not None and spec.kind is Kind.CALL and insn.imm in helpers:
+                info[pc] = (set(range(1, helpers[insn.imm].nargs + 1)), info[pc][1])
     succ: dict[int, tuple[int, ...]] = {}
     for pc, insn in zip(s.pcs, s.insns, strict=False):
         spec = try_lookup(insn)

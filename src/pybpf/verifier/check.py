@@ -25,7 +25,7 @@ from pybpf.errors import VerifierError
 from pybpf.isa import Instruction, Kind, OpSpec, try_lookup
 from pybpf.verifier import calls, memory, prune
 from pybpf.verifier.cfg import MAX_INSNS, Structure
-from pybpf.verifier.log import Log
+from pybpf.verifier.log import Log, insn_text
 from pybpf.verifier.scalar import S64_MIN, Scalar
 from pybpf.verifier.state import (
     FP,
@@ -140,7 +140,23 @@ class Checker:
                 return
             st, pc, from_pc, mark = self.pending.pop()
             self.log.rewind(mark)
-            self.log.add(f"from {from_pc} to {pc}: {format_state(st)}")
+            self._log_switch(st, from_pc, pc)
+
+    def _log_switch(self, st: State, from_pc: int, pc: int) -> None:
+        """What the kernel logs when it resumes a pushed path at ``pc``.
+
+        Level 2 keeps every line: a blank line, ``from X to Y:`` and the state.
+        Level 1 has just cut the finished path back to the branch, which it
+        prints again without its state, the resumed state following on the
+        same line (the kernel's log reset leaves it so).
+        """
+        state = format_state(st)
+        if self.log.level == 1:
+            self.log.add(f"{from_pc}: {insn_text(self.insns[from_pc])} {pc}: {state}")
+        elif self.log:
+            self.log.add("")
+            self.log.add(f"from {from_pc} to {pc}: {state}")
+            self.log.add(f"{pc}: {state}")
 
     def depths_from(self, st: State) -> None:
         """Note the stack each frame of ``st`` used; called before frames go (exit, path end)."""

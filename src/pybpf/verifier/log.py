@@ -11,6 +11,10 @@ it touched, aligned as ``vlog_alignment`` aligns them.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Mapping
+from typing import Any
+
 from pybpf.isa import AtomicOp, Instruction, Kind, try_lookup
 from pybpf.isa.helper_ids import helper_name
 from pybpf.isa.opcodes import Alu, Jmp
@@ -131,9 +135,14 @@ class Log:
     finished paths; at level 2 :meth:`rewind` keeps everything.
     """
 
-    def __init__(self, level: int) -> None:
+    def __init__(self, level: int, line_info: Mapping[int, Any] | None = None) -> None:
         self.level = level
         self.lines: list[str] = []
+        # BTF line info: the kernel prints a record's source line above the first
+        # instruction it covers, once until another record's line is printed
+        self._linfo = sorted((line_info or {}).items())
+        self._linfo_pcs = [pc for pc, _ in self._linfo]
+        self._last_linfo: int | None = None
 
     def __bool__(self) -> bool:
         return self.level > 0
@@ -146,10 +155,23 @@ class Log:
         """``pc: (op) text`` plus ``; <regs>`` when the instruction touched printable state."""
         if not self.level:
             return
+        self._source_line(pc)
         line = f"{pc}: {insn_text(insn)}"
         if state_text:
             line += " " * alignment(len(line) + 1) + "; " + state_text
         self.lines.append(line)
+
+    def _source_line(self, pc: int) -> None:
+        at = bisect_right(self._linfo_pcs, pc) - 1
+        if at < 0 or at == self._last_linfo:
+            return
+        self._last_linfo = at
+        info = self._linfo[at][1]
+        text = getattr(info, "src", None)
+        if text is None:
+            text = str(getattr(info, "line_text", getattr(info, "text", ""))).lstrip()
+        file = str(getattr(info, "file", "")).rsplit("/", 1)[-1]
+        self.lines.append(f"; {text} @ {file}:{getattr(info, 'line', 0)}")
 
     def mark(self) -> int:
         return len(self.lines)
@@ -157,6 +179,7 @@ class Log:
     def rewind(self, pos: int) -> None:
         if self.level == 1:
             del self.lines[pos:]
+            self._last_linfo = None
 
     def text(self) -> str:
         return "".join(line + "\n" for line in self.lines)
