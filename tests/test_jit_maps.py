@@ -124,7 +124,7 @@ class Twin:
         self.kernel, self.map = _kernel_with(map_type, key_size, value_size, max_entries, flags,
                                              ncpus)  # fmt: skip
         insns = llvm.assemble(text.replace("{m}", str(self.map.id)))
-        self.prog = self.kernel.prog_load(insns, 6, maps={self.map.id: self.map})
+        self.prog = self.kernel.prog_load(insns, 6, maps={self.map.id: self.map}, engine="interp")
         self.calls = {}
         table = HelperTable()
         for helper in self.prog.engine.helpers.helpers.values():
