@@ -107,7 +107,8 @@ def test_load_refusals(kwargs, err):
 
 def test_gpl_only_helper_refused_to_non_gpl_program():
     kernel = Kernel()
-    insns = ubpf.assemble("mov %r1, 0\nmov %r2, 0\nmov %r3, 0\ncall 6\nmov %r0, 0\nexit")
+    insns = ubpf.assemble("stdw [%r10-8], 0\nmov %r1, %r10\nadd %r1, -8\nmov %r2, 8\n"
+                          "call 6\nmov %r0, 0\nexit")  # bpf_trace_printk(fmt on the stack, 8)
     with pytest.raises(KernelError) as info:
         kernel.prog_load(insns, ProgType.XDP, license="Proprietary")
     assert info.value.errno == errno.EINVAL and "GPL" in str(info.value)
