@@ -114,7 +114,8 @@ def test_derived_facts():
                                                                       "bpf_for_each_map_elem"}
     assert {h.name for h in HELPERS.values() if h.proto.changes_pkt_data} == {
         "bpf_skb_store_bytes", "bpf_l3_csum_replace", "bpf_l4_csum_replace",
-        "bpf_xdp_adjust_head", "bpf_xdp_adjust_meta", "bpf_xdp_adjust_tail"}  # fmt: skip
+        "bpf_xdp_adjust_head", "bpf_xdp_adjust_meta", "bpf_xdp_adjust_tail",
+        "bpf_skb_pull_data"}  # fmt: skip
 
 
 def test_prototypes_per_program_type():

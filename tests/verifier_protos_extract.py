@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 FILES = ("kernel/bpf/helpers.c", "kernel/bpf/ringbuf.c", "kernel/bpf/bpf_iter.c",
-         "kernel/trace/bpf_trace.c", "net/core/filter.c")  # fmt: skip
+         "kernel/bpf/stackmap.c", "kernel/trace/bpf_trace.c", "net/core/filter.c")  # fmt: skip
 
 # pybpf helper name -> the kernel proto objects it stands for (all must agree)
 VARIANTS: dict[str, tuple[str, ...]] = {
