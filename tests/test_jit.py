@@ -434,3 +434,18 @@ def test_callback_calls_never_take_a_frame_under_the_stack():
     shallow = src.replace("call local f6", "mov %r0, 0")
     box[:] = [JitProgram(ubpf.assemble(shallow), helpers=table)]
     assert box[0].run().r0 == 0
+
+
+def test_a_call_after_moving_r10_never_takes_a_frame_under_the_stack():
+    # r10 moved 3584 bytes down, then a call: the callee's frame would lie below the
+    # stack; both engines stop at the call (checked mode used to store under the buffer)
+    from pybpf.asm import ubpf
+    from pybpf.errors import CallDepthError
+    from pybpf.vm.interpreter import Interpreter
+
+    insns = ubpf.assemble("add %r10, -3584\ncall local f\nmov %r0, 7\nexit\n"
+                          "f:\nstdw [%r10-512], 1\nmov %r0, 0\nexit")  # fmt: skip
+    for engine in (Interpreter(insns), JitProgram(insns, checked=True)):
+        with pytest.raises(CallDepthError) as info:
+            engine.run(memory=b"")
+        assert info.value.pc == 1

@@ -429,12 +429,12 @@ class _Translator:
     def local_call(self, pc: int, nxt: int) -> None:
         depth = self.get("depth")
         deep = self.op(f"icmp uge i64 {depth}, {MAX_CALL_FRAMES - 1}")
-        if self.fixed_r10:
-            # a callback (invoke) starts below its caller's frame with a fresh count; its
-            # calls must not take the frame under the stack, which static accesses assume
-            floor = self.op(f"sub i64 %stop, {STACK_SIZE * MAX_CALL_FRAMES - 2 * STACK_SIZE}")
-            under = self.op(f"icmp ult i64 {self.get(10)}, {floor}")
-            deep = self.op(f"or i1 {deep}, {under}")
+        # a callback (invoke) starts below its caller's frame with a fresh count, and a
+        # program may have moved r10: no call may take a frame under the stack (the
+        # interpreter's rule, checked whether or not r10 is ever written)
+        floor = self.op(f"sub i64 %stop, {STACK_SIZE * MAX_CALL_FRAMES - 2 * STACK_SIZE}")
+        under = self.op(f"icmp ult i64 {self.get(10)}, {floor}")
+        deep = self.op(f"or i1 {deep}, {under}")
         ok, bad = self.label(), self.label()
         self.emit(f"br i1 {deep}, label %{bad}, label %{ok}")
         self.block(bad)
