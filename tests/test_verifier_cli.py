@@ -87,3 +87,13 @@ def test_no_log_without_asking(pybpf):
 def test_bad_log_level_is_refused(pybpf):
     done = pybpf("--log-level", "7", "prog", "load", HELLO, "/sys/fs/bpf/hello")
     assert done.returncode == 255 and "--log-level takes 0, 1 or 2" in done.stderr
+
+
+def test_a_program_with_callbacks_survives_the_next_command(pybpf):
+    # the state reloads saved programs in every process: a bpf_loop callback needs the
+    # BTF func_info the first load had, or every later command would be refused
+    sub = str(TESTS / "fixtures" / "subprog.bpf.o")
+    assert pybpf("prog", "loadall", sub, "/sys/fs/bpf/sp").returncode == 0
+    listed = pybpf("prog", "list")
+    assert listed.returncode == 0 and "name subprog_loop" in listed.stdout, listed.stderr
+    assert pybpf("prog", "show", "name", "subprog_loop").returncode == 0

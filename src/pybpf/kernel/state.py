@@ -192,7 +192,15 @@ def _prog_record(p: Program) -> dict:
         "linum": {str(k): v for k, v in getattr(p, "linum", {}).items()},
         "btf_id": getattr(p, "btf_id", 0), "run_count": p.run_count,
         "run_time_ns": p.run_time_ns, "engine": getattr(p, "engine_name", "interp"),
+        "func_info": _function_starts(p) if getattr(p, "has_func_info", False) else None,
     }  # fmt: skip
+
+
+def _function_starts(p: Program) -> list[int]:
+    """The functions of the saved (rewritten) image, as BTF func_info would list them."""
+    from pybpf.verifier import cfg
+
+    return [sub.start for sub in cfg.analyze(p.xlated, btf=True).subprogs]
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -297,7 +305,8 @@ def _restore_prog(kernel: Kernel, r: dict, maps: dict[int, Map]) -> Program:
     def load(engine: str) -> Program:
         return _with_id(kernel, "_next_prog_id", r["id"], lambda: kernel.prog_load(
             insns, ProgType(r["type"]), name=r["name"], license=r["license"], maps=maps,
-            expected_attach_type=r["expected_attach_type"], engine=engine))  # fmt: skip
+            expected_attach_type=r["expected_attach_type"], engine=engine,
+            func_info=r.get("func_info")))  # fmt: skip
 
     try:
         prog = load(r.get("engine", "interp"))  # the engine it was loaded on

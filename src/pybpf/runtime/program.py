@@ -64,6 +64,7 @@ class Program:
         self.maps: list[Map] = []
         self.tag = ""
         self.verdict = None  # the verifier's Verdict when the program was verified
+        self.has_func_info = False  # the load carried BTF func_info (callbacks are allowed)
         self.engine: Interpreter | None = None
         self.native_hooks = None  # the JIT's native hot path (maps_ir.ProgramHooks)
         self.expected_attach_type = 0
@@ -116,6 +117,7 @@ class Program:
 
             prog.verdict = verify_program(prog, log_level=log_level, line_info=line_info,
                                           func_info=func_info)
+            prog.has_func_info = bool(func_info)
             prog.xlated = prog.verdict.xlated
         if bad_jumps is not None:
             raise KernelError(str(bad_jumps), errno=errno.EINVAL) from bad_jumps
