@@ -42,7 +42,7 @@ from pybpf.errors import (
     UnknownHelperError,
     VmError,
 )
-from pybpf.isa import MAX_CALL_FRAMES, MAX_TAIL_CALLS, STACK_SIZE, AtomicOp, Instruction
+from pybpf.isa import MAX_CALL_FRAMES, MAX_TAIL_CALLS, STACK_SIZE, Instruction
 from pybpf.jit import native
 from pybpf.jit.abi import ENTRY, SLOTS, Callout, Fault, Slot, Status, split_callout
 from pybpf.jit.ir import IrOptions, NativeCall, translate
@@ -425,26 +425,7 @@ class JitProgram:
     def _atomic(self, pc: int, address: int, size: int, op: int, value: int, r0: int) -> int:
         if self._in_stack(address, size):
             raise self._below_frame(pc, address, size, True)
-        memory = self.memory
-        old = memory.load(pc, address, size)
-        mask = (1 << (8 * size)) - 1
-        kind = op & ~AtomicOp.FETCH
-        if op == AtomicOp.CMPXCHG:
-            if old == r0 & mask:
-                memory.store(pc, address, size, value & mask)
-            return old
-        if op == AtomicOp.XCHG:
-            new = value
-        elif kind == AtomicOp.ADD:
-            new = old + value
-        elif kind == AtomicOp.OR:
-            new = old | value
-        elif kind == AtomicOp.AND:
-            new = old & value
-        else:
-            new = old ^ value
-        memory.store(pc, address, size, new & mask)
-        return old
+        return self.memory.atomic(pc, address, size, op, value, r0)
 
     def _ld_abs(self, call: _Call, pc: int, offset: int, size: int) -> int:
         packet = getattr(call.env, "packet", None)

@@ -30,7 +30,7 @@ from pybpf.errors import (
     UnknownHelperError,
     VmError,
 )
-from pybpf.isa import MAX_CALL_FRAMES, MAX_LOOPS, MAX_TAIL_CALLS, STACK_SIZE, AtomicOp, Instruction
+from pybpf.isa import MAX_CALL_FRAMES, MAX_LOOPS, MAX_TAIL_CALLS, STACK_SIZE, Instruction
 from pybpf.vm import compiler
 from pybpf.vm.compiler import FUNC_TOKEN, M32, M64, S32, S64, Layout, compile_program
 from pybpf.vm.helpers import HelperTable
@@ -159,25 +159,7 @@ class Interpreter:
                 slo <= address and address + size <= top
             ):
                 raise below_frame(pc, address, size, True)
-            old = memory.load(pc, address, size)
-            mask = (1 << (8 * size)) - 1
-            kind = op & ~AtomicOp.FETCH
-            if op == AtomicOp.CMPXCHG:
-                if old == r0 & mask:
-                    memory.store(pc, address, size, value)
-                return old
-            if op == AtomicOp.XCHG:
-                new = value
-            elif kind == AtomicOp.ADD:
-                new = old + value
-            elif kind == AtomicOp.OR:
-                new = old | value
-            elif kind == AtomicOp.AND:
-                new = old & value
-            else:
-                new = old ^ value
-            memory.store(pc, address, size, new & mask)
-            return old
+            return memory.atomic(pc, address, size, op, value, r0)
 
         def ld_abs(pc: int, offset: int, size: int) -> int | None:
             packet = ns["ENV"].packet

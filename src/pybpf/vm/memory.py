@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from pybpf.errors import MemoryFault
+from pybpf.isa import AtomicOp
 
 _UNSIGNED = {
     1: struct.Struct("<B"),
@@ -167,6 +168,33 @@ class Memory:
         _UNSIGNED[size].pack_into(
             region.view, address - region.base, value & ((1 << (8 * size)) - 1)
         )
+
+    def atomic(self, pc: int, address: int, size: int, op: int, value: int, r0: int) -> int:
+        """BPF_ATOMIC ``op`` on ``size`` bytes at ``address``; returns the old value.
+
+        ADD/OR/AND/XOR (with or without FETCH) and XCHG store their result;
+        CMPXCHG stores ``value`` only when the old value equals ``r0``.  The
+        caller decides what lands in a register (the fetch forms, r0).
+        """
+        old = self.load(pc, address, size)
+        mask = (1 << (8 * size)) - 1
+        kind = op & ~AtomicOp.FETCH
+        if op == AtomicOp.CMPXCHG:
+            if old == r0 & mask:
+                self.store(pc, address, size, value)
+            return old
+        if op == AtomicOp.XCHG:
+            new = value
+        elif kind == AtomicOp.ADD:
+            new = old + value
+        elif kind == AtomicOp.OR:
+            new = old | value
+        elif kind == AtomicOp.AND:
+            new = old & value
+        else:
+            new = old ^ value
+        self.store(pc, address, size, new)
+        return old
 
     def read(self, address: int, size: int, pc: int = -1) -> bytes:
         """Copy ``size`` bytes out (for helpers); faults like a load."""
