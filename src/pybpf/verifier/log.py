@@ -18,6 +18,7 @@ from typing import Any
 from pybpf.isa import AtomicOp, Instruction, Kind, try_lookup
 from pybpf.isa.helper_ids import helper_name
 from pybpf.isa.opcodes import Alu, Jmp
+from pybpf.verifier.report import source_text
 
 _ALU = {
     Alu.ADD: "+=", Alu.SUB: "-=", Alu.MUL: "*=", Alu.DIV: "/=", Alu.OR: "|=", Alu.AND: "&=",
@@ -167,9 +168,7 @@ class Log:
             return
         self._last_linfo = at
         info = self._linfo[at][1]
-        text = getattr(info, "src", None)
-        if text is None:
-            text = str(getattr(info, "line_text", getattr(info, "text", ""))).lstrip()
+        text = source_text(info).lstrip()
         file = str(getattr(info, "file", "")).rsplit("/", 1)[-1]
         self.lines.append(f"; {text} @ {file}:{getattr(info, 'line', 0)}")
 

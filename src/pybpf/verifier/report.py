@@ -220,7 +220,8 @@ def hint_for(reason: str) -> str | None:
 # --- where: line info -------------------------------------------------------------
 
 
-def _text_of(info: Any) -> str:
+def source_text(info: Any) -> str:
+    """The source line a line-info record carries (``text`` or BTF's ``line_text``)."""
     return getattr(info, "text", None) or getattr(info, "line_text", None) or ""
 
 
@@ -233,7 +234,7 @@ def find_line(line_info: Mapping[int, Any] | None, pc: int) -> Any | None:
 
 
 def _source_line(info: Any, source: str | Mapping[str, str] | None) -> str:
-    text = _text_of(info)
+    text = source_text(info)
     if text or source is None:
         return text
     if isinstance(source, Mapping):
