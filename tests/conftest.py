@@ -42,3 +42,6 @@ def pytest_configure(config) -> None:
 
     if "PYBPF_CACHE_DIR" not in os.environ:
         os.environ["PYBPF_CACHE_DIR"] = tempfile.mkdtemp(prefix="pybpf-test-cache-")
+
+
+pytest_plugins = ["pybpf.testing.kernel_plugin"]

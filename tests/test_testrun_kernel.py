@@ -1,14 +1,15 @@
-"""BPF_PROG_TEST_RUN: pybpf's XDP and skb test runs against the running kernel's.
+"""BPF_PROG_TEST_RUN: pybpf's XDP and skb test runs against the kernel's.
 
 Each program (uBPF assembly) runs on the same packets — well-formed, short
-and malformed — through :func:`pybpf.runtime.testrun.test_run` and, when
-bpf(2) is usable, through the kernel's BPF_PROG_TEST_RUN; retval, data_out
-and ctx_out (or the errno) must agree.
+and malformed — through :func:`pybpf.runtime.testrun.test_run`; retval, data_out
+and ctx_out (or the errno) must equal the kernel's BPF_PROG_TEST_RUN as recorded
+in ``kernel_facts/testrun_kernel.json`` (the live kernel is asked too, for drift).
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import random
 import struct
 
@@ -218,27 +219,29 @@ XDP_PROGRAMS = {
 }
 
 
-def kernel_or_skip() -> None:
-    reason = linux.available()
-    if reason is not None:
-        pytest.skip(f"kernel differential needs bpf(2): {reason}")
-
-
-def both(insns, prog_type, packet: bytes, ctx_in: bytes | None = None):
-    """(pybpf outcome, kernel outcome): (retval, data_out, ctx_out) or ('errno', n)."""
+def pybpf_outcome(insns, prog_type, packet: bytes, ctx_in: bytes | None = None):
+    """(retval, data_out, ctx_out) of pybpf's test run, or ('errno', n)."""
     prog = Kernel().prog_load(insns, prog_type)
     try:
         r = run_test(prog, data_in=packet, ctx_in=ctx_in)
-        ours = (r.retval, r.data_out, r.ctx_out or b"")
+        return (r.retval, r.data_out, r.ctx_out or b"")
     except KernelError as err:
-        ours = ("errno", err.errno)
+        return ("errno", err.errno)
+
+
+def kernel_outcome(insns, prog_type, packet: bytes, ctx_in: bytes | None = None):
+    """The same through the live kernel's BPF_PROG_TEST_RUN (a probe for kernel_facts)."""
     with linux.prog_load(insns, prog_type=int(prog_type)) as kprog:
         try:
             k = kprog.test_run(packet, ctx_in=ctx_in)
-            theirs = (k.retval, k.data_out, k.ctx_out)
+            return (k.retval, k.data_out, k.ctx_out)
         except KernelError as err:
-            theirs = ("errno", err.errno)
-    return ours, theirs
+            return ("errno", err.errno)
+
+
+def check_run(facts, key: str, insns, prog_type, packet: bytes, ctx_in: bytes | None = None):
+    ours = pybpf_outcome(insns, prog_type, packet, ctx_in)
+    facts.check(key, ours, lambda: kernel_outcome(insns, prog_type, packet, ctx_in))
 
 
 # --- pybpf alone -------------------------------------------------------------------------------
@@ -334,15 +337,12 @@ def test_skb_ctx_in_refuses_fields_the_kernel_refuses():
 
 
 # --- against the kernel ------------------------------------------------------------------------
-@pytest.mark.kernel
 @pytest.mark.parametrize("name", sorted(XDP_PROGRAMS))
-def test_xdp_matches_kernel(name):
-    kernel_or_skip()
+def test_xdp_matches_kernel(kernel_facts, name):
     insns = ubpf.assemble(XDP_PROGRAMS[name])
     packets = dict(PACKETS, too_short=bytes(13), empty=b"")
     for label, packet in packets.items():
-        ours, theirs = both(insns, XDP, packet)
-        assert ours == theirs, f"{name} on {label}"
+        check_run(kernel_facts, f"xdp/{name}/{label}", insns, XDP, packet)
 
 
 XDP_CTX_CASES = {
@@ -358,14 +358,12 @@ XDP_CTX_CASES = {
 }
 
 
-@pytest.mark.kernel
 @pytest.mark.parametrize("case", sorted(XDP_CTX_CASES))
 @pytest.mark.parametrize("name", ["meta", "ctx_fields", "push_tag", "tail_grow", "pop_eth"])
-def test_xdp_ctx_in_matches_kernel(name, case):
-    kernel_or_skip()
+def test_xdp_ctx_in_matches_kernel(kernel_facts, name, case):
     packet = udp_packet(bytes(60 - 42))
-    ours, theirs = both(ubpf.assemble(XDP_PROGRAMS[name]), XDP, packet, XDP_CTX_CASES[case])
-    assert ours == theirs
+    check_run(kernel_facts, f"xdp_ctx/{name}/{case}", ubpf.assemble(XDP_PROGRAMS[name]), XDP,
+              packet, XDP_CTX_CASES[case])
 
 
 SKB_FIELDS = """
@@ -483,24 +481,20 @@ SKB_CTX_CASES = {
 }
 
 
-@pytest.mark.kernel
 @pytest.mark.parametrize("case", sorted(SKB_CTX_CASES))
 @pytest.mark.parametrize(
     "prog_type, src",
     [(SOCKET_FILTER, SOCKET_PROGRAM), (SCHED_CLS, TC_PROGRAM)],
     ids=["socket", "tc"],
 )
-def test_skb_matches_kernel(prog_type, src, case):
-    kernel_or_skip()
+def test_skb_matches_kernel(kernel_facts, prog_type, src, case):
     insns = ubpf.assemble(src)
     for label, packet in dict(PACKETS, too_short=bytes(13)).items():
-        ours, theirs = both(insns, prog_type, packet, SKB_CTX_CASES[case])
-        assert ours == theirs, label
+        check_run(kernel_facts, f"skb/{prog_type.name.lower()}/{case}/{label}", insns, prog_type,
+                  packet, SKB_CTX_CASES[case])
 
 
-@pytest.mark.kernel
-def test_helper_availability_matches_kernel():
-    kernel_or_skip()
+def test_helper_availability_matches_kernel(kernel_facts):
     cases = [(SOCKET_FILTER, 23), (SOCKET_FILTER, 26), (XDP, 9), (XDP, 44), (SCHED_CLS, 44),
              (SCHED_CLS, 10), (XDP, 28), (SOCKET_FILTER, 28)]  # fmt: skip
     for prog_type, helper in cases:
@@ -510,13 +504,17 @@ def test_helper_availability_matches_kernel():
             ours = True
         except KernelError:
             ours = False
-        try:
-            linux.prog_load(insns, prog_type=int(prog_type), log_level=0).close()
-            theirs = True
-        except KernelError as err:
-            # refused for availability: False; refused for other verifier reasons: True
-            theirs = "cannot use helper" not in err.log and "unknown func" not in err.log
-        assert ours == theirs, (prog_type, helper)
+        kernel_facts.check(f"helper/{prog_type.name.lower()}/{helper}", ours,
+                           functools.partial(kernel_has_helper, insns, prog_type))
+
+
+def kernel_has_helper(insns, prog_type) -> bool:
+    """Refused for availability: False; loaded, or refused for other reasons: True."""
+    try:
+        linux.prog_load(insns, prog_type=int(prog_type), log_level=1).close()
+    except KernelError as err:
+        return "cannot use helper" not in err.log and "unknown func" not in err.log
+    return True
 
 
 REDIRECT_MAP_CASES = [(0, 2), (3, 2), (3, 1), (0, 64), (3, 1 << 3), (0, 5)]
@@ -526,9 +524,8 @@ def redirect_map_src(fd: int, key: int, flags: int) -> str:
     return f"lddw %r1, map_fd({fd})\nmov %r2, {key}\nmov %r3, {flags}\ncall 51\nexit"
 
 
-@pytest.mark.kernel
 @pytest.mark.parametrize("key, flags", REDIRECT_MAP_CASES)
-def test_redirect_map_matches_kernel(key, flags):
+def test_redirect_map_matches_kernel(kernel_facts, key, flags):
     """devmap key 0 -> loopback; a miss returns the low flag bits; bad flags abort."""
     kernel = Kernel()
     dm = kernel.map_create(MapAttr(MapType.DEVMAP, 4, 4, 4, 0, "dm"))
@@ -538,9 +535,12 @@ def test_redirect_map_matches_kernel(key, flags):
     ours = run_test(ours_prog, PACKETS["udp"]).retval
     expected = {(0, 2): 4, (3, 2): 2, (3, 1): 1, (0, 64): 0, (3, 8): 4, (0, 5): 0}
     assert ours == expected[key, flags]
-    kernel_or_skip()
-    kmap = linux.map_create(int(MapType.DEVMAP), 4, 4, 4)
-    kmap.update((0).to_bytes(4, "little"), (1).to_bytes(4, "little"))
-    insns = ubpf.assemble(redirect_map_src(kmap.fd, key, flags))
-    with linux.prog_load(insns, prog_type=int(XDP)) as kprog:
-        assert kprog.test_run(PACKETS["udp"]).retval == ours
+    kernel_facts.check(f"redirect_map/{key}/{flags}", ours, lambda: kernel_redirect(key, flags))
+
+
+def kernel_redirect(key: int, flags: int) -> int:
+    with linux.map_create(int(MapType.DEVMAP), 4, 4, 4) as kmap:
+        kmap.update((0).to_bytes(4, "little"), (1).to_bytes(4, "little"))
+        insns = ubpf.assemble(redirect_map_src(kmap.fd, key, flags))
+        with linux.prog_load(insns, prog_type=int(XDP)) as kprog:
+            return kprog.test_run(PACKETS["udp"]).retval

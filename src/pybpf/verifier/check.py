@@ -102,8 +102,10 @@ class Checker:
     def push(self, st: State, pc: int, from_pc: int) -> None:
         """Queue another path (``push_stack``): it continues at ``pc``."""
         if len(self.pending) + 1 > MAX_JMP_SEQ:
+            # E2BIG since "bpf: fix the return value of push_stack" (6.19, in 6.18.y stable
+            # releases too); older kernels answered EFAULT for the same message
             raise Reject(f"The sequence of {len(self.pending) + 1} jumps is too complex.",
-                         errno.EFAULT)  # fmt: skip
+                         errno.E2BIG)  # fmt: skip
         if st.parent is not None:
             st.parent.branches += 1
         self.pending.append((st, pc, from_pc, self.log.mark()))
