@@ -16,7 +16,7 @@ from pybpf.runtime.tag import prog_tag
 def test_hello_walkthrough(capsys):
     assert main(["hello"]) == 0
     out = capsys.readouterr().out
-    assert "tag d35b94b4c0c10efb" in out and "490c48c1179970a8" in out
+    assert "tag 490c48c1179970a8" in out and "SHA1 gives d35b94b4c0c10efb" in out
     for n in range(3):
         assert f"bpf_trace_printk: Hello World {n}" in out
     assert '"counter": 3' in out
@@ -28,9 +28,22 @@ def test_hello_walkthrough(capsys):
 
 def test_tag_algorithms():
     insns = decode(bytes.fromhex("b7000000020000009500000000000000"))
-    assert prog_tag(insns) != prog_tag(insns, "sha256")
+    assert prog_tag(insns) == prog_tag(insns, "sha256") != prog_tag(insns, "sha1")
     with pytest.raises(ValueError):
         prog_tag(insns, "md5")
+
+
+def test_tags_are_sha256_unless_told(capsys, monkeypatch):
+    """Linux 6.18's SHA-256 tag by default; the seeds' SHA-1 by option or environment."""
+    assert main(["hello", "--tag-algo", "sha1"]) == 0
+    out = capsys.readouterr().out
+    assert "tag d35b94b4c0c10efb" in out and "SHA256 gives 490c48c1179970a8" in out
+    monkeypatch.setenv("PYBPF_TAG_ALGO", "sha1")
+    assert main(["hello"]) == 0
+    assert "tag d35b94b4c0c10efb" in capsys.readouterr().out
+    monkeypatch.setenv("PYBPF_TAG_ALGO", "md5")
+    assert main(["hello"]) != 0
+    assert "PYBPF_TAG_ALGO must be one of sha1, sha256, not 'md5'" in capsys.readouterr().err
 
 
 def test_hello_on_another_object(capsys):
@@ -108,7 +121,7 @@ def test_cc_compiles_and_hello_loads_the_result(tmp_path: Path, capsys):
     assert main(["cc", str(src)]) == 0
     obj = capsys.readouterr().out.strip()
     assert main(["hello", obj]) == 0
-    assert "tag d35b94b4c0c10efb" in capsys.readouterr().out
+    assert "tag 490c48c1179970a8" in capsys.readouterr().out
 
 
 def test_cc_without_clang_says_how_to_install(tmp_path: Path, capsys, monkeypatch):

@@ -60,9 +60,9 @@ def test_hello_runs_as_xdp_and_counts():
 
 def test_hello_identity_as_the_seed_shows():
     _kernel, prog, bss, rodata = hello_kernel()
-    assert prog.tag == "d35b94b4c0c10efb"  # SHA-1, kernels before 6.18 (the seeds)
-    assert prog.tag_with("sha256") == "490c48c1179970a8"  # Linux 6.18
-    assert Kernel(tag_algorithm="sha256").tag_algorithm == "sha256"
+    assert prog.tag == "490c48c1179970a8"  # SHA-256, Linux 6.18
+    assert prog.tag_with("sha1") == "d35b94b4c0c10efb"  # SHA-1, kernels before 6.18 (the seeds)
+    assert Kernel(tag_algorithm="sha1").tag_algorithm == "sha1"
     assert prog.bytes_xlated == 96
     assert prog.map_ids == [bss.id, rodata.id]
     assert prog.gpl_compatible and prog.name == "hello" and prog.id == 1

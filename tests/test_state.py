@@ -36,7 +36,7 @@ def test_pinned_program_and_its_maps_survive_commands(root: Path):
     for _ in range(3):
         with state.session(root) as kernel:
             prog = state.pinned(kernel, "/sys/fs/bpf/hello")
-            assert (prog.id, prog.name, prog.tag) == (ident, "hello", "d35b94b4c0c10efb")
+            assert (prog.id, prog.name, prog.tag) == (ident, "hello", "490c48c1179970a8")
             assert run_test(prog, data_in=bytes(64)).retval == 2
     with state.session(root) as kernel:
         lines = kernel.trace.read()

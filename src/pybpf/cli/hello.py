@@ -35,12 +35,18 @@ EXAMPLE = "hello.bpf.o"
 JITED_HEAD = 16  # lines of the native listing the walkthrough shows
 
 
+TAG_WHY = {
+    "sha256": "as Linux 6.18 computes it",
+    "sha1": "as kernels before 6.18 and the seed documents show it (--tag-algo sha1)",
+}
+
+
 def example_bytes(name: str = EXAMPLE) -> bytes:
     """The bytes of an object shipped in ``pybpf/examples``."""
     return resources.files("pybpf.examples").joinpath(name).read_bytes()
 
 
-def main(path: str | None = None) -> int:
+def main(path: str | None = None, *, tag_algorithm: str | None = None) -> int:
     """Print the walkthrough; exit status 0."""
     try:
         data = example_bytes() if path is None else Path(path).read_bytes()
@@ -57,7 +63,8 @@ def main(path: str | None = None) -> int:
               f"{prog.section_offset:016x} <{prog.name}>:")  # fmt: skip
         print(llvm.objdump_listing(decode(raw, validate=False), notes=objdump_notes(prog)), end="")
 
-    kernel = Kernel()  # verifies every program, then JIT-compiles it (bpf_jit_enable=1)
+    # verifies every program, then JIT-compiles it (bpf_jit_enable=1)
+    kernel = Kernel(tag_algorithm=tag_algorithm)
     coll = load_object(spec, kernel, log_level=2)
     print(f"\n$ pybpf -d prog load {path or EXAMPLE} /sys/fs/bpf/hello   (-d: the verifier's log)")
     for prog in coll.programs.values():
@@ -72,7 +79,9 @@ def main(path: str | None = None) -> int:
         ids = ",".join(map(str, prog.map_ids))
         jit = f"jited {jited.bytes_jited(prog)}B" if prog.engine_name == "jit" else "not jited"
         print(f"\txlated {prog.bytes_xlated}B  {jit}  map_ids {ids}")
-        print(f"\t(the tag as Linux 6.18 computes it, with SHA-256: {prog.tag_with('sha256')})")
+        other = "sha1" if kernel.tag_algorithm == "sha256" else "sha256"
+        print(f"\t(tag: {kernel.tag_algorithm.upper()}, {TAG_WHY[kernel.tag_algorithm]}; "
+              f"{other.upper()} gives {prog.tag_with(other)}, {TAG_WHY[other]})")
     print("\n$ pybpf map list")
     for m in coll.maps.values():
         print(f"{m.id}: {m.map_type.name.lower()}  name {m.name}  flags {m.map_flags:#x}")

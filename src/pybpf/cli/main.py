@@ -144,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("hello", help="the seed's hello program: load, list, run three times")
     p.add_argument("object", nargs="?", help="an object to use instead of hello.bpf.o")
-    p.set_defaults(func=lambda a: hello.main(a.object))
+    p.add_argument("--tag-algo", choices=("sha256", "sha1"), default=None,
+                   help="program tags as Linux 6.18 (sha256, the default) or older kernels")
+    p.set_defaults(func=lambda a: hello.main(a.object, tag_algorithm=a.tag_algo))
 
     p = sub.add_parser("bench", help="interpreter throughput on loop-heavy programs")
     p.add_argument("--repeat", type=int, default=3)

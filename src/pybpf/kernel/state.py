@@ -74,12 +74,16 @@ def pin_file(root: Path, path: str) -> Path:
 
 # --- the session -----------------------------------------------------------------------
 @contextlib.contextmanager
-def session(root: Path | None = None, *, write: bool = True) -> Iterator[Kernel]:
-    """A kernel holding the persisted objects; saved on a clean exit when ``write``."""
+def session(root: Path | None = None, *, write: bool = True,
+            tag_algorithm: str | None = None) -> Iterator[Kernel]:
+    """A kernel holding the persisted objects; saved on a clean exit when ``write``.
+
+    ``tag_algorithm`` is how the kernel computes program tags (default: SHA-256, as 6.18).
+    """
     root = root or state_dir()
     with open(root / "lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        kernel = Kernel()
+        kernel = Kernel(tag_algorithm=tag_algorithm)
         kernel.state_root = root
         _restore(kernel, root)
         yield kernel

@@ -22,6 +22,7 @@ from pybpf.runtime.kmem import KernelMemory
 from pybpf.runtime.maps import MAP_CLASSES
 from pybpf.runtime.maps.base import Map, MapAttr, MapType, fail
 from pybpf.runtime.space import AddressSpace
+from pybpf.runtime.tag import default_algorithm
 from pybpf.runtime.trace import TracePipe
 
 DEFAULT_ENGINE = "jit"
@@ -32,12 +33,12 @@ class Kernel:
     """Maps, programs and shared state of one simulated machine."""
 
     def __init__(self, *, ncpus: int | None = None, seed: int | None = None,
-                 tag_algorithm: str = "sha1", verify: bool = True) -> None:  # fmt: skip
+                 tag_algorithm: str | None = None, verify: bool = True) -> None:  # fmt: skip
         self.space = AddressSpace()
         self.ncpus = ncpus or os.cpu_count() or 1
         self.random = random.Random(seed)
         self.trace = TracePipe()
-        self.tag_algorithm = tag_algorithm
+        self.tag_algorithm = tag_algorithm or default_algorithm()  # SHA-256 unless told
         self.verify = verify  # run the verifier at every prog_load (bpf_check)
         self.engine = DEFAULT_ENGINE  # what prog_load builds unless told: bpf_jit_enable
         self.maps: dict[int, Map] = {}

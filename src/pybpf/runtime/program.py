@@ -12,8 +12,8 @@ xlated`` shows them: map references become ``map[id:N]`` /
 ``map[id:N][0]+off`` (src MAP_FD / MAP_VALUE with the map *id* in imm), and
 helper calls keep their ids so listings name them.  The **tag** is computed
 over the instructions with map immediates zeroed (so it is the same whatever
-fds or ids a load got), SHA-1 by default as the seeds show, SHA-256 as Linux
-6.18 does.
+fds or ids a load got), SHA-256 as Linux 6.18 computes it unless the kernel was
+told SHA-1 (the seeds' older kernel; see runtime.tag).
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ class Ctx:
     log_level: int | None = None  # --log-level N: the verifier log's level (pybpf's option)
     bpffs: bool = False  # -f: show where objects are pinned
     engine: str | None = None  # --engine interp|jit: what loads and test runs use (pybpf's)
+    tag_algo: str | None = None  # --tag-algo sha1|sha256: how tags are computed (pybpf's)
     kernel: Any = None
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)

@@ -10,12 +10,14 @@ from pybpf.cli.bpftool.common import EXIT_ERROR, CommandError, Ctx, match
 from pybpf.errors import PybpfError
 from pybpf.kernel import state
 from pybpf.runtime.engines import NAMES as ENGINE_NAMES
+from pybpf.runtime.tag import ALGORITHMS as TAG_ALGORITHMS
+from pybpf.runtime.tag import default_algorithm as default_tag_algorithm
 
 OBJECTS = ("prog", "map", "btf", "net", "feature")
 _OPTIONS = {"-j": "json", "--json": "json", "-p": "pretty", "--pretty": "pretty",
             "-d": "debug", "--debug": "debug", "-f": "bpffs", "--bpffs": "bpffs"}  # fmt: skip
 
-_VALUED = ("--log-level", "--engine")  # pybpf's global options that take a value
+_VALUED = ("--log-level", "--engine", "--tag-algo")  # pybpf's global options that take a value
 
 
 def is_bpftool_command(argv: Sequence[str]) -> bool:
@@ -49,6 +51,12 @@ def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
                 return _error(ctx, f"--engine takes {' or '.join(ENGINE_NAMES)}, not '{value}'")
             ctx.engine = value
             continue
+        if arg == "--tag-algo" or arg.startswith("--tag-algo="):
+            value = arg.partition("=")[2] if "=" in arg else (argv.pop(0) if argv else "")
+            if value not in TAG_ALGORITHMS:
+                return _error(ctx, f"--tag-algo takes {' or '.join(TAG_ALGORITHMS)}, not '{value}'")
+            ctx.tag_algo = value
+            continue
         opts = _options(arg)
         if opts is None:
             args.append(arg)
@@ -57,6 +65,10 @@ def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
     if args and args[0].startswith("-") and args[0] != "-":
         return _error(ctx, f"unknown option '{args[0]}'")
     ctx.json = ctx.json or ctx.pretty  # bpftool: -p implies -j
+    try:
+        ctx.tag_algo = ctx.tag_algo or default_tag_algorithm()
+    except PybpfError as err:
+        return _error(ctx, str(err))
     try:
         obj = match(args.pop(0) if args else "", OBJECTS, "object") if args else None
         if obj is None:
@@ -69,7 +81,8 @@ def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
         unlocked = getattr(module, "UNLOCKED", {}).get(name)
         if unlocked is not None and unlocked(args):
             return module.COMMANDS[name](ctx, args)  # it opens its own short sessions
-        with state.session(write=name not in getattr(module, "READ_ONLY", ())) as kernel:
+        write = name not in getattr(module, "READ_ONLY", ())
+        with state.session(write=write, tag_algorithm=ctx.tag_algo) as kernel:
             ctx.kernel = kernel
             return module.COMMANDS[name](ctx, args)
     except PybpfError as err:  # the session is not saved: a failed command changes nothing
