@@ -128,11 +128,15 @@ class FactFile:
         if not self.dirty:
             return
         used = {e["kernel"] for e in self.facts.values()}
-        doc = {"kernels": {fp: k for fp, k in sorted(self.kernels.items()) if fp in used},
-               "facts": dict(sorted(self.facts.items()))}
+        kernels = {fp: k for fp, k in sorted(self.kernels.items()) if fp in used}
+        # one fact per line: a re-recording shows in a diff as the facts that changed
+        facts = ",\n".join(f"  {json.dumps(k)}: {json.dumps(e, sort_keys=True)}"
+                           for k, e in sorted(self.facts.items()))
+        head = json.dumps(kernels, sort_keys=True)
+        text = f'{{"kernels": {head},\n "facts": {{\n{facts}\n }}}}\n'
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, self.path)
         self.dirty = False
 

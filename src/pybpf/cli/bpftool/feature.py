@@ -8,14 +8,15 @@
        'probe' reports what pybpf's simulated kernel implements, in bpftool's
        shape: the program types that load and test-run, the map types that can be
        created, and the helpers each program type may call (available to the type in
-       Linux 6.18 and implemented by pybpf).  There is no JIT: programs run in
-       pybpf's interpreter.
+       Linux 6.18 and implemented by pybpf), and the kernel pybpf models.  Programs
+       are JIT-compiled through LLVM (``--engine interp`` runs them in the interpreter).
 """
 
 from __future__ import annotations
 
 from pybpf.cli.bpftool.common import Ctx, match, no_more
 from pybpf.isa.helper_ids import HELPER_NAMES
+from pybpf.runtime import model
 from pybpf.runtime.helpers import HELPERS
 from pybpf.runtime.maps import MAP_CLASSES
 from pybpf.runtime.progtypes import PROG_TYPES
@@ -40,7 +41,10 @@ def do_probe(ctx: Ctx, args: list[str]) -> int:
     no_more(args)
     if ctx.json:
         ctx.emit_json({
-            "system_config": {"bpf_jit_enable": 0},
+            "pybpf": {"models": model.RELEASE, "recorded_on": [
+                {"release": r.release, "fingerprint": r.fingerprint, "when": r.when}
+                for r in model.RECORDINGS]},
+            "system_config": {"bpf_jit_enable": 1},
             "syscall_config": {"have_bpf_syscall": True},
             "program_types": {f"have_{n}_prog_type": True for n in _prog_types()},
             "map_types": {f"have_{n}_map_type": True for n in _map_types()},
@@ -50,8 +54,9 @@ def do_probe(ctx: Ctx, args: list[str]) -> int:
                      "have_v3_isa_extension": True, "have_v4_isa_extension": True},
         })  # fmt: skip
         return 0
-    out = ["Scanning system configuration...",
-           "JIT compiler is disabled (pybpf runs programs in its interpreter)", "",
+    out = [model.describe(), "",
+           "Scanning system configuration...",
+           "JIT compiler is enabled (pybpf JIT-compiles through LLVM)", "",
            "Scanning system call availability...",
            "bpf() syscall is available (pybpf's simulated kernel)", "",
            "Scanning eBPF program types..."]  # fmt: skip
