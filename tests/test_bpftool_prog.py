@@ -202,7 +202,8 @@ def test_btf_and_feature(loaded):
     assert "\t- bpf_trace_printk\n" in out
     doc = json.loads(loaded("-j", "feature", "probe")[1])
     assert list(doc) == ["system_config", "syscall_config", "program_types", "map_types",
-                         "helpers", "misc"]  # fmt: skip
+                         "helpers", "misc", "pybpf"]  # fmt: skip
+    assert doc["pybpf"]["models"] == "6.18" and out.startswith("pybpf models Linux 6.18, as ")
     assert "bpf_map_lookup_elem" in doc["helpers"]["xdp_available_helpers"]
 
 

@@ -41,9 +41,6 @@ def do_probe(ctx: Ctx, args: list[str]) -> int:
     no_more(args)
     if ctx.json:
         ctx.emit_json({
-            "pybpf": {"models": model.RELEASE, "recorded_on": [
-                {"release": r.release, "fingerprint": r.fingerprint, "when": r.when}
-                for r in model.RECORDINGS]},
             "system_config": {"bpf_jit_enable": 1},
             "syscall_config": {"have_bpf_syscall": True},
             "program_types": {f"have_{n}_prog_type": True for n in _prog_types()},
@@ -52,6 +49,10 @@ def do_probe(ctx: Ctx, args: list[str]) -> int:
                         for t in sorted(PROG_TYPES)},
             "misc": {"have_bounded_loops": True, "have_v2_isa_extension": True,
                      "have_v3_isa_extension": True, "have_v4_isa_extension": True},
+            # pybpf's own section, after bpftool's: the kernel it models
+            "pybpf": {"models": model.RELEASE, "recorded_on": [
+                {"release": r.release, "fingerprint": r.fingerprint, "when": r.when}
+                for r in model.RECORDINGS]},
         })  # fmt: skip
         return 0
     out = [model.describe(), "",
