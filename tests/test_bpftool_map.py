@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -358,53 +359,80 @@ def test_concurrent_updates_lose_nothing(root, capsys):
 
 
 # --- the real bpftool -----------------------------------------------------------------------------
-def _bpftool_ok() -> bool:
-    if shutil.which("bpftool") is None or os.geteuid() != 0:
-        return False
-    return subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True).returncode == 0
+# What bpftool printed for the same maps on the kernel, recorded (ids masked) in
+# kernel_facts/bpftool_map.json with the bpftool that printed it: pybpf must print the recording.
+# Where bpftool runs (root), it is asked too: a live bpftool that prints otherwise is drift.
+REAL_MAPS = {"h": ("hash", 4, 8, 16), "a": ("array", 4, 4, 4), "q": ("queue", 0, 4, 4)}
+REAL_UPDATE = ["key", "1", "0", "0", "0", "value", *["2"] * 8]  # into h
+REAL_COMMANDS = (("-j", "map", "show"), ("-j", "map", "dump"), ("map", "show"), ("map", "dump"))
 
 
-@pytest.mark.skipif(not _bpftool_ok(), reason="needs bpftool and root (bpf(2))")
-def test_same_layout_as_bpftool(root, capsys):
-    real = f"/sys/fs/bpf/pybpf_maptest_{os.getpid()}"
-    maps = {"h": ("hash", 4, 8, 16), "a": ("array", 4, 4, 4), "q": ("queue", 0, 4, 4)}
-    try:
-        for name, (kind, k, v, n) in maps.items():
-            spec = ["type", kind, "key", str(k), "value", str(v), "entries", str(n), "name", name]
-            subprocess.run(["bpftool", "map", "create", f"{real}_{name}", *spec], check=True)
-            create(capsys, f"/sys/fs/bpf/{name}", kind, k, v, n, name)
-        upd = ["key", "1", "0", "0", "0", "value", *["2"] * 8]
-        subprocess.run(["bpftool", "map", "update", "pinned", f"{real}_h", *upd], check=True)
-        run(capsys, "map", "update", "pinned", "/sys/fs/bpf/h", *upd)
-        for name in maps:
-            ours = ["pinned", f"/sys/fs/bpf/{name}"]
-            theirs = ["pinned", f"{real}_{name}"]
-            for cmd in (["-j", "map", "show"], ["-j", "map", "dump"]):
-                got = json.loads(run(capsys, *cmd, *ours)[1])
-                want = json.loads(subprocess.run(["bpftool", *cmd, *theirs],
-                                                 capture_output=True, text=True).stdout)
-                assert _keys(got) == _keys(want), (name, cmd)
-                if cmd[1:] == ["map", "show"]:
-                    assert {k: v for k, v in got.items() if k != "id"} == \
-                        {k: v for k, v in want.items() if k != "id"}
-                else:
-                    assert got == want
-            for cmd in (["map", "show"], ["map", "dump"]):
-                got = run(capsys, *cmd, *ours)[1]
-                want = subprocess.run(["bpftool", *cmd, *theirs], capture_output=True,
-                                      text=True).stdout
-                assert _mask(got) == _mask(want), (name, cmd)
-    finally:
-        for name in maps:
-            Path(f"{real}_{name}").unlink(missing_ok=True)
-
-
-def _keys(doc):
-    if isinstance(doc, list):
-        return [_keys(d) for d in doc]
-    if isinstance(doc, dict):
-        return {k: _keys(v) for k, v in doc.items()}
+def _bpftool_usable() -> str | None:
+    if shutil.which("bpftool") is None:
+        return "bpftool is not installed"
+    if os.geteuid() != 0:
+        return "bpftool needs root (bpf(2))"
+    if subprocess.run(["bpftool", "-j", "map", "show"], capture_output=True).returncode != 0:
+        return "bpftool cannot list the kernel's maps here"
     return None
+
+
+def _bpftool(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["bpftool", *argv], check=check, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+
+
+def bpftool_version() -> str:
+    """``bpftool version`` in a line: which bpftool (and libbpf) printed the recording."""
+    return ", ".join(_bpftool("version").stdout.splitlines())
+
+
+def _printed(cmd: tuple[str, ...], status: int, out: str) -> dict:
+    """``cmd``'s exit status and output as recorded: JSON parsed, the map's id masked."""
+    if cmd[0] != "-j":
+        return {"exit": status, "out": _mask(out)}
+    doc = json.loads(out)
+    if cmd[-1] == "show":
+        doc = {k: "N" if k == "id" else v for k, v in doc.items()}
+    return {"exit": status, "out": doc}
+
+
+def bpftool_prints() -> dict[str, object]:
+    """``NAME/COMMAND`` -> what bpftool prints for REAL_MAPS (a probe: root and bpftool)."""
+    real = f"/sys/fs/bpf/pybpf_maptest_{os.getpid()}"
+    printed = {}
+    try:
+        for name, (kind, k, v, n) in REAL_MAPS.items():
+            _bpftool("map", "create", f"{real}_{name}", "type", kind, "key", str(k), "value",
+                     str(v), "entries", str(n), "name", name)  # fmt: skip
+        _bpftool("map", "update", "pinned", f"{real}_h", *REAL_UPDATE)
+        for name in REAL_MAPS:
+            for cmd in REAL_COMMANDS:
+                proc = _bpftool(*cmd, "pinned", f"{real}_{name}", check=False)
+                printed[f"{name}/{' '.join(cmd)}"] = _printed(cmd, proc.returncode, proc.stdout)
+    finally:
+        for name in REAL_MAPS:
+            Path(f"{real}_{name}").unlink(missing_ok=True)
+    return printed
+
+
+def _printed_by(prints, key: str):
+    return prints()[key]
+
+
+def test_same_layout_as_bpftool(root, capsys, kernel_facts):
+    facts = kernel_facts.offline_when(_bpftool_usable())
+    facts.fact("bpftool version", bpftool_version)  # another bpftool: drift, not failure
+    prints = functools.cache(bpftool_prints)  # one real session for every fact
+    for name, (kind, k, v, n) in REAL_MAPS.items():
+        create(capsys, f"/sys/fs/bpf/{name}", kind, k, v, n, name)
+    run(capsys, "map", "update", "pinned", "/sys/fs/bpf/h", *REAL_UPDATE)
+    for name in REAL_MAPS:
+        for cmd in REAL_COMMANDS:
+            status, out, _ = run(capsys, *cmd, "pinned", f"/sys/fs/bpf/{name}")
+            ours = _printed(cmd, status, out)
+            key = f"{name}/{' '.join(cmd)}"
+            facts.check(key, ours, functools.partial(_printed_by, prints, key))
 
 
 def _mask(text: str) -> str:

@@ -1,14 +1,21 @@
-"""pybpf.btf: .BTF/.BTF.ext parsing, declarations, value formatting, maps, vmlinux."""
+"""pybpf.btf: .BTF/.BTF.ext parsing, declarations, value formatting, maps, vmlinux.
+
+What bpftool printed (``btf dump`` of the fixtures and of this machine's vmlinux, the
+listing and map dump of hello.bpf.o loaded into the kernel) is recorded in
+``kernel_facts/btf.json``; pybpf's renderings must equal it.  Where bpftool (and, for the
+load, root and a bpf filesystem) is there, it is asked again: a different answer is
+drift, reported but not failed.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import struct
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -113,41 +120,53 @@ def _bpftool(*args: str) -> str:
                           timeout=60).stdout  # fmt: skip
 
 
-@pytest.mark.skipif(not HAVE_BPFTOOL, reason="bpftool not installed")
-@pytest.mark.parametrize("name", ["hello", "kinds", "core", "target"])
-def test_raw_dump_equals_bpftool(name):
-    btf, _ = load(name)
-    assert btf.dump_raw() == _bpftool("btf", "dump", "file", str(FIX / f"{name}.bpf.o"))
-
-
 def _can_load_progs() -> bool:
     return HAVE_BPFTOOL and os.geteuid() == 0 and Path("/sys/fs/bpf").is_dir()
 
 
-@pytest.mark.skipif(not _can_load_progs(), reason="needs root, bpftool and bpffs")
-def test_hello_against_the_kernel(hello):
-    btf, _ = hello
+def _asking(facts, live: bool = HAVE_BPFTOOL):
+    """The oracle, answering from the recording alone where bpftool cannot be asked."""
+    return facts.offline_when(None if live else "bpftool cannot be asked here")
+
+
+@pytest.mark.parametrize("name", ["hello", "kinds", "core", "target"])
+def test_raw_dump_equals_bpftool(kernel_facts, name):
+    btf, _ = load(name)
+    obj = str(FIX / f"{name}.bpf.o")
+    _asking(kernel_facts).check(f"btf_dump/{name}", btf.dump_raw(),
+                                lambda: _bpftool("btf", "dump", "file", obj))  # fmt: skip
+
+
+def _hello_in_the_kernel() -> dict:
+    """What bpftool shows of hello.bpf.o loaded into the live kernel (a probe): the first
+    line of the xlated listing, and the .rodata map dumped as text and as JSON."""
     pin = f"/sys/fs/bpf/pybpf_btf_hello_{os.getpid()}"
     try:
         r = subprocess.run(["bpftool", "prog", "load", str(FIX / "hello.bpf.o"), pin],
                            capture_output=True, text=True, timeout=60)  # fmt: skip
         if r.returncode:
-            pytest.skip(f"bpftool prog load failed: {r.stderr.strip()}")
+            return {"bpftool prog load failed": r.stderr.strip()}
         info = json.loads(_bpftool("-j", "prog", "show", "pinned", pin))
         xlated = _bpftool("prog", "dump", "xlated", "pinned", pin)
-        assert xlated.splitlines()[0] == btf.c_decl(btf.find("hello")) + ":"
         ro_id = next(m for m in info["map_ids"]
                      if json.loads(_bpftool("-j", "map", "show", "id", str(m)))["name"]
                      .endswith(".rodata"))  # fmt: skip
-        dumped = _bpftool("map", "dump", "id", str(ro_id))
-        ro = btf.find(".rodata", "datasec")
-        assert dumped == map_dump_text(btf, 0, ro, [(b"\0" * 4, b"Hello World %d\0")])
         dumped_json = json.loads(_bpftool("-j", "map", "dump", "id", str(ro_id)))
-        assert dumped_json[0]["formatted"] == {"value": format_value(btf, ro,
-                                                                     b"Hello World %d\0")}
+        return {"xlated_head": xlated.splitlines()[0],
+                "rodata_dump": _bpftool("map", "dump", "id", str(ro_id)),
+                "rodata_formatted": dumped_json[0]["formatted"]}  # fmt: skip
     finally:
         if os.path.exists(pin):
             os.unlink(pin)
+
+
+def test_hello_against_the_kernel(kernel_facts, hello):
+    btf, _ = hello
+    ro = btf.find(".rodata", "datasec")
+    ours = {"xlated_head": btf.c_decl(btf.find("hello")) + ":",
+            "rodata_dump": map_dump_text(btf, 0, ro, [(b"\0" * 4, b"Hello World %d\0")]),
+            "rodata_formatted": {"value": format_value(btf, ro, b"Hello World %d\0")}}  # fmt: skip
+    _asking(kernel_facts, _can_load_progs()).check("hello_loaded", ours, _hello_in_the_kernel)
 
 
 # --- compiling from source -------------------------------------------------------------
@@ -411,7 +430,7 @@ def _exercise(btf: Btf) -> None:
     btf.dump_raw()
 
 
-@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     which=st.integers(0, len(SEED_BLOBS) - 1),
     edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8),
@@ -423,16 +442,14 @@ def test_fuzz_mutated_btf(which, edits, cut):
         blob[pos % len(blob)] = val
     if cut is not None:
         blob = blob[:cut]
-    start = time.monotonic()
     try:
         btf = Btf.parse(bytes(blob))
     except BtfError:
         return
     _exercise(btf)
-    assert time.monotonic() - start < 2
 
 
-@settings(max_examples=200, deadline=2000)
+@settings(max_examples=200, deadline=None)
 @given(edits=st.lists(st.tuples(st.integers(0, 500), st.integers(0, 255)), max_size=6),
        cut=st.one_of(st.none(), st.integers(0, 500)))  # fmt: skip
 def test_fuzz_mutated_btf_ext(edits, cut):
@@ -446,7 +463,7 @@ def test_fuzz_mutated_btf_ext(edits, cut):
         BtfExt.parse(bytes(blob), btf)
 
 
-@settings(max_examples=200, deadline=2000)
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200))
 def test_fuzz_random_bytes(data):
     for blob in (data, build_btf(data, b"\0int\0")):
@@ -457,16 +474,16 @@ def test_fuzz_random_bytes(data):
 # --- vmlinux ---------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"), reason="no vmlinux BTF")
+VMLINUX = Path("/sys/kernel/btf/vmlinux")
+
+
+@pytest.mark.skipif(not VMLINUX.exists(), reason="no vmlinux BTF")
 def test_vmlinux():
     from pybpf.btf import vmlinux as vm_mod
 
     vm_mod._cache.clear()
-    start = time.perf_counter()
     vm = load_vmlinux()
-    elapsed = time.perf_counter() - start
     assert vm is not None
-    assert elapsed < 5, f"vmlinux took {elapsed:.2f}s"
     assert load_vmlinux() is vm  # cached
     tid = vm.find("task_struct", "struct")
     assert tid is not None
@@ -478,8 +495,20 @@ def test_vmlinux():
     assert load_vmlinux("/nonexistent/vmlinux") is None
 
 
-@pytest.mark.skipif(not (HAVE_BPFTOOL and os.path.exists("/sys/kernel/btf/vmlinux")),
-                    reason="needs bpftool and vmlinux BTF")  # fmt: skip
-def test_vmlinux_raw_dump_equals_bpftool():
-    vm = load_vmlinux()
-    assert vm.dump_raw() == _bpftool("btf", "dump", "file", "/sys/kernel/btf/vmlinux")
+def _digest(text: str) -> dict:
+    """A dump too big to record whole: its SHA-256 and its number of lines."""
+    return {"sha256": hashlib.sha256(text.encode()).hexdigest(), "lines": text.count("\n")}
+
+
+@pytest.mark.skipif(not VMLINUX.exists(), reason="no vmlinux BTF")
+def test_vmlinux_raw_dump_equals_bpftool(kernel_facts):
+    # the input is this machine's kernel: the recording is of the vmlinux with this digest
+    key = f"vmlinux_dump/{hashlib.sha256(VMLINUX.read_bytes()).hexdigest()[:12]}"
+    ours = _digest(load_vmlinux().dump_raw())
+    probe = lambda: _digest(_bpftool("btf", "dump", "file", str(VMLINUX)))  # noqa: E731
+    if kernel_facts.file.get(key) is None and not kernel_facts.record:
+        if not HAVE_BPFTOOL:
+            pytest.skip(f"{key} is not recorded (another kernel's vmlinux) and bpftool is absent")
+        assert ours == probe(), f"{key} (not recorded): pybpf differs from bpftool"
+        return
+    _asking(kernel_facts).check(key, ours, probe)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from pybpf.btf import Btf, BtfExt, load_vmlinux
+from pybpf.btf import Btf, BtfExt, BtfType, EnumValue, Member, Param, VarSecinfo, load_vmlinux
+from pybpf.btf import types as btf_types
 from pybpf.btf.core import (
     FIELD_BYTE_OFFSET,
     FIELD_BYTE_SIZE,
@@ -23,7 +27,9 @@ from pybpf.btf.core import (
     resolve_core,
 )
 from pybpf.btf.ext import CoreRelo
+from pybpf.btf.types import VOID
 from pybpf.errors import CoreError
+from pybpf.testing import kernel_facts as kf
 
 FIX = Path(__file__).parent / "fixtures" / "btf"
 
@@ -207,12 +213,32 @@ def test_task_struct_pid_against_vmlinux(local):
     assert resolve_core(btf, relos[83], VM).value == tid
 
 
-def _libbpf_relocations() -> dict[int, tuple[int, bool]] | None:
-    """relo index -> (new value, poisoned) from ``bpftool -d prog load``'s libbpf log."""
-    if shutil.which("bpftool") is None or os.geteuid() != 0 or VM is None:
-        return None
-    if not Path("/sys/fs/bpf").is_dir():
-        return None
+# --- libbpf, through bpftool ------------------------------------------------------
+# What libbpf (in bpftool) computed for core.bpf.o's relocations against the kernel's BTF, and
+# the types of that BTF the relocations read, recorded in kernel_facts/core.json with the
+# bpftool that computed them: pybpf, resolving against the recorded types, must compute what
+# libbpf did.  Where bpftool runs (root, bpffs, vmlinux BTF), it is asked too: drift, not failure.
+
+
+def _bpftool_usable() -> str | None:
+    if shutil.which("bpftool") is None:
+        return "bpftool is not installed"
+    if os.geteuid() != 0 or not Path("/sys/fs/bpf").is_dir():
+        return "needs root and a mounted bpffs"
+    if VM is None:
+        return "no /sys/kernel/btf/vmlinux"
+    return None
+
+
+def bpftool_version() -> str:
+    """``bpftool version`` in a line: which bpftool (and libbpf) printed the recording."""
+    out = subprocess.run(["bpftool", "version"], check=True, text=True, capture_output=True,
+                         timeout=60).stdout  # fmt: skip
+    return ", ".join(out.splitlines())
+
+
+def libbpf_relocations() -> dict[str, list]:
+    """relo index -> [new value, poisoned] from ``bpftool -d prog load``'s libbpf log."""
     pin = f"/sys/fs/bpf/pybpf_core_test_{os.getpid()}"
     try:
         proc = subprocess.run(["bpftool", "-d", "prog", "load", str(FIX / "core.bpf.o"), pin],
@@ -220,29 +246,91 @@ def _libbpf_relocations() -> dict[int, tuple[int, bool]] | None:
     finally:
         if os.path.exists(pin):
             os.unlink(pin)
-    out: dict[int, tuple[int, bool]] = {}
+    out: dict[str, list] = {}
     for line in proc.stderr.splitlines():
         m = re.search(r"relo #(\d+): patched insn #\d+ \(\S+\) (?:imm|off|imm64) \d+ -> (\d+)",
                       line)  # fmt: skip
         if m:
-            out[int(m.group(1))] = (int(m.group(2)), False)
+            out[m.group(1)] = [int(m.group(2)), False]
         m = re.search(r"relo #(\d+): substituting insn", line)
         if m:
-            out[int(m.group(1))] = (0, True)
-    return out or None
+            out[m.group(1)] = [0, True]
+    return out
 
 
-@needs_vmlinux
-def test_core_agrees_with_libbpf_on_vmlinux(local):
-    expected = _libbpf_relocations()
-    if expected is None:
-        pytest.skip("bpftool/libbpf log not available (needs root and bpftool)")
+class _Reads(Sequence):
+    """A BTF's types that note the ids read (iterating, as the name index does, reads none)."""
+
+    def __init__(self, types: Sequence[BtfType]) -> None:
+        self.types, self.ids = types, {0}
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+    def __getitem__(self, type_id):
+        self.ids.add(type_id)
+        return self.types[type_id]
+
+    def __iter__(self):
+        return iter(self.types)
+
+
+def vmlinux_types(local: tuple[Btf, BtfExt]) -> dict:
+    """The running kernel's BTF types that resolving core.bpf.o's relocations reads, by id."""
+    btf, ext = local
+    reads = _Reads(VM.types)
+    for r in _relos(ext):
+        resolve_core(btf, r, Btf(reads, VM._strings))
+    return {"count": len(VM.types), "types": {i: _type_doc(VM.types[i]) for i in sorted(reads.ids)}}
+
+
+_KINDS = {c.kind: c for c in vars(btf_types).values()
+          if isinstance(c, type) and issubclass(c, BtfType)}  # fmt: skip
+_ROWS = {"members": Member, "values": EnumValue, "params": Param, "vars": VarSecinfo}
+
+
+def _type_doc(t: BtfType) -> dict:
+    return {"kind": t.kind, **{f.name: getattr(t, f.name) for f in dataclasses.fields(t)}}
+
+
+def _btf_type(doc: dict) -> BtfType:
+    fields = {k: tuple(_ROWS[k](*row) for row in v) if k in _ROWS else v
+              for k, v in doc.items() if k != "kind"}  # fmt: skip
+    return _KINDS[doc["kind"]](**fields)
+
+
+class _Recorded(Sequence):
+    """The recorded types at their ids; reading any other id is an error (never a guess)."""
+
+    def __init__(self, doc: dict) -> None:
+        self.count = doc["count"]
+        self.types = {int(i): _btf_type(t) for i, t in doc["types"].items()}
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, type_id):
+        if type_id not in self.types:
+            raise kf.FactError(f"vmlinux type [{type_id}] was not recorded: re-record "
+                               "kernel_facts/core.json with --record-kernel")  # fmt: skip
+        return self.types[type_id]
+
+    def __iter__(self):
+        return (self.types.get(i, VOID) for i in range(self.count))  # gaps have no name
+
+
+def test_core_agrees_with_libbpf_on_vmlinux(local, kernel_facts):
+    facts = kernel_facts.offline_when(_bpftool_usable())
+    facts.fact("bpftool version", bpftool_version)  # another libbpf: drift, not failure
+    recorded = facts.fact("vmlinux types", functools.partial(vmlinux_types, local))
+    vmlinux = Btf(_Recorded(recorded), Btf.parse(_minimal_btf())._strings)  # types hold names
+    expected = facts.fact("libbpf relocations", libbpf_relocations)
     btf, ext = local
     relos = _relos(ext)
     assert len(expected) == len(relos)
     for i, r in enumerate(relos):
-        res = resolve_core(btf, r, VM)
-        value, poison = expected[i]
+        res = resolve_core(btf, r, vmlinux)
+        value, poison = expected[str(i)]
         assert res.poison == poison, (i, r)
         if not poison:
             assert res.value == value, (i, r, res)

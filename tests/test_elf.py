@@ -6,7 +6,6 @@ import contextlib
 import shutil
 import struct
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -174,7 +173,5 @@ def test_fuzz_mutations_raise_only_object_errors(base, edits, header_bias):
         span = len(base) - shoff
         edits = [(p % 64 if i % 2 else shoff + p % span, b) for i, (p, b) in enumerate(edits)]
     data = _mutated(base, edits)
-    start = time.perf_counter()
     with contextlib.suppress(ObjectError):
         read_object(data, "fuzz.o")
-    assert time.perf_counter() - start < 2.0

@@ -6,11 +6,14 @@ so whatever changes the state it mirrors, and let the JIT run context loads
 without a Python call; loads it does not answer (refused, narrow where the
 kernel refuses, sign-extending) keep the interpreter's result or fault.
 The XDP and skb test runs of ``test_testrun_kernel`` run here under the JIT
-and must agree with the interpreter and, when bpf(2) is usable, the kernel.
+and must agree with the interpreter and with the kernel's answers recorded for
+that module (``kernel_facts/testrun_kernel.json``: the same runs, one recording;
+the live kernel is asked too, for drift).
 """
 
 from __future__ import annotations
 
+import functools
 import struct
 
 import pytest
@@ -19,7 +22,6 @@ from pybpf.asm import ubpf
 from pybpf.errors import KernelError, MemoryFault
 from pybpf.jit.abi import IMAGE_WIDTHS, ctx_image_layout
 from pybpf.jit.engine import JitProgram
-from pybpf.kernel import linux
 from pybpf.runtime.context import (
     NET_SKB_PAD,
     CtxRegion,
@@ -30,6 +32,7 @@ from pybpf.runtime.context import (
 )
 from pybpf.runtime.kernel import Kernel
 from pybpf.runtime.testrun import test_run as run_test
+from pybpf.testing import kernel_plugin
 from pybpf.vm.interpreter import Interpreter
 from pybpf.vm.memory import Memory
 from test_testrun_kernel import (
@@ -42,10 +45,10 @@ from test_testrun_kernel import (
     XDP,
     XDP_CTX_CASES,
     XDP_PROGRAMS,
+    kernel_outcome,
     udp_packet,
 )
 
-KERNEL = linux.available() is None  # bpf(2) usable: compare with the kernel too
 SKB_KINDS = ("socket_filter", "sched_cls", "sched_act", "cgroup_skb")
 
 
@@ -266,45 +269,44 @@ def run_both(insns, prog_type, packet: bytes, ctx_in: bytes | None = None, repea
     return outs
 
 
-def kernel_outcome(insns, prog_type, packet: bytes, ctx_in: bytes | None = None):
-    with linux.prog_load(insns, prog_type=int(prog_type)) as kprog:
-        try:
-            k = kprog.test_run(packet, ctx_in=ctx_in)
-            return (k.retval, k.data_out, k.ctx_out or b"")
-        except KernelError as err:
-            return ("errno", err.errno)
+@pytest.fixture
+def testrun_facts(kernel_facts, request):
+    """The kernel's answers recorded by ``test_testrun_kernel`` for the same test runs;
+    their drift is this test's (it shares the ``kernel_facts`` fixture's drift list)."""
+    facts = kernel_plugin.oracle(request.config, request.path, name="testrun_kernel")
+    facts.drifts = kernel_facts.drifts
+    return facts
+
+
+def check_jit(facts, key: str, insns, prog_type, packet: bytes, ctx_in: bytes | None = None):
+    """The JIT's run equals the interpreter's and the kernel's recorded one."""
+    interp, jit = run_both(insns, prog_type, packet, ctx_in)
+    assert jit == interp, key
+    facts.check(key, jit, functools.partial(kernel_outcome, insns, prog_type, packet, ctx_in))
 
 
 @pytest.mark.parametrize("name", sorted(XDP_PROGRAMS))
-def test_xdp_programs_agree_under_the_jit(name):
+def test_xdp_programs_agree_under_the_jit(testrun_facts, name):
     insns = ubpf.assemble(XDP_PROGRAMS[name])
     for label, packet in dict(PACKETS, too_short=bytes(13)).items():
-        interp, jit = run_both(insns, XDP, packet)
-        assert jit == interp, f"{name} on {label}"
-        if KERNEL:
-            assert jit == kernel_outcome(insns, XDP, packet), f"{name} on {label} (kernel)"
+        check_jit(testrun_facts, f"xdp/{name}/{label}", insns, XDP, packet)
 
 
 @pytest.mark.parametrize("case", sorted(XDP_CTX_CASES))
 @pytest.mark.parametrize("name", ["meta", "ctx_fields", "push_tag", "tail_grow", "pop_eth"])
-def test_xdp_ctx_in_agrees_under_the_jit(name, case):
-    insns, packet = ubpf.assemble(XDP_PROGRAMS[name]), udp_packet(bytes(60 - 42))
-    interp, jit = run_both(insns, XDP, packet, XDP_CTX_CASES[case])
-    assert jit == interp
-    if KERNEL:
-        assert jit == kernel_outcome(insns, XDP, packet, XDP_CTX_CASES[case])
+def test_xdp_ctx_in_agrees_under_the_jit(testrun_facts, name, case):
+    check_jit(testrun_facts, f"xdp_ctx/{name}/{case}", ubpf.assemble(XDP_PROGRAMS[name]), XDP,
+              udp_packet(bytes(60 - 42)), XDP_CTX_CASES[case])
 
 
 @pytest.mark.parametrize("case", sorted(SKB_CTX_CASES))
 @pytest.mark.parametrize("prog_type, src", [(SOCKET_FILTER, SOCKET_PROGRAM),
                                             (SCHED_CLS, TC_PROGRAM)], ids=["socket", "tc"])
-def test_skb_runs_agree_under_the_jit(prog_type, src, case):
+def test_skb_runs_agree_under_the_jit(testrun_facts, prog_type, src, case):
     insns = ubpf.assemble(src)
     for label, packet in dict(PACKETS, too_short=bytes(13)).items():
-        interp, jit = run_both(insns, prog_type, packet, SKB_CTX_CASES[case])
-        assert jit == interp, label
-        if KERNEL:
-            assert jit == kernel_outcome(insns, prog_type, packet, SKB_CTX_CASES[case]), label
+        check_jit(testrun_facts, f"skb/{prog_type.name.lower()}/{case}/{label}", insns,
+                  prog_type, packet, SKB_CTX_CASES[case])
 
 
 def test_repeated_runs_keep_the_image_current():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from dataclasses import replace
 
 import pytest
 
@@ -176,26 +177,28 @@ def test_tail_call_to_an_empty_slot_falls_through():
     assert int.from_bytes(result.data_out[:4], "little") == 3
 
 
-@pytest.mark.kernel
-@pytest.mark.parametrize("length", [3, 40])
-def test_tail_call_chain_agrees_with_the_kernel(length: int):
-    from dataclasses import replace
-
+def kernel_tail_chain(length: int) -> tuple[int, bytes]:
+    """(retval, data_out) of the same chain in the live kernel (a probe for kernel_facts)."""
     from pybpf.kernel import linux
 
-    reason = linux.available()
-    if reason:
-        pytest.skip(reason)
     with linux.map_create(MapType.PROG_ARRAY, 4, 4, 64) as table:
         progs = []
-        for i in range(length):
-            insns = [replace(x, imm=table.fd) if x.code == 0x18 and x.src_reg == 1 else x
-                     for x in ubpf.assemble(TAIL_CHAIN.format(next=i + 1))]  # fmt: skip
-            progs.append(linux.prog_load(insns, linux.XDP))
-        for i, prog in enumerate(progs):
-            table.update(i.to_bytes(4, "little"), prog.fd.to_bytes(4, "little"))
-        theirs = progs[0].test_run(bytes(64))
-        for prog in progs:
-            prog.close()
+        try:
+            for i in range(length):
+                insns = [replace(x, imm=table.fd) if x.code == 0x18 and x.src_reg == 1 else x
+                         for x in ubpf.assemble(TAIL_CHAIN.format(next=i + 1))]  # fmt: skip
+                progs.append(linux.prog_load(insns, linux.XDP))
+            for i, prog in enumerate(progs):
+                table.update(i.to_bytes(4, "little"), prog.fd.to_bytes(4, "little"))
+            theirs = progs[0].test_run(bytes(64))
+        finally:
+            for prog in progs:
+                prog.close()
+    return theirs.retval, theirs.data_out
+
+
+@pytest.mark.parametrize("length", [3, 40])
+def test_tail_call_chain_agrees_with_the_kernel(kernel_facts, length: int):
     ours = run_test(_tail_chain_kernel(length)[0], data_in=bytes(64))
-    assert (ours.retval, ours.data_out) == (theirs.retval, theirs.data_out)
+    kernel_facts.check(f"tail_chain/{length}", (ours.retval, ours.data_out),
+                       lambda: kernel_tail_chain(length))

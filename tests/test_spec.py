@@ -6,7 +6,6 @@ import contextlib
 import shutil
 import struct
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -348,10 +347,8 @@ def test_fuzz_spec_raises_only_object_errors(base, edits):
     data = bytearray(base)
     for pos, byte in edits:
         data[pos % len(data)] = byte
-    start = time.perf_counter()
     with contextlib.suppress(ObjectError):
         ObjectSpec.from_bytes(bytes(data), "fuzz.bpf.o")
-    assert time.perf_counter() - start < 2.0
 
 
 def test_huge_bss_is_refused_without_allocating_it():

@@ -1,11 +1,12 @@
 """The verifier's core (pybpf.verifier.verify) against Linux 6.18, check by check.
 
 Each row is a program in llvm assembly, its program type and maps, and the
-verdict the running kernel gives: ``None`` for an accept, else the pc and
-the first line of the kernel's message.  Every row runs through pybpf's
-verifier (via the runtime's load path, as BPF_PROG_LOAD runs bpf_check) and,
-when bpf(2) works, through the kernel too, so the table cannot drift from
-the kernel.  Each check has an accepted and a refused row.
+verdict the kernel gives: ``None`` for an accept, else the pc and the first
+line of the kernel's message.  Every row runs through pybpf's verifier (via
+the runtime's load path, as BPF_PROG_LOAD runs bpf_check), whose verdict must
+also be the kernel's as recorded in ``kernel_facts/verifier.json`` (pc and
+message; the live kernel is asked too, for drift), so the table cannot
+drift from the kernel.  Each check has an accepted and a refused row.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from pybpf.asm.llvm import assemble
-from pybpf.kernel import linux
 from pybpf.testing import verifier_diff as vd
 from pybpf.verifier import Target, verify
 from pybpf.verifier.log import alignment, insn_text
@@ -177,18 +177,21 @@ def test_verdict(name, prog_type, maps, text, expected):
         assert (ours.pc, ours.reason) == expected, ours.log
 
 
-@pytest.mark.parametrize(("name", "prog_type", "maps", "text", "expected"), CASES,
+def _fact(verdict: vd.Verdict) -> list | None:
+    """A verdict as a kernel fact: None for an accept, else [pc, first message line]."""
+    return None if verdict.ok else [verdict.pc, verdict.reason]
+
+
+def check_kernel(kernel_facts, case: vd.Case) -> None:
+    """pybpf's verdict on ``case`` is the kernel's recorded one."""
+    kernel_facts.check(f"verdict/{case.name}", _fact(vd.pybpf_verdict(case)),
+                       lambda: _fact(vd.kernel_verdict(case)))  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "prog_type", "maps", "text"), [c[:4] for c in CASES],
                          ids=[c[0] for c in CASES])  # fmt: skip
-def test_verdict_matches_kernel(name, prog_type, maps, text, expected):
-    reason = linux.available()
-    if reason:
-        pytest.skip(f"bpf(2) unavailable: {reason}")
-    kernel = vd.kernel_verdict(_case(name, prog_type, maps, text))
-    if expected is None:
-        assert kernel.ok, kernel.log
-    else:
-        assert not kernel.ok
-        assert (kernel.pc, kernel.reason) == expected, kernel.log
+def test_verdict_matches_kernel(kernel_facts, name, prog_type, maps, text):
+    check_kernel(kernel_facts, _case(name, prog_type, maps, text))
 
 
 # --- the API and the log -------------------------------------------------------------------------
@@ -264,17 +267,14 @@ def test_log_alignment_matches_kernel():
     assert alignment(60) == 3
 
 
-def test_callee_cannot_leave_its_stack_pointer_in_the_caller():
+def test_callee_cannot_leave_its_stack_pointer_in_the_caller(kernel_facts):
     text = ("r1 = r10\nr1 += -8\ncall local f\nr0 = 0\nexit\n"
             "f:\nr2 = r10\n*(u64 *)(r1 + 0) = r2\nr0 = 0\nexit")  # fmt: skip
     v = _verify(text, level=0)
     assert not v.ok
     assert (v.error.pc, v.error.reason) == (6, "cannot spill pointers to stack into stack "
                                                 "frame of the caller")
-    reason = linux.available()
-    if not reason:
-        kernel = vd.kernel_verdict(_case("spill_fp_caller", XDP, (), text))
-        assert (kernel.pc, kernel.reason) == (v.error.pc, v.error.reason)
+    check_kernel(kernel_facts, _case("spill_fp_caller", XDP, (), text))
 
 
 def test_level2_log_of_a_subprogram_call_is_the_kernels():

@@ -2,10 +2,12 @@
 
 Each refused program is a row: its slots, the kernel's message, the pc and
 errno.  pybpf's :func:`pybpf.verifier.cfg.analyze` must refuse it the same
-way; where bpf(2) works, the running kernel must too (the oracle).  The
-rewrite rows state by hand which instructions the kernel's verifier visits
+way, and as the kernel did: its answers (errno and message, the xlated image
+``bpftool prog dump xlated`` printed) are recorded in
+``kernel_facts/verifier_cfg.json`` and asked of the live kernel too, for drift.
+The rewrite rows state by hand which instructions the kernel's verifier visits
 (``seen``) and compare :func:`pybpf.verifier.cfg.xlate` with the expected
-image and, live, with ``bpftool prog dump xlated`` of the same program.
+image and with the kernel's recorded one.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import itertools
 import os
 import random
 import re
+import shutil
 import struct
 import subprocess
+import sys
 import tempfile
-import time
 
 import pytest
 
@@ -127,24 +130,34 @@ def test_refused_as_the_kernel_words_it(prog: bytes, reason: str, pc: int | None
         assert hint_for(reason), "every structural refusal the kernel words has a hint"
 
 
-def _kernel_refusal(prog: bytes) -> tuple[int, str]:
-    why = linux.available()
-    if why:
-        pytest.skip(f"bpf(2) is not available: {why}")
+def _errno_name(code: int) -> str:
+    return errno.errorcode.get(code, str(code))
+
+
+def _kernel_verdict(prog: bytes, prog_type: int = SOCKET_FILTER) -> list | None:
+    """The live kernel's answer (a probe): None for a load, else [ERRNO, first log line]."""
     try:
-        linux.prog_load(prog, prog_type=SOCKET_FILTER, log_level=1).close()
+        linux.prog_load(prog, prog_type=prog_type, log_level=1).close()
     except linux.KernelError as err:
-        return err.errno, err.log
-    pytest.fail("the kernel accepted the program")
+        lines = err.log.splitlines()
+        return [_errno_name(err.errno), lines[0] if lines else ""]
+    return None
 
 
-@pytest.mark.parametrize(("prog", "reason", "err"),
-                         [pytest.param(r[1], r[2], r[4], id=r[0]) for r in REFUSED])  # fmt: skip
-def test_kernel_refuses_the_same_way(prog: bytes, reason: str, err: int):
-    got_errno, log = _kernel_refusal(prog)
-    assert got_errno == err
-    if err != E2BIG:  # a size refusal comes before the verifier: no log
-        assert log.splitlines()[0] == reason
+def _our_verdict(prog: bytes) -> list | None:
+    """pybpf's structural answer in the kernel's terms: a size refusal (no pc) comes
+    before the verifier, so the kernel logs nothing for it."""
+    try:
+        cfg.analyze(prog)
+    except VerifierError as err:
+        logged = err.errno != E2BIG or err.pc is not None
+        return [_errno_name(err.errno), err.reason if logged else ""]
+    return None
+
+
+@pytest.mark.parametrize("name, prog", [pytest.param(r[0], r[1], id=r[0]) for r in REFUSED])
+def test_kernel_refuses_the_same_way(kernel_facts, name: str, prog: bytes):
+    kernel_facts.check(f"refused/{name}", _our_verdict(prog), lambda: _kernel_verdict(prog))
 
 
 def test_empty_program_is_too_big_as_bpf_prog_load_says():
@@ -169,8 +182,13 @@ def test_too_many_subprograms():
         cfg.analyze(prog)
     assert (info.value.reason, info.value.errno, info.value.pc) == (
         "too many subprograms", E2BIG, n - 1)
-    got_errno, log = _kernel_refusal(prog)
-    assert (got_errno, log.splitlines()[0]) == (E2BIG, "too many subprograms")
+
+
+def test_kernel_refuses_too_many_subprograms(kernel_facts):
+    n = cfg.MAX_SUBPROGS
+    prog = slot(0x85, src=1, imm=n) * n + EXIT + EXIT * n
+    kernel_facts.check("refused/too-many-subprograms", _our_verdict(prog),
+                       lambda: _kernel_verdict(prog))  # fmt: skip
 
 
 UNPRIVILEGED = [
@@ -240,13 +258,9 @@ def test_subprogram_facts():
     assert (sub.has_ld_abs, sub.has_tail_call) == (False, True)
 
 
-def test_kernel_accepts_what_passes_the_structure():
+def test_kernel_accepts_what_passes_the_structure(kernel_facts):
     prog = asm(LOOP)
-    cfg.analyze(prog)
-    why = linux.available()
-    if why:
-        pytest.skip(f"bpf(2) is not available: {why}")
-    linux.prog_load(prog, prog_type=SOCKET_FILTER, log_level=1).close()
+    kernel_facts.check("accepted/loop", _our_verdict(prog), lambda: _kernel_verdict(prog))
 
 
 # --- check_max_stack_depth ------------------------------------------------------
@@ -263,17 +277,17 @@ def _deep_chain(callees: int) -> str:
     return "\n".join(lines)
 
 
-def _kernel_load(text_or_bytes, prog_type: int = SOCKET_FILTER) -> tuple[int, str]:
-    """(0, log) when the kernel accepts, else (errno, log); skips without bpf(2)."""
-    why = linux.available()
-    if why:
-        pytest.skip(f"bpf(2) is not available: {why}")
-    prog = asm(text_or_bytes) if isinstance(text_or_bytes, str) else text_or_bytes
+_STACK_REFUSALS = re.compile(r"combined stack size|call stack of \d+ frames|tail_calls are not")
+
+
+def _kernel_stack_verdict(text: str, prog_type: int) -> list | None:
+    """The live kernel's answer (a probe): None for a load, else [ERRNO, the stack line]."""
     try:
-        with linux.prog_load(prog, prog_type=prog_type, log_level=1) as loaded:
-            return 0, loaded.log
+        with linux.prog_load(asm(text), prog_type=prog_type, log_level=1):
+            return None
     except linux.KernelError as err:
-        return err.errno, err.log
+        line = next((ln for ln in err.log.splitlines() if _STACK_REFUSALS.search(ln)), "")
+        return [_errno_name(err.errno), line]
 
 
 def _stack_verdict(text: str, depths, **kw) -> tuple[int, str]:
@@ -315,13 +329,12 @@ def test_stack_depth(text: str, depths, prog_type: int, err: int, reason: str):
     assert _stack_verdict(text, depths, private=private) == (err, reason)
 
 
-@pytest.mark.parametrize(("text", "prog_type", "err", "reason"),
-                         [pytest.param(*r[1:2], *r[3:], id=r[0]) for r in STACKS])  # fmt: skip
-def test_kernel_stack_depth(text: str, prog_type: int, err: int, reason: str):
-    got, log = _kernel_load(text, prog_type)
-    assert got == err
-    if reason:
-        assert reason in log.splitlines()
+@pytest.mark.parametrize(("name", "text", "depths", "prog_type"),
+                         [pytest.param(*r[:4], id=r[0]) for r in STACKS])  # fmt: skip
+def test_kernel_stack_depth(kernel_facts, name: str, text: str, depths, prog_type: int):
+    err, reason = _stack_verdict(text, depths, private=cfg.private_stack(prog_type))
+    ours = [_errno_name(err), reason] if err else None
+    kernel_facts.check(f"stack_depth/{name}", ours, lambda: _kernel_stack_verdict(text, prog_type))
 
 
 def test_frames_round_as_jit_and_interpreter_do():
@@ -388,21 +401,16 @@ def test_rewrite(text: str, seen: set[int], expected: str):
     assert disassemble(got, "llvm") == disassemble(assemble(expected, "llvm"), "llvm")
 
 
-def _kernel_xlated(prog: bytes, name: str) -> list[Instruction]:
-    """The kernel's xlated image of ``prog`` (bpftool), local calls as pc-relative again."""
-    why = linux.available()
-    if why:
-        pytest.skip(f"bpf(2) is not available: {why}")
+def _kernel_xlated(prog: bytes, name: str) -> str:
+    """The kernel's xlated image of ``prog`` as bpftool dumps it, local calls as pc-relative
+    again, disassembled (a probe)."""
     with linux.prog_load(prog, prog_type=SOCKET_FILTER, name=name), \
             tempfile.TemporaryDirectory() as tmp:  # fmt: skip
         raw = os.path.join(tmp, "xlated")
         dump = ["bpftool", "prog", "dump", "xlated", "name", name]
-        try:
-            subprocess.run([*dump, "file", raw], check=True, capture_output=True, timeout=30)
-            text = subprocess.run(dump, check=True, capture_output=True, text=True,
-                                  timeout=30).stdout  # fmt: skip
-        except (OSError, subprocess.SubprocessError) as err:
-            pytest.skip(f"bpftool cannot dump the program: {err}")
+        subprocess.run([*dump, "file", raw], check=True, capture_output=True, timeout=30)
+        text = subprocess.run(dump, check=True, capture_output=True, text=True,
+                              timeout=30).stdout  # fmt: skip
         with open(raw, "rb") as f:
             insns = decode(f.read(), validate=False)
     # the JIT keeps a callee's index in a local call; bpftool prints the offset
@@ -412,16 +420,23 @@ def _kernel_xlated(prog: bytes, name: str) -> list[Instruction]:
     for insn in insns:
         pcs.append(pc)
         pc += insn.slots
-    return [Instruction(0x85, 0, 1, 0, offsets[p]) if p in offsets else insn
-            for p, insn in zip(pcs, insns, strict=True)]  # fmt: skip
+    return disassemble([Instruction(0x85, 0, 1, 0, offsets[p]) if p in offsets else insn
+                        for p, insn in zip(pcs, insns, strict=True)], "llvm")  # fmt: skip
 
 
-@pytest.mark.parametrize(("text", "seen"), [pytest.param(r[1], r[2], id=r[0]) for r in REWRITES])
-def test_rewrite_as_the_kernel_does(text: str, seen: set[int]):
+def _xlated_facts(kernel_facts):
+    """The oracle, answering from the recording alone where bpftool cannot dump."""
+    return kernel_facts.offline_when(None if shutil.which("bpftool") else "no bpftool")
+
+
+@pytest.mark.parametrize(("name", "text", "seen"),
+                         [pytest.param(*r[:3], id=r[0]) for r in REWRITES])  # fmt: skip
+def test_rewrite_as_the_kernel_does(kernel_facts, name: str, text: str, seen: set[int]):
     insns = assemble(text, "llvm")
-    name = f"cfg{os.getpid() % 100000}_{abs(hash(text)) % 10000}"
-    kernel = _kernel_xlated(encode(insns), name)
-    assert disassemble(cfg.rewrite(insns, seen), "llvm") == disassemble(kernel, "llvm")
+    ours = disassemble(cfg.rewrite(insns, seen), "llvm")
+    prog_name = f"cfg{os.getpid() % 100000}_{abs(hash(text)) % 10000}"
+    _xlated_facts(kernel_facts).check(f"xlated/{name}", ours,
+                                      lambda: _kernel_xlated(encode(insns), prog_name))
 
 
 def test_xlate_maps_old_pcs_to_new():
@@ -554,14 +569,40 @@ def test_xlate_agrees_with_the_kernels_step_by_step_removal(seed: int):
         insns, seen, starts)
 
 
+def _lines_run(fn, *args) -> int:
+    """How many lines of pybpf.verifier.xlate ``fn(*args)`` executes (the work it does)."""
+    count = 0
+
+    def local(frame, event, arg):
+        nonlocal count
+        count += event == "line"
+        return local
+
+    def calls(frame, event, arg):
+        return local if frame.f_code.co_filename == xl.__file__ else None
+
+    previous = sys.gettrace()
+    sys.settrace(calls)
+    try:
+        fn(*args)
+    finally:
+        sys.settrace(previous)
+    return count
+
+
 def test_xlate_is_linear():
     loop = [Instruction(0xB7, 1), Instruction(0x07, 1, 0, 0, 1), Instruction(0xA5, 1, 0, -2, 50),
             Instruction(0xB7), Instruction(0x05)]  # fmt: skip
-    insns = loop * 4000 + [Instruction(0x95)]
-    began = time.perf_counter()
-    out = cfg.xlate(insns, set(range(len(insns))))
-    assert len(out.insns) == 4 * 4000 + 1
-    assert time.perf_counter() - began < 5  # the step-by-step way takes minutes
+
+    def work(n: int) -> int:
+        insns = loop * n + [Instruction(0x95)]
+        out = cfg.xlate(insns, set(range(len(insns))))
+        assert len(out.insns) == 4 * n + 1  # every ja +0 removed
+        return _lines_run(cfg.xlate, insns, set(range(len(insns))))
+
+    # twice the program, twice the work (the step-by-step way does four times as much)
+    small, large = work(1000), work(2000)
+    assert large < 2.2 * small, (small, large)
 
 
 def test_stack_refusals_name_no_pc():
@@ -633,9 +674,21 @@ def _outside_structure(prog: bytes) -> bool:
     return False
 
 
+def _kernel_structural(prog: bytes) -> str | None:
+    """The live kernel's refusal before do_check (a probe), None when do_check ran."""
+    try:
+        linux.prog_load(prog, prog_type=SOCKET_FILTER, log_level=1).close()
+    except linux.KernelError as err:
+        # refused before do_check: the log is the message and "processed 0 insns"
+        if "processed 0 insns" in err.log:
+            return err.log.splitlines()[0]
+    return None
+
+
 @pytest.mark.parametrize("seed", range(0, 2000, 10))
-def test_random_programs_never_crash_and_match_the_kernel(seed: int):
+def test_random_programs_never_crash_and_match_the_kernel(kernel_facts, seed: int):
     rng = random.Random(seed)
+    progs, ours = [], []
     for _ in range(10):
         prog = _random_bytes_program(rng)
         try:
@@ -643,19 +696,11 @@ def test_random_programs_never_crash_and_match_the_kernel(seed: int):
             mine = None
         except VerifierError as err:
             mine = err.reason
-        if _outside_structure(prog):
-            continue
-        why = linux.available()
-        if why:
-            continue  # no oracle: the analysis not crashing is what is checked
-        try:
-            linux.prog_load(prog, prog_type=SOCKET_FILTER, log_level=1).close()
-            kernel = None
-        except linux.KernelError as err:
-            # refused before do_check: the log is the message and "processed 0 insns"
-            structural = "processed 0 insns" in err.log
-            kernel = err.log.splitlines()[0] if structural else None
-        assert mine == kernel, prog.hex()
+        # pre-do_check refusals that need kernel objects are not the structure's
+        if not _outside_structure(prog):
+            progs.append(prog)
+            ours.append(mine)
+    kernel_facts.check(f"random/{seed}", ours, lambda: [_kernel_structural(p) for p in progs])
 
 
 # --- random rewrites against the kernel's xlated image ---------------------------------
@@ -719,7 +764,7 @@ def _concrete_path(insns: list[Instruction]) -> set[int]:
 
 
 @pytest.mark.parametrize("seed", range(25))
-def test_random_rewrites_match_the_kernel(seed: int):
+def test_random_rewrites_match_the_kernel(kernel_facts, seed: int):
     rng = random.Random(seed)
     while True:  # a program the kernel takes: every instruction reachable
         insns = _constant_program(rng)
@@ -729,5 +774,7 @@ def test_random_rewrites_match_the_kernel(seed: int):
         except VerifierError:
             continue
     seen = _concrete_path(insns)
-    kernel = _kernel_xlated(encode(insns), f"cfgr{os.getpid() % 10000}_{seed}")
-    assert disassemble(cfg.rewrite(insns, seen), "llvm") == disassemble(kernel, "llvm")
+    ours = disassemble(cfg.rewrite(insns, seen), "llvm")
+    _xlated_facts(kernel_facts).check(
+        f"xlated_random/{seed}", ours,
+        lambda: _kernel_xlated(encode(insns), f"cfgr{os.getpid() % 10000}_{seed}"))

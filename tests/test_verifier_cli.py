@@ -1,12 +1,16 @@
 """The verifier on the command line: refusals with the report, logs with -d / --log-level.
 
 Each step is its own ``python -m pybpf.cli.main`` process sharing one state
-directory, as a user's shell session would be.
+directory, as a user's shell session would be.  The kernel's log of the refused
+program (what ``bpftool prog load`` printed) is recorded in
+``kernel_facts/verifier_cli.json``; where bpftool can load programs it is asked again,
+for drift.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +20,31 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 HELLO = str(TESTS / "fixtures" / "hello.bpf.o")
 UNCHECKED = str(TESTS / "verifier_corpus" / "c" / "xdp_eth_no_check.bpf.o")
+
+
+def _prog_load_log(obj: str) -> list[str] | str:
+    """The verifier log ``bpftool prog load`` prints for a refused object (a probe)."""
+    pin = f"/sys/fs/bpf/pybpf_cli_{os.getpid()}"
+    try:
+        done = subprocess.run(["bpftool", "prog", "load", obj, pin], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+    finally:
+        if os.path.exists(pin):
+            os.unlink(pin)
+    if done.returncode == 0:
+        return "loaded"
+    if "-- BEGIN PROG LOAD LOG --\n" not in done.stderr:
+        return f"no log: {done.stderr.strip()}"
+    return _log(done.stderr).splitlines()
+
+
+def _log(stderr: str) -> str:
+    return stderr.split("-- BEGIN PROG LOAD LOG --\n")[1].split("-- END PROG LOAD LOG --")[0]
+
+
+def _bpftool_loads() -> bool:
+    return shutil.which("bpftool") is not None and os.geteuid() == 0 and os.path.ismount(
+        "/sys/fs/bpf")  # fmt: skip
 
 
 @pytest.fixture
@@ -29,7 +58,7 @@ def pybpf(tmp_path):
     return go
 
 
-def test_unsafe_program_is_refused_with_report_and_log(pybpf):
+def test_unsafe_program_is_refused_with_report_and_log(pybpf, kernel_facts):
     done = pybpf("prog", "load", UNCHECKED, "/sys/fs/bpf/bad")
     assert done.returncode == 255 and done.stdout == ""
     err = done.stderr
@@ -40,7 +69,7 @@ def test_unsafe_program_is_refused_with_report_and_log(pybpf):
     assert "  path: 0 -> 1" in err and "  hint: compare `data + N` with `data_end`" in err
     # then what libbpf prints: the level-1 log it asks for after a failed load
     assert "libbpf: prog 'xdp_eth_no_check': BPF program load failed: Permission denied" in err
-    log = err.split("-- BEGIN PROG LOAD LOG --\n")[1].split("-- END PROG LOAD LOG --")[0]
+    log = _log(err)
     assert log.splitlines()[:5] == [  # line for line what Linux 6.18 logs, source lines included
         "0: R1=ctx() R10=fp0",
         "; void *data = (void *)(long)ctx->data; @ xdp_eth_no_check.bpf.c:7",
@@ -50,6 +79,9 @@ def test_unsafe_program_is_refused_with_report_and_log(pybpf):
         "1: (71) r2 = *(u8 *)(r1 +12)",
     ]
     assert log.splitlines()[-1].startswith("processed 2 insns (limit 1000000)")
+    kernel_facts.offline_when(None if _bpftool_loads() else "bpftool cannot load programs")
+    kernel_facts.check("refused_log/xdp_eth_no_check", log.splitlines(),
+                       lambda: _prog_load_log(UNCHECKED))  # every line, as the kernel logged it
     assert err.rstrip().endswith("Error: failed to load object file")
     # nothing was left behind: no program, no map, no pin
     assert pybpf("prog", "list").stdout == ""

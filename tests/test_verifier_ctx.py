@@ -4,23 +4,22 @@ Every program type pybpf models is swept: each offset from 0 to past the end
 of its context, each access size, as a load, a sign-extending load and a
 store.  Each point is a three-instruction program (``r2 = *(uN *)(r1 + off);
 r0 = 0; exit`` or the store of r2) the kernel loaded with log level 2; its
-answer (accepted, and the type its log gives R2 after a load) is recorded in
-``golden/verifier_ctx_kernel.json``.  The recorded sweep is compared with
-:func:`ctx_access` everywhere; when bpf(2) works, a sample of the recording
-(and, with ``PYBPF_CTX_FULL=1``, all of it) is re-checked live.
+answer (accepted, and the type its log gives R2 after a load) is a recorded kernel
+fact, one per sweep (``kernel_facts/verifier_ctx.json``, key ``sweep/<sweep id>``),
+as are the return codes the kernel allows (``return/...``).  pybpf's
+:func:`ctx_access` and :func:`return_range` are compared with the recording; when
+bpf(2) works the running kernel is asked every point too (a few seconds), and an
+answer that differs from the recording is drift (reported, the test an xfail), never
+a failure.
 
-Re-record with ``python tests/test_verifier_ctx.py --record`` (root).
+Re-record with ``pytest tests/test_verifier_ctx.py --record-kernel`` (root).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import platform
+import functools
 import random
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -29,8 +28,6 @@ from pybpf.isa import Instruction
 from pybpf.kernel import linux
 from pybpf.verifier import ctx
 from pybpf.verifier.types import Base, Flag
-
-GOLDEN = Path(__file__).resolve().parent / "golden" / "verifier_ctx_kernel.json"
 
 _SIZE_CODE = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}
 MODES = ("read", "ldsx", "write")
@@ -86,27 +83,38 @@ def _sizes(mode: str) -> tuple[int, ...]:
     return (1, 2, 4) if mode == "ldsx" else (1, 2, 4, 8)
 
 
-def record() -> dict:
-    sweeps = []
-    for sweep in _sweeps():
-        for mode in MODES:
-            for size in _sizes(mode):
-                accepted, refused = {}, {}
-                for off in sweep["offsets"]:
-                    ok, text = kernel_answer(sweep["prog_type"], sweep["attach"], off, size, mode)
-                    if ok:
-                        accepted[str(off)] = text
-                    elif text != f"invalid bpf_context access off={off} size={size}":
-                        refused[str(off)] = text
-                sweeps.append({**sweep, "mode": mode, "size": size, "accepted": accepted,
-                               "other_refusals": refused})  # fmt: skip
-    return {"kernel": platform.release(), "sweeps": sweeps}
+def sweeps() -> list[dict]:
+    """Every sweep: program type, attach type, mode, access size and offsets."""
+    return [{**sweep, "mode": mode, "size": size}
+            for sweep in _sweeps() for mode in MODES for size in _sizes(mode)]  # fmt: skip
 
 
-def _recording() -> dict:
-    if not GOLDEN.exists():
-        pytest.skip(f"{GOLDEN.name} not recorded (python {__file__} --record)")
-    return json.loads(GOLDEN.read_text())
+@functools.cache
+def kernel_sweep(prog_type: int, attach: int, mode: str, size: int, offsets: tuple[int, ...]
+                 ) -> dict:  # fmt: skip
+    """The running kernel's answers over one sweep (a kernel-facts probe, asked once):
+    the offsets, R2's type at each accepted one, and refusals other than the ctx check's."""
+    accepted, refused = {}, {}
+    for off in offsets:
+        ok, text = kernel_answer(prog_type, attach, off, size, mode)
+        if ok:
+            accepted[str(off)] = text
+        elif text != f"invalid bpf_context access off={off} size={size}":
+            refused[str(off)] = text
+    return {"offsets": list(offsets), "accepted": accepted, "other_refusals": refused}
+
+
+def _recording(kernel_facts) -> list[dict]:
+    """Each sweep with its recorded answers (``accepted``, ``other_refusals``)."""
+    out = []
+    for sweep in sweeps():
+        probe = functools.partial(kernel_sweep, sweep["prog_type"], sweep["attach"],
+                                  sweep["mode"], sweep["size"], tuple(sweep["offsets"]))
+        fact = kernel_facts.fact(f"sweep/{_sweep_id(sweep)}", probe)
+        assert fact["offsets"] == sweep["offsets"], \
+            f"{_sweep_id(sweep)}: the recording sweeps other offsets: re-record it"
+        out.append({**sweep, **fact})
+    return out
 
 
 def _ours(sweep: dict, off: int) -> ctx.CtxAccess | None:
@@ -119,22 +127,22 @@ def _sweep_id(sweep: dict) -> str:
 
 
 # --- the recording against the table -----------------------------------------------------------
-def test_recording_covers_every_modelled_program_type():
-    seen = {s["prog_type"] for s in _recording()["sweeps"]}
+def test_recording_covers_every_modelled_program_type(kernel_facts):
+    seen = {s["prog_type"] for s in _recording(kernel_facts)}
     assert seen == set(ctx.PROG_TYPES)
 
 
-def test_kernel_refuses_only_with_the_context_message():
+def test_kernel_refuses_only_with_the_context_message(kernel_facts):
     """Every refusal in the sweep is the ctx check's (so the sweep measures ctx rules)."""
-    others = {(_sweep_id(s), o): t for s in _recording()["sweeps"]
+    others = {(_sweep_id(s), o): t for s in _recording(kernel_facts)
               for o, t in s["other_refusals"].items()}  # fmt: skip
     assert others == {}
 
 
-def test_verdicts_match_the_kernel_everywhere():
+def test_verdicts_match_the_kernel_everywhere(kernel_facts):
     wrong = []
     total = 0
-    for sweep in _recording()["sweeps"]:
+    for sweep in _recording(kernel_facts):
         for off in sweep["offsets"]:
             total += 1
             kernel = str(off) in sweep["accepted"]
@@ -145,9 +153,9 @@ def test_verdicts_match_the_kernel_everywhere():
     assert wrong == []
 
 
-def test_loaded_register_types_match_the_kernel_log():
+def test_loaded_register_types_match_the_kernel_log(kernel_facts):
     wrong = []
-    for sweep in _recording()["sweeps"]:
+    for sweep in _recording(kernel_facts):
         if sweep["mode"] == "write":
             continue
         for off, kernel_type in sweep["accepted"].items():
@@ -258,58 +266,28 @@ def _exit_with(value: int) -> list[Instruction]:
     return [Instruction(0xB7, 0, 0, 0, value), Instruction(0x95)]
 
 
+def kernel_exit_with(prog_type: int, attach: int, value: int) -> bool | str:
+    """True when the running kernel loads ``r0 = value; exit``, else the line of its log
+    that names the allowed range (the last line when none does)."""
+    try:
+        linux.prog_load(_exit_with(value), prog_type=prog_type, expected_attach_type=attach).close()
+    except KernelError as err:
+        lines = [ln for ln in err.log.splitlines() if ln.strip()]
+        return next((ln for ln in lines if "should have been in" in ln),
+                    lines[-1] if lines else str(err))  # fmt: skip
+    return True
+
+
 @pytest.mark.parametrize("prog_type, attach, value", [
     (ctx.CGROUP_SKB, 0, 1), (ctx.CGROUP_SKB, 0, 2), (ctx.CGROUP_SKB, 1, 3), (ctx.CGROUP_SKB, 1, 4),
     (ctx.XDP, 0, 7), (ctx.SCHED_CLS, 0, -1), (ctx.SOCKET_FILTER, 0, -5), (ctx.KPROBE, 0, 9),
     (ctx.TRACEPOINT, 0, 9), (ctx.PERF_EVENT, 0, 9), (ctx.RAW_TRACEPOINT, 0, 9),
 ])  # fmt: skip
-def test_return_range_against_the_kernel(prog_type, attach, value):
-    if (reason := linux.available()) is not None:
-        pytest.skip(reason)
+def test_return_range_against_the_kernel(kernel_facts, prog_type, attach, value):
     rng = ctx.return_range(prog_type, attach)
     ours = rng is None or rng[0] <= value <= rng[1]
-    try:
-        linux.prog_load(_exit_with(value), prog_type=prog_type, expected_attach_type=attach).close()
-        kernel, log = True, ""
-    except KernelError as err:
-        kernel, log = False, err.log
-    assert ours == kernel, log
-    if not kernel:
-        assert f"should have been in [{rng[0]}, {rng[1]}]" in log
-
-
-# --- live re-check --------------------------------------------------------------------------------
-def _live_points() -> list[tuple[dict, int]]:
-    rec = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {"sweeps": []}
-    points = [(s, off) for s in rec["sweeps"] for off in s["offsets"]]
-    if os.environ.get("PYBPF_CTX_FULL") == "1":
-        return points
-    rng = random.Random(6)
-    accepted = [(s, o) for s, o in points if str(o) in s["accepted"]]
-    return rng.sample(accepted, min(150, len(accepted))) + rng.sample(points, min(150, len(points)))
-
-
-def test_recording_still_matches_the_running_kernel():
-    if (reason := linux.available()) is not None:
-        pytest.skip(reason)
-    points = _live_points()
-    if not points:
-        pytest.skip("no recording")
-    drift = []
-    for sweep, off in points:
-        ok, text = kernel_answer(sweep["prog_type"], sweep["attach"], off, sweep["size"],
-                                 sweep["mode"])  # fmt: skip
-        recorded = sweep["accepted"].get(str(off))
-        if ok != (recorded is not None) or (ok and text != recorded):
-            drift.append(f"{_sweep_id(sweep)} off={off}: kernel now {ok} {text!r}")
-    assert drift == []
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["--record"]:
-        sys.exit(f"usage: {sys.argv[0]} --record")
-    if (why := linux.available()) is not None:
-        sys.exit(why)
-    data = record()
-    GOLDEN.write_text(json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n")
-    print(f"{GOLDEN}: {sum(len(s['offsets']) for s in data['sweeps'])} points")
+    kernel = kernel_facts.fact(f"return/type{prog_type}-attach{attach}/{value}",
+                               lambda: kernel_exit_with(prog_type, attach, value))
+    assert ours == (kernel is True), kernel
+    if not ours:
+        assert f"should have been in [{rng[0]}, {rng[1]}]" in kernel

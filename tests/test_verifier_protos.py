@@ -3,12 +3,14 @@
 Two oracles.  The sources: ``golden/helper_protos.json`` holds the
 ``struct bpf_func_proto`` fields of every helper pybpf defines, extracted
 from the 6.18 tree by ``verifier_protos_extract.py``; each HelperProto must
-say the same.  The running kernel: what a prototype decides is observable
+say the same.  The kernel: what a prototype decides is observable
 when a call is refused — the GPL check, ``R3 type=scalar expected=fp, pkt,
 ...`` for a wrong argument, ``invalid zero-sized read`` for CONST_SIZE,
-reads of uninitialised stack for memory the helper does not fill, and R0's
-type after the call.  Those cases are built for every helper and argument
-the test can give valid values to, and checked live when bpf(2) works.
+writes into read-only map memory for memory the helper fills, packet
+pointers for helpers without pkt_access, and R0's type after the call.  Those
+cases are built for every helper and argument the test can give valid values
+to; what the kernel's log showed is recorded in ``kernel_facts/verifier_protos.json``
+(the live kernel is asked too, for drift) and must be what each prototype decides.
 """
 
 from __future__ import annotations
@@ -277,71 +279,100 @@ def _cases():
 
 @pytest.fixture(scope="module")
 def maps():
-    if (reason := linux.available()) is not None:
-        pytest.skip(reason)
-    made: dict = {"rdonly": linux.map_create(2, 4, 64, 1, map_flags=1 << 7)}  # BPF_F_RDONLY_PROG
+    """The kernel maps the probes create, made on first use (never without bpf(2))."""
+    made: dict = {}
     yield made
     for kmap in made.values():
         kmap.close()
 
 
+def _rdonly_map(maps: dict):
+    """An array map with BPF_F_RDONLY_PROG: its values are read-only to programs."""
+    if "rdonly" not in maps:
+        maps["rdonly"] = linux.map_create(2, 4, 64, 1, map_flags=1 << 7)
+    return maps["rdonly"]
+
+
 _R0 = re.compile(r"\bR0(?:_w)?=([a-z_]+)(\([^)]*\))?")
+_GPL = "cannot call GPL-restricted function from non-GPL compatible program"
 
 
-@pytest.mark.parametrize("helper, what, index", _cases())
-def test_prototype_decides_what_the_kernel_refuses(maps, helper, what, index):
-    proto = helper.proto
+def _decided(helper, what: str, index: int):
+    """What the prototype says the kernel observes in case ``what`` (see _observed)."""
+    proto, args = helper.proto, helper.proto.args
     if what == "gpl":
-        ok, log = _load(helper, _program(helper, []), license="Proprietary")
-        refused = "cannot call GPL-restricted function from non-GPL compatible program" in log
-        assert refused == proto.gpl_only, log
-        return
+        return proto.gpl_only
+    if what == "wrong_type":
+        got = Base.PTR_TO_STACK if args[index].base in _SCALAR_KINDS else Base.SCALAR
+        return [False, P.type_mismatch(index + 1, args[index], got)]
+    if what == "zero_size":
+        return args[index].base is Arg.CONST_SIZE
+    if what == "rdonly":
+        return args[index].has(ArgFlag.MEM_WRITE)
+    if what == "pkt":
+        return not proto.pkt_access
+    rt = proto.ret.reg_type
+    return [type_str(*rt) if rt else "scalar", proto.acquire]
+
+
+def _observed(helper, what: str, index: int, maps: dict):
+    """What the live kernel's log shows for case ``what`` of ``helper`` (a probe).
+
+    gpl: the GPL refusal is logged (license "Proprietary"); wrong_type: [loaded, the
+    ``R<n> type=`` line] with a wrong argument; zero_size: ``invalid zero-sized read``
+    with a size of 0; rdonly: ``write into map forbidden`` with memory of a
+    BPF_F_RDONLY_PROG map; pkt: ``helper access to the packet is not allowed`` with a
+    packet pointer; ret: [R0's type after a valid call, whether it has a ref_obj_id].
+    """
+    proto = helper.proto
     args = list(proto.args)
+    if what == "gpl":
+        _, log = _load(helper, _program(helper, []), license="Proprietary")
+        return _GPL in log
     body = [ins for i in range(index) for ins in _value(helper, i, args[i], maps)]
     if what == "wrong_type":
-        arg = args[index]
-        wrong = [Instruction(0xBF, index + 1, 10)] if arg.base in _SCALAR_KINDS else [
+        wrong = [Instruction(0xBF, index + 1, 10)] if args[index].base in _SCALAR_KINDS else [
             _mov(index + 1, 1)]  # fmt: skip
         ok, log = _load(helper, _program(helper, body + wrong))
-        got = Base.PTR_TO_STACK if arg.base in _SCALAR_KINDS else Base.SCALAR
-        assert not ok
-        assert P.type_mismatch(index + 1, arg, got) in log, log
-        return
+        line = next((ln for ln in log.splitlines() if ln.startswith(f"R{index + 1} type=")), None)
+        return [ok, line]
     if what == "zero_size":
         mem = index - 1
         body = [ins for i in range(mem) for ins in _value(helper, i, args[i], maps)]
         body += _value(helper, mem, args[mem], maps) + [_mov(index + 1, 0)]
-        ok, log = _load(helper, _program(helper, body))
-        zero_refused = f"R{index + 1} invalid zero-sized read" in log
-        assert zero_refused == (args[index].base is Arg.CONST_SIZE), log
-        return
+        _, log = _load(helper, _program(helper, body))
+        return f"R{index + 1} invalid zero-sized read" in log
     if what == "rdonly":  # memory of a BPF_F_RDONLY_PROG map: refused iff the helper writes
         last = index + (0 if args[index].size else 1)
-        value = [Instruction(0x18, index + 1, 2, 0, maps["rdonly"].fd, 0)]  # map_value + 0
+        value = [Instruction(0x18, index + 1, 2, 0, _rdonly_map(maps).fd, 0)]  # map_value + 0
         body = [ins for i in range(last + 1)
                 for ins in (value if i == index else _value(helper, i, args[i], maps))]  # fmt: skip
-        ok, log = _load(helper, _program(helper, body))
-        write_refused = "write into map forbidden" in log
-        assert write_refused == args[index].has(ArgFlag.MEM_WRITE), log
-        return
+        _, log = _load(helper, _program(helper, body))
+        return "write into map forbidden" in log
     if what == "pkt":  # a packet pointer: only helpers with pkt_access may take one
         field = _PKT_DATA[_prog_type(helper)]
         body += [Instruction(0x61, index + 1, 6, field)]  # r = ctx->data
         body += [ins for i in range(index + 1, proto.nargs)
                  for ins in _value(helper, i, args[i], maps)]  # fmt: skip
-        ok, log = _load(helper, _program(helper, body))
-        refused = "helper access to the packet is not allowed" in log
-        assert refused == (not proto.pkt_access), log
-        return
+        _, log = _load(helper, _program(helper, body))
+        return "helper access to the packet is not allowed" in log
     # what == "ret": a valid call; R0's type after it is the prototype's return
     body = [ins for i in range(proto.nargs) for ins in _value(helper, i, args[i], maps)]
-    ok, log = _load(helper, _program(helper, body))
+    _, log = _load(helper, _program(helper, body))
     lines = log.splitlines()
-    call = next(n for n, ln in enumerate(lines) if re.match(r"\d+: \(85\) call", ln))
-    match = next(m for ln in lines[call:] if (m := _R0.search(ln)))
-    rt = proto.ret.reg_type
-    assert match.group(1) == (type_str(*rt) if rt else "scalar"), log
-    assert ("ref_obj_id=" in (match.group(2) or "")) == proto.acquire, log
+    call = next((n for n, ln in enumerate(lines) if re.match(r"\d+: \(85\) call", ln)), None)
+    match = (next((m for ln in lines[call:] if (m := _R0.search(ln))), None)
+             if call is not None else None)
+    if match is None:  # the call was refused: R0 never got a type
+        return None
+    return [match.group(1), "ref_obj_id=" in (match.group(2) or "")]
+
+
+@pytest.mark.parametrize("helper, what, index", _cases())
+def test_prototype_decides_what_the_kernel_refuses(kernel_facts, request, maps, helper, what,
+                                                   index):  # fmt: skip
+    kernel_facts.check(f"refuses/{request.node.callspec.id}", _decided(helper, what, index),
+                       lambda: _observed(helper, what, index, maps))  # fmt: skip
 
 
 # (map_type, key_size, value_size, max_entries) of each map type the kernel test creates
@@ -351,6 +382,7 @@ MAP_SPECS = {
     16: (16, 4, 4, 4), 22: (22, 0, 8, 4), 23: (23, 0, 8, 4), 25: (25, 4, 4, 4),
     27: (27, 0, 0, 4096), 30: (30, 0, 8, 4),
 }  # fmt: skip
+_ZERO_SIZED = "invalid zero-sized read"
 
 
 def _map_cases():
@@ -359,22 +391,31 @@ def _map_cases():
             for t in MAP_SPECS]  # fmt: skip
 
 
-@pytest.mark.parametrize("helper, map_type", _map_cases())
-def test_map_type_compatibility_against_the_kernel(maps, helper, map_type):
-    proto = helper.proto
-    body = [ins for i, arg in enumerate(proto.args)
+def _map_refusal(helper, map_type: int, maps: dict) -> str | None:
+    """The kernel's first map refusal for a call with a map of ``map_type`` (a probe):
+    a zero-sized key or value read, ``cannot pass map_type ...`` or a forbidden write."""
+    body = [ins for i, arg in enumerate(helper.proto.args)
             for ins in _value(helper, i, arg, maps, map_spec=MAP_SPECS[map_type])]  # fmt: skip
     _, log = _load(helper, _program(helper, body))
+    for line in log.splitlines():
+        if _ZERO_SIZED in line:
+            return _ZERO_SIZED
+        if line.startswith("cannot pass map_type") or line == "write into map forbidden":
+            return line
+    return None
+
+
+@pytest.mark.parametrize("helper, map_type", _map_cases())
+def test_map_type_compatibility_against_the_kernel(kernel_facts, maps, helper, map_type):
+    proto = helper.proto
     spec = MAP_SPECS[map_type]
     sizes = {Arg.PTR_TO_MAP_KEY: spec[1], Arg.PTR_TO_MAP_VALUE: spec[2]}
     if any(sizes.get(arg.base) == 0 for arg in proto.args):
-        assert "invalid zero-sized read" in log  # refused before the map is looked at
-        return
-    expected = P.map_write_error(helper.id, map_type) or P.map_func_error(helper.id, map_type)
-    kernel = next((ln for ln in log.splitlines()
-                   if ln.startswith("cannot pass map_type") or ln == "write into map forbidden"),
-                  None)  # fmt: skip
-    assert kernel == expected, log
+        expected = _ZERO_SIZED  # refused before the map is looked at
+    else:
+        expected = P.map_write_error(helper.id, map_type) or P.map_func_error(helper.id, map_type)
+    kernel_facts.check(f"maps/{helper.name}/{map_type}", expected,
+                       lambda: _map_refusal(helper, map_type, maps))  # fmt: skip
 
 
 def test_map_compatibility_table():

@@ -1,9 +1,9 @@
 """The report for people: hints for the kernel's messages, the source line, the path.
 
 Every row of the hint table carries an example in the kernel's wording and
-must answer it (no earlier row may shadow it).  Where bpf(2) works, programs
-the running kernel refuses give real messages, and each must get the hint
-its row promises.
+must answer it (no earlier row may shadow it).  Programs the kernel refuses
+give real messages (recorded in ``kernel_facts/verifier_report.json``, the live
+kernel asked too where bpf(2) works), and each must get the hint its row promises.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pybpf.btf.ext import LineInfo
 from pybpf.errors import VerifierError
 from pybpf.isa import Instruction, encode
 from pybpf.kernel import linux
+from pybpf.testing import kernel_facts as kf
 from pybpf.verifier import report
 from pybpf.verifier.report import HINTS, build_report, find_line, format_path, hint_for
 
@@ -89,26 +90,31 @@ def _row(fragment: str) -> report.Hint:
     return rows[0]
 
 
-@pytest.mark.parametrize(("prog_type", "map_type", "text", "lic", "fragment"),
-                         [pytest.param(*r[1:], id=r[0]) for r in KERNEL])  # fmt: skip
-def test_hints_answer_the_running_kernel(prog_type, map_type, text, lic, fragment):
-    why = linux.available()
-    if why:
-        pytest.skip(f"bpf(2) is not available: {why}")
+def kernel_refusal(prog_type: int, map_type: int | None, text: str, lic: str) -> list[str]:
+    """The last lines of the live kernel's log refusing the program (a kernel_facts probe);
+    [] when it loads.  The refusal is one of the last lines (some are followed by states)."""
     insns = assemble(text, "llvm")
     kmap = linux.map_create(map_type, 4, 8, 1) if map_type is not None else None
     try:
         if kmap is not None:
             insns = [Instruction(0x18, i.dst_reg, 1, 0, kmap.fd)
                      if i.code == 0x18 and i.imm == 0x7777 else i for i in insns]  # fmt: skip
-        with pytest.raises(linux.KernelError) as info:
-            linux.prog_load(encode(insns), prog_type=prog_type, license=lic).close()
+        linux.prog_load(encode(insns), prog_type=prog_type, license=lic).close()
+    except linux.KernelError as err:
+        return err.log.rstrip("\n").splitlines()[-4:]
     finally:
         if kmap is not None:
             kmap.close()
-    # the refusal is one of the last lines (some are followed by states)
+    return []
+
+
+@pytest.mark.parametrize(("case", "prog_type", "map_type", "text", "lic", "fragment"),
+                         [pytest.param(*r, id=r[0]) for r in KERNEL])  # fmt: skip
+def test_hints_answer_the_kernel(kernel_facts, case, prog_type, map_type, text, lic, fragment):
+    tail = kernel_facts.fact(f"refusal/{case}",
+                             lambda: kernel_refusal(prog_type, map_type, text, lic))
+    assert tail, "the kernel loads the program"
     row = _row(fragment)
-    tail = info.value.log.rstrip("\n").splitlines()[-4:]
     messages = [line for line in tail if row.pattern.search(line)]
     assert messages, tail
     assert hint_for(messages[0]) == row.pattern.search(messages[0]).expand(row.hint)
@@ -218,31 +224,20 @@ def test_inconsistent_input_gives_a_plain_report():
     assert text.splitlines()[:3] == ["error: R2 !read_ok", "  at pc 5", "  path: 9 -> 100 -> 5"]
 
 
-CORPUS = Path(__file__).resolve().parent / "verifier_corpus"
+CORPUS_FACTS = Path(__file__).resolve().parent / "kernel_facts" / "verifier_corpus.json"
 
 
 def _corpus_refusals() -> list[tuple[str, list[str]]]:
-    """(case, the kernel's error lines) of every refusal recorded in the verifier corpus."""
-    found = []
-    for path in sorted(CORPUS.rglob("*.vc")):
-        name, lines = "", path.read_text().splitlines()
-        for i, line in enumerate(lines):
-            if line.startswith("=== "):
-                name = line[4:].strip()
-            elif line.startswith("reject "):
-                block = []
-                for text in lines[i + 1 :]:
-                    if not text.strip() or text.startswith("==="):
-                        break
-                    block.append(text)
-                found.append((name, block))
-    return found
+    """(case, the kernel's error lines) of every refusal recorded for the verifier corpus
+    (a fact "reject PC ERRNO" followed by the kernel's lines)."""
+    facts = kf.FactFile.load(CORPUS_FACTS).facts
+    return [(name, value.splitlines()[1:]) for name, entry in sorted(facts.items())
+            if isinstance(value := entry["value"], str) and value.startswith("reject ")]
 
 
 def test_the_corpus_refusals_get_hints():
     refusals = _corpus_refusals()
-    if not refusals:
-        pytest.skip(f"no recorded refusals under {CORPUS}")
+    assert refusals, f"no recorded refusals in {CORPUS_FACTS}"
     missing = [(name, block[:1]) for name, block in refusals
                if not any(hint_for(line) for line in block)]  # fmt: skip
     # the corpus grows; new kernel messages may arrive before their hint

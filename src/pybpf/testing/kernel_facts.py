@@ -187,8 +187,9 @@ class Drift:
     decision: Decision | None = None
 
     def line(self) -> str:
-        text = (f"{self.name}: recorded {_short(self.recorded)} on {self.recorded_on}, "
-                f"live {_short(self.live)} on {self.live_on}")
+        where, recorded, live = _first_difference(self.recorded, self.live)
+        text = (f"{self.name}{where}: recorded {_short(recorded)} on {self.recorded_on}, "
+                f"live {_short(live)} on {self.live_on}")
         if self.decision:
             text += f" [pybpf follows the {self.decision.follow} kernel]"
         return text
@@ -198,6 +199,19 @@ class Drift:
                 "recorded_on": str(self.recorded_on), "live_on": str(self.live_on),
                 "follow": self.decision.follow if self.decision else None,
                 "why": self.decision.why if self.decision else None}
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> tuple[str, Any, Any]:
+    """Where two JSON values first differ (``[2]["log"]``-style) and the two parts there."""
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                return _first_difference(x, y, f"{where}[{i}]")
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        for k in a:
+            if a[k] != b[k]:
+                return _first_difference(a[k], b[k], f"{where}[{k!r}]")
+    return where, a, b
 
 
 def _short(value: Any, limit: int = 100) -> str:
@@ -242,6 +256,15 @@ class Oracle:
             if live != value:
                 self.drifts.append(Drift(self.name(key), value, stamp, live, self.live, decision))
         return value
+
+    def offline_when(self, why_not: str | None) -> Oracle:
+        """This oracle, answering from the recording alone when ``why_not`` says why the
+        probes cannot ask the live side (bpftool missing, say); recording then fails."""
+        if why_not is not None and self.live is not None:
+            if self.record:
+                raise FactError(f"cannot record {self.file.path.stem} facts here: {why_not}")
+            self.live = None
+        return self
 
     def check(self, key: str, ours: Any, probe: Callable[[], Any]) -> None:
         """Assert that pybpf's answer ``ours`` is the kernel's recorded answer to ``probe``."""

@@ -2,17 +2,23 @@
 
 Usage::
 
-    python -m pybpf.testing.verifier_diff              # recorded kernel verdicts vs pybpf
-    python -m pybpf.testing.verifier_diff --live       # the running kernel vs pybpf
-    python -m pybpf.testing.verifier_diff --record     # rewrite the recorded verdicts
-    python -m pybpf.testing.verifier_diff -v NAME...   # only these cases, with both errors
-    python -m pybpf.testing.verifier_diff --markdown   # disagreements, one line each
-    python -m pybpf.testing.verifier_diff --timeout 20 # seconds pybpf may take per program
+    python -m pybpf.testing.verifier_diff               # recorded kernel verdicts vs pybpf
+    python -m pybpf.testing.verifier_diff --live        # the running kernel vs pybpf, and drift
+    python -m pybpf.testing.verifier_diff --record      # re-record the kernel verdicts
+    python -m pybpf.testing.verifier_diff -v NAME...    # only these cases, with both errors
+    python -m pybpf.testing.verifier_diff --markdown    # disagreements, one line each
+    python -m pybpf.testing.verifier_diff --timeout 300 # hang guard: CPU seconds per program
 
 The corpus (``tests/verifier_corpus/``, its README describes the format) holds
 ``*.vc`` files of cases: a program (llvm assembly, or a compiled C object), its
-program type, license, the maps it uses, and the kernel's recorded verdict
-(``accept``, or ``reject PC ERRNO`` and the error lines of the log).
+program type, license and the maps it uses.  The kernel's verdicts are recorded
+kernel facts (:mod:`pybpf.testing.kernel_facts`) in
+``tests/kernel_facts/verifier_corpus.json``: under the case's name, ``accept``, or
+``reject PC ERRNO`` and the error lines of the log, stamped with the kernel that
+answered.  ``--record`` re-records them from the running kernel (except the facts
+``tests/kernel_facts/decisions.json`` says to keep); ``--live`` compares pybpf with
+the running kernel and lists every case whose live verdict differs from its
+recording (drift: reported, never a disagreement of pybpf's).
 
 A kernel verdict comes from ``BPF_PROG_LOAD`` at log level 1 with the declared
 maps created for the load: the failing pc is the last ``N: (..)`` instruction
@@ -24,16 +30,19 @@ errno; any other load error is a rejection, its pc read from a leading ``pc N:``
 Two verdicts *agree* when both accept, or both reject naming the same pc (when the
 kernel refused the whole program before walking it, it names no pc, and any will do).  A
 disagreement where the kernel rejects for a memory-safety reason (anything but
-the policy reasons of :data:`POLICY_REASONS`) and pybpf accepts is *dangerous*.
+the policy reasons of :data:`POLICY_REASONS`) and pybpf accepts is *dangerous*.  A pybpf
+load still running when the hang guard (``--timeout``, CPU seconds, so a loaded machine
+does not trip it) runs out is a *timeout*: reported as one, never counted as a verdict.
 
-Exit status: 0 when everything agrees, 1 on any disagreement, 2 when ``--live``
-or ``--record`` cannot reach bpf(2).
+Exit status: 0 when everything agrees, 1 on any disagreement or timeout, 2 when
+``--live`` or ``--record`` cannot reach bpf(2).
 """
 
 from __future__ import annotations
 
 import argparse
 import errno as errno_mod
+import functools
 import re
 import signal
 import sys
@@ -47,14 +56,21 @@ from pybpf.errors import KernelError, KernelUnavailable, PybpfError, VerifierErr
 from pybpf.isa import LDDW, Instruction, Pseudo
 from pybpf.runtime.maps.base import MapAttr, MapType
 from pybpf.runtime.progtypes import ProgType
+from pybpf.testing import kernel_facts as kf
 
 __all__ = [
-    "CORPUS", "Case", "CorpusError", "MapDecl", "Summary", "Verdict", "compare", "kernel_verdict",
-    "load_corpus", "main", "parse_file", "parse_kernel_log", "pybpf_verdict", "record",
-    "verifier_ready",
+    "CORPUS", "FACTS", "HANG_GUARD", "Case", "CorpusError", "MapDecl", "Summary", "Verdict",
+    "compare", "drifts", "kernel_verdict", "load_corpus", "main", "parse_file",
+    "parse_kernel_log", "pybpf_verdict", "record", "verdict_from_text", "verifier_ready",
 ]  # fmt: skip
 
-CORPUS = Path(__file__).resolve().parents[3] / "tests" / "verifier_corpus"
+_TESTS = Path(__file__).resolve().parents[3] / "tests"
+CORPUS = _TESTS / "verifier_corpus"
+#: the recorded kernel verdicts: fact file of ``tests/test_verifier_corpus.py``
+FACTS = _TESTS / "kernel_facts" / "verifier_corpus.json"
+#: CPU seconds a pybpf load may take before it is a timeout (the 1,000,000-instruction
+#: case takes about 50 on a 2026 x86-64 core): a guard against hangs, not a measure
+HANG_GUARD = 300.0
 
 #: names of ``type`` and ``map`` lines: the kernel's enum names, lower case
 PROG_TYPES = {t.name.lower(): int(t) for t in ProgType if t}
@@ -108,6 +124,7 @@ class Verdict:
     errno: int = 0
     lines: tuple[str, ...] = ()
     log: str = field(default="", compare=False)
+    timed_out: bool = False  # pybpf gave no verdict within the hang guard: no verdict at all
 
     @property
     def reason(self) -> str:
@@ -134,9 +151,10 @@ class Case:
     maps: tuple[MapDecl, ...] = ()
     license: str = "GPL"
     attach_type: int = 0
-    recorded: Verdict | None = None
+    recorded: Verdict | None = None  # from the fact file (see load_corpus)
     source: str = "asm"  # "asm" or the object file of a C program
     line_info: tuple = ()
+    recorded_on: kf.Stamp | None = None  # the kernel that gave ``recorded``
 
     @property
     def kind(self) -> str:
@@ -168,19 +186,18 @@ def _map_decl(words: list[str], path: str, line: int) -> MapDecl:
                    attrs["entries"], attrs["flags"], bool(attrs["frozen"]))  # fmt: skip
 
 
-def _parse_verdict(lines: list[str], path: str, line: int) -> Verdict | None:
-    lines = [s.strip() for s in lines if s.strip()]
-    if not lines:
-        return None
-    head = lines[0].split()
-    if head == ["accept"]:
+def verdict_from_text(text: object, where: str = "verdict") -> Verdict:
+    """The verdict :meth:`Verdict.text` wrote (CorpusError for anything else)."""
+    lines = [s.strip() for s in text.splitlines() if s.strip()] if isinstance(text, str) else []
+    head = lines[0].split() if lines else []
+    if head == ["accept"] and len(lines) == 1:
         return Verdict(True)
     if len(head) != 3 or head[0] != "reject":
-        raise CorpusError("-- kernel: 'accept' or 'reject PC ERRNO'", path=path, line=line)
-    pc = None if head[1] == "-" else _int(head[1], path, line)
+        raise CorpusError(f"not 'accept' or 'reject PC ERRNO' and lines: {text!r}", path=where)
+    pc = None if head[1] == "-" else _int(head[1], where, 0)
     err = getattr(errno_mod, head[2], None)
     if not isinstance(err, int):
-        err = _int(head[2], path, line)
+        err = _int(head[2], where, 0)
     return Verdict(False, pc, err, tuple(lines[1:]))
 
 
@@ -213,19 +230,20 @@ def _parse_case(block: list[tuple[int, str]], path: Path) -> Case:
     keys: dict[str, str] = {}
     maps: list[MapDecl] = []
     sections: dict[str, list[str]] = {}
-    section_line: dict[str, int] = {}
     current = None
     for number, raw in block[1:]:
         if raw.startswith("--"):
             current = raw[2:].strip()
-            if current not in ("asm", "kernel"):
+            if current == "kernel":
+                raise CorpusError("-- kernel: the kernel's verdicts are recorded kernel facts "
+                                  f"({FACTS.name}), not part of the corpus", path=name_path,
+                                  line=number)  # fmt: skip
+            if current != "asm":
                 raise CorpusError(f"unknown section {raw!r}", path=name_path, line=number)
             sections[current] = []
-            section_line[current] = number
             continue
         if current is not None:
-            if current == "asm" or not raw.startswith("#"):  # kernel lines may hold '#'
-                sections[current].append(raw)
+            sections[current].append(raw)
             continue
         text = raw.split("#", 1)[0].strip()
         if not text:
@@ -237,12 +255,10 @@ def _parse_case(block: list[tuple[int, str]], path: Path) -> Case:
             keys[word] = rest.strip()
         else:
             raise CorpusError(f"unknown key {word!r}", path=name_path, line=number)
-    recorded = _parse_verdict(sections.get("kernel", []), name_path,
-                              section_line.get("kernel", first))  # fmt: skip
     license = keys.get("license", "GPL")
     attach = _int(keys.get("attach", "0"), name_path, first)
     if "object" in keys:
-        return _c_case(case_name, path, path.parent / keys["object"], recorded, license)
+        return _c_case(case_name, path, path.parent / keys["object"], license)
     if keys.get("type") not in PROG_TYPES:
         raise CorpusError(f"type must be one of {', '.join(PROG_TYPES)}", path=name_path,
                           line=first)  # fmt: skip
@@ -253,11 +269,10 @@ def _parse_case(block: list[tuple[int, str]], path: Path) -> Case:
         if insn.code == LDDW and insn.src_reg in (Pseudo.MAP_FD, Pseudo.MAP_VALUE) \
                 and not 0 <= insn.imm < len(maps):  # fmt: skip
             raise CorpusError(f"map index {insn.imm} not declared", path=name_path, line=first)
-    return Case(case_name, path, PROG_TYPES[keys["type"]], insns, tuple(maps), license, attach,
-                recorded)  # fmt: skip
+    return Case(case_name, path, PROG_TYPES[keys["type"]], insns, tuple(maps), license, attach)
 
 
-def _c_case(name: str, path: Path, obj: Path, recorded: Verdict | None, license: str) -> Case:
+def _c_case(name: str, path: Path, obj: Path, license: str) -> Case:
     from pybpf.loader import ObjectSpec
 
     spec = ObjectSpec.from_file(obj)
@@ -278,14 +293,16 @@ def _c_case(name: str, path: Path, obj: Path, recorded: Verdict | None, license:
     insns = tuple(replace(i, src_reg=by_fd[i.src_reg])
                   if i.code == LDDW and i.src_reg in by_fd else i for i in prog.insns)  # fmt: skip
     return Case(name, path, int(prog.prog_type), insns, tuple(maps), spec.license or license,
-                prog.expected_attach_type or 0, recorded, obj.name, prog.line_info)  # fmt: skip
+                prog.expected_attach_type or 0, None, obj.name, prog.line_info)  # fmt: skip
 
 
-def load_corpus(root: str | Path = CORPUS, names: Iterable[str] = ()) -> list[Case]:
-    """Every case under ``root`` (``*.vc`` files, recursively), optionally only ``names``.
+def load_corpus(root: str | Path = CORPUS, names: Iterable[str] = (),
+                facts: str | Path | None = FACTS) -> list[Case]:  # fmt: skip
+    """Every case under ``root`` (``*.vc`` files, recursively), optionally only ``names``,
+    with its recorded kernel verdict from the fact file ``facts`` (None: no verdicts).
 
-    CorpusError when there is no ``.vc`` file, a name appears twice, or a wanted name
-    is not in the corpus.
+    CorpusError when there is no ``.vc`` file, a name appears twice, a wanted name
+    is not in the corpus, or a recorded verdict is malformed.
     """
     wanted = set(names)
     paths = sorted(Path(root).rglob("*.vc"))
@@ -300,7 +317,18 @@ def load_corpus(root: str | Path = CORPUS, names: Iterable[str] = ()) -> list[Ca
     unknown = sorted(wanted - seen)
     if unknown:
         raise CorpusError(f"no case named {', '.join(unknown)}", path=str(root))
-    return [c for c in cases if not wanted or c.name in wanted]
+    cases = [c for c in cases if not wanted or c.name in wanted]
+    if facts is None:
+        return cases
+    file = kf.FactFile.load(facts)
+    out = []
+    for case in cases:
+        got = file.get(case.name)
+        if got is not None:
+            verdict = verdict_from_text(got[0], f"{Path(facts).name}: {case.name}")
+            case = replace(case, recorded=verdict, recorded_on=got[1])
+        out.append(case)
+    return out
 
 
 # --- the two verifiers --------------------------------------------------------------------------
@@ -365,15 +393,17 @@ def verifier_ready() -> bool:
 
 
 class _Timeout(Exception):
-    """The time limit of one pybpf verdict ran out."""
+    """The hang guard of one pybpf verdict ran out."""
 
 
 def pybpf_verdict(case: Case, *, timeout: float = 0) -> Verdict:
     """Load ``case`` into a fresh pybpf Kernel with the verifier on (when it exists).
 
-    ``timeout`` (seconds, 0: none) bounds the load where SIGALRM can interrupt it (the
-    main thread on Unix); a load still running then is a rejection with errno ETIME
-    and no pc, which never agrees with the kernel.
+    ``timeout`` (CPU seconds of this process, 0: none) is a hang guard where SIGPROF
+    can interrupt the load (the main thread on Unix): CPU time, not wall-clock time, so
+    that other work on the machine does not trip it.  A load still running then gives
+    no verdict: a Verdict with ``timed_out`` set (errno ETIME, no pc), which never agrees
+    with the kernel and which :class:`Summary` reports apart from the verdicts.
     """
     usable = (timeout > 0 and hasattr(signal, "setitimer")
               and threading.current_thread() is threading.main_thread())  # fmt: skip
@@ -383,17 +413,19 @@ def pybpf_verdict(case: Case, *, timeout: float = 0) -> Verdict:
     def expire(signum, frame):
         raise _Timeout
 
-    previous = signal.signal(signal.SIGALRM, expire)
+    previous = signal.signal(signal.SIGPROF, expire)
     try:
         try:
-            signal.setitimer(signal.ITIMER_REAL, timeout)
+            signal.setitimer(signal.ITIMER_PROF, timeout)
             return _pybpf_verdict(case)
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.setitimer(signal.ITIMER_PROF, 0)
     except _Timeout:
-        return Verdict(False, None, errno_mod.ETIME, (f"pybpf: no verdict within {timeout:g} s",))
+        return Verdict(False, None, errno_mod.ETIME,
+                       (f"pybpf: no verdict within {timeout:g} CPU seconds",),
+                       timed_out=True)  # fmt: skip
     finally:
-        signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def _pybpf_verdict(case: Case) -> Verdict:
@@ -441,7 +473,11 @@ def dangerous(kernel: Verdict, ours: Verdict) -> bool:
 
 
 def agree(kernel: Verdict, ours: Verdict) -> bool:
-    """Same verdict, and for a rejection the same pc (any, when the kernel names none)."""
+    """Same verdict, and for a rejection the same pc (any, when the kernel names none).
+
+    A timeout is no verdict and agrees with nothing."""
+    if ours.timed_out:
+        return False
     return kernel.ok == ours.ok and (kernel.ok or kernel.pc is None or kernel.pc == ours.pc)
 
 
@@ -465,10 +501,10 @@ class Row:
     def kind(self) -> str:
         """``agree``, ``pc`` (both reject, other pc), ``kernel-accepts``, ``kernel-rejects``
         or ``timeout`` (pybpf gave no verdict in time)."""
+        if self.ours.timed_out:
+            return "timeout"
         if self.agree:
             return "agree"
-        if self.ours.errno == errno_mod.ETIME and not self.ours.ok:
-            return "timeout"
         if self.kernel.ok == self.ours.ok:
             return "pc"
         return "kernel-accepts" if self.kernel.ok else "kernel-rejects"
@@ -476,7 +512,11 @@ class Row:
 
 @dataclass
 class Summary:
-    """The rows of a comparison and its figures."""
+    """The rows of a comparison and its figures.
+
+    The figures count verdicts: a case pybpf gave no verdict for (``timeouts``) is
+    neither an agreement nor a disagreement, and is left out of ``percent``.
+    """
 
     rows: list[Row]
 
@@ -485,16 +525,25 @@ class Summary:
         return len(self.rows)
 
     @property
+    def timeouts(self) -> list[Row]:
+        return [r for r in self.rows if r.ours.timed_out]
+
+    @property
+    def verdicts(self) -> int:
+        """Cases pybpf gave a verdict for."""
+        return self.total - len(self.timeouts)
+
+    @property
     def agreed(self) -> int:
         return sum(r.agree for r in self.rows)
 
     @property
     def percent(self) -> float:
-        return 100.0 * self.agreed / self.total if self.total else 0.0
+        return 100.0 * self.agreed / self.verdicts if self.verdicts else 0.0
 
     @property
     def disagreements(self) -> list[Row]:
-        return [r for r in self.rows if not r.agree]
+        return [r for r in self.rows if not r.agree and not r.ours.timed_out]
 
     @property
     def dangerous(self) -> list[Row]:
@@ -507,7 +556,8 @@ class Summary:
         """The printed report: one line per case, then disagreements and totals."""
         out = []
         for r in self.rows:
-            mark = "ok  " if r.agree else ("DANG" if r.dangerous else "DIFF")
+            mark = {"agree": "ok  ", "timeout": "TIME"}.get(r.kind,
+                                                           "DANG" if r.dangerous else "DIFF")
             out.append(f"{mark} {r.case.name:40} kernel: {_short(r.kernel):28} "
                        f"pybpf: {_short(r.ours)}")  # fmt: skip
             if verbose and not r.agree:
@@ -517,23 +567,27 @@ class Summary:
         out.append("")
         out.append(f"{self.total} programs ({acc} accepted by the kernel, {self.total - acc} "
                    f"rejected; {sum(r.case.kind == 'c' for r in self.rows)} from C)")  # fmt: skip
-        out.append(f"agreement: {self.agreed}/{self.total} = {self.percent:.1f}% "
+        out.append(f"agreement: {self.agreed}/{self.verdicts} = {self.percent:.1f}% "
                    f"(verdict and pc)")  # fmt: skip
-        verdicts = sum(r.kernel.ok == r.ours.ok for r in self.rows)
-        out.append(f"verdict only: {verdicts}/{self.total}; kernel-accepts/pybpf-rejects: "
+        same = sum(r.kernel.ok == r.ours.ok for r in self.rows if not r.ours.timed_out)
+        out.append(f"verdict only: {same}/{self.verdicts}; kernel-accepts/pybpf-rejects: "
                    f"{self.count('kernel-accepts')}; kernel-rejects/pybpf-accepts: "
                    f"{self.count('kernel-rejects')} (dangerous: {len(self.dangerous)}); "
-                   f"other pc: {self.count('pc')}; "
-                   f"pybpf timeouts: {self.count('timeout')}")  # fmt: skip
+                   f"other pc: {self.count('pc')}")  # fmt: skip
+        if self.timeouts:
+            out.append(f"pybpf timeouts (no verdict, not counted above): {len(self.timeouts)}: "
+                       + ", ".join(r.case.name for r in self.timeouts))  # fmt: skip
         both = [r for r in self.rows if r.agree and not r.kernel.ok]
-        same = sum(bool(r.ours.lines) and r.ours.lines[0] in r.kernel.lines for r in both)
-        out.append(f"agreeing rejections with the kernel's error line: {same}/{len(both)}")
+        lines = sum(bool(r.ours.lines) and r.ours.lines[0] in r.kernel.lines for r in both)
+        out.append(f"agreeing rejections with the kernel's error line: {lines}/{len(both)}")
         return out
 
 
 def _short(v: Verdict) -> str:
     if v.ok:
         return "accept"
+    if v.timed_out:
+        return "timeout (no verdict)"
     return f"reject pc {'-' if v.pc is None else v.pc} {v.reason[:60]}"
 
 
@@ -552,54 +606,58 @@ def compare(cases: Sequence[Case], *, live: bool = False, timeout: float = 0) ->
 # --- recording ----------------------------------------------------------------------------------
 
 
-def record(cases: Sequence[Case]) -> list[Case]:
-    """Rewrite the ``-- kernel`` sections of ``cases``' files; the cases whose verdict changed."""
-    verdicts = {c.name: kernel_verdict(c) for c in cases}
-    changed = [c for c in cases if c.recorded != verdicts[c.name]]
-    for path in sorted({c.path for c in cases}):
-        _rewrite(path, verdicts)
+def live_text(case: Case) -> str:
+    """The running kernel's verdict on ``case`` as it is recorded (a kernel-facts probe)."""
+    return kernel_verdict(case).text()
+
+
+def _oracle(facts: str | Path, *, record: bool = False) -> kf.Oracle:
+    facts = Path(facts)
+    return kf.Oracle(kf.FactFile.load(facts), live=kf.live_stamp(), record=record,
+                     decisions=kf.load_decisions(facts.parent / "decisions.json"))  # fmt: skip
+
+
+def record(cases: Sequence[Case], facts: str | Path = FACTS) -> list[Case]:
+    """Re-record the kernel verdicts of ``cases`` into the fact file ``facts``.
+
+    Each verdict is the running kernel's, stamped with it (:func:`kf.live_stamp`), except
+    where ``decisions.json`` beside ``facts`` says pybpf follows the recorded kernel: that
+    recording is kept.  Returns the cases whose recorded verdict changed.  FactError
+    when bpf(2) cannot load programs here.
+    """
+    oracle = _oracle(facts, record=True)
+    changed = []
+    for case in cases:
+        before = oracle.file.get(case.name)
+        after = oracle.fact(case.name, functools.partial(live_text, case))
+        if before is None or before[0] != after:
+            changed.append(case)
+    oracle.file.save()
     return changed
 
 
-def _rewrite(path: Path, verdicts: dict[str, Verdict]) -> None:
-    """Replace (or add) the ``-- kernel`` section of each case of ``path`` in ``verdicts``."""
-    out: list[str] = []
-    name: str | None = None
-    written = skipping = False
+def _answer(text: str) -> str:
+    return text
 
-    def flush() -> None:
-        if name in verdicts and not written:
-            while out and not out[-1].strip():
-                out.pop()
-            out.extend(["-- kernel", *verdicts[name].text().splitlines()])
 
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        if raw.startswith("==="):
-            flush()
-            name, written, skipping = raw[3:].strip(), False, False
-        elif skipping and not raw.startswith("--"):
+def drifts(cases: Sequence[Case], live: dict[str, Verdict] | None = None,
+           facts: str | Path = FACTS) -> list[kf.Drift]:  # fmt: skip
+    """The recorded verdicts of ``cases`` the running kernel answers differently.
+
+    ``live`` holds verdicts already asked of the running kernel (the others are asked
+    now).  Empty when bpf(2) cannot load programs here; a case never recorded is skipped.
+    """
+    oracle = _oracle(facts)
+    if oracle.live is None:
+        return []
+    for case in cases:
+        if case.name not in oracle.file.facts:
             continue
-        skipping = False
-        if raw.startswith("-- kernel") and name in verdicts:
-            out.extend(["-- kernel", *verdicts[name].text().splitlines()])
-            written = skipping = True
-            continue
-        out.append(raw)
-    flush()
-    while out and not out[-1].strip():
-        out.pop()
-    _blank_before_headers(out)
-    path.write_text("\n".join(out) + "\n", encoding="utf-8")
-
-
-def _blank_before_headers(out: list[str]) -> None:
-    """Keep one blank line before every ``===`` (a rewrite may have eaten it)."""
-    i = 1
-    while i < len(out):
-        if out[i].startswith("===") and out[i - 1].strip():
-            out.insert(i, "")
-            i += 1
-        i += 1
+        have = (live or {}).get(case.name)
+        probe = (functools.partial(_answer, have.text()) if have is not None
+                 else functools.partial(live_text, case))  # fmt: skip
+        oracle.fact(case.name, probe)
+    return oracle.drifts
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -613,11 +671,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("names", nargs="*", help="only these cases")
     parser.add_argument("--corpus", default=str(CORPUS), help="corpus directory")
-    parser.add_argument("--live", action="store_true", help="ask the running kernel")
-    parser.add_argument("--record", action="store_true", help="rewrite the recorded verdicts")
+    parser.add_argument("--facts", default=str(FACTS),
+                        help="the fact file of recorded kernel verdicts")  # fmt: skip
+    parser.add_argument("--live", action="store_true",
+                        help="ask the running kernel (and list where it drifts from the recording)")
+    parser.add_argument("--record", action="store_true",
+                        help="re-record the kernel verdicts from the running kernel")
     parser.add_argument("-v", "--verbose", action="store_true", help="print disagreements' lines")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds pybpf may spend on one program (0: no limit)")  # fmt: skip
+    parser.add_argument("--timeout", type=float, default=HANG_GUARD,
+                        help="hang guard: CPU seconds pybpf may spend on one program, after "
+                             f"which it is a timeout, not a verdict (0: none; {HANG_GUARD:g})")
     parser.add_argument(
         "--markdown",
         action="store_true",
@@ -625,7 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        cases = load_corpus(args.corpus, args.names)
+        cases = load_corpus(args.corpus, args.names, args.facts)
         if args.record or args.live:
             from pybpf.kernel import linux
 
@@ -634,12 +697,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"bpf(2) unavailable: {reason}", file=sys.stderr)
                 return 2
         if args.record:
-            changed = record(cases)
+            changed = record(cases, args.facts)
             for c in changed:
                 print(f"changed: {c.name}")
-            print(f"recorded {len(cases)} cases ({len(changed)} changed)")
+            print(f"recorded {len(cases)} cases in {args.facts} ({len(changed)} changed) "
+                  f"from {kf.live_stamp()}")  # fmt: skip
             return 0
         summary = compare(cases, live=args.live, timeout=args.timeout)
+        drifted = drifts(cases, {r.case.name: r.kernel for r in summary.rows}, args.facts) \
+            if args.live else []  # fmt: skip
     except PybpfError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -648,9 +714,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.markdown:
         for r in summary.disagreements:
             print(f"- `{r.case.name}`: kernel {_short(r.kernel)}; pybpf {_short(r.ours)}. REASON")
-        return 0 if not summary.disagreements else 1
+        for r in summary.timeouts:
+            print(f"- `{r.case.name}`: pybpf gave no verdict within {args.timeout:g} CPU seconds")
+        return 0 if not summary.disagreements and not summary.timeouts else 1
     print("\n".join(summary.lines(args.verbose)))
-    return 0 if not summary.disagreements else 1
+    if drifted:
+        print(f"\ndrift: {kf.live_stamp()} answers {len(drifted)} recorded verdicts "
+              "differently (the recording stays what pybpf is held to):")  # fmt: skip
+        for drift in drifted:
+            print(f"  {drift.line()}")
+    return 0 if not summary.disagreements and not summary.timeouts else 1
 
 
 if __name__ == "__main__":  # pragma: no cover
