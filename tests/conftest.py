@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No wall-clock limits in tests: hypothesis's default 200 ms deadline per example fails
+# on a loaded machine, and says nothing about pybpf.
+settings.register_profile("pybpf", deadline=None)
+settings.load_profile("pybpf")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
