@@ -41,7 +41,7 @@ def _insns(src: str) -> list[Instruction]:
 
 def test_the_default_is_declared_once_and_used_by_every_engine():
     insns = _insns("exit")
-    assert DEFAULT_BUDGET == 4 * MAX_LOOPS < VERIFIED_BUDGET
+    assert DEFAULT_BUDGET == MAX_LOOPS < VERIFIED_BUDGET
     assert Interpreter(insns).budget == DEFAULT_BUDGET
     prog = JitProgram(insns, checked=True)
     assert prog.budget == DEFAULT_BUDGET
@@ -55,10 +55,12 @@ def test_the_default_is_declared_once_and_used_by_every_engine():
     assert engine.budget == 77
 
 
-def test_a_may_goto_loop_runs_its_kernel_bound_under_the_default():
-    # 2**23 iterations of may_goto + add + ja: the kernel's own bound, inside the budget
-    vm = Interpreter(_insns("mov %r0, 0\nl:\nmay_goto out\nadd %r0, 1\nja l\nout:\nexit"))
-    assert vm.run().r0 == MAX_LOOPS
+def test_a_may_goto_loop_runs_its_kernel_bound_on_a_verified_budget():
+    # 2**23 iterations of may_goto + add + ja: the kernel's own bound, past the default
+    insns = _insns("mov %r0, 0\nl:\nmay_goto out\nadd %r0, 1\nja l\nout:\nexit")
+    assert Interpreter(insns, budget=VERIFIED_BUDGET).run().r0 == MAX_LOOPS
+    with pytest.raises(BudgetExceeded):
+        Interpreter(insns).run()
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1 << 63, True, 2.5, "10"])

@@ -17,6 +17,7 @@ from pybpf.errors import (
 )
 from pybpf.isa import Instruction, Pseudo
 from pybpf.vm import HelperTable, Interpreter, Region, conformance_helpers
+from pybpf.vm.budget import VERIFIED_BUDGET
 
 
 def run(src: str, memory: bytes | bytearray | None = None, **kw) -> int:
@@ -235,7 +236,7 @@ def test_kfunc_dispatch_by_btf_id():
 
 def test_may_goto_takes_the_branch_when_the_budget_is_spent(monkeypatch):
     src = "mov %r0, 0\nl:\nmay_goto out\nadd %r0, 1\nja l\nout:\nexit"
-    vm = Interpreter(ubpf.assemble(src))
+    vm = Interpreter(ubpf.assemble(src), budget=VERIFIED_BUDGET)  # 2**23 rounds of 3 insns
     assert vm.run().r0 == 1 << 23
 
 

@@ -108,7 +108,15 @@ class MemoryFault(VmError):
 
 
 class BudgetExceeded(VmError):
-    """The program ran more instructions than its budget allows."""
+    """The program ran more instructions than its budget allows.
+
+    ``budget`` is that budget; ``pc`` the start of the block that would have
+    gone over it.  The message is ``pc N: instruction budget of B exhausted``.
+    """
+
+    def __init__(self, budget: int, *, pc: int | None = None) -> None:
+        self.budget = budget
+        super().__init__(f"instruction budget of {budget} exhausted", pc=pc)
 
 
 class CallDepthError(VmError):

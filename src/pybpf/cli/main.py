@@ -10,9 +10,11 @@
     pybpf bench              interpreter throughput
 
 Programs are raw bytecode (8 bytes per instruction) or, with ``--hex``, base16
-text; ``run`` also takes assembly text (``.s``/``.asm``, any dialect).  Every
-error is one line on standard error and exit status 1 (2 for usage); no
-command prints a Python traceback.
+text; ``run`` also takes assembly text (``.s``/``.asm``, any dialect).  ``run``
+stops a program after ``--budget`` instructions (default ``$PYBPF_BUDGET``,
+else :data:`~pybpf.vm.budget.DEFAULT_BUDGET`), so an infinite loop ends in
+seconds.  Every error is one line on standard error (``pybpf COMMAND: ...``)
+and exit status 1 (2 for usage); no command prints a Python traceback.
 """
 
 from __future__ import annotations
@@ -25,11 +27,19 @@ from pybpf import __version__, asm
 from pybpf.cli import cc, hello
 from pybpf.cli.bpftool.dispatch import dispatch, is_bpftool_command
 from pybpf.cli.trace import RegisterTrace
-from pybpf.errors import PybpfError
+from pybpf.errors import BudgetExceeded, PybpfError
 from pybpf.isa import Instruction, decode, encode
+from pybpf.jit import conformance as jit_conformance
 from pybpf.runtime import engines
 from pybpf.testing import bench
 from pybpf.vm import Interpreter, conformance_helpers
+from pybpf.vm.budget import (
+    BUDGET_ENV,
+    DEFAULT_BUDGET,
+    budget_from_env,
+    exhausted_hint,
+    parse_budget,
+)
 
 
 class UsageError(PybpfError):
@@ -79,7 +89,15 @@ def cmd_disasm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budget_arg(text: str) -> int:
+    try:
+        return parse_budget(text, "--budget")
+    except PybpfError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    budget = args.budget if args.budget is not None else budget_from_env()
     insns = _program(args.file, args.hex, args.dialect)
     memory = _hex(args.mem, "--mem") if args.mem else b""
     if args.mem_file:
@@ -87,10 +105,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.engine == "jit" and (args.trace or args.trace_python):
         raise UsageError("--trace and --trace-python need --engine interp")
     tracer = RegisterTrace(insns, sys.stdout) if args.trace else None
-    if args.engine == "jit":
-        vm = engines.build("jit", insns, helpers=conformance_helpers(), budget=args.budget)
+    helpers = conformance_helpers()
+    if args.engine == "jit":  # helper 5 compiled in: a loop calling it is not a Python one
+        vm = engines.build("jit", insns, helpers=helpers, budget=budget,
+                           native_calls=jit_conformance.native_calls(helpers))  # fmt: skip
     else:
-        vm = Interpreter(insns, helpers=conformance_helpers(), budget=args.budget, tracer=tracer)
+        vm = Interpreter(insns, helpers=helpers, budget=budget, tracer=tracer)
     if args.trace_python:
         sys.stdout.write(vm.source)
     try:
@@ -129,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hex", action="store_true", help="input is base16 text")
     p.add_argument("--mem", help="input memory as hex bytes (r1 = address, r2 = length)")
     p.add_argument("--mem-file", help="input memory from a file")
-    p.add_argument("--budget", type=int, default=1 << 32, help="instruction budget")
+    p.add_argument("--budget", type=_budget_arg, metavar="N",
+                   help=f"stop after N instructions (default: ${BUDGET_ENV}, else "
+                        f"{DEFAULT_BUDGET:_})")  # fmt: skip
     p.add_argument("--trace", action="store_true",
                    help="print each executed instruction and the registers it changed")
     p.add_argument("--trace-python", action="store_true", help="print the generated Python")
@@ -163,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except PybpfError as err:
-        sys.stderr.write(f"pybpf: {' '.join(str(err).split())}\n")
+        message = " ".join(str(err).split())
+        if isinstance(err, BudgetExceeded) and args.command == "run":
+            message += " " + exhausted_hint("--budget")
+        sys.stderr.write(f"pybpf {args.command}: {message}\n")
         return 1
     except KeyboardInterrupt:
         return 130

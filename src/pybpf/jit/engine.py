@@ -16,11 +16,17 @@ native code returns at once, and :meth:`JitProgram.run` raises it: the same
 :class:`~pybpf.errors.VmError` subclass with the same pc as the interpreter.
 
 Modes: ``checked=True`` (for programs no verifier has seen) counts executed
-instructions per block and stops at ``budget`` with BudgetExceeded, and sends
-every access outside the stack frames and the hot region through Memory.
-``checked=False`` trusts a verifier: no counting (``RunResult.executed`` is
-0), and accesses outside the stack and hot region go directly to host memory
-except those in the context region (r1's region when it converts its fields).
+instructions per block exactly as the interpreter does and stops at
+``budget`` (default :data:`~pybpf.vm.budget.DEFAULT_BUDGET`) with
+BudgetExceeded at the interpreter's pc, and sends every access outside the
+stack frames and the hot region through Memory.  ``checked=False`` trusts a
+verifier: no counting and no budget (``RunResult.executed`` is 0; a verified
+program terminates, and counting costs a tight loop about 1.8x at the default
+level and keeps LLVM's O2 from folding loops), and accesses outside the stack
+and hot region go directly to host memory except those in the context region
+(r1's region when it converts its fields).  So an unverified program must not
+run with ``checked=False``: neither its memory accesses nor its loops are
+bounded there (:func:`pybpf.runtime.engines.build` never does it).
 In both modes loads from the context that its converted image answers
 (``region.image_address``, kept current by the runtime) are native; other
 context accesses are callouts.
@@ -46,9 +52,10 @@ from pybpf.isa import MAX_CALL_FRAMES, MAX_TAIL_CALLS, STACK_SIZE, Instruction
 from pybpf.jit import native
 from pybpf.jit.abi import ENTRY, SLOTS, Callout, Fault, Slot, Status, split_callout
 from pybpf.jit.ir import IrOptions, NativeCall, translate
+from pybpf.vm.budget import DEFAULT_BUDGET, check_budget
 from pybpf.vm.compiler import FUNC_TOKEN
 from pybpf.vm.helpers import HelperTable
-from pybpf.vm.interpreter import DEFAULT_BUDGET, Env, RunResult
+from pybpf.vm.interpreter import Env, RunResult
 from pybpf.vm.memory import Memory, Region
 
 M64 = (1 << 64) - 1
@@ -65,6 +72,11 @@ _IN_FIRST, _IN_LAST = int(Slot.R1), int(Slot.HOT_WSIZE) + 1
 _ABORT, _AUX, _R0, _EXECUTED = int(Slot.ABORT), int(Slot.AUX), int(Slot.R0), int(Slot.EXECUTED)
 _ABORTED, _EXITED = int(Status.ABORT), int(Status.EXIT)
 _CUSTOM, _CUSTOM_END = int(Slot.CUSTOM_BASE), int(Slot.CTX_IMAGE) + 1
+_R10 = int(Slot.R10)
+_HELPER, _KFUNC, _HELPER_X = int(Callout.HELPER), int(Callout.KFUNC), int(Callout.HELPER_X)
+_LOAD, _STORE, _ATOMIC = int(Callout.LOAD), int(Callout.STORE), int(Callout.ATOMIC)
+_LD_ABS, _TAIL_CALL = int(Callout.LD_ABS), int(Callout.TAIL_CALL)
+assert 0 < _HELPER < _KFUNC < _HELPER_X < min(_LOAD, _STORE, _ATOMIC, _LD_ABS, _TAIL_CALL)
 
 
 def _at_pc(err: PybpfError, pc: int) -> PybpfError:
@@ -136,7 +148,7 @@ class JitProgram:
         self.memory = memory or Memory()
         self.env = Env(self.memory)
         self.tail_call = tail_call
-        self.budget = budget
+        self.budget = check_budget(budget)
         self.checked = checked
         if opt_level is None:
             opt_level = 2 if len(self.insns) <= AUTO_O2_LIMIT else native.DEFAULT_OPT_LEVEL
@@ -159,6 +171,7 @@ class JitProgram:
         self._depth = 0
         self._fns = {i: self._helper_fn(i) for i in self.translation.helper_ids}
         self._kfuncs = {i: self._kfunc_fn(i) for i in self.translation.kfunc_ids}
+        self._xfns: dict[int, object] = {}  # callx: helper id -> function, found at first use
         self._env: object = self.env
         self._hot: Region | None = None
         self._frame_top = self.stack.end
@@ -294,8 +307,8 @@ class JitProgram:
             if not isinstance(target, JitProgram):  # another engine finishes the run
                 result = target.run(args=[r1, *regs[1:]], env=env)
                 return RunResult(result.r0, executed + result.executed)
-            if self.checked and executed > self.budget:
-                raise BudgetExceeded(f"instruction budget of {self.budget} exhausted")
+            if self.checked and executed > self.budget:  # as the interpreter: before pc 0
+                raise BudgetExceeded(self.budget, pc=0)
             prog = target
 
     def _context(self, r1: int) -> tuple[int, int, int]:
@@ -355,42 +368,44 @@ class JitProgram:
         call = self._calls.get(ctx)
         if call is None:  # pragma: no cover - only our own code calls back
             return 0
+        # split_callout inlined, kinds as plain ints, helpers first: a loop that calls a
+        # helper pays this on every iteration, and it bounds how fast the budget runs out
+        kind, pc, value = ident >> 56, (ident >> 32) & 0xFFFFFF, ident & M32
         try:
-            kind, pc, value = split_callout(ident)
-            if kind == Callout.LOAD:
+            if kind <= _HELPER_X:  # HELPER, KFUNC, HELPER_X
+                words = call.slots.words
+                self._frame_top = words[_R10]
+                if kind == _HELPER:
+                    what = value - (1 << 32) if value >> 31 else value
+                    fn = self._fns[what]
+                elif kind == _KFUNC:
+                    what = value - (1 << 32) if value >> 31 else value
+                    fn = self._kfuncs[what]
+                else:
+                    what = words[_AUX]
+                    fn = self._xfns.get(what) or self._dynamic(what)
+                try:  # _helper inlined: one Python call less per helper call
+                    return fn(call.env, a1, a2, a3, a4, a5) & M64
+                except PybpfError as err:
+                    raise _at_pc(err, pc) from None
+                except Exception as err:
+                    raise HelperError(f"helper {what} failed: {err!r}", pc=pc) from err
+            if kind == _LOAD:
                 return self._load(pc, a1, a2)
-            if kind == Callout.STORE:
+            if kind == _STORE:
                 self._store(pc, a1, a2, a3)
                 return 0
-            if kind in (Callout.HELPER, Callout.KFUNC, Callout.HELPER_X):
-                self._frame_top = call.slots[Slot.R10]
-                if kind == Callout.HELPER:
-                    fn, what = self._fns[value], value
-                elif kind == Callout.KFUNC:
-                    fn, what = self._kfuncs[value], value
-                else:
-                    what = call.slots[Slot.AUX]
-                    fn = self._dynamic(what)
-                return self._helper(fn, what, pc, call.env, a1, a2, a3, a4, a5)
-            if kind == Callout.ATOMIC:
+            if kind == _ATOMIC:
                 return self._atomic(pc, a1, a2, a3, a4, a5)
-            if kind == Callout.LD_ABS:
+            if kind == _LD_ABS:
                 return self._ld_abs(call, pc, a1, a2)
-            if kind == Callout.TAIL_CALL:
+            if kind == _TAIL_CALL:
                 return self._tail(call, pc, a1, a2, a3)
-            raise self._fault(Fault(value), pc)
+            raise self._fault(Fault(split_callout(ident)[2]), pc)
         except BaseException as err:  # recorded here, re-raised by _enter
             call.error = err
             call.slots[Slot.ABORT] = 1
             return 0
-
-    def _helper(self, fn, what, pc: int, env, *args: int) -> int:
-        try:
-            return fn(env, *args) & M64
-        except PybpfError as err:
-            raise _at_pc(err, pc) from None
-        except Exception as err:
-            raise HelperError(f"helper {what} failed: {err!r}", pc=pc) from err
 
     def _helper_fn(self, helper_id: int):
         helper = self.helpers.get(helper_id)
@@ -402,7 +417,10 @@ class JitProgram:
 
     def _dynamic(self, helper_id: int):
         helper = self.helpers.get(helper_id & M64)
-        return helper.fn if helper else _missing(helper_id)
+        if helper is None:
+            return _missing(helper_id)
+        self._xfns[helper_id] = helper.fn
+        return helper.fn
 
     def _in_stack(self, address: int, size: int) -> bool:
         base, top = self.stack.base, self.stack.end
@@ -451,7 +469,7 @@ class JitProgram:
         if fault is Fault.CALL_DEPTH:
             return CallDepthError(f"call depth exceeds {MAX_CALL_FRAMES} frames", pc=pc)
         if fault is Fault.BUDGET:
-            return BudgetExceeded(f"instruction budget of {self.budget} exhausted", pc=pc)
+            return BudgetExceeded(self.budget, pc=pc)
         if fault is Fault.TAIL_IN_SUBPROG:
             return TailCallError("tail call from a bpf-to-bpf subprogram", pc=pc)
         return VmError("call target is not a function of this program", pc=pc)

@@ -71,9 +71,11 @@ instructions that compute the helper's result into ``site.result`` (an i64)
 from ``site.args`` (the SSA names of r1..r5) and ``site.ctx``; temporaries
 must come from ``site.fresh()``; labels it creates must come from
 ``site.fresh()`` too and it must end in the block it can fall out of.
-Returning None keeps the trampoline call.  ``options.prelude`` is module-level
-IR (declarations, globals) the hooks need.  Set ``site.may_abort`` when the
-emitted code may set the abort flag (through a callout of its own).
+Returning None keeps the trampoline call.  A ``callx`` whose register holds
+a hooked id runs the same hook (a ``switch`` on the id before the callout).
+``options.prelude`` is module-level IR (declarations, globals) the hooks
+need.  Set ``site.may_abort`` when the emitted code may set the abort flag
+(through a callout of its own).
 """
 
 from __future__ import annotations
@@ -465,6 +467,17 @@ class _Translator:
         self.block(bad)
         self.fail(Fault.BAD_CALL_TARGET, pc)
         self.block(to_helper)
+        # callx of a helper with a native hook runs the hook, as ``call`` of it does
+        hooked = {helper_id: self.label() for helper_id in sorted(self.options.native_calls)}
+        if hooked:
+            slow = self.label()
+            cases = " ".join(f"i64 {i}, label %{label}" for i, label in hooked.items())
+            self.emit(f"switch i64 {t}, label %{slow} [ {cases} ]")
+            for helper_id, label in hooked.items():
+                self.block(label)
+                done = self.native_call(helper_id, pc)
+                self.emit(f"br label %{f'b{nxt}' if done else slow}")  # a hook may decline
+            self.block(slow)
         self.write_slot(Slot.AUX, t)
         self.write_slot(Slot.R10, self.get(10))
         args = [self.get(r) for r in range(1, 6)]
@@ -489,20 +502,28 @@ class _Translator:
             self.write_slot(Slot.R10, self.get(10))
             self.put(0, self.callout(Callout.KFUNC, pc, insn.imm, args))
             return
-        hook = self.options.native_calls.get(insn.imm)
-        if hook is not None:
-            site = CallSite(insn.imm, pc, tuple(args), "%ctx", self.fresh(), self.fresh)
-            text = hook(site)
-            if text is not None:
-                self.lines.extend(text.strip("\n").splitlines())
-                self.known.clear()  # the hook may have opened blocks of its own
-                if site.may_abort:
-                    self.check_abort()
-                self.put(0, site.result)
-                return
+        if self.native_call(insn.imm, pc):
+            return
         self.helper_ids.add(insn.imm)
         self.write_slot(Slot.R10, self.get(10))
         self.put(0, self.callout(Callout.HELPER, pc, insn.imm, args))
+
+    def native_call(self, helper_id: int, pc: int) -> bool:
+        """Emit helper ``helper_id``'s native hook into r0; False when it has none (or declines)."""
+        hook = self.options.native_calls.get(helper_id)
+        if hook is None:
+            return False
+        args = [self.get(r) for r in range(1, 6)]
+        site = CallSite(helper_id, pc, tuple(args), "%ctx", self.fresh(), self.fresh)
+        text = hook(site)
+        if text is None:
+            return False
+        self.lines.extend(text.strip("\n").splitlines())
+        self.known.clear()  # the hook may have opened blocks of its own
+        if site.may_abort:
+            self.check_abort()
+        self.put(0, site.result)
+        return True
 
     def ld_abs(self, insn: Instruction, spec: OpSpec, pc: int) -> None:
         offset = str(insn.imm)

@@ -14,10 +14,11 @@ zero gives 0 and modulo by zero leaves the dividend (its low 32 bits for
 32-bit operations); shift amounts are masked to the operand width; signed
 division truncates toward zero and INT_MIN / -1 wraps.
 
-Memory accesses have two inline fast paths: the current stack frame, and the
-run's "hot" region (the input memory or packet: ``HB``..``HE<n>`` for loads,
-``WB``..``WE<n>`` for stores when it is writable, set by the interpreter for
-each run); everything else goes through the checked ``LD``/``ST``.  The stack
+Memory accesses (loads, stores, atomics) have two inline fast paths: the
+current stack frame, and the run's "hot" region (the input memory or packet:
+``HB``..``HE<n>`` for loads, ``WB``..``WE<n>`` for stores and atomics when it
+is writable, set by the interpreter for each run); everything else goes
+through the checked ``LD``/``ST``/``ATOMIC``.  The stack
 window is ``slo <= a <= stack top - n`` where ``slo`` is the current frame's
 bottom; it covers the current frame and its callers' (which a callee may reach
 through a pointer), and ``slo`` never lies under the stack's base: every
@@ -25,7 +26,7 @@ entry starts inside the stack and a call that would open a frame under it
 raises :class:`~pybpf.errors.CallDepthError`, whatever the program did to
 r10.  So the fast path indexes the stack buffer only at offsets in
 ``[0, size - n]``; a frame below the current one, or any byte outside the
-stack, is reached only through ``LD``/``ST`` (which fault).
+stack, is reached only through ``LD``/``ST``/``ATOMIC`` (which fault).
 
 The generated function is ``entry(r1, r2, r3, r4, r5, r10, pc=0)`` (``pc``
 lets a helper call back into a subprogram: bpf_loop, for_each_map_elem) and returns
@@ -37,7 +38,7 @@ fills.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pybpf.errors import IsaError, UnresolvedLoadError
@@ -62,6 +63,7 @@ S64 = 1 << 63
 S32 = 1 << 31
 
 _ALU_OPS = {Alu.ADD: "+", Alu.SUB: "-", Alu.MUL: "*", Alu.OR: "|", Alu.AND: "&", Alu.XOR: "^"}
+_ATOMIC_OPS = {AtomicOp.ADD: "+", AtomicOp.OR: "|", AtomicOp.AND: "&", AtomicOp.XOR: "^"}
 _CMP = {
     Jmp.JEQ: "==", Jmp.JNE: "!=", Jmp.JGT: ">", Jmp.JGE: ">=", Jmp.JLT: "<", Jmp.JLE: "<=",
     Jmp.JSGT: ">", Jmp.JSGE: ">=", Jmp.JSLT: "<", Jmp.JSLE: "<=",
@@ -180,11 +182,7 @@ class _Gen:
             self.emit(depth, "while True:")
             depth += 1
         self.emit(depth, f"n += {len(body)}")
-        self.emit(
-            depth,
-            f"if n > {self.budget}: raise BudgetExceeded("
-            f"'instruction budget of {self.budget} exhausted', pc={start})",
-        )
+        self.emit(depth, f"if n > {self.budget}: raise BudgetExceeded({self.budget}, pc={start})")
         for i in body[:-1]:
             self.traced(self.pcs[i], depth)
             self.straight(self.insns[i], self.specs[i], self.pcs[i], depth)
@@ -229,7 +227,8 @@ class _Gen:
             e(depth, f"if t & {~0xFFFFFFFF & M64:#x} == FUNC_TOKEN:")
             self.local_call(f"t & {0xFFFFFFFF:#x}", pc, nxt, depth + 1)
             e(depth, "else:")
-            self.helper_call(pc, "HX(t)", "t", depth + 1)
+            # XF caches what HX found: a callx in a loop costs a dict lookup, not a search
+            self.helper_call(pc, "(XF.get(t) or HX(t))", "t", depth + 1)
             e(depth + 1, f"pc = {nxt}")
         elif kind in (Kind.CALL, Kind.KFUNC):
             if kind is Kind.CALL and insn.imm == 12:
@@ -320,12 +319,7 @@ class _Gen:
         if kind in (Kind.ST, Kind.STX, Kind.STORE_REL):
             return self.store(insn, spec, pc)
         if kind is Kind.ATOMIC:
-            addr = self.address(insn.dst_reg, insn.off)
-            out = [f"a = {addr}"]
-            if spec.op == AtomicOp.CMPXCHG:
-                return out + [f"r0 = ATOMIC({pc}, a, {spec.width}, {spec.op}, {s}, r0, slo)"]
-            call = f"ATOMIC({pc}, a, {spec.width}, {spec.op}, {s}, 0, slo)"
-            return out + [f"{s} = {call}" if spec.op & AtomicOp.FETCH else call]
+            return self.atomic(insn, spec, pc)
         raise AssertionError(f"{spec.name} is not straight-line")  # pragma: no cover
 
     def alu(self, insn: Instruction, spec: OpSpec, d: str, s: str) -> str:
@@ -416,6 +410,31 @@ class _Gen:
             f"else: ST({pc}, a, {n}, {value})",
         ]
 
+    def atomic(self, insn: Instruction, spec: OpSpec, pc: int) -> list[str]:
+        """A read-modify-write: inline in the stack and writable hot windows, else ATOMIC.
+
+        The windows are the stores' (so faults and read-only regions stay with
+        ``ATOMIC``, i.e. :meth:`~pybpf.vm.memory.Memory.atomic`, whose
+        semantics the inline forms repeat).  Inline is several times faster
+        than the call, which matters for how long a budget lasts.
+        """
+        n, op, s = spec.width, spec.op, f"r{insn.src_reg}"
+        mask = f"{(1 << (8 * n)) - 1:#x}"
+        if op == AtomicOp.CMPXCHG:  # stores the old value back when it differs from r0
+            new, old_to, r0 = f"{s} if t == r0 & {mask} else t", "r0", "r0"
+        else:
+            new = s if op == AtomicOp.XCHG else f"t {_ATOMIC_OPS[op & ~AtomicOp.FETCH]} {s}"
+            old_to, r0 = (s if op & AtomicOp.FETCH else None), "0"
+        top, base = self.layout.stack_top - n, self.layout.stack_base
+        out = [
+            f"a = {self.address(insn.dst_reg, insn.off)}",
+            f"if slo <= a <= {top}: o = a - {base}; t = U{n}(STK, o)[0]; "
+            f"P{n}(STK, o, ({new}) & {mask})",
+            f"elif WB <= a <= WE{n}: o = a - WB; t = U{n}(HV, o)[0]; P{n}(HV, o, ({new}) & {mask})",
+            f"else: t = ATOMIC({pc}, a, {n}, {op}, {s}, {r0}, slo)",
+        ]
+        return out + ([f"{old_to} = t"] if old_to else [])
+
     def lddw(self, insn: Instruction, pc: int) -> int:
         if insn.src_reg == Pseudo.IMM64:
             return insn.imm64
@@ -461,7 +480,7 @@ def namespace_names() -> tuple[str, ...]:
     """Names the generated code expects besides H<id>/HN<id>/K<id> helpers."""
     return ("M64", "M32", "S64", "S32", "MAX_LOOPS", "FUNC_TOKEN", "STK", "U1", "U2", "U4",
             "HB", "HV", "HE1", "HE2", "HE4", "HE8", "WB", "WE1", "WE2", "WE4", "WE8",
-            "U8", "P1", "P2", "P4", "P8", "LD", "ST", "ATOMIC", "LDABS", "TAIL", "HX", "ENV",
+            "U8", "P1", "P2", "P4", "P8", "LD", "ST", "ATOMIC", "LDABS", "TAIL", "HX", "XF", "ENV",
             "FRAME", "TRACE", "SDIV64", "SDIV32", "SMOD64", "SMOD32",
             "BSWAP16", "BSWAP32", "BSWAP64",
             "VmError", "BudgetExceeded", "CallDepthError", "HelperError", "TailCallError",
@@ -486,3 +505,33 @@ def smod(a: int, b: int, bits: int) -> int:
         return a & mask
     r = abs(sa) % abs(sb)
     return (-r if sa < 0 else r) & mask
+
+
+def signed_division(bits: int) -> tuple[Callable[[int, int], int], Callable[[int, int], int]]:
+    """(sdiv, smod) for ``bits``-bit operands: ``SDIV<bits>``/``SMOD<bits>`` in generated code.
+
+    The same results as :func:`sdiv` and :func:`smod` with the width fixed
+    and the helpers inlined: these run once per executed instruction, and a
+    loop of them would otherwise be the interpreter's slowest arithmetic.
+    """
+    mask, sign = (1 << bits) - 1, 1 << (bits - 1)
+
+    def div(a: int, b: int) -> int:
+        a, b = ((a & mask) ^ sign) - sign, ((b & mask) ^ sign) - sign
+        if not b:
+            return 0
+        q = a // b  # floors; C truncates toward zero, one more when inexact and negative
+        if q < 0 and q * b != a:
+            q += 1
+        return q & mask
+
+    def mod(a: int, b: int) -> int:
+        sa, b = ((a & mask) ^ sign) - sign, ((b & mask) ^ sign) - sign
+        if not b:
+            return a & mask
+        r = sa % b  # takes the divisor's sign; C's takes the dividend's
+        if r and (r < 0) != (sa < 0):
+            r -= b
+        return r & mask
+
+    return div, mod

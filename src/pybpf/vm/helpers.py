@@ -73,8 +73,17 @@ class HelperTable:
         return helper.name if helper else None
 
 
+def conformance_identity(env, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+    """bpf_conformance's helper 5: returns its first argument.
+
+    One named function (not a lambda per table), so a JIT can recognise it
+    and compile it in (:func:`pybpf.jit.conformance.native_calls`).
+    """
+    return r1
+
+
 def conformance_helpers() -> HelperTable:
     """The helpers the bpf_conformance suite expects: helper 5 returns r1."""
     table = HelperTable()
-    table.register(5, "conformance_identity", lambda env, r1, r2, r3, r4, r5: r1)
+    table.register(5, "conformance_identity", conformance_identity)
     return table

@@ -32,12 +32,13 @@ from pybpf.errors import (
 )
 from pybpf.isa import MAX_CALL_FRAMES, MAX_LOOPS, MAX_TAIL_CALLS, STACK_SIZE, Instruction
 from pybpf.vm import compiler
+from pybpf.vm.budget import DEFAULT_BUDGET, check_budget
 from pybpf.vm.compiler import FUNC_TOKEN, M32, M64, S32, S64, Layout, compile_program
 from pybpf.vm.helpers import HelperTable
 from pybpf.vm.memory import Memory, Region
 
-DEFAULT_BUDGET = 1 << 32
-
+_SDIV64, _SMOD64 = compiler.signed_division(64)
+_SDIV32, _SMOD32 = compiler.signed_division(32)
 _BSWAP = {16: struct.Struct(">H"), 32: struct.Struct(">I"), 64: struct.Struct(">Q")}
 _LE = {16: struct.Struct("<H"), 32: struct.Struct("<I"), 64: struct.Struct("<Q")}
 
@@ -77,10 +78,15 @@ class Interpreter:
     ``helpers`` resolves ``call N``; ``resolve_imm64`` turns pseudo
     ld_imm64 (map fd/value, BTF id, map index) into addresses;
     ``tail_call(env, ctx, map, index)`` returns the Interpreter to continue in
-    or None when the kernel would fall through; ``budget`` bounds executed
-    instructions per run (tail calls included); ``tracer(pc, regs)``, when
-    given, is called before every instruction with r0..r10 (a slower,
-    debugging build of the program).
+    or None when the kernel would fall through; ``budget`` bounds the
+    instructions a run executes (default
+    :data:`~pybpf.vm.budget.DEFAULT_BUDGET`, sized for unverified programs):
+    going over it raises :class:`~pybpf.errors.BudgetExceeded` naming the pc.
+    Each program of a tail-call chain counts from zero and the chain stops at
+    a tail call once the total is over the budget; a callback
+    (:meth:`invoke`) counts on its own.  ``tracer(pc, regs)``, when given, is
+    called before every instruction with r0..r10 (a slower, debugging build
+    of the program).  A budget outside 1..2**63-1 raises PybpfError.
     """
 
     def __init__(
@@ -99,7 +105,7 @@ class Interpreter:
         self.memory = memory or Memory()
         self.env = Env(self.memory)
         self.tail_call = tail_call
-        self.budget = budget
+        self.budget = check_budget(budget)
         self.stack = Region("stack", bytearray(STACK_SIZE * MAX_CALL_FRAMES))
         self.memory.add(self.stack)
         self.layout = Layout(self.stack.base, self.stack.end)
@@ -127,10 +133,7 @@ class Interpreter:
             "M64": M64, "M32": M32, "S64": S64, "S32": S32, "MAX_LOOPS": MAX_LOOPS,
             "FUNC_TOKEN": FUNC_TOKEN, "STK": stack.buf, "ENV": self.env, "FRAME": [top],
             "TRACE": self.tracer,
-            "SDIV64": lambda a, b: compiler.sdiv(a, b, 64),
-            "SDIV32": lambda a, b: compiler.sdiv(a, b, 32),
-            "SMOD64": lambda a, b: compiler.smod(a, b, 64),
-            "SMOD32": lambda a, b: compiler.smod(a, b, 32),
+            "SDIV64": _SDIV64, "SMOD64": _SMOD64, "SDIV32": _SDIV32, "SMOD32": _SMOD32,
             "BSWAP16": _bswap(16), "BSWAP32": _bswap(32), "BSWAP64": _bswap(64),
             "VmError": VmError, "BudgetExceeded": BudgetExceeded,
             "CallDepthError": CallDepthError, "HelperError": HelperError,
@@ -172,10 +175,13 @@ class Interpreter:
 
         helpers = self.helpers
 
+        found: dict[int, object] = {}  # XF: callx's helpers by id, once looked up
+
         def dispatch(helper_id: int):
             helper = helpers.get(helper_id)
             if helper is None:
                 raise UnknownHelperError(f"unknown helper {helper_id}")
+            found[helper_id] = helper.fn
             return helper.fn
 
         def tail(r1: int, r2: int, r3: int, pc: int):
@@ -185,7 +191,7 @@ class Interpreter:
             return None if target is None else (target, r1)
 
         ns.update(LD=load, ST=store, ATOMIC=atomic, LDABS=ld_abs, TAIL=tail,
-                  HX=lambda helper_id: dispatch(helper_id & M64))  # fmt: skip
+                  HX=lambda helper_id: dispatch(helper_id & M64), XF=found)  # fmt: skip
         for helper_id in self.compiled.helper_ids:
             helper = helpers.get(helper_id)
             name = f"H{helper_id}" if helper_id >= 0 else f"HN{-helper_id}"
@@ -306,8 +312,8 @@ class Interpreter:
                 target._adopt(self)  # same run: same env and packet, the target's own stack
                 adopted.append(target)
                 vm = target
-                if executed > self.budget:
-                    raise BudgetExceeded(f"instruction budget of {self.budget} exhausted")
+                if executed > self.budget:  # stopped before the target's first instruction
+                    raise BudgetExceeded(self.budget, pc=0)
         finally:
             for other in adopted:
                 if other is not self:
