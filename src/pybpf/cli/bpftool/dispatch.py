@@ -17,7 +17,12 @@ OBJECTS = ("prog", "map", "btf", "net", "feature")
 _OPTIONS = {"-j": "json", "--json": "json", "-p": "pretty", "--pretty": "pretty",
             "-d": "debug", "--debug": "debug", "-f": "bpffs", "--bpffs": "bpffs"}  # fmt: skip
 
-_VALUED = ("--log-level", "--engine", "--tag-algo")  # pybpf's global options that take a value
+# pybpf's global options that take a value: option -> (Ctx field, the values it takes)
+_VALUED = {
+    "--log-level": ("log_level", ("0", "1", "2")),
+    "--engine": ("engine", ENGINE_NAMES),
+    "--tag-algo": ("tag_algo", TAG_ALGORITHMS),
+}
 
 
 def is_bpftool_command(argv: Sequence[str]) -> bool:
@@ -39,23 +44,14 @@ def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
     argv = list(argv)
     while argv:  # like bpftool's getopt_long: options anywhere (`show id 1 --pretty`)
         arg = argv.pop(0)
-        if arg == "--log-level" or arg.startswith("--log-level="):
+        option = arg.partition("=")[0]
+        if option in _VALUED:
             value = arg.partition("=")[2] if "=" in arg else (argv.pop(0) if argv else "")
-            if value not in ("0", "1", "2"):
-                return _error(ctx, f"--log-level takes 0, 1 or 2, not '{value}'")
-            ctx.log_level = int(value)
-            continue
-        if arg == "--engine" or arg.startswith("--engine="):
-            value = arg.partition("=")[2] if "=" in arg else (argv.pop(0) if argv else "")
-            if value not in ENGINE_NAMES:
-                return _error(ctx, f"--engine takes {' or '.join(ENGINE_NAMES)}, not '{value}'")
-            ctx.engine = value
-            continue
-        if arg == "--tag-algo" or arg.startswith("--tag-algo="):
-            value = arg.partition("=")[2] if "=" in arg else (argv.pop(0) if argv else "")
-            if value not in TAG_ALGORITHMS:
-                return _error(ctx, f"--tag-algo takes {' or '.join(TAG_ALGORITHMS)}, not '{value}'")
-            ctx.tag_algo = value
+            field, values = _VALUED[option]
+            if value not in values:
+                return _error(ctx, f"{option} takes {', '.join(values[:-1])} or {values[-1]}, "
+                                   f"not '{value}'")  # fmt: skip
+            setattr(ctx, field, int(value) if field == "log_level" else value)
             continue
         opts = _options(arg)
         if opts is None:
