@@ -65,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as err:
         print(f"kernel_drift: {err}", file=sys.stderr)
         return 2
-    drifts = doc["drifts"]
+    drifts = list({d["fact"]: d for d in doc["drifts"]}.values())  # tests may share facts
+    doc["drifts"] = drifts
     if args.json:
         print(json.dumps(doc, indent=1))
         return 1 if drifts else 0
@@ -76,11 +77,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for drift in drifts:
         by_why.setdefault((drift["follow"], drift["why"]), []).append(drift)
     for (follow, why), group in sorted(by_why.items(), key=lambda kv: str(kv[0])):
-        head = f"follow the {follow} kernel: {why}" if follow else "undecided"
+        head = f"follow the {follow} kernel: {why}" if follow else "no decision yet"
         print(f"\n{len(group)} facts, {head}")
         for drift in group:
-            print(f"  {drift['fact']}: recorded {_short(drift['recorded'])} "
-                  f"({drift['recorded_on']}), live {_short(drift['live'])}")
+            where, recorded, live = kernel_facts.first_difference(drift["recorded"], drift["live"])
+            print(f"  {drift['fact']}{where}: recorded {_short(recorded)} "
+                  f"({drift['recorded_on']}), live {_short(live)}")
+    quiet = [d for d in kernel_facts.load_decisions(args.tests / "kernel_facts" / "decisions.json")
+             if (d.follow, d.why) not in by_why]
+    for decision in quiet:
+        print(f"\nno drift here, decided to follow the {decision.follow} kernel "
+              f"({', '.join(decision.patterns)}): {decision.why}")
     return 1 if drifts else 0
 
 

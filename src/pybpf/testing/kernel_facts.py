@@ -187,7 +187,7 @@ class Drift:
     decision: Decision | None = None
 
     def line(self) -> str:
-        where, recorded, live = _first_difference(self.recorded, self.live)
+        where, recorded, live = first_difference(self.recorded, self.live)
         text = (f"{self.name}{where}: recorded {_short(recorded)} on {self.recorded_on}, "
                 f"live {_short(live)} on {self.live_on}")
         if self.decision:
@@ -201,16 +201,16 @@ class Drift:
                 "why": self.decision.why if self.decision else None}
 
 
-def _first_difference(a: Any, b: Any, where: str = "") -> tuple[str, Any, Any]:
+def first_difference(a: Any, b: Any, where: str = "") -> tuple[str, Any, Any]:
     """Where two JSON values first differ (``[2]["log"]``-style) and the two parts there."""
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
             if x != y:
-                return _first_difference(x, y, f"{where}[{i}]")
+                return first_difference(x, y, f"{where}[{i}]")
     if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
         for k in a:
             if a[k] != b[k]:
-                return _first_difference(a[k], b[k], f"{where}[{k!r}]")
+                return first_difference(a[k], b[k], f"{where}[{k!r}]")
     return where, a, b
 
 
