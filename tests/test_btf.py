@@ -29,7 +29,7 @@ from pybpf.btf.types import Enum64, Int, Struct
 from pybpf.errors import BtfError
 
 FIX = Path(__file__).parent / "fixtures" / "btf"
-SEED = Path("/work/shared/seeds/002_ffa0df144d0b0091.txt")
+SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "002_ffa0df144d0b0091.txt"
 HAVE_BPFTOOL = shutil.which("bpftool") is not None
 HAVE_CLANG = shutil.which("clang") is not None and shutil.which("llvm-objcopy") is not None
 
