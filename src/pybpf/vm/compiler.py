@@ -93,11 +93,6 @@ class Compiled:
     leaders: frozenset[int]  # block starts: the pcs execution may enter at
 
 
-def _s(value: int, bits: int) -> int:
-    value &= (1 << bits) - 1
-    return value - (1 << bits) if value >> (bits - 1) else value
-
-
 class _Gen:
     def __init__(self, insns: Sequence[Instruction], specs: list[OpSpec], layout: Layout,
                  resolve_imm64, budget: int, trace: bool = False) -> None:  # fmt: skip
@@ -487,32 +482,13 @@ def namespace_names() -> tuple[str, ...]:
             "PybpfError", "at_pc")  # fmt: skip
 
 
-def sdiv(a: int, b: int, bits: int) -> int:
-    """Signed division truncating toward zero, wrapping INT_MIN / -1 (RFC 9669 4.1)."""
-    mask = (1 << bits) - 1
-    sa, sb = _s(a, bits), _s(b, bits)
-    if sb == 0:
-        return 0
-    q = abs(sa) // abs(sb)
-    return (-q if (sa < 0) != (sb < 0) else q) & mask
-
-
-def smod(a: int, b: int, bits: int) -> int:
-    """Signed modulo, sign of the dividend; by zero leaves the dividend (truncated)."""
-    mask = (1 << bits) - 1
-    sa, sb = _s(a, bits), _s(b, bits)
-    if sb == 0:
-        return a & mask
-    r = abs(sa) % abs(sb)
-    return (-r if sa < 0 else r) & mask
-
-
 def signed_division(bits: int) -> tuple[Callable[[int, int], int], Callable[[int, int], int]]:
     """(sdiv, smod) for ``bits``-bit operands: ``SDIV<bits>``/``SMOD<bits>`` in generated code.
 
-    The same results as :func:`sdiv` and :func:`smod` with the width fixed
-    and the helpers inlined: these run once per executed instruction, and a
-    loop of them would otherwise be the interpreter's slowest arithmetic.
+    Division truncates toward zero and wraps INT_MIN / -1; modulo takes the
+    dividend's sign; by zero, division gives 0 and modulo leaves the dividend
+    (RFC 9669 4.1).  One closure per width: these run once per executed
+    instruction, and a loop of them is the interpreter's slowest arithmetic.
     """
     mask, sign = (1 << bits) - 1, 1 << (bits - 1)
 
