@@ -26,16 +26,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pybpf.cli import add_budget_option
 from pybpf.errors import BudgetExceeded, PybpfError
 from pybpf.isa import decode
 from pybpf.runtime.engines import ENGINES
 from pybpf.vm import conformance_helpers
 from pybpf.vm.budget import (
     BUDGET_ENV,
-    DEFAULT_BUDGET,
     budget_from_env,
     exhausted_hint,
-    parse_budget,
 )
 
 PROG = "pybpf-conformance-plugin"
@@ -45,13 +44,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, as argparse does, without usage noise
         sys.stderr.write(f"{PROG}: {message}\n")
         raise SystemExit(2)
-
-
-def _budget_arg(text: str) -> int:
-    try:
-        return parse_budget(text, "--budget")
-    except PybpfError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _runner_argv(argv: list[str]) -> list[str]:
@@ -87,9 +79,7 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None, stderr=None) ->
     parser = _Parser(prog=PROG, add_help=True)
     parser.add_argument("memory", nargs="?", default="", help="input memory as base16 text")
     parser.add_argument("--engine", default="interp", choices=sorted(ENGINES))
-    parser.add_argument("--budget", type=_budget_arg, metavar="N",
-                        help=f"stop after N instructions (default: ${BUDGET_ENV}, else "
-                             f"{DEFAULT_BUDGET:_})")  # fmt: skip
+    add_budget_option(parser)
     parser.add_argument("--elf", action="store_true", help="program is an ELF object (refused)")
     args = parser.parse_args(_runner_argv(sys.argv[1:] if argv is None else argv))
     try:

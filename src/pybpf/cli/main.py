@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from pybpf import __version__, asm
-from pybpf.cli import cc, hello
+from pybpf.cli import add_budget_option, cc, hello
 from pybpf.cli.bpftool.dispatch import dispatch, is_bpftool_command
 from pybpf.cli.trace import RegisterTrace
 from pybpf.errors import BudgetExceeded, PybpfError
@@ -34,11 +34,8 @@ from pybpf.runtime import engines
 from pybpf.testing import bench
 from pybpf.vm import Interpreter, conformance_helpers
 from pybpf.vm.budget import (
-    BUDGET_ENV,
-    DEFAULT_BUDGET,
     budget_from_env,
     exhausted_hint,
-    parse_budget,
 )
 
 
@@ -87,13 +84,6 @@ def cmd_disasm(args: argparse.Namespace) -> int:
     insns = decode(_read(args.file) if not args.hex else _hex(_read(args.file).decode(), args.file))
     sys.stdout.write(asm.disassemble(insns, args.dialect))
     return 0
-
-
-def _budget_arg(text: str) -> int:
-    try:
-        return parse_budget(text, "--budget")
-    except PybpfError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -149,9 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hex", action="store_true", help="input is base16 text")
     p.add_argument("--mem", help="input memory as hex bytes (r1 = address, r2 = length)")
     p.add_argument("--mem-file", help="input memory from a file")
-    p.add_argument("--budget", type=_budget_arg, metavar="N",
-                   help=f"stop after N instructions (default: ${BUDGET_ENV}, else "
-                        f"{DEFAULT_BUDGET:_})")  # fmt: skip
+    add_budget_option(p)
     p.add_argument("--trace", action="store_true",
                    help="print each executed instruction and the registers it changed")
     p.add_argument("--trace-python", action="store_true", help="print the generated Python")
