@@ -93,7 +93,7 @@ def test_recording_needs_a_kernel(tmp_path):
 
 
 def test_decisions_are_well_formed():
-    decisions = kf.load_decisions(FACTS / "decisions.json")
+    decisions = kf.load_decisions(FACTS / kf.DECISIONS)
     assert {d.follow for d in decisions} == {"recorded", "live"}
     assert all(d.why and d.patterns for d in decisions)
 
@@ -102,7 +102,7 @@ def test_every_stamp_in_use_is_a_recording_pybpf_names():
     named = {(r.release, r.fingerprint) for r in model.RECORDINGS}
     used = set()
     for path in FACTS.glob("*.json"):
-        if path.name == "decisions.json":
+        if path.name == kf.DECISIONS:
             continue
         doc = json.loads(path.read_text())
         used |= {(k["release"], fp) for fp, k in doc["kernels"].items()}

@@ -83,8 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             where, recorded, live = kernel_facts.first_difference(drift["recorded"], drift["live"])
             print(f"  {drift['fact']}{where}: recorded {_short(recorded)} "
                   f"({drift['recorded_on']}), live {_short(live)}")
-    quiet = [d for d in kernel_facts.load_decisions(args.tests / "kernel_facts" / "decisions.json")
-             if (d.follow, d.why) not in by_why]
+    decisions = kernel_facts.load_decisions(args.tests / "kernel_facts" / kernel_facts.DECISIONS)
+    quiet = [d for d in decisions if (d.follow, d.why) not in by_why]
     for decision in quiet:
         print(f"\nno drift here, decided to follow the {decision.follow} kernel "
               f"({', '.join(decision.patterns)}): {decision.why}")

@@ -156,6 +156,14 @@ class Decision:
         return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
 
 
+DECISIONS = "decisions.json"  # the decisions, filed beside the fact files they cover
+
+
+@functools.cache
+def _decisions_in(folder: Path) -> tuple[Decision, ...]:
+    return tuple(load_decisions(folder / DECISIONS))
+
+
 def load_decisions(path: str | Path) -> list[Decision]:
     path = Path(path)
     if not path.exists():
@@ -234,6 +242,13 @@ class Oracle:
         self.file, self.live, self.record = file, live, record
         self.decisions = list(decisions)
         self.drifts: list[Drift] = []
+
+    @classmethod
+    def beside(cls, file: FactFile, *, record: bool = False) -> Oracle:
+        """An oracle over ``file`` with the live kernel's stamp and the decisions filed
+        beside it (:data:`DECISIONS`, read once per process)."""
+        return cls(file, live=live_stamp(), record=record,
+                   decisions=list(_decisions_in(file.path.parent.resolve())))
 
     def name(self, key: str) -> str:
         return f"{self.file.path.stem}/{key}"

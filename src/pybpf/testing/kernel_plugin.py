@@ -45,8 +45,7 @@ def oracle(config: pytest.Config, test_file: str | Path, name: str | None = None
     folder = facts_dir(test_file)
     stem = name or Path(test_file).stem.removeprefix("test_")
     record = bool(config.getoption("record_kernel", False))
-    return kf.Oracle(fact_file(folder / f"{stem}.json"), live=kf.live_stamp(), record=record,
-                     decisions=kf.load_decisions(folder / "decisions.json"))
+    return kf.Oracle.beside(fact_file(folder / f"{stem}.json"), record=record)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

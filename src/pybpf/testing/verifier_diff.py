@@ -611,12 +611,6 @@ def live_text(case: Case) -> str:
     return kernel_verdict(case).text()
 
 
-def _oracle(facts: str | Path, *, record: bool = False) -> kf.Oracle:
-    facts = Path(facts)
-    return kf.Oracle(kf.FactFile.load(facts), live=kf.live_stamp(), record=record,
-                     decisions=kf.load_decisions(facts.parent / "decisions.json"))  # fmt: skip
-
-
 def record(cases: Sequence[Case], facts: str | Path = FACTS) -> list[Case]:
     """Re-record the kernel verdicts of ``cases`` into the fact file ``facts``.
 
@@ -625,7 +619,7 @@ def record(cases: Sequence[Case], facts: str | Path = FACTS) -> list[Case]:
     recording is kept.  Returns the cases whose recorded verdict changed.  FactError
     when bpf(2) cannot load programs here.
     """
-    oracle = _oracle(facts, record=True)
+    oracle = kf.Oracle.beside(kf.FactFile.load(facts), record=True)
     changed = []
     for case in cases:
         before = oracle.file.get(case.name)
@@ -647,7 +641,7 @@ def drifts(cases: Sequence[Case], live: dict[str, Verdict] | None = None,
     ``live`` holds verdicts already asked of the running kernel (the others are asked
     now).  Empty when bpf(2) cannot load programs here; a case never recorded is skipped.
     """
-    oracle = _oracle(facts)
+    oracle = kf.Oracle.beside(kf.FactFile.load(facts))
     if oracle.live is None:
         return []
     for case in cases:
