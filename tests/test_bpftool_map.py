@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import real_bpftool
 from pybpf.cli.main import main
 from pybpf.kernel import state
 from pybpf.loader import load_object
@@ -382,11 +383,6 @@ def _bpftool(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
                           timeout=60)  # fmt: skip
 
 
-def bpftool_version() -> str:
-    """``bpftool version`` in a line: which bpftool (and libbpf) printed the recording."""
-    return ", ".join(_bpftool("version").stdout.splitlines())
-
-
 def _printed(cmd: tuple[str, ...], status: int, out: str) -> dict:
     """``cmd``'s exit status and output as recorded: JSON parsed, the map's id masked."""
     if cmd[0] != "-j":
@@ -422,7 +418,7 @@ def _printed_by(prints, key: str):
 
 def test_same_layout_as_bpftool(root, capsys, kernel_facts):
     facts = kernel_facts.offline_when(_bpftool_usable())
-    facts.fact("bpftool version", bpftool_version)  # another bpftool: drift, not failure
+    facts.fact("bpftool version", real_bpftool.version)  # another bpftool: drift, not failure
     prints = functools.cache(bpftool_prints)  # one real session for every fact
     for name, (kind, k, v, n) in REAL_MAPS.items():
         create(capsys, f"/sys/fs/bpf/{name}", kind, k, v, n, name)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import real_bpftool
 from pybpf.cli.bpftool import prog as progmod
 from pybpf.cli.bpftool.common import Ctx
 from pybpf.cli.main import main
@@ -249,11 +250,6 @@ def _bpftool(*argv: str) -> str:
                           timeout=60).stdout  # fmt: skip
 
 
-def bpftool_version() -> str:
-    """``bpftool version`` in a line: which bpftool (and libbpf) printed the recording."""
-    return ", ".join(_bpftool("version").splitlines())
-
-
 def _json_show(out: str) -> dict:
     doc = json.loads(out)
     return {"keys": [k for k in doc if k != "orphaned"], "fields": {k: doc[k] for k in SHOWN}}
@@ -286,7 +282,7 @@ def _shown_by(shows, key: str):
 
 def test_compare_with_bpftool(loaded, kernel_facts):
     facts = kernel_facts.offline_when(_bpftool_usable())
-    facts.fact("bpftool version", bpftool_version)  # another bpftool: drift, not failure
+    facts.fact("bpftool version", real_bpftool.version)  # another bpftool: drift, not failure
     shows = functools.cache(bpftool_shows)  # one real load for every fact
     for key, (cmd, record) in SHOWS.items():
         ours = record(loaded(*cmd, "pinned", PIN)[1])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import real_bpftool
 from pybpf.btf import Btf, BtfExt, BtfType, EnumValue, Member, Param, VarSecinfo, load_vmlinux
 from pybpf.btf import types as btf_types
 from pybpf.btf.core import (
@@ -230,13 +231,6 @@ def _bpftool_usable() -> str | None:
     return None
 
 
-def bpftool_version() -> str:
-    """``bpftool version`` in a line: which bpftool (and libbpf) printed the recording."""
-    out = subprocess.run(["bpftool", "version"], check=True, text=True, capture_output=True,
-                         timeout=60).stdout  # fmt: skip
-    return ", ".join(out.splitlines())
-
-
 def libbpf_relocations() -> dict[str, list]:
     """relo index -> [new value, poisoned] from ``bpftool -d prog load``'s libbpf log."""
     pin = f"/sys/fs/bpf/pybpf_core_test_{os.getpid()}"
@@ -321,7 +315,7 @@ class _Recorded(Sequence):
 
 def test_core_agrees_with_libbpf_on_vmlinux(local, kernel_facts):
     facts = kernel_facts.offline_when(_bpftool_usable())
-    facts.fact("bpftool version", bpftool_version)  # another libbpf: drift, not failure
+    facts.fact("bpftool version", real_bpftool.version)  # another libbpf: drift, not failure
     recorded = facts.fact("vmlinux types", functools.partial(vmlinux_types, local))
     vmlinux = Btf(_Recorded(recorded), Btf.parse(_minimal_btf())._strings)  # types hold names
     expected = facts.fact("libbpf relocations", libbpf_relocations)
