@@ -375,15 +375,12 @@ class JitProgram:
             if kind <= _HELPER_X:  # HELPER, KFUNC, HELPER_X
                 words = call.slots.words
                 self._frame_top = words[_R10]
-                if kind == _HELPER:
-                    what = value - (1 << 32) if value >> 31 else value
-                    fn = self._fns[what]
-                elif kind == _KFUNC:
-                    what = value - (1 << 32) if value >> 31 else value
-                    fn = self._kfuncs[what]
-                else:
+                if kind == _HELPER_X:
                     what = words[_AUX]
                     fn = self._xfns.get(what) or self._dynamic(what)
+                else:  # the id is the call's signed 32-bit immediate
+                    what = value - (1 << 32) if value >> 31 else value
+                    fn = (self._fns if kind == _HELPER else self._kfuncs)[what]
                 try:  # _helper inlined: one Python call less per helper call
                     return fn(call.env, a1, a2, a3, a4, a5) & M64
                 except PybpfError as err:
