@@ -31,6 +31,7 @@ from pybpf.errors import BudgetExceeded, PybpfError
 from pybpf.isa import Instruction, decode, encode
 from pybpf.jit import conformance as jit_conformance
 from pybpf.runtime import engines
+from pybpf.runtime.tag import ALGORITHMS as TAG_ALGORITHMS
 from pybpf.testing import bench
 from pybpf.vm import Interpreter, conformance_helpers
 from pybpf.vm.budget import (
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("hello", help="the seed's hello program: load, list, run three times")
     p.add_argument("object", nargs="?", help="an object to use instead of hello.bpf.o")
-    p.add_argument("--tag-algo", choices=("sha256", "sha1"), default=None,
+    p.add_argument("--tag-algo", choices=TAG_ALGORITHMS, default=None,
                    help="program tags as Linux 6.18 (sha256, the default) or older kernels")
     p.set_defaults(func=lambda a: hello.main(a.object, tag_algorithm=a.tag_algo))
 
