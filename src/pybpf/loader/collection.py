@@ -15,7 +15,7 @@ refuses.  A failed load leaves no map or program behind.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +91,8 @@ def load_object(
     target_btf=None,
     rodata: Mapping[str, bytes] | None = None,
     log_level: int = 0,
+    autoload: Iterable[str] | None = None,
+    prog_flags: Mapping[str, int] | None = None,
 ) -> Collection:
     """Open (if needed) and load an object; see the module docstring.
 
@@ -99,6 +101,9 @@ def load_object(
     (the set-before-load pattern of ``const volatile`` configuration).
     ``log_level`` is the verifier log's level (0, 1, 2); each program's BTF
     line info goes with it so a refusal can name the source line.
+    ``autoload`` names the programs to load (libbpf's ``bpf_program__set_autoload``;
+    default: every program whose section asks to be loaded); ``prog_flags`` adds
+    BPF_PROG_LOAD flags (:class:`pybpf.uapi.ProgFlag`) by program name.
     """
     if isinstance(source, ObjectSpec):
         spec = source
@@ -114,9 +119,13 @@ def load_object(
             maps.append(_create_map(kernel, m, (rodata or {}).get(m.name)))
             coll.maps[m.name] = maps[-1]
         _fill_slots(spec, coll.maps, coll.maps, prog_array=False)  # init_map_in_map_slots
+        wanted = None if autoload is None else set(autoload)
         for prog_spec in spec.programs:
+            if not (prog_spec.autoload if wanted is None else prog_spec.name in wanted):
+                continue
+            flags = (prog_flags or {}).get(prog_spec.name, 0)
             coll.programs[prog_spec.name] = _load_program(kernel, spec, prog_spec, maps, target_btf,
-                                                          log_level)
+                                                          log_level, flags)
         _fill_slots(spec, coll.maps, coll.programs, prog_array=True)  # init_prog_array_slots
     except BaseException:
         coll.close()
@@ -151,10 +160,14 @@ def _create_map(kernel: Kernel, spec: MapSpec, initial: bytes | None) -> Map:
 
 
 def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: list[Map],
-                  target_btf, log_level: int = 0) -> Program:  # fmt: skip
+                  target_btf, log_level: int = 0, prog_flags: int = 0) -> Program:  # fmt: skip
     if prog.prog_type is None:
         raise ObjectError(f"program {prog.name!r}: section {prog.section!r} names no program "
                           "type libbpf knows", section=prog.section, symbol=prog.name)  # fmt: skip
+    if prog.externs:
+        raise ObjectError(f"program {prog.name!r}: pybpf does not resolve extern symbols "
+                          f"(kconfig, ksym or kfunc) yet: {', '.join(prog.externs)}",
+                          section=prog.section, symbol=prog.name)  # fmt: skip
     insns = list(prog.insns)
     if prog.core_relos:
         insns = _apply_core(kernel, spec, prog, insns, target_btf)
@@ -164,7 +177,8 @@ def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: lis
                                   expected_attach_type=prog.expected_attach_type or 0,
                                   log_level=log_level,
                                   line_info={i.insn_index: i for i in prog.line_info},
-                                  func_info=[pc for pc, _ in prog.func_info] or None)  # fmt: skip
+                                  func_info=[pc for pc, _ in prog.func_info] or None,
+                                  prog_flags=prog_flags)  # fmt: skip
     except PybpfError as err:
         err.args = (f"program {prog.name!r} (section {prog.section!r}): {err.args[0]}",
                     *err.args[1:])  # fmt: skip

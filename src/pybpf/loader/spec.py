@@ -150,6 +150,8 @@ class ProgramSpec:
     autoload: bool = True
     kern_version: int = 0
     section_offset: int = 0  # of the function in its section, in bytes
+    #: extern symbols (kconfig, ksym, kfunc) the program or its subprograms reference
+    externs: tuple[str, ...] = ()
 
     @property
     def slots(self) -> int:
@@ -557,8 +559,7 @@ class _Opener:
                               f"{code:#04x}", section=rel_name, symbol=sym_name)  # fmt: skip
         if sym.section == SHN_UNDEF and sym.bind in (STB_GLOBAL, STB_WEAK) \
                 and sym.type == STT_NOTYPE:  # fmt: skip
-            raise ObjectError(f"{pc}: extern symbol (kconfig, ksym or kfunc) is not "
-                              "supported", section=rel_name, symbol=sym_name)  # fmt: skip
+            return ("extern", sym_name)  # resolved at load, per program, as libbpf does
         if code == CALL:
             if regs >> 4 != 1:
                 raise ObjectError(f"{pc}: relocated call is not a bpf-to-bpf call "
@@ -613,6 +614,7 @@ class _Opener:
         relos = [(i, r) for i, r in sorted(main.relos.items())]
         appended: list[_Prog] = []
         self._reloc_code(main, main, out, relos, appended, depth=0)
+        externs: list[str] = []
         for idx, relo in relos:
             slot, nxt = out[idx], out[idx + 1] if idx + 1 < len(out) else None
             if relo[0] == "map":
@@ -622,6 +624,8 @@ class _Opener:
                 nxt[3] = _s32(slot[3] + relo[2])
                 slot[1] = (slot[1] & 0x0F) | Pseudo.MAP_IDX_VALUE << 4
                 slot[3] = relo[1]
+            elif relo[0] == "extern":
+                externs.append(relo[1])
             elif relo[0] == "func" and slot[1] >> 4 != Pseudo.FUNC:
                 raise ObjectError(f"insn {idx}: function address relocation on an ld_imm64 "
                                   "that is not BPF_PSEUDO_FUNC", section=main.sec_name,
@@ -636,7 +640,7 @@ class _Opener:
         return ProgramSpec(
             main.name, main.sec_name, prog_type, attach, insns, self.license, func_info,
             line_info, core, tuple((p.name, p.sub_insn_off) for p in appended), main.autoload,
-            self.version or 0, main.sec_insn_off * INSN,
+            self.version or 0, main.sec_insn_off * INSN, tuple(dict.fromkeys(externs)),
         )  # fmt: skip
 
     def _reloc_code(self, main: _Prog, prog: _Prog, out: list[list[int]],
@@ -653,6 +657,8 @@ class _Opener:
             if not is_call and not is_func:
                 continue
             relo = prog.relos.get(i)
+            if relo is not None and relo[0] == "extern":  # a kfunc call, resolved at load
+                continue
             if relo is not None and relo[0] not in ("call", "func"):
                 raise ObjectError(f"insn {i}: unexpected {relo[0]} relocation on a call or "
                                   "function reference", section=prog.sec_name,

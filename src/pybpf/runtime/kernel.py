@@ -126,6 +126,7 @@ class Kernel:
         verify: bool | None = None,
         line_info: Mapping | None = None,
         func_info: Sequence[int] | None = None,
+        prog_flags: int = 0,
     ):
         """BPF_PROG_LOAD: check, relocate and prepare ``insns``; returns the Program.
 
@@ -135,7 +136,8 @@ class Kernel:
         runs when ``verify`` (default: the kernel's ``verify`` setting) is true;
         a refusal raises VerifierError with the log at ``log_level`` (0, 1 or
         2) and a report using ``line_info`` (pc -> BTF line info record);
-        ``func_info`` are the start pcs of the functions BTF describes.
+        ``func_info`` are the start pcs of the functions BTF describes;
+        ``prog_flags`` are BPF_PROG_LOAD's ``BPF_F_*`` flags (:class:`pybpf.uapi.ProgFlag`).
         """
         from pybpf.runtime.program import Program  # program.py imports this module
 
@@ -144,7 +146,8 @@ class Kernel:
                             expected_attach_type=expected_attach_type, engine=engine,
                             log_level=log_level,
                             verify=self.verify if verify is None else verify,
-                            line_info=line_info, func_info=func_info)  # fmt: skip
+                            line_info=line_info, func_info=func_info,
+                            prog_flags=prog_flags)  # fmt: skip
         prog.engine_name = engine
         prog.id = self._next_prog_id
         self._next_prog_id += 1

@@ -33,6 +33,7 @@ from pybpf.runtime.helpers import helper_table
 from pybpf.runtime.maps.base import Map, MapType, fail
 from pybpf.runtime.progtypes import PROG_TYPES, ProgType
 from pybpf.runtime.tag import prog_tag
+from pybpf.uapi import PROG_LOAD_FLAGS, ProgFlag
 from pybpf.vm.interpreter import Interpreter
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class Program:
         self.engine: Interpreter | None = None
         self.native_hooks = None  # the JIT's native hot path (maps_ir.ProgramHooks)
         self.expected_attach_type = 0
+        self.prog_flags = ProgFlag(0)  # BPF_PROG_LOAD's BPF_F_* flags
         self.run_count = 0
         self.run_time_ns = 0
 
@@ -91,7 +93,8 @@ class Program:
              license: str = "GPL", maps: Mapping[int, Map] | Sequence[Map] = (),
              expected_attach_type: int = 0, engine: str = "interp", log_level: int = 0,
              verify: bool = False, line_info: Mapping | None = None,
-             func_info: Sequence[int] | None = None) -> Program:  # fmt: skip
+             func_info: Sequence[int] | None = None, prog_flags: int = 0
+             ) -> Program:  # fmt: skip
         """Check and prepare ``insns`` (see the module docstring); KernelError on refusal."""
         try:
             prog_type = ProgType(prog_type)
@@ -103,7 +106,10 @@ class Program:
             raise fail(errno.EINVAL, f"invalid program name {name!r} (15 of [A-Za-z0-9_.])")
         if not insns:
             raise fail(errno.EINVAL, "a program needs at least one instruction")
+        if prog_flags & ~PROG_LOAD_FLAGS:
+            raise fail(errno.EINVAL, f"unknown program flags {prog_flags & ~PROG_LOAD_FLAGS:#x}")
         prog = cls(kernel, prog_type, name, license)
+        prog.prog_flags = ProgFlag(prog_flags)
         prog.expected_attach_type = expected_attach_type
         prog.insns = tuple(insns)
         try:

@@ -45,6 +45,7 @@ def verify_program(prog: Program, *, log_level: int = 0, line_info: Mapping | No
         helpers=prototypes(allowed),
         line_info=line_info,
         func_info=tuple(func_info) if func_info else None,
+        prog_flags=int(prog.prog_flags),
     )
     verdict = verify(prog.xlated, target, log_level=log_level)
     if not verdict.ok:

@@ -63,6 +63,7 @@ class Target:
     helpers: Mapping[int, HelperProto] = field(default_factory=dict)
     line_info: Mapping | None = None
     func_info: Sequence[int] | None = None
+    prog_flags: int = 0  # BPF_PROG_LOAD's BPF_F_* flags (pybpf.uapi.ProgFlag)
 
     @property
     def has_func_info(self) -> bool:
