@@ -42,6 +42,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pybpf.elf.model import STB_GLOBAL, STT_FUNC
 from pybpf.errors import KernelError, PybpfError, VerifierError
 from pybpf.testing import kernel_facts as kf
 from pybpf.testing.verifier_diff import parse_kernel_log
@@ -123,25 +124,37 @@ def _int(text: str) -> int:
     return int(text, 16) if text.startswith("0x") else int(text)
 
 
-def cases_of(spec, file: str) -> list[Case]:
-    """The cases of one opened object (:class:`~pybpf.loader.spec.ObjectSpec`)."""
-    btf = spec.btf
-    if btf is None:
+def cases_of(data: bytes, file: str) -> list[Case]:
+    """The cases of one object's bytes: its programs (entry points, in libbpf's order)
+    and their annotations.  Read from the ELF and BTF alone, so that an object pybpf
+    cannot load still has its cases."""
+    from pybpf.btf import Btf
+    from pybpf.elf import read_object
+
+    elf = read_object(data, file)
+    section = elf.section(".BTF")
+    if section is None:
         raise SelftestError(f"{file}: the object has no BTF, so no annotations")
+    btf = Btf.parse(section.data)
+    programs = sorted((s.section, s.value, s.name, elf.section_name(s.section))
+                      for s in elf.symbols
+                      if s.type == STT_FUNC and s.bind == STB_GLOBAL
+                      and s.section < len(elf.sections) and elf.sections[s.section].executable
+                      and elf.section_name(s.section) != ".text")  # fmt: skip
     by_target: dict[int, list[str]] = {}
     for t in btf:
         if t.kind == "decl_tag" and t.component_idx == -1 and t.name.startswith(_TAG):
             by_target.setdefault(t.type, []).append(t.name[len(_TAG):])
     out = []
-    for prog in spec.programs:
-        func = btf.find(prog.name, "func")
+    for _, _, name, sec_name in programs:
+        func = btf.find(name, "func")
         if func is None:
-            raise SelftestError(f"{file}: no BTF FUNC for program {prog.name!r}")
-        out.append(_case(file, prog, _ordered(by_target.get(func, []))))
+            raise SelftestError(f"{file}: no BTF FUNC for program {name!r}")
+        out.append(_case(file, name, sec_name.lstrip("?"), _ordered(by_target.get(func, []))))
     return out
 
 
-def _case(file: str, prog, tags: list[str]) -> Case:
+def _case(file: str, prog: str, section: str, tags: list[str]) -> Case:
     kw: dict = {"flags": int(DEFAULT_FLAGS)}
     msgs, xlated, modes, arches = [], [], set(), set()
     for tag in tags:
@@ -179,7 +192,7 @@ def _case(file: str, prog, tags: list[str]) -> Case:
             kw["flags"] = kw["flags"] & ~bit if clear else kw["flags"] | bit
         elif name == "test_arch":
             arches.add(value)
-    return Case(file, prog.name, prog.section, msgs=tuple(msgs), xlated=tuple(xlated),
+    return Case(file, prog, section, msgs=tuple(msgs), xlated=tuple(xlated),
                 priv="priv" in modes or not modes,
                 arch_ok=not arches or "X86_64" in arches, **kw)  # fmt: skip
 
@@ -435,13 +448,10 @@ def objects(root: Path = OBJECTS, names: Iterable[str] = ()) -> list[Path]:
 
 def load_cases(path: Path) -> list[Case]:
     """The cases of the object at ``path`` (SelftestError when it cannot be opened)."""
-    from pybpf.loader.spec import ObjectSpec
-
     try:
-        spec = ObjectSpec.from_file(path)
-    except PybpfError as err:
+        return cases_of(path.read_bytes(), path.name.removesuffix(".bpf.o"))
+    except (OSError, PybpfError) as err:
         raise SelftestError(f"{path.name}: {err}") from None
-    return cases_of(spec, path.name.removesuffix(".bpf.o"))
 
 
 def _run_file(path: Path, keyword: str, timeout: float) -> list[tuple[Case, Outcome]]:
