@@ -574,8 +574,8 @@ def build(out: Path = OBJECTS, shared: Path = SHARED, clang: str = "clang-19") -
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pybpf.testing.selftests",
                                      description="pybpf's verifier on the kernel's selftests")
-    parser.add_argument("action", nargs="?", choices=("compare", "build"), default="compare")
-    parser.add_argument("files", nargs="*", help="only these objects (verifier_and ...)")
+    parser.add_argument("files", nargs="*",
+                        help="only these objects (verifier_and ...); `build` compiles them all")
     parser.add_argument("-k", dest="keyword", default="", help="only cases whose name has this")
     parser.add_argument("--objects", default=str(OBJECTS), help="the compiled objects")
     parser.add_argument("--facts", default=str(FACTS), help="the recorded kernel outcomes")
@@ -588,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="write every row to this file")
     args = parser.parse_args(argv)
     try:
-        if args.action == "build":
+        if args.files == ["build"]:
             failures = build(Path(args.objects))
             for f in failures:
                 print(f"failed: {f}")

@@ -27,6 +27,8 @@ from pybpf.verifier.state import (
     Slot,
     const,
 )
+from pybpf.uapi import ProgFlag
+from pybpf.verifier.tnum import U64, Tnum
 from pybpf.verifier.types import Base, Flag
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ def access(env: Checker, regno: int, off: int, size: int, write: bool,
     """
     reg = env.state.regs[regno]
     base = reg.base
+    check_alignment(env, reg, off, size, atomic)
     if reg.maybe_null or base in (Base.NOT_INIT, Base.SCALAR) or base not in _CHECKERS:
         raise reject(f"R{regno} invalid mem access '{_tname(reg)}'")
     loaded = _CHECKERS[base](env, regno, reg, off, size, write, value, st, atomic)
@@ -97,6 +100,46 @@ def access(env: Checker, regno: int, off: int, size: int, write: bool,
         var = loaded.var.sign_extend_load(size) if sx else loaded.var.truncate(size)
         loaded = Reg(Base.SCALAR, var=var)
     return loaded
+
+
+#: check_ptr_alignment's name of each pointer type in "misaligned ... access".
+_ALIGN_DESC = {
+    Base.PTR_TO_FLOW_KEYS: "flow keys ", Base.PTR_TO_MAP_KEY: "key ",
+    Base.PTR_TO_MAP_VALUE: "value ", Base.PTR_TO_CTX: "context ", Base.PTR_TO_STACK: "stack ",
+    Base.PTR_TO_SOCKET: "sock ", Base.PTR_TO_SOCK_COMMON: "sock_common ",
+    Base.PTR_TO_TCP_SOCK: "tcp_sock ", Base.PTR_TO_XDP_SOCK: "xdp_sock ",
+}  # fmt: skip
+NET_IP_ALIGN = 2  # where a driver places the IP header: packet alignment counts from it
+
+
+def strict_alignment(prog_flags: int) -> bool:
+    """env->strict_alignment on a CPU with efficient unaligned access (x86-64, arm64)."""
+    return bool(prog_flags & ProgFlag.STRICT_ALIGNMENT) \
+        and not prog_flags & ProgFlag.ANY_ALIGNMENT  # fmt: skip
+
+
+def check_alignment(env: Checker, reg: Reg, off: int, size: int, strict_once: bool) -> None:
+    """check_ptr_alignment: under strict alignment (the program's flag, or once for an
+    atomic; always for the stack) the address must be a multiple of the size; a packet's
+    counts from NET_IP_ALIGN."""
+    if size == 1:
+        return
+    strict = strict_once or strict_alignment(env.target.prog_flags)
+    if reg.base in PKT_TYPES and reg.base is not Base.PTR_TO_PACKET_END:
+        if strict and not _aligned(reg, NET_IP_ALIGN + reg.off + off, size):
+            raise reject(f"misaligned packet access off {NET_IP_ALIGN}+{reg.var.var_off}+"
+                         f"{reg.off}+{off} size {size}")  # fmt: skip
+        return
+    strict = strict or reg.base is Base.PTR_TO_STACK
+    if strict and not _aligned(reg, reg.off + off, size):
+        raise reject(f"misaligned {_ALIGN_DESC.get(reg.base, '')}access off "
+                     f"{reg.var.var_off}+{reg.off}+{off} size {size}")  # fmt: skip
+
+
+def _aligned(reg: Reg, add: int, size: int) -> bool:
+    """tnum_is_aligned(tnum_add(var_off, tnum_const(add)), size)"""
+    v = reg.var.var_off
+    return v.add(Tnum(add & U64, 0)).is_aligned(size)
 
 
 def _tname(reg: Reg) -> str:
@@ -122,8 +165,6 @@ def _stack(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
         raise reject(f"invalid variable-offset{verb} stack R{regno} var_off={reg.var.var_off} "
                      f"off={total} size={size}")  # fmt: skip
     frame.depth = max(frame.depth, -lo)
-    if reg.var.is_const() and (lo % size):
-        raise reject(f"misaligned stack access off {reg.var.value}+{reg.off}+{off} size {size}")
     if not reg.var.is_const():
         if write:
             for a in range(lo, hi):
