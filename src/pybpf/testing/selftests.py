@@ -393,7 +393,7 @@ class Report:
             ("verifier-level agreement", self.count("agree"), len(both)),
             ("the kernel refuses, pybpf accepts", self.count("unsafe-accept"), len(both)),
             ("the kernel accepts, pybpf refuses", self.count("false-refusal"), len(both)),
-            ("pybpf cannot load at all", self.count("pybpf-cannot-load"), len(rows)),
+            ("pybpf cannot load at all", sum(r.ours.stage == "load" for r in rows), len(rows)),
             ("pybpf timeouts", self.count("timeout"), len(rows)),
             ("same error line where both refuse",
              sum(r.kernel.error == r.ours.error for r in refusals), len(refusals)),

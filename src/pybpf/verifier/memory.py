@@ -244,15 +244,22 @@ def stack_read(env: Checker, frame: Frame, addr: int, size: int) -> Reg:
     return UNKNOWN
 
 
+def map_access_type(m, off: int, size: int, write: bool) -> None:
+    """check_map_access_type: a program may not write a BPF_F_RDONLY_PROG map's values,
+    nor read a BPF_F_WRONLY_PROG map's (directly or through a helper)."""
+    flags = getattr(m, "map_flags", 0)
+    if write and flags & _BPF_F_RDONLY_PROG:
+        raise reject(f"write into map forbidden, value_size={m.value_size} "
+                     f"off={off} size={size}")  # fmt: skip
+    if not write and flags & _BPF_F_WRONLY_PROG:
+        raise reject(f"read from map forbidden, value_size={m.value_size} "
+                     f"off={off} size={size}")  # fmt: skip
+
+
 def _map_value(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
                value: Reg | None, st: bool, atomic: bool) -> Reg | None:
     m = reg.map
-    if write and getattr(m, "map_flags", 0) & _BPF_F_RDONLY_PROG:
-        raise reject(f"write into map forbidden, value_size={m.value_size} "
-                     f"off={off + reg.off} size={size}")  # fmt: skip
-    if not write and getattr(m, "map_flags", 0) & _BPF_F_WRONLY_PROG:
-        raise reject(f"read from map forbidden, value_size={m.value_size} "
-                     f"off={off + reg.off} size={size}")  # fmt: skip
+    map_access_type(m, off + reg.off, size, write)
     check_region(regno, reg, off + reg.off, size, m.value_size, "map value")
     if write:
         return None
@@ -368,6 +375,7 @@ def helper_mem(env: Checker, regno: int, size_lo: int, size_hi: int, *, write: b
         _packet(env, regno, reg, 0, size_hi, write, None, False, False) if size_hi else None
         return
     if base is Base.PTR_TO_MAP_VALUE:
+        map_access_type(reg.map, reg.off, size_hi, write)
         if size_hi or not zero_ok:
             check_region(regno, reg, reg.off, size_hi, reg.map.value_size, "map value",
                          zero_ok)  # fmt: skip
