@@ -178,7 +178,10 @@ def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: lis
                                   log_level=log_level,
                                   line_info={i.insn_index: i for i in prog.line_info},
                                   func_info=[pc for pc, _ in prog.func_info] or None,
-                                  prog_flags=prog_flags)  # fmt: skip
+                                  prog_flags=prog_flags,
+                                  func_scalar_return=[_scalar_return(spec.btf, tid)
+                                                      for _, tid in prog.func_info] or None,
+                                  )  # fmt: skip
     except PybpfError as err:
         err.args = (f"program {prog.name!r} (section {prog.section!r}): {err.args[0]}",
                     *err.args[1:])  # fmt: skip
@@ -199,6 +202,16 @@ def _fill_slots(spec: ObjectSpec, maps: dict[str, Map], objects: Mapping[str, ob
                 raise ObjectError(f"slot {slot} names {name!r}, which was not loaded",
                                   section=".maps", symbol=m.name)  # fmt: skip
             maps[m.name].set(slot, objects[name])
+
+
+def _scalar_return(btf, func_id: int) -> bool:
+    """The BTF function ``func_id`` returns an integer of at most 8 bytes or an enum."""
+    try:
+        proto = btf.type(btf.type(func_id).type)
+        ret = btf.resolved(proto.type)
+    except (AttributeError, LookupError, PybpfError):
+        return True  # a bad record is the kernel's to refuse, as check_btf_func_early does
+    return (ret.kind == "int" and ret.size <= 8) or ret.kind in ("enum", "enum64")
 
 
 def _prog_name(name: str) -> str:

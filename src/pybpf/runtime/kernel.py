@@ -127,6 +127,7 @@ class Kernel:
         line_info: Mapping | None = None,
         func_info: Sequence[int] | None = None,
         prog_flags: int = 0,
+        func_scalar_return: Sequence[bool] | None = None,
     ):
         """BPF_PROG_LOAD: check, relocate and prepare ``insns``; returns the Program.
 
@@ -137,7 +138,9 @@ class Kernel:
         a refusal raises VerifierError with the log at ``log_level`` (0, 1 or
         2) and a report using ``line_info`` (pc -> BTF line info record);
         ``func_info`` are the start pcs of the functions BTF describes;
-        ``prog_flags`` are BPF_PROG_LOAD's ``BPF_F_*`` flags (:class:`pybpf.uapi.ProgFlag`).
+        ``prog_flags`` are BPF_PROG_LOAD's ``BPF_F_*`` flags (:class:`pybpf.uapi.ProgFlag`);
+        ``func_scalar_return`` says per ``func_info`` record whether BTF gives the function
+        an int return type (the kernel reads it from the program's BTF).
         """
         from pybpf.runtime.program import Program  # program.py imports this module
 
@@ -147,7 +150,8 @@ class Kernel:
                             log_level=log_level,
                             verify=self.verify if verify is None else verify,
                             line_info=line_info, func_info=func_info,
-                            prog_flags=prog_flags)  # fmt: skip
+                            prog_flags=prog_flags,
+                            func_scalar_return=func_scalar_return)  # fmt: skip
         prog.engine_name = engine
         prog.id = self._next_prog_id
         self._next_prog_id += 1

@@ -93,8 +93,8 @@ class Program:
              license: str = "GPL", maps: Mapping[int, Map] | Sequence[Map] = (),
              expected_attach_type: int = 0, engine: str = "interp", log_level: int = 0,
              verify: bool = False, line_info: Mapping | None = None,
-             func_info: Sequence[int] | None = None, prog_flags: int = 0
-             ) -> Program:  # fmt: skip
+             func_info: Sequence[int] | None = None, prog_flags: int = 0,
+             func_scalar_return: Sequence[bool] | None = None) -> Program:  # fmt: skip
         """Check and prepare ``insns`` (see the module docstring); KernelError on refusal."""
         try:
             prog_type = ProgType(prog_type)
@@ -122,7 +122,8 @@ class Program:
             from pybpf.runtime.verification import verify_program
 
             prog.verdict = verify_program(prog, log_level=log_level, line_info=line_info,
-                                          func_info=func_info)
+                                          func_info=func_info,
+                                          func_scalar_return=func_scalar_return)
             prog.has_func_info = bool(func_info)
             prog.xlated = prog.verdict.xlated
         if bad_jumps is not None:

@@ -23,13 +23,15 @@ if TYPE_CHECKING:
 
 
 def verify_program(prog: Program, *, log_level: int = 0, line_info: Mapping | None = None,
-                   func_info: Sequence[int] | None = None):
+                   func_info: Sequence[int] | None = None,
+                   func_scalar_return: Sequence[bool] | None = None):
     """Verify ``prog.xlated``; returns the Verdict or raises VerifierError.
 
     ``func_info`` are the start pcs of the functions the program's BTF
     describes, in order (None or empty: the load carries no BTF func_info);
     ``(pc, type_id)`` pairs, as the loader's ``ProgramSpec.func_info``
-    holds them, are accepted too.
+    holds them, are accepted too.  ``func_scalar_return`` says, per record, whether the
+    function's BTF return type is an int or enum (the loader reads it from the BTF).
     """
     from pybpf.verifier import Target, verify
 
@@ -46,6 +48,7 @@ def verify_program(prog: Program, *, log_level: int = 0, line_info: Mapping | No
         line_info=line_info,
         func_info=tuple(func_info) if func_info else None,
         prog_flags=int(prog.prog_flags),
+        func_scalar_return=tuple(func_scalar_return) if func_scalar_return else None,
     )
     verdict = verify(prog.xlated, target, log_level=log_level)
     if not verdict.ok:

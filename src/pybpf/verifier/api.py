@@ -64,6 +64,8 @@ class Target:
     line_info: Mapping | None = None
     func_info: Sequence[int] | None = None
     prog_flags: int = 0  # BPF_PROG_LOAD's BPF_F_* flags (pybpf.uapi.ProgFlag)
+    #: per func_info record: the function's BTF return type is an int or enum (None: unknown)
+    func_scalar_return: Sequence[bool] | None = None
 
     @property
     def has_func_info(self) -> bool:
@@ -122,7 +124,7 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
             for index, sub in enumerate(structure.subprogs):
                 log.add(f"func#{index} @{sub.start}")
             _log_live_registers(log, structure, target)
-        _check_func_info(structure, target.func_info)
+        _check_func_info(structure, target.func_info, target.func_scalar_return)
         checker = Checker(structure, target, log)
         try:
             checker.run()
@@ -169,8 +171,11 @@ def _check_func_info_early(func_info: Sequence[int] | None) -> None:
                                 f"record ({prev})", errno=errno.EINVAL)  # fmt: skip
 
 
-def _check_func_info(structure: cfg.Structure, func_info: Sequence[int] | None) -> None:
-    """check_btf_func: one record per subprogram, each at its subprogram's start."""
+def _check_func_info(structure: cfg.Structure, func_info: Sequence[int] | None,
+                     scalar_return: Sequence[bool] | None = None) -> None:  # fmt: skip
+    """check_btf_func: one record per subprogram, each at its subprogram's start; a
+    subprogram with LD_ABS or a tail call returns an int (LD_ABS's hidden exit and a
+    tail call's return put a scalar in R0)."""
     if not func_info:
         return
     subprogs = structure.subprogs
@@ -181,6 +186,15 @@ def _check_func_info(structure: cfg.Structure, func_info: Sequence[int] | None) 
         if off != sub.start:
             raise VerifierError("func_info BTF section doesn't match subprog layout in BPF "
                                 "program", errno=errno.EINVAL)  # fmt: skip
+    for i, sub in enumerate(subprogs):
+        if not i or scalar_return is None or i >= len(scalar_return) or scalar_return[i]:
+            continue
+        if sub.has_ld_abs:
+            raise VerifierError("LD_ABS is only allowed in functions that return 'int'.",
+                                errno=errno.EINVAL)  # fmt: skip
+        if sub.has_tail_call:
+            raise VerifierError("tail_call is only allowed in functions that return 'int'.",
+                                errno=errno.EINVAL)  # fmt: skip
 
 
 def _report(insns, err: VerifierError, path: tuple[int, ...], target: Target) -> str:
