@@ -52,6 +52,7 @@ from pybpf.isa import MAX_CALL_FRAMES, MAX_TAIL_CALLS, STACK_SIZE, Instruction
 from pybpf.jit import native
 from pybpf.jit.abi import ENTRY, SLOTS, Callout, Fault, Slot, Status, split_callout
 from pybpf.jit.ir import IrOptions, NativeCall, translate
+from pybpf.vm import ldabs
 from pybpf.vm.budget import DEFAULT_BUDGET, check_budget
 from pybpf.vm.compiler import FUNC_TOKEN
 from pybpf.vm.helpers import HelperTable
@@ -446,12 +447,9 @@ class JitProgram:
         packet = getattr(call.env, "packet", None)
         if packet is None:
             raise VmError("legacy packet load (LD_ABS/LD_IND) without a packet", pc=pc)
-        offset = ((offset & M32) ^ S32) - S32
-        if offset < 0 or offset + size > packet.size:
-            call.slots[Slot.AUX] = 1
-            return 0
-        call.slots[Slot.AUX] = 0
-        return int.from_bytes(packet.view[offset : offset + size], "big")
+        value = ldabs.load(packet, offset, size, getattr(call.env, "packet_headers", None))
+        call.slots[Slot.AUX] = value is None
+        return value or 0
 
     def _tail(self, call: _Call, pc: int, r1: int, r2: int, r3: int) -> int:
         if self.tail_call is None:

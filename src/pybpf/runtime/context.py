@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 from pybpf.errors import MemoryFault
 from pybpf.jit.abi import IMAGE_WIDTHS, ctx_image_layout
+from pybpf.vm.ldabs import Headers
 from pybpf.vm.memory import Memory, Region, buffer_address, native_buffer
 
 PAGE_SIZE = 4096
@@ -368,6 +369,8 @@ class SkBuff(_Frame):
     sk_saddr: bytes = bytes(16)
     sk_daddr: bytes = bytes(16)
     redirect: dict | None = None
+    mac_header: int | None = None  # frame offsets of the link-layer and network headers
+    network_header: int | None = None
 
     def __post_init__(self) -> None:
         _Frame.__init__(self, self.frame_size, "skb packet", self.writable)
@@ -378,6 +381,13 @@ class SkBuff(_Frame):
     def address(self, offset: int) -> int:
         """The host address of frame offset ``offset``."""
         return self.base + offset
+
+    def headers(self) -> Headers:
+        """Where LD_ABS's SKF_NET_OFF / SKF_LL_OFF offsets read (the network header is
+        skb->data where none was set)."""
+        net = self.data if self.network_header is None else self.network_header
+        return Headers(memoryview(self.frame), self.data, self.data + self.len, net,
+                       self.mac_header)  # fmt: skip
 
     def payload(self) -> bytes:
         """skb->data .. skb->data + len."""

@@ -38,4 +38,5 @@ class ExecEnv:
     ctx: Any = None
     cpu: int = 0
     packet: Any = None
+    packet_headers: Any = None  # where LD_ABS's negative offsets read (vm.ldabs.Headers)
     scratch: dict[str, Any] = field(default_factory=dict)

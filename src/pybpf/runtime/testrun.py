@@ -157,6 +157,7 @@ def _execute(prog, ctx: CtxRegion, state, repeat: int, cpu: int, packet=None) ->
                 engine.set_hot(frame.region)
                 if packet:  # LD_ABS / LD_IND read skb->data..; an empty packet reads nothing
                     env.packet = frame.region or _EMPTY
+                    env.packet_headers = frame.headers()
             env.scratch.clear()
             r0 = engine.run(args=[ctx.base], env=env).r0
         duration = (time.perf_counter_ns() - start) // runs
@@ -352,7 +353,9 @@ def run_skb(prog, *, data_in: bytes, ctx_in, repeat: int, data_size_out, flags: 
             if ifindex not in _netdevs(prog.kernel):
                 raise fail(errno.ENODEV, f"no device with ifindex {ifindex}")
             skb.ifindex = ifindex
+    skb.mac_header = skb.data
     _eth_type_trans(skb)
+    skb.network_header = skb.data
     net = bytes(skb.frame[skb.data : skb.data + skb.len])
     # the dummy socket's family and addresses; Linux 6.18.44 (not yet 6.18.19) refuses an
     # IPv4 / IPv6 packet too short for its header

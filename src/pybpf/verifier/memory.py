@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from pybpf.uapi import ProgFlag
 from pybpf.verifier import ctx as ctxrules
 from pybpf.verifier.scalar import S64_MIN
 from pybpf.verifier.state import (
@@ -27,7 +28,6 @@ from pybpf.verifier.state import (
     Slot,
     const,
 )
-from pybpf.uapi import ProgFlag
 from pybpf.verifier.tnum import U64, Tnum
 from pybpf.verifier.types import Base, Flag
 

@@ -31,7 +31,7 @@ from pybpf.errors import (
     VmError,
 )
 from pybpf.isa import MAX_CALL_FRAMES, MAX_LOOPS, MAX_TAIL_CALLS, STACK_SIZE, Instruction
-from pybpf.vm import compiler
+from pybpf.vm import compiler, ldabs
 from pybpf.vm.budget import DEFAULT_BUDGET, check_budget
 from pybpf.vm.compiler import FUNC_TOKEN, M32, M64, S32, S64, Layout, compile_program
 from pybpf.vm.helpers import HelperTable
@@ -165,13 +165,10 @@ class Interpreter:
             return memory.atomic(pc, address, size, op, value, r0)
 
         def ld_abs(pc: int, offset: int, size: int) -> int | None:
-            packet = ns["ENV"].packet
-            if packet is None:
+            env = ns["ENV"]
+            if env.packet is None:
                 raise VmError("legacy packet load (LD_ABS/LD_IND) without a packet", pc=pc)
-            offset = ((offset & M32) ^ S32) - S32
-            if offset < 0 or offset + size > packet.size:
-                return None
-            return int.from_bytes(packet.view[offset : offset + size], "big")
+            return ldabs.load(env.packet, offset, size, getattr(env, "packet_headers", None))
 
         helpers = self.helpers
 
