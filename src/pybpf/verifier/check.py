@@ -12,6 +12,15 @@ range and tnum inclusion, registers dead at the pc ignored).  A state that
 is still being explored and equals the current one exactly is an infinite
 loop.  Memory accesses are in :mod:`.memory`, calls in :mod:`.calls`.
 
+Each instruction is what :func:`.decode.decode` reads from its encoding,
+by the kernel's rules rather than pybpf's stricter opcode table: the spec
+it runs as, and the kernel's refusal of a reserved field ("BPF_MOV uses
+reserved fields"...), raised when the walk reaches it, at the kernel's
+point among the register checks.  :meth:`Checker.read`,
+:meth:`Checker.check_dst` and :meth:`Checker.write` are ``check_reg_arg``:
+a register above r10 is "R%d is invalid" (EINVAL), an uninitialised one
+"!read_ok", r10 written "frame pointer is read only" (EACCES).
+
 A refusal raises :class:`Reject`; :meth:`Checker.run` turns it into a
 :class:`~pybpf.errors.VerifierError` with the pc and the log.
 """
@@ -22,9 +31,10 @@ import errno
 from collections.abc import Mapping
 
 from pybpf.errors import VerifierError
-from pybpf.isa import Instruction, Kind, OpSpec, try_lookup
+from pybpf.isa import Instruction, Kind, OpSpec
 from pybpf.verifier import calls, memory, prune
 from pybpf.verifier.cfg import MAX_INSNS, Structure
+from pybpf.verifier.decode import Decoded, decode, valid_reg
 from pybpf.verifier.log import Log, insn_text
 from pybpf.verifier.scalar import S64_MIN, Scalar
 from pybpf.verifier.state import (
@@ -70,7 +80,9 @@ class Checker:
         self.target = target
         self.log = log
         self.insns: dict[int, Instruction] = dict(zip(structure.pcs, structure.insns, strict=False))
-        self.specs: dict[int, OpSpec] = {pc: try_lookup(i) for pc, i in self.insns.items()}
+        # the kernel's reading of each encoding: the spec it runs as, or its refusal
+        self.decoded: dict[int, Decoded] = {pc: decode(i) for pc, i in self.insns.items()}
+        self.fault: str | None = None  # the current instruction's late refusal, if any
         self.maps: Mapping[int, object] = target.maps
         self.explored: dict[int, list[prune.Node]] = {}
         self.pending: list[tuple[State, int, int, int]] = []
@@ -182,7 +194,7 @@ class Checker:
         self.scratched = set()
         self.logged = False
         try:
-            nxt = self.step(st, pc, insn, self.specs[pc])
+            nxt = self.step(st, pc, insn, self.decoded[pc])
         except Reject:
             self.log.insn(pc, insn)
             raise
@@ -209,7 +221,7 @@ class Checker:
         """
         nodes = self.explored.setdefault(pc, [])
         key = None
-        may_goto = self.insns[pc].code == 0xE5
+        may_goto = self.insns[pc].code == 0xE5 and not self.insns[pc].src_reg  # is_may_goto_insn
         callback = self._callback_sites.get(pc)
         if callback is None:
             callback = self._callback_sites[pc] = calls.calls_callback(self, pc)
@@ -264,21 +276,38 @@ class Checker:
 
     # --- one instruction -------------------------------------------------------------------------
     def read(self, regno: int) -> Reg:
-        """check_reg_arg(SRC_OP): the register must be initialised."""
+        """check_reg_arg(SRC_OP): a register of r0-r10, initialised."""
+        if not valid_reg(regno):
+            raise Reject(f"R{regno} is invalid", errno.EINVAL)
         r = self.state.regs[regno]
         if r.base is Base.NOT_INIT:
             raise Reject(f"R{regno} !read_ok")
         self.scratched.add(regno)
         return r
 
-    def write(self, regno: int, reg: Reg) -> None:
-        """check_reg_arg(DST_OP): R10 is read only."""
+    def check_dst(self, regno: int) -> None:
+        """check_reg_arg(DST_OP_NO_MARK): a register of r0-r9 (R10 is read only)."""
+        if not valid_reg(regno):
+            raise Reject(f"R{regno} is invalid", errno.EINVAL)
         if regno == FP:
             raise Reject("frame pointer is read only")
+
+    def write(self, regno: int, reg: Reg) -> None:
+        """check_reg_arg(DST_OP): the register may be written; then it is."""
+        self.check_dst(regno)
         self.state.regs[regno] = reg
         self.scratched.add(regno)
 
-    def step(self, st: State, pc: int, insn: Instruction, spec: OpSpec) -> int | None:
+    def late_fault(self) -> None:
+        """Refuse the current instruction's encoding where the kernel checks it late."""
+        if self.fault is not None:
+            raise Reject(self.fault, errno.EINVAL)
+
+    def step(self, st: State, pc: int, insn: Instruction, dec: Decoded) -> int | None:
+        spec = dec.spec
+        if spec is None or (dec.fault is not None and not dec.late):
+            raise Reject(dec.fault or f"unknown opcode {insn.code:02x}", errno.EINVAL)
+        self.fault = dec.fault
         k = spec.kind
         nxt = pc + insn.slots
         if k in (Kind.ALU, Kind.NEG, Kind.MOVSX, Kind.END):
@@ -289,8 +318,7 @@ class Checker:
             return nxt
         if k in (Kind.LDX, Kind.LDXSX):
             self.read(insn.src_reg)
-            if insn.dst_reg == FP:
-                raise Reject("frame pointer is read only")
+            self.check_dst(insn.dst_reg)
             self.ldsx = k is Kind.LDXSX
             val = memory.access(self, insn.src_reg, insn.off, spec.width, False, None,
                                 sx=self.ldsx)  # fmt: skip
@@ -315,6 +343,7 @@ class Checker:
         if k in (Kind.LOAD_ACQ, Kind.STORE_REL):
             if k is Kind.LOAD_ACQ:
                 self.read(insn.src_reg)
+                self.check_dst(insn.dst_reg)
                 val = memory.access(self, insn.src_reg, insn.off, spec.width, False, None)
                 self.write(insn.dst_reg, val)
             else:
@@ -373,6 +402,7 @@ class Checker:
             self.write(insn.dst_reg, Reg(Base.PTR_TO_MAP_VALUE, map=m, off=off))
             return
         if src == 4:  # BPF_PSEUDO_FUNC: a callback's address, typed by BTF func_info
+            self.check_dst(insn.dst_reg)
             if not self.target.has_func_info:
                 raise Reject("missing btf func_info", errno.EINVAL)
             self.write(insn.dst_reg, Reg(Base.PTR_TO_FUNC, sub=self.pc + insn.imm + 1))
@@ -403,6 +433,8 @@ class Checker:
             return
         src = self.read(insn.src_reg) if x else const(insn.imm if is64 or op != _MOV
                                                       else insn.imm & 0xFFFFFFFF)
+        if op == _MOV:  # the kernel checks the destination before the move
+            self.check_dst(d)
         if spec.kind is Kind.MOVSX:
             if src.is_ptr:
                 self.write(d, UNKNOWN)
@@ -422,11 +454,12 @@ class Checker:
             else:
                 self.write(d, Reg(Base.SCALAR, var=src.var.zext32()))
             return
+        dst = self.read(d)
         if not x and op in (_DIV, _MOD) and insn.imm == 0:
             raise Reject("div by zero", errno.EINVAL)
         if not x and op in (_LSH, _RSH, _ARSH) and not 0 <= insn.imm < (64 if is64 else 32):
             raise Reject(f"invalid shift {insn.imm}", errno.EINVAL)
-        dst = self.read(d)
+        self.check_dst(d)
         if dst.is_ptr or src.is_ptr:
             self.write(d, self.ptr_alu(d, insn.src_reg if x else -1, dst, src, op, is64))
             return
@@ -484,11 +517,13 @@ class Checker:
         self.read(insn.src_reg)
         dst = self.read(insn.dst_reg)
         op = spec.op
+        if op == 0xF1:  # cmpxchg reads R0
+            self.read(0)
         if dst.base is Base.PTR_TO_CTX or dst.base in PKT_TYPES:
             raise Reject(f"BPF_ATOMIC stores into R{insn.dst_reg} "
                          f"{'ctx' if dst.base is Base.PTR_TO_CTX else 'packet'} is not allowed")
-        if op == 0xF1:  # cmpxchg reads R0
-            self.read(0)
+        if op & 0x01:  # a fetch writes the old value to R0 (cmpxchg) or the source
+            self.check_dst(0 if op == 0xF1 else insn.src_reg)
         old = memory.access(self, insn.dst_reg, insn.off, spec.width, False, None, atomic=True)
         memory.access(self, insn.dst_reg, insn.off, spec.width, True, UNKNOWN, atomic=True)
         if op == 0xF1:
@@ -522,6 +557,7 @@ class Checker:
         op = insn.code & 0xF0
         x = "src_reg" in spec.uses
         dst = self.read(insn.dst_reg)
+        self.late_fault()  # the reserved field (src_reg or imm) is checked after dst
         src = self.read(insn.src_reg) if x else None
         srcv = src if src is not None else const(insn.imm if not is32 else insn.imm & 0xFFFFFFFF)
         target = pc + 1 + insn.off

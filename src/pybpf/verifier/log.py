@@ -44,7 +44,7 @@ def insn_text(insn: Instruction) -> str:
     """``print_bpf_insn``'s text of one instruction, ``(%02x) `` prefix included."""
     spec = try_lookup(insn)
     if spec is None:
-        return f"({insn.code:02x}) BUG_{insn.code:02x}"
+        return raw_insn_text(insn)
     k, d, s, off, imm = spec.kind, insn.dst_reg, insn.src_reg, insn.off, insn.imm
     w32 = spec.width == 32
     x = "src_reg" in spec.uses
@@ -96,6 +96,85 @@ def insn_text(insn: Instruction) -> str:
     else:
         text = f"callx r{d}"
     return f"({insn.code:02x}) {text}"
+
+
+_SIZE_OF = {0x00: "u32", 0x08: "u16", 0x10: "u8", 0x18: "u64"}  # BPF_SIZE bits
+_ALU_BY_OP = {int(op): text for op, text in _ALU.items()} | {0xD0: "endian"}
+_JMP_BY_OP = {int(op): text for op, text in _JMP.items()} | {0xE0: "(null)"}
+
+
+def raw_insn_text(insn: Instruction) -> str:
+    """``print_bpf_insn`` of an encoding the opcode table refuses (a reserved field
+    set, a register above r10...): the kernel prints it by class from the fields it
+    shows, ignoring the others, so the line of the refused instruction is its line."""
+    code, d, s, off, imm = insn.code, insn.dst_reg, insn.src_reg, insn.off, insn.imm
+    cls, op, x = code & 0x07, code & 0xF0, bool(code & 0x08)
+    size = _SIZE_OF[code & 0x18]
+    mode = code & 0xE0
+    head = f"({code:02x}) "
+    if cls in (0x04, 0x07):  # ALU, ALU64
+        w = "w" if cls == 0x04 else "r"
+        if op == Alu.END:
+            if cls == 0x07:
+                return head + f"r{d} = bswap{imm} r{d}"
+            return head + f"r{d} = {'be' if x else 'le'}{imm} r{d}"
+        if op == Alu.NEG:
+            return head + f"{w}{d} = -{w}{d}"
+        if cls == 0x07 and op == Alu.MOV and x and off == 1:  # BPF_ADDR_SPACE_CAST
+            return head + f"r{d} = addr_space_cast(r{s}, {(imm & 0xFFFFFFFF) >> 16}, " \
+                          f"{imm & 0xFFFF})"  # fmt: skip
+        if cls == 0x07 and op == Alu.MOV and x and off == -1:  # BPF_ADDR_PERCPU
+            return head + f"r{d} = &(void __percpu *)(r{s})"
+        text = _ALU_BY_OP.get(op, "?")
+        if op in (Alu.DIV, Alu.MOD) and off == 1:
+            text = "s" + text
+        if x:
+            sx = f"(s{off})" if op == Alu.MOV and off in (8, 16, 32) else ""
+            return head + f"{w}{d} {text} {sx}{w}{s}"
+        return head + f"{w}{d} {text} {imm}"
+    if cls == 0x01:  # LDX
+        sz = "s" + size[1:] if mode == 0x80 else size
+        return head + f"r{d} = *({sz} *)(r{s} {off:+d})"
+    if cls == 0x03:  # STX
+        if mode == 0xC0:  # BPF_ATOMIC: the operation in imm
+            mem = f"({size} *)"
+            if imm == AtomicOp.LOAD_ACQ:
+                return head + f"r{d} = load_acquire({mem}(r{s} {off:+d}))"
+            if imm == AtomicOp.STORE_REL:
+                return head + f"store_release({mem}(r{d} {off:+d}), r{s})"
+            if imm & ~AtomicOp.FETCH in _ATOMIC or imm in (AtomicOp.XCHG, AtomicOp.CMPXCHG):
+                width = 8 if code & 0x18 == 0x18 else 4
+                return head + _atomic(imm, size, width, d, s, off)
+            return f"BUG_{code:02x}"  # the kernel prints no opcode prefix here
+        return head + f"*({size} *)(r{d} {off:+d}) = r{s}"
+    if cls == 0x02:  # ST
+        return head + f"*({size} *)(r{d} {off:+d}) = {imm}"
+    if cls == 0x00:  # LD
+        if mode == 0x20:
+            return head + f"r0 = *({size} *)skb[{imm}]"
+        if mode == 0x40:
+            return head + f"r0 = *({size} *)skb[r{s} + {imm}]"
+        return head + f"r{d} = {_imm64(insn)}"
+    w = "w" if cls == 0x06 else "r"  # JMP, JMP32
+    if op == Jmp.CALL:
+        if s == 1:
+            return head + f"call pc{imm:+d}"
+        name = helper_name(imm) if s == 0 else None
+        if s == 2:
+            return head + f"call kernel-function#{imm}"
+        return head + f"call {'bpf_' + name if name else 'unknown'}#{imm}"
+    if code == 0x05:
+        return head + f"goto pc{off:+d}"
+    if code == 0xE5 and s == 0:
+        return head + f"may_goto pc{off:+d}"
+    if code == 0x06:
+        return head + f"gotol pc{imm:+d}"
+    if code == 0x95:
+        return head + "exit"
+    text = _JMP_BY_OP.get(op, "(null)")
+    if x:
+        return head + f"if {w}{d} {text} {w}{s} goto pc{off:+d}"
+    return head + f"if {w}{d} {text} {imm & 0xFFFFFFFF:#x} goto pc{off:+d}"
 
 
 def _imm64(insn: Instruction) -> str:

@@ -14,8 +14,9 @@ precision tracking: every scalar that changed becomes unknown.
 
 from __future__ import annotations
 
-from pybpf.isa import Kind, try_lookup
+from pybpf.isa import Kind
 from pybpf.verifier.cfg import Structure
+from pybpf.verifier.decode import spec_of
 from pybpf.verifier.state import PKT_TYPES, UNKNOWN, Reg, State
 from pybpf.verifier.types import Base
 
@@ -149,7 +150,7 @@ def _regsafe(o: Reg, c: Reg, idmap: dict[int, int]) -> bool:
 def prune_points(s: Structure) -> set[int]:
     points = set()
     for pc, insn in zip(s.pcs, s.insns, strict=False):
-        spec = try_lookup(insn)
+        spec = spec_of(insn)  # by opcode, as check_cfg marks them: fields are checked later
         if spec is None:
             continue
         if spec.kind in (Kind.JUMP, Kind.JCOND):
