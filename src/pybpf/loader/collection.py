@@ -24,6 +24,7 @@ from pybpf.isa import LDDW, Instruction, slot_offsets
 from pybpf.loader.spec import MapSpec, ObjectSpec, ProgramSpec
 from pybpf.runtime.kernel import Kernel
 from pybpf.runtime.maps.base import Map, MapAttr, MapType
+from pybpf.runtime.maps.ringbuf import libbpf_ring_size
 from pybpf.runtime.program import Program
 from pybpf.runtime.testrun import TestRunResult, test_run
 
@@ -136,7 +137,8 @@ def load_object(
 def _create_map(kernel: Kernel, spec: MapSpec, initial: bytes | None) -> Map:
     inner = _create_map(kernel, spec.inner, None) if spec.inner is not None else None
     attr = MapAttr(
-        MapType(spec.map_type), spec.key_size, spec.value_size, spec.max_entries,
+        MapType(spec.map_type), spec.key_size, spec.value_size,
+        libbpf_ring_size(spec.map_type, spec.max_entries),
         spec.map_flags, spec.name[:NAME_MAX], inner_map=inner,
         btf_key_type_id=spec.btf_key_type_id, btf_value_type_id=spec.btf_value_type_id,
     )  # fmt: skip

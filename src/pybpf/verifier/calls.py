@@ -13,11 +13,12 @@ import errno
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from pybpf.isa import Instruction, Kind, try_lookup
+from pybpf.isa import Instruction, Kind
 from pybpf.isa.helper_ids import helper_name
 from pybpf.verifier import ctx as ctxrules
-from pybpf.verifier import memory
+from pybpf.verifier import mapcompat, memory
 from pybpf.verifier.cfg import MAX_FRAMES, Structure
+from pybpf.verifier.decode import spec_of
 from pybpf.verifier.protos import (
     FOR_EACH_MAPS,
     Arg,
@@ -49,23 +50,6 @@ RINGBUF = 27
 TAIL_CALL = 12
 LOOKUP = 1
 _RDONLY_PROG = 1 << 7  # BPF_F_RDONLY_PROG
-# check_map_func_compatibility, the pairs pybpf's helpers need: helper -> map types it takes
-_FUNC_MAPS = {
-    12: (3,),  # tail_call: prog_array
-    25: (4,),  # perf_event_output: perf_event_array
-    22: (4,), 55: (4,),  # perf_event_read(_value)
-    27: (7,),  # get_stackid: stack_trace
-    130: (RINGBUF,), 131: (RINGBUF,), 134: (RINGBUF,),  # ringbuf_output/reserve/query
-    87: (22, 23, 30), 88: (22, 23), 89: (22, 23, 30),  # push/pop/peek: queue, stack, bloom
-    195: (5, 6, 10),  # map_lookup_percpu_elem: the per-CPU hash, array and LRU hash
-}
-# map types that only some helpers take
-_MAP_FUNCS = {
-    3: (12,), 4: (22, 25, 55, 67, 29), 7: (27, 67), RINGBUF: (130, 131, 132, 133, 134, 196,
-                                                           197, 198),
-}
-
-
 def _reject(msg: str, err: int = errno.EACCES):
     from pybpf.verifier.check import Reject
 
@@ -156,7 +140,7 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
     if not accepts(arg, reg.base, reg.flags):
         raise _reject(f"R{regno} type={reg.type_name()} expected={expected_text(arg)}")
     if base is Arg.CONST_MAP_PTR:
-        _check_map_func(env.insn.imm, reg.map)
+        _check_map_func(env, env.insn.imm, reg.map)
         return reg.map
     if base in (Arg.PTR_TO_MAP_KEY, Arg.PTR_TO_MAP_VALUE):
         if meta_map is None:
@@ -202,16 +186,14 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
     return None
 
 
-def _check_map_func(func_id: int, m) -> None:
-    mtype = int(getattr(m, "map_type", 0))
-    allowed_funcs = _MAP_FUNCS.get(mtype)
-    allowed_maps = _FUNC_MAPS.get(func_id)
-    if func_id == TAIL_CALL and mtype != 3:
+def _check_map_func(env: Checker, func_id: int, m) -> None:
+    """check_map_func_compatibility (the table is :mod:`.mapcompat`'s)."""
+    if func_id == TAIL_CALL and int(getattr(m, "map_type", 0)) != 3:
         raise _reject("expected prog array map for tail call", errno.EINVAL)
-    if (allowed_funcs is not None and func_id not in allowed_funcs) or (
-            allowed_maps is not None and mtype not in allowed_maps):
-        raise _reject(f"cannot pass map_type {mtype} into func {_fname(func_id)}#{func_id}",
-                      errno.EINVAL)  # fmt: skip
+    found = mapcompat.refusal(func_id, m, int(env.target.prog_type),
+                              int(env.target.attach_type))  # fmt: skip
+    if found:
+        raise _reject(*found)
 
 
 def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg:
@@ -490,18 +472,24 @@ def _invalid_scalar(r: Reg, rng: tuple[int, int], where: str, name: str) -> str:
 
 
 def ld_abs(env: Checker, insn: Instruction, spec) -> None:
-    """check_ld_abs: R6 must be the context; R1-R5 are clobbered, R0 unknown."""
+    """check_ld_abs: R6 must be the context; R1-R5 are clobbered, R0 unknown.
+
+    In the kernel's order: the program type, the reserved fields, R6
+    initialised, no reference or lock held, R6 the context, then LD_IND's
+    source register.
+    """
     st = env.state
-    if st.refs or st.lock:
-        _resource_leak(st, "BPF_LD_[ABS|IND]")
     if int(env.target.prog_type) not in (1, 3, 4):  # may_access_skb
         raise _reject("BPF_LD_[ABS|IND] instructions not allowed for this program type",
                       errno.EINVAL)  # fmt: skip
+    env.late_fault()
     r6 = env.read(6)
+    if st.refs or st.lock:
+        _resource_leak(st, "BPF_LD_[ABS|IND]")
+    if r6.base is not Base.PTR_TO_CTX:
+        raise _reject("at the time of BPF_LD_ABS|IND R6 != pointer to skb", errno.EINVAL)
     if spec.kind is Kind.LD_IND:
         env.read(insn.src_reg)
-    if r6.base is not Base.PTR_TO_CTX:
-        raise _reject("at the time of BPF_LD_ABS|IND R6 != pointer to skb")
     for r in range(1, 6):
         st.regs[r] = NOT_INIT
     st.regs[0] = UNKNOWN
@@ -510,8 +498,18 @@ def ld_abs(env: Checker, insn: Instruction, spec) -> None:
 # --- static liveness ------------------------------------------------------------------------------
 
 
+_REGS = frozenset(range(11))
+
+
 def _uses_defs(insn: Instruction) -> tuple[set[int], set[int]]:
-    spec = try_lookup(insn)
+    """What ``insn`` reads and writes of r0-r10, by its opcode (a malformed
+    field is refused when the walk reaches it; a register above r10 is none)."""
+    uses, defs = _uses_defs_of(insn)
+    return uses & _REGS, defs & _REGS
+
+
+def _uses_defs_of(insn: Instruction) -> tuple[set[int], set[int]]:
+    spec = spec_of(insn)
     if spec is None:
         return set(range(11)), set()
     k, d, s = spec.kind, insn.dst_reg, insn.src_reg
@@ -555,12 +553,12 @@ def liveness(s: Structure, helpers: Mapping[int, HelperProto] | None = None,
     info = {pc: _uses_defs(i) for pc, i in zip(s.pcs, s.insns, strict=False)}
     if helpers is not None:
         for pc, insn in zip(s.pcs, s.insns, strict=False):
-            spec = try_lookup(insn)
+            spec = spec_of(insn)
             if spec is not None and spec.kind is Kind.CALL and insn.imm in helpers:
                 info[pc] = (set(range(1, helpers[insn.imm].nargs + 1)), info[pc][1])
     succ: dict[int, tuple[int, ...]] = {}
     for pc, insn in zip(s.pcs, s.insns, strict=False):
-        spec = try_lookup(insn)
+        spec = spec_of(insn)
         nxt = pc + insn.slots
         if spec is None or spec.kind is Kind.EXIT:
             succ[pc] = ()

@@ -64,3 +64,73 @@ def resolve(resolver: FdResolver | None, fd: int, what: str) -> object:
     if obj is None:
         raise fail(errno.EBADF, f"fd {fd} is not a {what}")
     return obj
+
+
+# --- what the map types added for sockets, cgroups, tasks and stacks share ------------------
+ALL_FLAGS = 0xFFFFFFFF  # allowed_flags of a type that checks its flags itself, in its own order
+S32_MAX = (1 << 31) - 1
+MAX_BPF_STACK = 512  # the largest key a program can build on its stack
+NR_CPUS = 256  # CONFIG_NR_CPUS of the reference kernel: cpumap's E2BIG bound
+#: BPF_LOCAL_STORAGE_MAX_VALUE_SIZE: U16_MAX minus the 128-byte bpf_local_storage_elem
+LOCAL_STORAGE_MAX_VALUE_SIZE = 0xFFFF - 128
+
+
+def s32(data: bytes) -> int:
+    """The little-endian s32 at the start of ``data`` (a file descriptor)."""
+    return int.from_bytes(data[:4], "little", signed=True)
+
+
+def check_generic(attr) -> None:
+    """map_create's checks before the type's own (syscall.c), in the kernel's order.
+
+    A BTF key type without a value type, ``map_extra`` on a type that takes
+    none, BPF_F_RDONLY with BPF_F_WRONLY (bpf_get_file_flag): EINVAL.  Negative
+    sizes and names longer than 15 bytes are EINVAL too (the kernel's u32 fields
+    and name copy cannot hold them).  The program-side pair (RDONLY_PROG with
+    WRONLY_PROG) is the type's own check.
+    """
+    if attr.btf_key_type_id and not attr.btf_value_type_id:
+        raise fail(errno.EINVAL, "a BTF key type needs a BTF value type")
+    if attr.map_extra:
+        raise fail(errno.EINVAL, "map_extra is only for bloom filters and arenas")
+    pair = MapFlag.RDONLY | MapFlag.WRONLY
+    if attr.map_flags & pair == pair:
+        raise fail(errno.EINVAL, "a map cannot be both read-only and write-only")
+    if min(attr.key_size, attr.value_size, attr.max_entries) < 0:
+        raise fail(errno.EINVAL, "negative size")
+    if len(attr.name.encode()) > 15:
+        raise fail(errno.EINVAL, f"map name {attr.name!r} is longer than 15 characters")
+
+
+def access_ok(flags: int) -> bool:
+    """bpf_map_flags_access_ok: not both BPF_F_RDONLY_PROG and BPF_F_WRONLY_PROG."""
+    pair = MapFlag.RDONLY_PROG | MapFlag.WRONLY_PROG
+    return flags & pair != pair
+
+
+def sys_lookup(m, flags: int) -> None:
+    """map_lookup_elem's checks before the type's own: flags other than BPF_F_LOCK
+    (EINVAL), read permission (EPERM), BPF_F_LOCK without a spin lock (EINVAL)."""
+    if flags & ~4:
+        raise fail(errno.EINVAL, f"lookup flags {flags:#x}")
+    m._check_readable_from_user()
+    if flags:
+        raise fail(errno.EINVAL, "BPF_F_LOCK: no spin lock in this map's values")
+
+
+def sys_update(m, flags: int) -> None:
+    """map_update_elem's checks before the type's own: write permission (EPERM), then
+    BPF_F_LOCK without a spin lock (EINVAL)."""
+    m._check_writable_from_user()
+    if flags & 4:
+        raise fail(errno.EINVAL, "BPF_F_LOCK: no spin lock in this map's values")
+
+
+def sys_lookup_and_delete(m, flags: int) -> None:
+    """map_lookup_and_delete_elem's checks before the type's own (EINVAL, EPERM, EINVAL)."""
+    if flags & ~4:
+        raise fail(errno.EINVAL, f"lookup_and_delete flags {flags:#x}")
+    m._check_readable_from_user()
+    m._check_writable_from_user()
+    if flags:
+        raise fail(errno.EINVAL, "BPF_F_LOCK: no spin lock in this map's values")

@@ -36,6 +36,38 @@ BPF_RB_NO_WAKEUP, BPF_RB_FORCE_WAKEUP = 1, 2
 _HDR = struct.Struct("<II")
 
 
+def check_ring_size(attr: MapAttr) -> None:
+    """ringbuf_map_alloc's size rules (RINGBUF and USER_RINGBUF): key and value size 0,
+    max_entries a power-of-2 multiple of the page size (EINVAL)."""
+    n = attr.max_entries
+    if attr.key_size or attr.value_size or n < PAGE_SIZE or n & (n - 1) or n % PAGE_SIZE:
+        raise fail(errno.EINVAL, "ringbuf: key/value size 0, max_entries a power-of-2 "
+                                 "multiple of the page size")  # fmt: skip
+    if 2 * n > ALLOC_LIMIT:
+        raise fail(errno.ENOMEM, "ring exceeds pybpf's allocation limit")
+
+
+def libbpf_ring_size(map_type: int, max_entries: int) -> int:
+    """libbpf's adjust_ringbuf_sz: the max_entries libbpf creates a ring buffer with.
+
+    For RINGBUF and USER_RINGBUF, a size that is not a power-of-2 multiple of the
+    page size becomes the smallest such size above it (0, and sizes no such
+    product can exceed, are passed on for the kernel to refuse); other map
+    types keep theirs.
+    """
+    if map_type not in (MapType.RINGBUF, MapType.USER_RINGBUF) or not max_entries:
+        return max_entries
+    pages, rest = divmod(max_entries, PAGE_SIZE)
+    if not rest and not pages & (pages - 1):
+        return max_entries
+    mul = 1
+    while mul * PAGE_SIZE <= 0xFFFFFFFF:
+        if mul * PAGE_SIZE > max_entries:
+            return mul * PAGE_SIZE
+        mul <<= 1
+    return max_entries
+
+
 @register(MapType.RINGBUF)
 class RingbufMap(Map):
     """A ring of records in the address space (see the module docstring)."""
@@ -52,12 +84,7 @@ class RingbufMap(Map):
 
     def check_attr(self, attr: MapAttr) -> None:
         super().check_attr(attr)
-        n = attr.max_entries
-        if attr.key_size or attr.value_size or n < PAGE_SIZE or n & (n - 1) or n % PAGE_SIZE:
-            raise fail(errno.EINVAL, "ringbuf: key/value size 0, max_entries a power-of-2 "
-                                     "multiple of the page size")  # fmt: skip
-        if 2 * n > ALLOC_LIMIT:
-            raise fail(errno.ENOMEM, "ring exceeds pybpf's allocation limit")
+        check_ring_size(attr)
 
     def release(self) -> None:
         self.space.free(self.region)
