@@ -211,7 +211,10 @@ def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg
         if meta_map is None:
             raise _reject("kernel subsystem misconfigured verifier", errno.EINVAL)
         kw["map"] = meta_map
-        if flags & Flag.MAYBE_NULL and _const_key_in_bounds(env, st, proto, meta_map):
+        inner = getattr(getattr(meta_map, "attr", None), "inner_map", None)
+        if inner is not None:  # a map of maps holds maps: the value is the inner map
+            base, kw["map"] = Base.CONST_PTR_TO_MAP, inner
+        elif flags & Flag.MAYBE_NULL and _const_key_in_bounds(env, st, proto, meta_map):
             flags &= ~Flag.MAYBE_NULL
     size_arg = proto.ret_size_arg
     if size_arg is not None:

@@ -478,16 +478,20 @@ class Checker:
 
     def ptr_alu(self, d: int, s: int, dst: Reg, src: Reg, op: int, is64: bool) -> Reg:
         """adjust_ptr_min_max_vals (and pointer - pointer) for a privileged loader."""
-        if dst.is_ptr and src.is_ptr:
-            if op == _SUB and is64:
+        if dst.is_ptr and src.is_ptr:  # a privileged loader may subtract pointers
+            if op == _SUB:
                 return UNKNOWN
             raise Reject(f"R{d} pointer {_ALU_STR[op]} pointer prohibited")
         ptr, off_reg = (dst, src) if dst.is_ptr else (src, dst)
-        if not is64:
+        if not is64:  # 32-bit ops on pointers give (meaningless) scalars; only SUB is allowed
+            if op == _SUB:
+                return UNKNOWN
             raise Reject(f"R{d} 32-bit pointer arithmetic prohibited")
         if ptr.maybe_null:
             raise Reject(f"R{d} pointer arithmetic on {ptr.type_name()} prohibited, "
                          f"null-check it first")  # fmt: skip
+        if ptr.base is Base.CONST_PTR_TO_MAP and op == _ADD and off_reg.is_const(0):
+            return ptr  # adding a known zero to a map pointer leaves it as it is
         if ptr.base in _NO_ARITH:
             raise Reject(f"R{d} pointer arithmetic on {ptr.type_name()} prohibited")
         if op in (0x40, 0x50, 0xA0):
@@ -577,13 +581,19 @@ class Checker:
         return pc + 1 if ok_fall else None
 
     def _taken(self, op: int, dst: Reg, src: Reg, is32: bool) -> int:
+        """is_branch_taken: 1 or 0 when the outcome is known, -1 when both are possible.
+
+        A pointer is known unequal to a constant zero only when it cannot be NULL
+        (``reg_not_null``: a context or stack pointer, for one, is not known so)."""
         if dst.is_scalar and src.is_scalar:
             return Scalar.branch_taken(op, dst.var, src.var, is32=is32)
-        if op in (_JEQ, _JNE) and not is32:
-            ptr, other = (dst, src) if dst.is_ptr else (src, dst)
-            if ptr.is_ptr and other.is_const(0) and not ptr.maybe_null:
-                return 0 if op == _JEQ else 1
-        return -1
+        ptr, other = (dst, src) if _is_const(src, is32) else (src, dst)
+        if not _is_const(other, is32) or not _not_null(ptr):
+            return -1
+        value = other.var.value & (0xFFFFFFFF if is32 else (1 << 64) - 1)
+        if value or op not in (_JEQ, _JNE):
+            return -1
+        return 0 if op == _JEQ else 1
 
     def _refine(self, st: State, insn: Instruction, op: int, dst: Reg, src: Reg, is32: bool,
                 taken: bool) -> bool:  # fmt: skip
@@ -597,6 +607,14 @@ class Checker:
             _set_scalar(st, insn.dst_reg, dst, res[0])
             if x:
                 _set_scalar(st, insn.src_reg, src, res[1])
+            return True
+        if (op in (_JEQ, _JNE) and not is32 and x and dst.is_ptr and src.is_ptr
+                and dst.maybe_null != src.maybe_null
+                and Base.PTR_TO_BTF_ID not in (dst.base, src.base)):
+            # equal to a pointer that is not NULL: the maybe-NULL one is not NULL either
+            if (op == _JEQ) == taken:
+                regno = insn.src_reg if src.maybe_null else insn.dst_reg
+                regs[regno] = _not_null_reg(regs[regno])
             return True
         if op in (_JEQ, _JNE) and not is32:
             is_eq = (op == _JEQ) == taken
@@ -685,6 +703,30 @@ def _map_regs(st: State, fn) -> None:
                     f.stack[spi] = type(s)(s.types, nr)
 
 
+def _not_null_reg(r: Reg) -> Reg:
+    """mark_ptr_not_null_reg: the register's type without PTR_MAYBE_NULL."""
+    return r.but(flags=r.flags & ~Flag.MAYBE_NULL)
+
+
+#: reg_not_null: the pointer types that are never NULL once they are not "_or_null"
+_NOT_NULL = frozenset({Base.PTR_TO_SOCKET, Base.PTR_TO_TCP_SOCK, Base.PTR_TO_MAP_VALUE,
+                       Base.PTR_TO_MAP_KEY, Base.PTR_TO_SOCK_COMMON, Base.PTR_TO_MEM})
+
+
+def _not_null(r: Reg) -> bool:
+    if r.maybe_null:
+        return False
+    trusted = r.base is Base.PTR_TO_BTF_ID and bool(r.flags & Flag.PTR_TRUSTED)
+    return r.base in _NOT_NULL or trusted
+
+
+def _is_const(r: Reg, is32: bool) -> bool:
+    """is_reg_const: a scalar whose value (its low half for a 32-bit jump) is known."""
+    if not r.is_scalar:
+        return False
+    return r.var.var_off.subreg_is_const() if is32 else not r.var.var_off.mask
+
+
 def _mark_null(st: State, rid: int, is_null: bool) -> None:
     """mark_ptr_or_null_regs: every copy of the pointer becomes NULL (0) or non-NULL."""
     ref = 0
@@ -696,7 +738,7 @@ def _mark_null(st: State, rid: int, is_null: bool) -> None:
         if is_null:
             ref = ref or r.ref
             return const(0)
-        return r.but(flags=r.flags & ~Flag.MAYBE_NULL, id=0)
+        return _not_null_reg(r).but(id=0)
 
     _map_regs(st, fix)
     if is_null and ref:
