@@ -83,6 +83,7 @@ class Checker:
         # the kernel's reading of each encoding: the spec it runs as, or its refusal
         self.decoded: dict[int, Decoded] = {pc: decode(i) for pc, i in self.insns.items()}
         self.fault: str | None = None  # the current instruction's late refusal, if any
+        self.aux_ptr: dict[int, tuple[Base, Flag]] = {}  # insn_aux_data's ptr_type, by pc
         self.maps: Mapping[int, object] = target.maps
         self.explored: dict[int, list[prune.Node]] = {}
         self.pending: list[tuple[State, int, int, int]] = []
@@ -298,6 +299,19 @@ class Checker:
         self.state.regs[regno] = reg
         self.scratched.add(regno)
 
+    def _save_ptr_type(self, pc: int, ptr: Reg, *, allow_trust_mismatch: bool) -> None:
+        """save_aux_ptr_type: one load or store instruction is rewritten for one pointer
+        type, so it may not reach a context or socket pointer on one path and another
+        type on another."""
+        now = (ptr.base, ptr.flags)
+        prev = self.aux_ptr.setdefault(pc, now)
+        if prev == now or (prev[0] not in _REWRITTEN and now[0] not in _REWRITTEN):
+            return
+        if allow_trust_mismatch and prev[0] in _MEM_OR_BTF and now[0] in _MEM_OR_BTF:
+            self.aux_ptr[pc] = (Base.PTR_TO_BTF_ID, Flag.PTR_UNTRUSTED)
+            return
+        raise Reject("same insn cannot be used with different pointers", errno.EINVAL)
+
     def late_fault(self) -> None:
         """Refuse the current instruction's encoding where the kernel checks it late."""
         if self.fault is not None:
@@ -317,24 +331,27 @@ class Checker:
             self.lddw(insn)
             return nxt
         if k in (Kind.LDX, Kind.LDXSX):
-            self.read(insn.src_reg)
+            ptr = self.read(insn.src_reg)
             self.check_dst(insn.dst_reg)
             self.ldsx = k is Kind.LDXSX
             val = memory.access(self, insn.src_reg, insn.off, spec.width, False, None,
                                 sx=self.ldsx)  # fmt: skip
             self.ldsx = False
+            self._save_ptr_type(pc, ptr, allow_trust_mismatch=True)
             self.write(insn.dst_reg, val)
             self._scratch_stack(insn.src_reg, insn.off, spec.width)
             return nxt
         if k is Kind.STX:
             val = self.read(insn.src_reg)
-            self.read(insn.dst_reg)
+            ptr = self.read(insn.dst_reg)
             memory.access(self, insn.dst_reg, insn.off, spec.width, True, val)
+            self._save_ptr_type(pc, ptr, allow_trust_mismatch=False)
             self._scratch_stack(insn.dst_reg, insn.off, spec.width)
             return nxt
         if k is Kind.ST:
-            self.read(insn.dst_reg)
+            ptr = self.read(insn.dst_reg)
             memory.access(self, insn.dst_reg, insn.off, spec.width, True, None, st=True)
+            self._save_ptr_type(pc, ptr, allow_trust_mismatch=False)
             self._scratch_stack(insn.dst_reg, insn.off, spec.width)
             return nxt
         if k is Kind.ATOMIC:
@@ -707,6 +724,11 @@ def _not_null_reg(r: Reg) -> Reg:
     """mark_ptr_not_null_reg: the register's type without PTR_MAYBE_NULL."""
     return r.but(flags=r.flags & ~Flag.MAYBE_NULL)
 
+
+#: reg_type_mismatch_ok's exceptions: accesses the kernel rewrites per pointer type
+_REWRITTEN = frozenset({Base.PTR_TO_CTX, Base.PTR_TO_SOCKET, Base.PTR_TO_SOCK_COMMON,
+                        Base.PTR_TO_TCP_SOCK, Base.PTR_TO_XDP_SOCK, Base.PTR_TO_BTF_ID})
+_MEM_OR_BTF = frozenset({Base.PTR_TO_MEM, Base.PTR_TO_BTF_ID})
 
 #: reg_not_null: the pointer types that are never NULL once they are not "_or_null"
 _NOT_NULL = frozenset({Base.PTR_TO_SOCKET, Base.PTR_TO_TCP_SOCK, Base.PTR_TO_MAP_VALUE,
