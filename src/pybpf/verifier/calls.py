@@ -156,6 +156,8 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         if arg.has(ArgFlag.MEM_FIXED_SIZE):
             memory.helper_mem(env, regno, arg.size, arg.size, write=arg.has(ArgFlag.MEM_WRITE),
                               uninit_ok=arg.is_raw_mem, zero_ok=False)  # fmt: skip
+            if arg.has(ArgFlag.MEM_ALIGNED):
+                memory.check_alignment(env, reg, 0, arg.size, True)
         return None
     if base is Arg.PTR_TO_RINGBUF_MEM:
         if reg.off or not reg.var.is_const() or reg.var.value:

@@ -646,9 +646,10 @@ class Checker:
 
     def _pkt_compare(self, st: State, op: int, dst: Reg, src: Reg, taken: bool) -> None:
         """try_match_pkt_pointers: ``pkt + N <op> pkt_end`` proves a range on one side."""
-        def pair(a: Reg, b: Reg) -> bool:
+        def pair(a: Reg, b: Reg) -> bool:  # data_meta's end: data itself (reg_is_init_pkt_pointer)
             return ((a.base is Base.PTR_TO_PACKET and b.base is Base.PTR_TO_PACKET_END)
-                    or (a.base is Base.PTR_TO_PACKET_META and b.base is Base.PTR_TO_PACKET))
+                    or (a.base is Base.PTR_TO_PACKET_META and b.base is Base.PTR_TO_PACKET
+                        and not b.id and not b.off and b.var.is_const() and not b.var.value))
 
         if pair(dst, src):
             pkt, flipped = dst, False
