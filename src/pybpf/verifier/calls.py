@@ -36,6 +36,7 @@ from pybpf.verifier.state import (
     Frame,
     Reg,
     State,
+    const,
     format_frame_line,
     format_reg,
 )
@@ -497,7 +498,23 @@ def ld_abs(env: Checker, insn: Instruction, spec) -> None:
         env.read(insn.src_reg)
     for r in range(1, 6):
         st.regs[r] = NOT_INIT
+    if len(st.frames) > 1:
+        _hidden_exit(env, st)
     st.regs[0] = UNKNOWN
+
+
+def _hidden_exit(env: Checker, st: State) -> None:
+    """In a subprogram a failed LD_ABS/LD_IND returns 0 to the caller (the exit
+    bpf_gen_ld_abs emits): that return is another path, queued from here."""
+    other = st.copy()
+    other.regs[0] = const(0)
+    env.depths_from(other)
+    callee = other.frames.pop()
+    if callee.callback is not None:  # back into the helper that calls the callback
+        other.callback_depth -= 1
+        env.push(other, callee.callsite, env.pc)
+    else:
+        env.push(other, callee.callsite + 1, env.pc)
 
 
 # --- static liveness ------------------------------------------------------------------------------
