@@ -117,7 +117,7 @@ def load_object(
     try:
         maps = []
         for m in spec.maps:  # one by one, so a failure can unload what came before
-            maps.append(_create_map(kernel, m, (rodata or {}).get(m.name)))
+            maps.append(_create_map(kernel, m, (rodata or {}).get(m.name), spec.btf))
             coll.maps[m.name] = maps[-1]
         _fill_slots(spec, coll.maps, coll.maps, prog_array=False)  # init_map_in_map_slots
         wanted = None if autoload is None else set(autoload)
@@ -134,8 +134,8 @@ def load_object(
     return coll
 
 
-def _create_map(kernel: Kernel, spec: MapSpec, initial: bytes | None) -> Map:
-    inner = _create_map(kernel, spec.inner, None) if spec.inner is not None else None
+def _create_map(kernel: Kernel, spec: MapSpec, initial: bytes | None, btf=None) -> Map:
+    inner = _create_map(kernel, spec.inner, None, btf) if spec.inner is not None else None
     attr = MapAttr(
         MapType(spec.map_type), spec.key_size, spec.value_size,
         libbpf_ring_size(spec.map_type, spec.max_entries),
@@ -149,6 +149,9 @@ def _create_map(kernel: Kernel, spec: MapSpec, initial: bytes | None) -> Map:
             kernel.map_free(inner)
         raise
     m.spec = spec
+    if spec.btf_value_type_id and btf is not None:  # the value's record, as map_check_btf reads it
+        m.btf = btf
+        m.spin_lock_off = _spin_lock_offset(btf, spec.btf_value_type_id)
     data = initial if initial is not None else spec.initial
     if data is not None:
         if len(data) != spec.value_size:
@@ -204,6 +207,19 @@ def _fill_slots(spec: ObjectSpec, maps: dict[str, Map], objects: Mapping[str, ob
                 raise ObjectError(f"slot {slot} names {name!r}, which was not loaded",
                                   section=".maps", symbol=m.name)  # fmt: skip
             maps[m.name].set(slot, objects[name])
+
+
+def _spin_lock_offset(btf, type_id: int) -> int | None:
+    """Where the value type ``type_id`` holds its top-level ``struct bpf_spin_lock``."""
+    try:
+        value = btf.resolved(type_id)
+        for member in getattr(value, "members", ()):
+            t = btf.resolved(member.type)
+            if t.kind == "struct" and t.name == "bpf_spin_lock":
+                return member.offset // 8
+    except (AttributeError, LookupError, PybpfError):
+        return None
+    return None
 
 
 def _scalar_return(btf, func_id: int) -> bool:

@@ -49,6 +49,7 @@ ENOTSUPP = 524  # the kernel's internal "operation not supported"
 MAX_SIZE = 1 << 29  # BPF_MAX_VAR_SIZ
 RINGBUF = 27
 TAIL_CALL = 12
+SPIN_LOCK, SPIN_UNLOCK = 93, 94
 LOOKUP = 1
 _RDONLY_PROG = 1 << 7  # BPF_F_RDONLY_PROG
 def _reject(msg: str, err: int = errno.EACCES):
@@ -79,6 +80,8 @@ def helper_call(env: Checker, st: State, pc: int, insn: Instruction) -> int | No
                       errno.EINVAL)  # fmt: skip
     regs = st.regs
     meta_map = None
+    if st.lock and func_id != SPIN_UNLOCK:
+        raise _reject("function calls are not allowed while holding a lock")
     for i, arg in enumerate(proto.args):
         regno = i + 1
         if arg.base is Arg.DONTCARE:
@@ -89,8 +92,6 @@ def helper_call(env: Checker, st: State, pc: int, insn: Instruction) -> int | No
             meta_map = found
     if func_id == TAIL_CALL:
         _resource_leak(st, "tail_call")
-    if st.lock and func_id not in (94, 95):  # spin_lock / spin_unlock
-        raise _reject("function calls are not allowed while holding a lock")
     callback = proto.callback
     if callback is not None:
         _callback_call(env, st, pc, func_id, callback)
@@ -184,9 +185,38 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         memory.helper_mem(env, regno, 0, 0, write=False, uninit_ok=True, zero_ok=True)
         return None
     if base is Arg.PTR_TO_SPIN_LOCK:
-        raise _reject(f"map '{getattr(reg.map, 'name', '')}' has to have BTF in order to use "
-                      f"{_fname(env.insn.imm)}", errno.EINVAL)  # fmt: skip
+        _spin_lock(env, st, regno, reg, env.insn.imm == SPIN_LOCK)
     return None
+
+
+def _spin_lock(env: Checker, st: State, regno: int, reg: Reg, lock: bool) -> None:
+    """process_spin_lock: the lock is the map value's ``struct bpf_spin_lock``, taken once,
+    released by the same pointer (map and value id) that took it."""
+    m = reg.map
+    if not reg.var.is_const():
+        raise _reject(f"R{regno} doesn't have constant offset. bpf_spin_lock has to be at the "
+                      "constant offset", errno.EINVAL)  # fmt: skip
+    lock_off = getattr(m, "spin_lock_off", None)
+    if getattr(m, "btf", None) is None:
+        raise _reject(f"map '{getattr(m, 'name', '')}' has to have BTF in order to use "
+                      f"{_fname(env.insn.imm)}", errno.EINVAL)  # fmt: skip
+    if lock_off is None:
+        raise _reject(f"map '{getattr(m, 'name', '')}' has no valid bpf_spin_lock", errno.EINVAL)
+    off = reg.var.value + reg.off
+    if off != lock_off:
+        raise _reject(f"off {off} doesn't point to 'struct bpf_spin_lock' that is at {lock_off}",
+                      errno.EINVAL)  # fmt: skip
+    held = (getattr(m, "id", 0), reg.id)
+    if lock:
+        if st.lock:
+            raise _reject("Locking two bpf_spin_locks are not allowed", errno.EINVAL)
+        st.lock = held
+    elif not st.lock:
+        raise _reject("bpf_spin_unlock without taking a lock", errno.EINVAL)
+    elif st.lock != held:
+        raise _reject("bpf_spin_unlock of different lock", errno.EINVAL)
+    else:
+        st.lock = 0
 
 
 def _check_map_func(env: Checker, func_id: int, m) -> None:
@@ -219,6 +249,8 @@ def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg
             base, kw["map"] = Base.CONST_PTR_TO_MAP, inner
         elif flags & Flag.MAYBE_NULL and _const_key_in_bounds(env, st, proto, meta_map):
             flags &= ~Flag.MAYBE_NULL
+        if not flags & Flag.MAYBE_NULL and getattr(meta_map, "spin_lock_off", None) is not None:
+            kw["id"] = env.new_id()  # the value's identity names its lock
     size_arg = proto.ret_size_arg
     if size_arg is not None:
         kw["size"] = regs[size_arg + 1].var.value
@@ -395,8 +427,6 @@ def subprog_call(env: Checker, st: State, pc: int, insn: Instruction) -> int:
     if len(st.frames) >= MAX_FRAMES:
         raise _reject(f"the call stack of {len(st.frames) + 1} frames is too deep !", errno.E2BIG)
     target = pc + insn.imm + 1
-    if st.lock:
-        raise _reject("function calls are not allowed while holding a lock")
     caller = st.regs
     regs = [NOT_INIT] * 11
     for r in range(1, 6):

@@ -761,6 +761,8 @@ def _mark_null(st: State, rid: int, is_null: bool) -> None:
         if is_null:
             ref = ref or r.ref
             return const(0)
+        if r.base is Base.PTR_TO_MAP_VALUE and getattr(r.map, "spin_lock_off", None) is not None:
+            return _not_null_reg(r)  # the id names the value's lock (reg_may_point_to_spin_lock)
         return _not_null_reg(r).but(id=0)
 
     _map_regs(st, fix)

@@ -256,11 +256,21 @@ def map_access_type(m, off: int, size: int, write: bool) -> None:
                      f"off={off} size={size}")  # fmt: skip
 
 
+def special_fields(reg: Reg, off: int, size: int) -> None:
+    """check_map_access's last rule: no load, store or helper touches the value's
+    ``struct bpf_spin_lock`` (the map's BTF places it)."""
+    lock_off = getattr(reg.map, "spin_lock_off", None)
+    if lock_off is not None and reg.var.smin + off < lock_off + 4 \
+            and lock_off < reg.var.umax + off + size:  # fmt: skip
+        raise reject("bpf_spin_lock cannot be accessed directly by load/store")
+
+
 def _map_value(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
                value: Reg | None, st: bool, atomic: bool) -> Reg | None:
     m = reg.map
     map_access_type(m, off + reg.off, size, write)
     check_region(regno, reg, off + reg.off, size, m.value_size, "map value")
+    special_fields(reg, off + reg.off, size)
     if write:
         return None
     if getattr(m, "frozen", False) and getattr(m, "map_flags", 0) & _BPF_F_RDONLY_PROG:
@@ -379,6 +389,7 @@ def helper_mem(env: Checker, regno: int, size_lo: int, size_hi: int, *, write: b
         if size_hi or not zero_ok:
             check_region(regno, reg, reg.off, size_hi, reg.map.value_size, "map value",
                          zero_ok)  # fmt: skip
+            special_fields(reg, reg.off, size_hi)
         return
     if base is Base.PTR_TO_MAP_KEY:
         check_region(regno, reg, reg.off, size_hi, reg.map.key_size, "map key", zero_ok)

@@ -67,11 +67,14 @@ def widen(old: State, cur: State) -> None:
 
 def covers(old: State, cur: State, live, pc: int) -> bool:
     """Whether ``old`` (explored to the end safely) covers ``cur`` at ``pc`` (sound pruning)."""
-    if len(old.frames) != len(cur.frames) or old.lock != cur.lock:
+    if len(old.frames) != len(cur.frames) or bool(old.lock) != bool(cur.lock):
         return False
     if len(old.refs) != len(cur.refs):
         return False
-    idmap: dict[int, int] = {}
+    idmap: dict = {}
+    if old.lock and (old.lock[0] != cur.lock[0]
+                     or not _check_id(old.lock[1], cur.lock[1], idmap)):  # fmt: skip
+        return False
     for a, b in zip(old.refs, cur.refs, strict=False):
         if not _check_id(a[0], b[0], idmap):
             return False
@@ -110,18 +113,23 @@ def _resume_pc(callee) -> int:
     return callee.callsite if callee.callback is not None else callee.callsite + 1
 
 
-def _check_id(a: int, b: int, idmap: dict[int, int]) -> bool:
+def _check_id(a: int, b: int, idmap: dict) -> bool:
+    """check_ids: old ids map to current ids one to one (``("cur", b)`` keys hold the
+    reverse map, so two old ids never map to one current id)."""
     if not a and not b:
         return True
     if not a or not b:
         return False
     if a in idmap:
         return idmap[a] == b
+    if ("cur", b) in idmap:
+        return False
     idmap[a] = b
+    idmap[("cur", b)] = a
     return True
 
 
-def _regsafe(o: Reg, c: Reg, idmap: dict[int, int]) -> bool:
+def _regsafe(o: Reg, c: Reg, idmap: dict) -> bool:
     if o.base is Base.NOT_INIT:
         return True
     if c.base is Base.NOT_INIT:

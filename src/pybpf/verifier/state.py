@@ -154,7 +154,7 @@ class State:
 
     frames: list[Frame]
     refs: list[tuple[int, int]] = field(default_factory=list)  # (id, alloc pc)
-    lock: int = 0  # id of the held spin lock's map value (0: none)
+    lock: tuple[int, int] | int = 0  # the held spin lock: (map id, value id); 0: none
     parent: object = None  # the explored-state node this path continues (pruning)
     path: tuple | None = None  # the pcs walked, newest first, as nested (pc, rest) pairs
     may_goto_depth: int = 0
