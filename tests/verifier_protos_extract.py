@@ -1,10 +1,15 @@
-"""Extract the ``struct bpf_func_proto`` declarations pybpf's helpers follow from a kernel tree.
+"""Extract the ``struct bpf_func_proto`` declarations of every helper from a kernel tree.
 
 Usage: ``python tests/verifier_protos_extract.py LINUX_SRC > tests/golden/helper_protos.json``
 
 Only the fields are read (gpl_only, pkt_access, might_sleep, allow_fastcall,
-ret_type, argN_type, argN_size), as text; ``tests/test_verifier_protos.py``
-compares every :class:`pybpf.verifier.protos.HelperProto` with them.
+ret_type, argN_type, argN_size, argN_btf_id, ret_btf_id...), as text, for the
+proto objects :data:`pybpf.verifier.helper_protos.KERNEL_PROTOS` stands for
+(:func:`~pybpf.verifier.helper_protos.kernel_symbols`) and those of
+:data:`~pybpf.verifier.helper_protos.VARIANT_PROTOS`;
+``tests/test_verifier_protos.py`` compares every
+:class:`pybpf.verifier.protos.HelperProto` with them.  A field's value runs
+to the end of its line; the last one of a declaration may lack its comma.
 """
 
 from __future__ import annotations
@@ -15,24 +20,15 @@ import sys
 from pathlib import Path
 
 FILES = ("kernel/bpf/helpers.c", "kernel/bpf/ringbuf.c", "kernel/bpf/bpf_iter.c",
-         "kernel/bpf/stackmap.c", "kernel/trace/bpf_trace.c", "net/core/filter.c")  # fmt: skip
-
-# pybpf helper name -> the kernel proto objects it stands for (all must agree)
-VARIANTS: dict[str, tuple[str, ...]] = {
-    "bpf_probe_read": ("bpf_probe_read_compat_proto",),
-    "bpf_probe_read_str": ("bpf_probe_read_compat_str_proto",),
-    "bpf_redirect": ("bpf_redirect_proto", "bpf_xdp_redirect_proto"),
-    "bpf_redirect_map": ("bpf_xdp_redirect_map_proto",),
-    "bpf_perf_event_output": ("bpf_perf_event_output_proto", "bpf_skb_event_output_proto",
-                              "bpf_xdp_event_output_proto", "bpf_perf_event_output_proto_tp",
-                              "bpf_perf_event_output_proto_raw_tp", "bpf_event_output_data_proto"),
-    "bpf_get_func_ip": ("bpf_get_func_ip_proto_kprobe",),
-    "bpf_get_attach_cookie": ("bpf_get_attach_cookie_proto_trace",
-                              "bpf_get_attach_cookie_proto_pe"),
-}  # fmt: skip
+         "kernel/bpf/stackmap.c", "kernel/trace/bpf_trace.c", "net/core/filter.c",
+         "kernel/bpf/core.c", "kernel/bpf/cgroup.c", "kernel/bpf/syscall.c", "kernel/bpf/btf.c",
+         "kernel/bpf/task_iter.c", "kernel/bpf/bpf_lsm.c", "kernel/bpf/bpf_task_storage.c",
+         "kernel/bpf/bpf_inode_storage.c", "kernel/bpf/bpf_cgrp_storage.c",
+         "net/core/bpf_sk_storage.c", "net/core/sock_map.c", "net/ipv4/bpf_tcp_ca.c",
+         "drivers/media/rc/bpf-lirc.c")  # fmt: skip
 
 _BLOCK = re.compile(r"struct bpf_func_proto (\w+)\s*=\s*\{(.*?)\n\};", re.S)
-_FIELD = re.compile(r"\.(\w+)\s*=\s*([^,\n]+),")
+_FIELD = re.compile(r"^\s*\.(\w+)\s*=\s*([^,\n]+?)\s*,?\s*(?:/\*.*)?$", re.M)
 
 
 def protos(root: Path) -> dict[str, dict]:
@@ -45,18 +41,14 @@ def protos(root: Path) -> dict[str, dict]:
     return out
 
 
-def main(root: Path, names: list[str]) -> dict:
+def main(root: Path) -> dict:
+    from pybpf.verifier.helper_protos import KERNEL_PROTOS, VARIANT_PROTOS, kernel_symbols
+
     found = protos(root)
-    table = {}
-    for name in names:
-        for symbol in VARIANTS.get(name, (f"{name}_proto",)):
-            table[symbol] = found[symbol]
-    return table
+    wanted = {s for p in KERNEL_PROTOS.values() for s in kernel_symbols(p.name)}
+    return {symbol: found[symbol] for symbol in sorted(wanted | set(VARIANT_PROTOS))}
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from pybpf.runtime.helpers import HELPERS
-
-    names = sorted(h.name for h in HELPERS.values())
-    print(json.dumps(main(Path(sys.argv[1]), names), indent=1, sort_keys=True))
+    print(json.dumps(main(Path(sys.argv[1])), indent=1, sort_keys=True))

@@ -18,12 +18,20 @@ them in ``R1 type=... expected=...``.
 
 Everything here is data read from Linux 6.18 (include/linux/bpf.h,
 kernel/bpf/verifier.c and the helpers' ``*_proto`` definitions); nothing
-imports the runtime.
+imports the runtime.  :mod:`pybpf.verifier.helper_protos` holds every
+helper's prototype in this vocabulary.
+
+An argument may carry a *gap* (:attr:`ArgType.unchecked`): what pybpf's
+verifier cannot check yet about it (a BTF type, a timer, a dynptr...).
+:func:`accepts` refuses a register that type-checks for such an argument
+with that text ("pybpf verifier does not support argument type ... yet")
+rather than accept what the kernel might refuse.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import errno
+from dataclasses import dataclass, field
 from enum import Enum, IntFlag
 
 from pybpf.isa.helper_ids import helper_id, helper_name
@@ -41,6 +49,8 @@ class ArgFlag(IntFlag):
     MEM_FIXED_SIZE = 1 << 4  # size known from the prototype (``arg_size``), no size argument
     MEM_ALIGNED = 1 << 5  # with MEM_FIXED_SIZE: the pointer must be aligned to the size
     OBJ_RELEASE = 1 << 6  # the helper releases the reference the argument holds
+    DYNPTR_LOCAL = 1 << 7  # DYNPTR_TYPE_LOCAL: a dynptr over program memory
+    DYNPTR_RINGBUF = 1 << 8  # DYNPTR_TYPE_RINGBUF: a dynptr over a ring buffer record
 
 
 class Arg(Enum):
@@ -86,11 +96,19 @@ class Arg(Enum):
 
 @dataclass(frozen=True)
 class ArgType:
-    """One argument's kind: base, modifiers and, for MEM_FIXED_SIZE, the size in bytes."""
+    """One argument's kind: base, modifiers and, for MEM_FIXED_SIZE, the size in bytes.
+
+    ``unchecked`` is not the kernel's: the refusal pybpf's verifier gives
+    when a register of one of ``unchecked_bases`` (all, when empty) is
+    passed for this argument, because it cannot check it yet (see
+    :func:`accepts`).  It takes no part in comparisons.
+    """
 
     base: Arg
     flags: ArgFlag = ArgFlag.NONE
     size: int = 0
+    unchecked: str = field(default="", compare=False, repr=False)
+    unchecked_bases: frozenset[Base] = field(default=frozenset(), compare=False, repr=False)
 
     def __or__(self, flags: ArgFlag) -> ArgType:
         return ArgType(self.base, self.flags | flags, self.size)
@@ -155,6 +173,9 @@ class Ret(Enum):
     PTR_TO_DYNPTR_MEM_OR_NULL = "RET_PTR_TO_DYNPTR_MEM_OR_NULL"
     PTR_TO_BTF_ID_OR_NULL = "RET_PTR_TO_BTF_ID_OR_NULL"
     PTR_TO_BTF_ID_TRUSTED = "RET_PTR_TO_BTF_ID_TRUSTED"
+    # bpf_per_cpu_ptr, bpf_this_cpu_ptr: no named composite, the value is the kernel's spelling
+    PTR_TO_RDONLY_MEM_OR_BTF_ID_OR_NULL = "RET_PTR_TO_MEM_OR_BTF_ID | PTR_MAYBE_NULL | MEM_RDONLY"
+    PTR_TO_RDONLY_MEM_OR_BTF_ID = "RET_PTR_TO_MEM_OR_BTF_ID | MEM_RDONLY"
 
     @property
     def reg_type(self) -> tuple[Base, Flag] | None:
@@ -185,6 +206,9 @@ _RET_REG: dict[Ret, tuple[Base, Flag] | None] = {
     Ret.PTR_TO_DYNPTR_MEM_OR_NULL: (Base.PTR_TO_MEM, Flag.MAYBE_NULL),
     Ret.PTR_TO_BTF_ID_OR_NULL: (Base.PTR_TO_BTF_ID, Flag.MAYBE_NULL),
     Ret.PTR_TO_BTF_ID_TRUSTED: (Base.PTR_TO_BTF_ID, Flag.PTR_TRUSTED),
+    # memory when the ksym's type is not a struct, else its BTF type: pybpf knows no ksyms
+    Ret.PTR_TO_RDONLY_MEM_OR_BTF_ID_OR_NULL: (Base.PTR_TO_MEM, Flag.MAYBE_NULL | Flag.MEM_RDONLY),
+    Ret.PTR_TO_RDONLY_MEM_OR_BTF_ID: (Base.PTR_TO_MEM, Flag.MEM_RDONLY),
 }
 
 
@@ -193,16 +217,18 @@ class Callback:
     """What a callback-calling helper does with its callback (``set_*_callback_state``).
 
     ``func_arg`` is the index (0 = R1) of the ARG_PTR_TO_FUNC argument,
-    ``ctx_arg`` the index of the argument passed on as callback context.
-    ``params`` describes the callee's R1..R5 on entry: a (Base, Flag) type,
-    ``"ctx"`` for the caller's ``ctx_arg`` register copied as is, or None
-    for not initialised.  ``ret_range`` bounds the callback's R0 at exit.
-    ``sync`` callbacks run before the helper returns (bpf_loop,
-    for_each_map_elem), so the verifier explores them as a loop body.
+    ``ctx_arg`` the index of the argument passed on as callback context
+    (None: there is none).  ``params`` describes the callee's R1..R5 on
+    entry: a (Base, Flag) type, ``"ctx"`` for the caller's ``ctx_arg``
+    register copied as is, or None for not initialised.  ``ret_range``
+    bounds the callback's R0 at exit.  ``sync`` callbacks run before the
+    helper returns (bpf_loop, for_each_map_elem, find_vma,
+    user_ringbuf_drain), so the verifier explores them as a loop body;
+    bpf_timer_set_callback's runs later, on its own.
     """
 
     func_arg: int
-    ctx_arg: int
+    ctx_arg: int | None
     params: tuple[tuple[Base, Flag] | str | None, ...]
     ret_range: tuple[int, int] = (0, 1)
     sync: bool = True
@@ -217,6 +243,26 @@ MAP_ELEM_CALLBACK = Callback(
     params=((Base.CONST_PTR_TO_MAP, Flag.NONE), (Base.PTR_TO_MAP_KEY, Flag.NONE),
             (Base.PTR_TO_MAP_VALUE, Flag.NONE), "ctx", None),
 )  # fmt: skip
+# set_find_vma_callback_state: R1 is the caller's R1 (a task pointer) copied, R2 the vma
+FIND_VMA_CALLBACK = Callback(
+    func_arg=2,
+    ctx_arg=3,
+    params=((Base.PTR_TO_BTF_ID, Flag.PTR_TRUSTED), (Base.PTR_TO_BTF_ID, Flag.NONE), "ctx", None,
+            None),
+)  # fmt: skip
+# set_user_ringbuf_callback_state: R1 a local dynptr over the sample
+USER_RINGBUF_CALLBACK = Callback(
+    func_arg=1, ctx_arg=2, params=((Base.CONST_PTR_TO_DYNPTR, Flag.NONE), "ctx", None, None, None)
+)
+# set_timer_callback_state: the map, key and value holding the timer; runs asynchronously
+TIMER_CALLBACK = Callback(
+    func_arg=1,
+    ctx_arg=None,
+    params=((Base.CONST_PTR_TO_MAP, Flag.NONE), (Base.PTR_TO_MAP_KEY, Flag.NONE),
+            (Base.PTR_TO_MAP_VALUE, Flag.NONE), None, None),
+    ret_range=(0, 0),
+    sync=False,
+)  # fmt: skip
 
 
 class ProtoError(ValueError):
@@ -229,11 +275,17 @@ class HelperProto:
 
     ``args`` has one :class:`ArgType` per argument register used (unused
     trailing registers are ARG_DONTCARE and left out).  ``acquire``: R0 holds
-    a new reference the program must release (ringbuf_reserve);
-    ``callback``: the helper calls a program function (bpf_loop,
-    for_each_map_elem); ``changes_pkt_data``: the call invalidates every
-    packet pointer (bpf_helper_changes_pkt_data).  Construction validates
-    the pairing rules of ``check_func_proto`` and raises :class:`ProtoError`.
+    a new reference the program must release (is_acquire_function:
+    ringbuf_reserve, sk_lookup_tcp...); ``ptr_cast``: R0 shares the
+    reference its argument holds (is_ptr_cast_function: sk_fullsock,
+    tcp_sock, skc_to_tcp_sock...); ``callback``: the helper calls a program
+    function (bpf_loop, for_each_map_elem...); ``changes_pkt_data``: the
+    call invalidates every packet pointer (bpf_helper_changes_pkt_data).
+    ``arg_btf`` names the kernel struct each ARG_PTR_TO_BTF_ID argument
+    points to (``argN_btf_id``), as (index, name) pairs; ``ret_btf`` the
+    struct R0 points to (``ret_btf_id``); "" where the kernel checks no
+    type.  Construction validates the pairing rules of ``check_func_proto``
+    and raises :class:`ProtoError`.
     """
 
     name: str
@@ -246,6 +298,9 @@ class HelperProto:
     acquire: bool = False
     callback: Callback | None = None
     changes_pkt_data: bool = False
+    ptr_cast: bool = False
+    arg_btf: tuple[tuple[int, str], ...] = ()
+    ret_btf: str = ""
 
     def __post_init__(self) -> None:
         args = tuple(ArgType.of(a) for a in self.args)
@@ -365,6 +420,12 @@ def accepts(arg: Arg | ArgType, base: Base, flags: Flag = Flag.NONE) -> bool:
     argument allows them, as the kernel does before comparing.  A NULL
     (known zero scalar) for a MAYBE_NULL argument is the caller's business
     (``register_is_null`` is checked before the type table).
+
+    A matching register for an argument pybpf's verifier cannot check yet
+    (``arg.unchecked`` names why, ``arg.unchecked_bases`` the register
+    types concerned) is refused: this raises the verifier's refusal
+    (``Reject``, EINVAL) with that text.  A register of the wrong type is
+    not a match and gets the kernel's own message.
     """
     at = ArgType.of(arg)
     if at.base in (Arg.ANYTHING, Arg.DONTCARE):
@@ -373,7 +434,12 @@ def accepts(arg: Arg | ArgType, base: Base, flags: Flag = Flag.NONE) -> bool:
         flags &= ~Flag.MEM_RDONLY
     if at.has(ArgFlag.MAYBE_NULL):
         flags &= ~Flag.MAYBE_NULL
-    return (base, Flag(flags)) in compatible_types(at)
+    ok = (base, Flag(flags)) in compatible_types(at)
+    if ok and at.unchecked and (not at.unchecked_bases or base in at.unchecked_bases):
+        from pybpf.verifier.check import Reject  # check imports this module
+
+        raise Reject(at.unchecked, errno.EINVAL)
+    return ok
 
 
 def expected_text(arg: Arg | ArgType) -> str:
@@ -510,6 +576,8 @@ def map_write_error(func_id: int, map_type: int, map_flags: int = 0) -> str | No
     rdonly = map_flags & BPF_F_RDONLY_PROG or map_type in IMPLICIT_RDONLY_PROG
     return "write into map forbidden" if rdonly and func_id in _MAP_WRITERS else None
 
-# bpf_tail_call is the interpreter's, not a runtime helper, but the verifier checks it
+# bpf_tail_call is the interpreter's, not a runtime helper, but the verifier checks it; a
+# failed tail call returns, and the callee might have moved the packet
+# (bpf_helper_changes_pkt_data lists tail_call)
 TAIL_CALL = HelperProto("bpf_tail_call", (Arg.PTR_TO_CTX, Arg.CONST_MAP_PTR, Arg.ANYTHING),
-                        Ret.VOID)  # fmt: skip
+                        Ret.VOID, changes_pkt_data=True)  # fmt: skip
