@@ -50,6 +50,7 @@ MAX_SIZE = 1 << 29  # BPF_MAX_VAR_SIZ
 RINGBUF = 27
 TAIL_CALL = 12
 SPIN_LOCK, SPIN_UNLOCK = 93, 94
+GET_LOCAL_STORAGE = 81
 LOOKUP = 1
 _RDONLY_PROG = 1 << 7  # BPF_F_RDONLY_PROG
 def _reject(msg: str, err: int = errno.EACCES):
@@ -92,6 +93,8 @@ def helper_call(env: Checker, st: State, pc: int, insn: Instruction) -> int | No
             meta_map = found
     if func_id == TAIL_CALL:
         _resource_leak(st, "tail_call")
+    if func_id == GET_LOCAL_STORAGE and not regs[2].is_const(0):  # it cannot return an error
+        raise _reject("get_local_storage() doesn't support non-zero flags", errno.EINVAL)
     callback = proto.callback
     if callback is not None:
         _callback_call(env, st, pc, func_id, callback)
@@ -261,6 +264,8 @@ def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg
         kw["id"] = rid
         kw["ref"] = rid
         st.refs.append((rid, pc))
+    elif proto.ptr_cast:  # is_ptr_cast_function: the result is the argument's socket
+        kw["ref"] = regs[1].ref
     return Reg(base, flags, **kw)
 
 

@@ -40,13 +40,10 @@ checked yet:
   fields), ARG_PTR_TO_DYNPTR (no dynptr stack slots);
 * ARG_PTR_TO_FUNC of a callback other than bpf_loop's and
   bpf_for_each_map_elem's (the walk explores only those);
-* ARG_CONST_MAP_PTR of the helpers in :data:`MAP_UNCHECKED`, whose map types
-  (cgroup array, cgroup, socket, task, inode and cgroup local storage,
-  sockmap, reuseport array, user ring buffer...) the verifier does not
-  check for them;
-* the socket argument of a pointer-cast helper (``ptr_cast``): the kernel
-  gives R0 the argument's reference, so that releasing one invalidates
-  the other; pybpf's verifier does not;
+* ARG_CONST_MAP_PTR of the helpers in :data:`MAP_UNCHECKED` (a timer's map, a
+  dynptr ring buffer);
+* a BTF-typed socket (PTR_TO_BTF_ID) given to a ``PTR_TO_BTF_ID_SOCK_COMMON``
+  argument (pointer-cast helpers give R0 the argument's reference, as the kernel);
 * a helper that ``might_sleep``, in a program not known to be sleepable
   (the refusal comes with its first argument that is type-checked):
   pybpf's verifier does not check the program's BPF_F_SLEEPABLE.
@@ -459,15 +456,10 @@ def proto_named(symbol: str) -> HelperProto | None:
 
 # --- what the verifier cannot check yet --------------------------------------------------------
 MAP_UNCHECKED: frozenset[int] = frozenset({
-    33, 37,  # skb_under_cgroup, current_task_under_cgroup: cgroup array
-    52, 53, 60, 70, 71, 72, 82,  # sockmap / sockhash / reuseport sockarray
-    81,  # get_local_storage: cgroup storage
-    107, 108, 145, 146, 156, 157, 210, 211,  # socket, inode, task, cgroup local storage
-    111, 121,  # skb_output, xdp_output: the perf event array of tracing programs
     169, 198,  # timer_init: the timer's own map; ringbuf_reserve_dynptr
-    209,  # user_ringbuf_drain: user ring buffer
 })  # fmt: skip
-"""Helpers whose ARG_CONST_MAP_PTR the verifier does not check against the map types they take."""
+"""Helpers whose ARG_CONST_MAP_PTR the verifier does not check against the map types they
+take (every other helper's map argument is checked with :mod:`.mapcompat`'s table)."""
 
 _NOT_TRACKED = {  # argument kinds pybpf's verifier has no state for, and why
     Arg.PTR_TO_BTF_ID: "BTF types are not tracked",
@@ -489,10 +481,8 @@ def _unchecked(proto: HelperProto, ident: int, arg: ArgType,
                 f"sleepable programs are not modelled)"), bases  # fmt: skip
     if arg.base in _NOT_TRACKED:
         why = _NOT_TRACKED[arg.base]
-    elif arg.base is Arg.PTR_TO_BTF_ID_SOCK_COMMON and not proto.ptr_cast:
+    elif arg.base is Arg.PTR_TO_BTF_ID_SOCK_COMMON:
         why, bases = "BTF types are not tracked", frozenset({Base.PTR_TO_BTF_ID})
-    elif arg.base in (Arg.PTR_TO_SOCK_COMMON, Arg.PTR_TO_BTF_ID_SOCK_COMMON) and proto.ptr_cast:
-        why = "R0 would share the argument's reference"
     elif arg.base is Arg.PTR_TO_FUNC and proto.callback not in _WALKED_CALLBACKS:
         why = "its callback is not explored"
     elif arg.base is Arg.CONST_MAP_PTR and ident in MAP_UNCHECKED:
