@@ -284,13 +284,13 @@ def test_unchecked_arguments_are_marked():
                                  "(BTF types are not tracked)"}  # fmt: skip
     assert HP.for_verifier(86, HP.KERNEL_PROTOS[86]).args[0].unchecked_bases == {
         Base.PTR_TO_BTF_ID}  # socket pointers are checked, BTF pointers are not
-    assert set(_unchecked(95)) == {0} and "share the argument's reference" in _unchecked(95)[0]
-    assert set(_unchecked(107)) == {0, 1}  # the map type, and a BTF socket pointer
+    assert set(_unchecked(107)) == {1}  # a BTF socket pointer (the map type is checked)
+    assert set(_unchecked(136)) == {0}  # skc_to_tcp6_sock of a BTF socket pointer
     assert "ARG_PTR_TO_TIMER" in _unchecked(169)[0] and "ARG_PTR_TO_DYNPTR" in _unchecked(201)[2]
     assert _unchecked(148)[0] == ("pybpf verifier does not support helper bpf_copy_from_user yet "
                                   "(it might sleep, and sleepable programs are not modelled)")
     assert "its callback is not explored" in _unchecked(170)[1]
-    for ident in (84, 85, 98, 99, 34, 40, 69, 163, 158, 120):  # fully checked
+    for ident in (84, 85, 98, 99, 34, 40, 69, 163, 158, 120, 95, 96):  # fully checked
         assert HP.for_verifier(ident, HP.KERNEL_PROTOS[ident]) is HP.KERNEL_PROTOS[ident]
     for ident, helper in HELPERS.items():  # nothing of pybpf's own helpers is unchecked
         assert HP.for_verifier(ident, helper.proto) is helper.proto
@@ -356,17 +356,17 @@ def test_socket_lookups_and_release_are_checked():
     assert _verify(twice).startswith("R1 type=scalar expected=sock_common")
 
 
-def test_unchecked_arguments_are_refused_by_the_verifier():
+def test_pointer_casts_and_map_arguments_are_checked():
     fullsock = [*_LOOKUP, *_IF_NULL_EXIT, Instruction(0xBF, 1, 0), _call(95), *_EXIT]
-    assert _verify(fullsock).startswith("pybpf verifier does not support argument type "
-                                        "ARG_PTR_TO_SOCK_COMMON of helper bpf_sk_fullsock yet")
+    # the result shares the looked-up socket's reference, which is still to be released
+    assert _verify(fullsock).startswith("Unreleased reference id=2 alloc_insn=")
     assert _verify([_mov(1, 0), _call(95), *_EXIT]) == \
         "R1 type=scalar expected=sock_common, sock, tcp_sock, xdp_sock"  # fmt: skip
     task = [_call(158), Instruction(0xBF, 1, 0), _call(86), *_EXIT]
     assert "ARG_PTR_TO_BTF_ID_SOCK_COMMON of helper bpf_sk_release yet" in _verify(task)
     under = [Instruction(0x18, 2, 1, 0, 3, 0), _mov(3, 0), _call(33), *_EXIT]
     # skb_under_cgroup(ctx, array, 0): the kernel wants a cgroup array
-    assert "ARG_CONST_MAP_PTR of helper bpf_skb_under_cgroup yet" in _verify(under, array=True)
+    assert _verify(under, array=True) == "cannot pass map_type 2 into func bpf_skb_under_cgroup#33"
     copy = [Instruction(0xBF, 1, 10), Instruction(0x07, 1, 0, 0, -8), _mov(2, 8), _mov(3, 0),
             _call(148), *_EXIT]
     assert _verify(copy, ProgType.KPROBE).startswith(

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 
 from pybpf.errors import VerifierError
 from pybpf.isa import Instruction, Kind, OpSpec
-from pybpf.verifier import calls, memory, prune
+from pybpf.verifier import calls, global_calls, memory, prune
 from pybpf.verifier.cfg import MAX_INSNS, Structure
 from pybpf.verifier.decode import Decoded, decode, valid_reg
 from pybpf.verifier.log import Log, insn_text
@@ -106,6 +106,9 @@ class Checker:
         self.scratched: set = set()
         self.last_pc = 0
         self.logged = False
+        self.called: set[int] = set()  # global subprograms a verified path called
+        self.verified: set[int] = set()  # global subprograms verified on their own
+        self._pkt_changers: frozenset[int] | None = None
 
     # --- ids and bookkeeping ---------------------------------------------------------------------
     def new_id(self) -> int:
@@ -133,9 +136,54 @@ class Checker:
 
     # --- the walk --------------------------------------------------------------------------------
     def run(self) -> None:
-        """Explore every path; raises VerifierError (log not yet attached) on refusal."""
-        st, pc = self.state, 0
-        self.log.add(f"0: {format_state(st)}")
+        """Explore every path; raises VerifierError (log not yet attached) on refusal.
+
+        The main program first, then each global function some verified code
+        called, on its own (``do_check_main``, ``do_check_subprogs``): in
+        subprogram order, again while a pass verified one.  At level 1 the
+        log of each function verified safely is forgotten, as the kernel
+        resets it (``pop_log``).
+        """
+        self._explore(self.state, 0)
+        self._verified()
+        subprogs = self.structure.subprogs
+        again = True
+        while again:
+            again = False
+            for index in range(1, len(subprogs)):
+                if index not in self.called or index in self.verified:
+                    continue
+                desc = self.func_desc(index)
+                if desc is None or not desc.is_global:
+                    continue
+                self.log.add(f"Validating {desc.name}() func#{index}...")
+                st = global_calls.global_entry_state(self, index, desc)
+                self._explore(st, subprogs[index].start)
+                self._verified()
+                self.log.add(f"Func#{index} ('{desc.name}') is safe for any args that match "
+                             "its prototype")  # fmt: skip
+                self.verified.add(index)
+                again = True
+
+    def func_desc(self, index: int):
+        """The BTF description of subprogram ``index`` (None: none, so static)."""
+        funcs = getattr(self.target, "funcs", None)
+        if not funcs or index >= len(funcs):
+            return None
+        return funcs[index]
+
+    def _verified(self) -> None:
+        """A function was verified safely: forget its states and, at level 1, its log."""
+        self.explored = {}
+        self.pending = []
+        self.cur_states = 0
+        self.log.rewind(0)
+        self.log._last_linfo = None
+
+    def _explore(self, st: State, pc: int) -> None:
+        """do_check from ``pc`` with ``st``: every path, until none is pending."""
+        self.state, self.pc = st, pc
+        self.log.add(f"{pc}: {format_state(st)}")
         while True:
             self.state, self.pc = st, pc
             try:
@@ -635,10 +683,10 @@ class Checker:
             return True
         if op in (_JEQ, _JNE) and not is32:
             is_eq = (op == _JEQ) == taken
-            for ptr, other in ((dst, src), (src, dst)):
-                if ptr.maybe_null and other.is_const(0) and ptr.id:
-                    _mark_null(st, ptr.id, is_null=is_eq)
-                    return True
+            # only the destination: "if r7 != r0" with r0 NULL says nothing of r7
+            if dst.maybe_null and src.is_const(0) and dst.id:
+                _mark_null(st, dst.id, is_null=is_eq)
+                return True
         if not is32 and x:
             self._pkt_compare(st, op, dst, src, taken)
         del regs

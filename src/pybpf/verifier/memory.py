@@ -361,7 +361,58 @@ def _map_ptr(env: Checker, regno: int, reg: Reg, off: int, size: int, write: boo
     return UNKNOWN
 
 
+# --- sockets: struct bpf_sock, bpf_tcp_sock and bpf_xdp_sock (include/uapi/linux/bpf.h) ------
+_SOCK_SIZE = 80  # sizeof(struct bpf_sock)
+_SOCK_NARROW = frozenset({4, 8, 12, 44, 72, 76}) | set(range(24, 44)) | set(range(52, 72))
+#: family, type, protocol, src_port, state, rx_queue_mapping, src_ip4/6, dst_ip4/6: loads of
+#: 1, 2 or 4 bytes; dst_port (48) also 1 or 2; the padding after it, nothing
+_SOCK_COMMON_HIDDEN = range(8, 24)  # type .. priority: not in struct sock_common
+_TCP_SOCK_END = 112  # offsetofend(struct bpf_tcp_sock, icsk_retransmits)
+_TCP_SOCK_U64 = (80, 88)  # bytes_received, bytes_acked
+
+
+def _sock_field_ok(base: Base, off: int, size: int) -> bool:
+    """bpf_sock_is_valid_access and its siblings, for a read."""
+    if off < 0 or size <= 0 or off % size:
+        return False
+    if base is Base.PTR_TO_TCP_SOCK:
+        if off >= _TCP_SOCK_END:
+            return False
+        return size == (8 if off in _TCP_SOCK_U64 else 4)
+    if base is Base.PTR_TO_XDP_SOCK:
+        return off < 4 and size == 4  # queue_id
+    if off >= _SOCK_SIZE:
+        return False
+    if base is Base.PTR_TO_SOCK_COMMON and off in _SOCK_COMMON_HIDDEN:
+        return False
+    if off in _SOCK_NARROW:
+        return size in (1, 2, 4)
+    if 48 <= off < 50:  # dst_port: a 4-byte load (backward compatibility) or 1, 2 bytes
+        return size in (1, 2) or (off == 48 and size == 4)
+    if 50 <= off < 52:
+        return False
+    return size == 4
+
+
+def _sock(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
+          value: Reg | None, st: bool, atomic: bool) -> Reg | None:
+    """check_mem_access for a socket pointer: read only, the fields the type exposes."""
+    if write:
+        raise reject(f"R{regno} cannot write into {reg.type_name()}")
+    if reg.var.smin < 0:
+        raise reject(f"R{regno} min value is negative, either use unsigned index or do a "
+                     "if (index >=0) check.")  # fmt: skip
+    off += reg.off
+    if not _sock_field_ok(reg.base, off, size):
+        raise reject(f"R{regno} invalid {reg.type_name()} access off={off} size={size}")
+    return UNKNOWN
+
+
 _CHECKERS = {
+    Base.PTR_TO_SOCKET: _sock,
+    Base.PTR_TO_SOCK_COMMON: _sock,
+    Base.PTR_TO_TCP_SOCK: _sock,
+    Base.PTR_TO_XDP_SOCK: _sock,
     Base.PTR_TO_STACK: _stack,
     Base.PTR_TO_MAP_VALUE: _map_value,
     Base.PTR_TO_MAP_KEY: _map_key,
