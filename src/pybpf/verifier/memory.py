@@ -98,7 +98,8 @@ def access(env: Checker, regno: int, off: int, size: int, write: bool,
     loaded = _CHECKERS[base](env, regno, reg, off, size, write, value, st, atomic)
     if loaded is not None and loaded.is_scalar and size < 8:
         var = loaded.var.sign_extend_load(size) if sx else loaded.var.truncate(size)
-        loaded = Reg(Base.SCALAR, var=var)
+        linked = loaded.id if not sx and _fits(loaded, size) else 0  # a fill that fits
+        loaded = Reg(Base.SCALAR, var=var, id=linked)
     return loaded
 
 
@@ -208,16 +209,23 @@ def stack_write(env: Checker, frame: Frame, addr: int, size: int, value: Reg | N
         if frame.slot(spi).spilled is not None:
             old = "".join(MISC if c != INVALID else c for c in old)
         keep = "".join(c if c in (ZERO, INVALID) else MISC for c in old[: 8 - size])
-        if (value.is_scalar and not st and size == 8 and not value.id
-                and not value.var.is_const()):
-            # the spill and the register stay linked (assign_scalar_id_before_mov)
-            value = value.but(id=env.new_id())
-            env.state.regs[env.insn.src_reg] = value
+        if value.is_scalar and not st:
+            if not _fits(value, size):
+                value = value.but(id=0)  # a narrowing spill breaks the relation
+            elif not value.id and not value.var.is_const():
+                # the spill and the register stay linked (assign_scalar_id_before_mov)
+                value = value.but(id=env.new_id())
+                env.state.regs[env.insn.src_reg] = value
         frame.stack[spi] = Slot(keep + SPILL * size, value)
         return
     zero = (value is None and st and env.insn.imm == 0) or (value is not None and value.is_const(0))
     for a in range(addr, addr + size):
         _set_byte(frame, a, ZERO if zero else MISC)
+
+
+def _fits(reg: Reg, size: int) -> bool:
+    """get_reg_width(reg) <= 8 * size: the scalar's value fits in ``size`` bytes."""
+    return reg.var.umax.bit_length() <= 8 * size
 
 
 def stack_read(env: Checker, frame: Frame, addr: int, size: int) -> Reg:
@@ -231,7 +239,8 @@ def stack_read(env: Checker, frame: Frame, addr: int, size: int) -> Reg:
         if not s.spilled.is_scalar:
             raise reject("invalid size of register fill")
         if size <= spill_size and addr % 8 == 0:
-            return s.spilled if size == 8 else s.spilled.but(id=0)
+            # a fill keeps the spill's id unless it narrows the value
+            return s.spilled if size == 8 or _fits(s.spilled, size) else s.spilled.but(id=0)
     spill = zero = 0
     for a in range(addr, addr + size):
         t = frame.slot((-a - 1) // 8).types[(-a - 1) % 8]
