@@ -417,6 +417,18 @@ class Report:
              sum(r.ours.retval == r.kernel.retval for r in retvals), len(retvals)),
         ]  # fmt: skip
 
+    def markdown(self) -> list[str]:
+        """Every disagreement, by kind: the case, then the kernel's and pybpf's outcome."""
+        out = []
+        for kind, what in KINDS.items():
+            rows = [r for r in self.rows if r.verdict_kind == kind and kind != "agree"]
+            if not rows:
+                continue
+            out += ["", f"### {what} ({len(rows)})", ""]
+            out += [f"- `{r.case.key}`: kernel {describe(r.kernel)}; pybpf {describe(r.ours)}"
+                    for r in rows]  # fmt: skip
+        return out
+
     def lines(self, verbose: bool = False) -> list[str]:
         out = []
         by_file: dict[str, Counter] = {}
@@ -600,6 +612,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"CPU seconds pybpf may take on one program ({HANG_GUARD:g})")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every disagreement")
     parser.add_argument("--json", help="write every row to this file")
+    parser.add_argument("--markdown", action="store_true",
+                        help="list every disagreement by kind, as docs/verifier-agreement.md does")
     parser.add_argument("--write-known", action="store_true",
                         help=f"write today's disagreements to {KNOWN.relative_to(_REPO)}")
     args = parser.parse_args(argv)
@@ -623,6 +637,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for p in problems:
         print(f"problem: {p}")
+    if args.markdown:
+        print("\n".join(report.markdown()))
+        return 0
     print("\n".join(report.lines(args.verbose)))
     if args.write_known:
         known = {r.case.key: r.verdict_kind for r in report.rows
