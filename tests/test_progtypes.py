@@ -71,7 +71,11 @@ def test_sec_table_flags():
 def test_prog_type_names_and_helpers():
     names = {spec.name for spec in PROG_TYPES.values()}
     assert names == {"xdp", "socket_filter", "sched_cls", "sched_act", "cgroup_skb", "kprobe",
-                     "tracepoint", "raw_tracepoint", "perf_event"}  # fmt: skip
+                     "tracepoint", "raw_tracepoint", "perf_event", "cgroup_sock",
+                     "cgroup_sock_addr", "cgroup_sysctl", "cgroup_sockopt", "sock_ops", "sk_skb",
+                     "sk_msg", "lwt_in", "lwt_out", "lwt_xmit", "lwt_seg6local",
+                     "flow_dissector", "raw_tracepoint_writable", "syscall", "netfilter",
+                     "sk_reuseport", "sk_lookup"}  # fmt: skip
     h = {name: by_name(name).helpers for name in names}
     ids = lambda *n: {helper_id(x) for x in n}  # noqa: E731
     assert ids("xdp_adjust_head", "redirect_map", "csum_diff", "map_lookup_elem") <= h["xdp"]

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pybpf.errors import KernelError, PybpfError
+from pybpf.errors import KernelError, PybpfError, VerifierError
 from pybpf.isa import LDDW, Instruction, Kind, Pseudo, check_jumps, slot_offsets
 from pybpf.jit.maps_ir import ProgramHooks
 from pybpf.runtime import engines
@@ -108,6 +108,9 @@ class Program:
             raise fail(errno.EINVAL, "a program needs at least one instruction")
         if prog_flags & ~PROG_LOAD_FLAGS:
             raise fail(errno.EINVAL, f"unknown program flags {prog_flags & ~PROG_LOAD_FLAGS:#x}")
+        refused = PROG_TYPES[prog_type].load_error(expected_attach_type, prog_flags)
+        if refused is not None:  # bpf_prog_load_check_attach, the sleepable rule
+            raise fail(errno.EINVAL, refused)
         prog = cls(kernel, prog_type, name, license)
         prog.prog_flags = ProgFlag(prog_flags)
         prog.expected_attach_type = expected_attach_type
@@ -186,8 +189,12 @@ class Program:
         except (IndexError, KeyError):
             m = None
         if not isinstance(m, Map):
-            what = "fd_array index" if by_index else "fd"
-            raise fail(errno.EBADF, f"pc {pc}: {what} {insn.imm} is not a map")
+            if not by_index:  # resolve_pseudo_ldimm64, in the verifier's log: stdin, stdout
+                # and stderr are open files that are not maps (EINVAL); other fds are not open
+                why = f"fd {insn.imm} is not pointing to valid bpf_map"
+                err = errno.EINVAL if insn.imm in (0, 1, 2) else errno.EBADF
+                raise VerifierError(why, errno=err, log=why + "\n")
+            raise fail(errno.EBADF, f"pc {pc}: fd_array index {insn.imm} is not a map")
         if by_index is False and not isinstance(maps, Mapping):
             raise fail(errno.EBADF, f"pc {pc}: map fd {insn.imm} needs a fd -> map mapping")
         return m

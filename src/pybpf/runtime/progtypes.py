@@ -2,22 +2,35 @@
 
 :data:`PROG_TYPES` maps each supported ``enum bpf_prog_type`` to a
 :class:`ProgTypeSpec`: its bpftool name (``xdp``), the helpers it may call
-(the kernel's ``*_func_proto`` per type) and how a test run builds its
-context (:mod:`pybpf.runtime.context`).  :data:`SEC_TABLE` maps libbpf's
-section names to (program type, expected attach type).
+(the kernel's ``*_func_proto`` per type, per expected_attach_type where the
+kernel's switch looks at it) and how a test run builds its context
+(:mod:`pybpf.runtime.context`).  :data:`SEC_TABLE` maps libbpf's section
+names to (program type, expected attach type).
+
+The specs are built from the verifier-side declarations of the family
+modules (:data:`pybpf.verifier.ctx.OPS`, one :class:`ProgTypeOps
+<pybpf.verifier.ctx.ProgTypeOps>` per type: context rules, return range,
+packet access, attach types, helper names, test-run kind): adding a program
+type is adding its declaration to one ``pybpf/verifier/ctx_*.py`` module;
+this module only resolves the helper names against the helper groups and
+picks the test runner.
 
 Helper availability is what Linux 6.18 answers to a program loaded with every
 capability (root): ``bpf_base_func_proto`` (kernel/bpf/helpers.c) including
 its CAP_BPF and CAP_PERFMON parts, ``bpf_sk_base_func_proto`` on top of it
-for networking types, the per-type switch of net/core/filter.c
-(``xdp_func_proto``, ``sk_filter_func_proto``, ``tc_cls_act_func_proto``,
-``cg_skb_func_proto``) and kernel/trace/bpf_trace.c
-(``bpf_tracing_func_proto`` and the kprobe / tracepoint / raw tracepoint /
-perf_event switches), on an x86-64 build (probe_read and probe_read_str are
-there: ARCH_HAS_NON_OVERLAPPING_ADDRESS_SPACE) without
-CONFIG_BPF_KPROBE_OVERRIDE (no override_return).  The base and tracing sets
-come from :mod:`pybpf.runtime.helpers.groups` when that module defines
-``BASE`` / ``TRACING``; otherwise from the lists below.
+for networking types, ``bpf_tracing_func_proto`` for the tracing ones, and
+each type's own switch (net/core/filter.c, kernel/bpf/cgroup.c,
+kernel/trace/bpf_trace.c, kernel/bpf/syscall.c), on an x86-64 build
+(probe_read and probe_read_str are there:
+ARCH_HAS_NON_OVERLAPPING_ADDRESS_SPACE) without CONFIG_BPF_KPROBE_OVERRIDE
+(no override_return) nor CONFIG_IPV6_SEG6_BPF (no lwt_seg6_* helpers).  The
+base, networking and tracing sets come from
+:mod:`pybpf.runtime.helpers.groups` when that module defines ``BASE`` /
+``NET`` / ``TRACING``; otherwise from the lists below.
+
+A type the kernel cannot test-run has no ``make_run`` (test_run answers
+ENOTSUPP, as the kernel does); one the kernel can and pybpf does not model
+yet (lwt, flow_dissector, syscall, netfilter) answers EOPNOTSUPP.
 
 :func:`sec_to_prog_type` follows libbpf's ``section_defs`` and
 ``sec_def_matches``: an entry ending in ``+`` matches the bare name or the
@@ -28,11 +41,15 @@ the first matching entry of the table wins.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import errno
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 
+from pybpf.errors import KernelError
 from pybpf.isa.helper_ids import helper_id
+from pybpf.uapi import ProgFlag
+from pybpf.verifier import ctx as ctxrules
 
 
 class ProgType(IntEnum):
@@ -140,9 +157,15 @@ class AttachType(IntEnum):
 class ProgTypeSpec:
     """What pybpf knows of one program type.
 
+    ``helpers``: the helper ids the type may call whatever its
+    expected_attach_type (the intersection over the attach types it may be
+    loaded with); :meth:`helpers_for` is the exact set for one attach type.
     ``make_run`` builds the per-run context for a test run
     (:func:`pybpf.runtime.testrun.test_run` calls it); None means the type
-    cannot be test-run.
+    has no test run in the kernel (ENOTSUPP).  ``ops``: the verifier-side
+    declaration (:class:`pybpf.verifier.ctx.ProgTypeOps`).  ``proto_variants``:
+    helper id -> the kernel prototype this type gets where it differs from
+    the common one (for the prototype tables).
     """
 
     prog_type: ProgType
@@ -150,6 +173,22 @@ class ProgTypeSpec:
     helpers: frozenset[int]
     make_run: Callable | None = None
     extra: dict = field(default_factory=dict)
+    ops: ctxrules.ProgTypeOps | None = None
+    by_attach: Mapping[int, frozenset[int]] = field(default_factory=dict)
+    proto_variants: Mapping[int, str] = field(default_factory=dict)
+
+    def helpers_for(self, attach_type: int = 0) -> frozenset[int]:
+        """The helper ids a program loaded with ``attach_type`` may call."""
+        if self.ops is not None:
+            attach_type = self.ops.attach(int(attach_type))
+        return self.by_attach.get(int(attach_type), self.helpers)
+
+    def load_error(self, attach_type: int = 0, prog_flags: int = 0) -> str | None:
+        """Why BPF_PROG_LOAD refuses this type with ``attach_type`` and ``prog_flags``
+        (EINVAL), or None (see :func:`pybpf.verifier.ctx.load_error`)."""
+        found = ctxrules.load_error(self.prog_type, attach_type,
+                                    sleepable=bool(prog_flags & ProgFlag.SLEEPABLE))
+        return None if found is None else found[1]
 
 
 PROG_TYPES: dict[ProgType, ProgTypeSpec] = {}
@@ -191,86 +230,43 @@ _SK_BASE_EXTRA = _ids("""
     skc_to_tcp6_sock skc_to_tcp_sock skc_to_tcp_timewait_sock skc_to_tcp_request_sock
     skc_to_udp6_sock skc_to_unix_sock skc_to_mptcp_sock ktime_get_coarse_ns
 """)
-_SOCK_LOOKUP = _ids("sk_lookup_tcp sk_lookup_udp sk_release skc_lookup_tcp")
-_SYNCOOKIE_RAW = _ids("""
-    tcp_raw_gen_syncookie_ipv4 tcp_raw_gen_syncookie_ipv6 tcp_raw_check_syncookie_ipv4
-    tcp_raw_check_syncookie_ipv6
-""")
 
 
-def _groups() -> tuple[frozenset[int], frozenset[int]]:
-    """(BASE, TRACING): from helpers/groups.py when it defines them, else the lists above."""
+def _groups() -> dict[str, frozenset[int]]:
+    """The sets a HelperSet falls back to: from helpers/groups.py when it defines them,
+    else the lists above."""
     base, tracing = _BASE, _BASE | _TRACING_EXTRA
     try:
         from pybpf.runtime.helpers import groups  # another module's; optional
     except ImportError:
-        return base, tracing
+        return {"base": base, "net": base | _SK_BASE_EXTRA, "tracing": tracing}
 
     def as_ids(value, default):
         if not value:
             return default
         return frozenset(v if isinstance(v, int) else helper_id(v) for v in value)
 
-    return as_ids(getattr(groups, "BASE", None), base), as_ids(
-        getattr(groups, "TRACING", None), tracing
-    )
+    base = as_ids(getattr(groups, "BASE", None), base)
+    return {"base": base, "net": as_ids(getattr(groups, "NET", None), base | _SK_BASE_EXTRA),
+            "tracing": as_ids(getattr(groups, "TRACING", None), tracing)}
 
 
-def _helper_sets() -> dict[ProgType, frozenset[int]]:
-    base, tracing = _groups()
-    sk_base = base | _SK_BASE_EXTRA
-    socket_filter = sk_base | _ids("""
-        skb_load_bytes skb_load_bytes_relative get_socket_cookie get_netns_cookie get_socket_uid
-        perf_event_output
-    """)
-    cgroup_skb = (
-        socket_filter
-        | _SOCK_LOOKUP
-        | _ids("""
-        get_local_storage sk_fullsock sk_storage_get sk_storage_delete skb_cgroup_id
-        skb_ancestor_cgroup_id sk_cgroup_id sk_ancestor_cgroup_id tcp_sock get_listener_sock
-        skb_ecn_set_ce
-    """)
-    )  # get_retval/set_retval: not for the INET_INGRESS/EGRESS attach types
-    tc = (
-        sk_base
-        | _SOCK_LOOKUP
-        | _SYNCOOKIE_RAW
-        | _ids("""
-        skb_store_bytes skb_load_bytes skb_load_bytes_relative skb_pull_data csum_diff
-        csum_update csum_level l3_csum_replace l4_csum_replace clone_redirect get_cgroup_classid
-        skb_vlan_push skb_vlan_pop skb_change_proto skb_change_type skb_adjust_room
-        skb_change_tail skb_change_head skb_get_tunnel_key skb_set_tunnel_key skb_get_tunnel_opt
-        skb_set_tunnel_opt redirect redirect_neigh redirect_peer get_route_realm get_hash_recalc
-        set_hash_invalid set_hash perf_event_output get_smp_processor_id skb_under_cgroup
-        get_socket_cookie get_netns_cookie get_socket_uid fib_lookup check_mtu sk_fullsock
-        sk_storage_get sk_storage_delete skb_get_xfrm_state skb_cgroup_classid skb_cgroup_id
-        skb_ancestor_cgroup_id tcp_sock get_listener_sock tcp_check_syncookie skb_ecn_set_ce
-        tcp_gen_syncookie sk_assign skb_set_tstamp
-    """)
-    )
-    xdp = (
-        sk_base
-        | _SOCK_LOOKUP
-        | _SYNCOOKIE_RAW
-        | _ids("""
-        perf_event_output get_smp_processor_id csum_diff xdp_adjust_head xdp_adjust_meta redirect
-        redirect_map xdp_adjust_tail xdp_get_buff_len xdp_load_bytes xdp_store_bytes fib_lookup
-        check_mtu tcp_check_syncookie tcp_gen_syncookie
-    """)
-    )
-    stack = _ids("perf_event_output get_stackid get_stack get_attach_cookie")
-    return {
-        ProgType.SOCKET_FILTER: socket_filter,
-        ProgType.SCHED_CLS: tc,
-        ProgType.SCHED_ACT: tc,
-        ProgType.CGROUP_SKB: cgroup_skb,
-        ProgType.XDP: xdp,
-        ProgType.KPROBE: tracing | stack | _ids("get_func_ip"),
-        ProgType.TRACEPOINT: tracing | stack,
-        ProgType.RAW_TRACEPOINT: tracing | stack,
-        ProgType.PERF_EVENT: tracing | stack | _ids("perf_prog_read_value read_branch_records"),
-    }
+def _attach_values(ops: ctxrules.ProgTypeOps) -> frozenset[int]:
+    """The expected_attach_type values a type may be loaded with (after the 0 fixup)."""
+    if ops.attach_types is not None:
+        return ops.attach_types
+    return frozenset(ops.attach(int(a)) for a in AttachType)
+
+
+def _helper_sets(ops: ctxrules.ProgTypeOps, groups: dict[str, frozenset[int]]
+                 ) -> tuple[frozenset[int], dict[int, frozenset[int]]]:  # fmt: skip
+    """(the set every attach type gets, the set per attach type) of one type."""
+    by_attach = {}
+    for attach in sorted(_attach_values(ops)):
+        group, added, dropped = ops.helpers.names(attach)
+        by_attach[attach] = (groups[group] | _ids(" ".join(added))) - _ids(" ".join(dropped))
+    common = frozenset.intersection(*by_attach.values())
+    return common, {a: h for a, h in by_attach.items() if h != common}
 
 
 def _runner(kind: str) -> Callable:
@@ -285,23 +281,40 @@ def _runner(kind: str) -> Callable:
     return run
 
 
-_NAMES = {
-    ProgType.SOCKET_FILTER: ("socket_filter", "skb"),
-    ProgType.KPROBE: ("kprobe", None),
-    ProgType.SCHED_CLS: ("sched_cls", "skb"),
-    ProgType.SCHED_ACT: ("sched_act", "skb"),
-    ProgType.TRACEPOINT: ("tracepoint", None),
-    ProgType.XDP: ("xdp", "xdp"),
-    ProgType.PERF_EVENT: ("perf_event", None),
-    ProgType.CGROUP_SKB: ("cgroup_skb", "skb"),
-    ProgType.RAW_TRACEPOINT: ("raw_tracepoint", "raw_tp"),
-}
-PROG_TYPES.update(
-    (pt, ProgTypeSpec(pt, name, helpers, _runner(run) if run else None))
-    for (pt, (name, run)), helpers in zip(
-        _NAMES.items(), (_helper_sets()[pt] for pt in _NAMES), strict=True
-    )
-)
+def _unmodelled_run(name: str) -> Callable:
+    """The test run of a type the kernel can test-run and pybpf cannot (yet)."""
+
+    def run(prog, **kwargs):
+        raise KernelError(f"the kernel's test run of {name} programs is not modelled by pybpf",
+                          errno=errno.EOPNOTSUPP)
+
+    run.__name__ = f"run_{name}"
+    return run
+
+
+def _make_run(ops: ctxrules.ProgTypeOps) -> Callable | None:
+    if ops.test_run is ctxrules.NO_TEST_RUN:
+        return None
+    if ops.test_run == ctxrules.UNMODELLED:
+        return _unmodelled_run(ops.name)
+    return _runner(ops.test_run)
+
+
+def _spec(ops: ctxrules.ProgTypeOps, groups: dict[str, frozenset[int]]) -> ProgTypeSpec:
+    common, by_attach = _helper_sets(ops, groups)
+    variants = {helper_id(n): proto for n, proto in ops.helpers.variants.items()}
+    return ProgTypeSpec(ProgType(ops.prog_type), ops.name, common, _make_run(ops), ops=ops,
+                        by_attach=by_attach, proto_variants=variants)
+
+
+def _build() -> None:
+    groups = _groups()
+    for prog_type in sorted(ctxrules.OPS):
+        spec = _spec(ctxrules.OPS[prog_type], groups)
+        PROG_TYPES[spec.prog_type] = spec
+
+
+_build()
 
 
 def by_name(name: str) -> ProgTypeSpec:

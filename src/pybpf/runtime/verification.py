@@ -38,7 +38,7 @@ def verify_program(prog: Program, *, log_level: int = 0, line_info: Mapping | No
     if func_info:
         func_info = tuple(f[0] if isinstance(f, tuple) else int(f) for f in func_info)
 
-    allowed = PROG_TYPES[prog.prog_type].helpers
+    allowed = PROG_TYPES[prog.prog_type].helpers_for(prog.expected_attach_type)
     target = Target(
         prog_type=int(prog.prog_type),
         attach_type=prog.expected_attach_type,
