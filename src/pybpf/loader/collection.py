@@ -27,6 +27,7 @@ from pybpf.runtime.maps.base import Map, MapAttr, MapType
 from pybpf.runtime.maps.ringbuf import libbpf_ring_size
 from pybpf.runtime.program import Program
 from pybpf.runtime.testrun import TestRunResult, test_run
+from pybpf.verifier.funcs import FuncDesc, arg_tags, describe
 
 NAME_MAX = 15
 
@@ -186,6 +187,7 @@ def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: lis
                                   prog_flags=prog_flags,
                                   func_scalar_return=[_scalar_return(spec.btf, tid)
                                                       for _, tid in prog.func_info] or None,
+                                  funcs=_funcs(spec.btf, prog),
                                   )  # fmt: skip
     except PybpfError as err:
         err.args = (f"program {prog.name!r} (section {prog.section!r}): {err.args[0]}",
@@ -230,6 +232,16 @@ def _scalar_return(btf, func_id: int) -> bool:
     except (AttributeError, LookupError, PybpfError):
         return True  # a bad record is the kernel's to refuse, as check_btf_func_early does
     return (ret.kind == "int" and ret.size <= 8) or ret.kind in ("enum", "enum64")
+
+
+def _funcs(btf, prog: ProgramSpec) -> list[FuncDesc | None] | None:
+    """Per func_info record, the function as BTF describes it: linkage and argument types
+    (btf_prepare_func_args' reading, :func:`pybpf.verifier.funcs.describe`)."""
+    if not prog.func_info or btf is None:
+        return None
+    tags = arg_tags(btf)
+    return [describe(btf, tid, int(prog.prog_type), prog.expected_attach_type or 0, tags)
+            for _, tid in prog.func_info]  # fmt: skip
 
 
 def _prog_name(name: str) -> str:

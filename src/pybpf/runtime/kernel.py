@@ -128,6 +128,7 @@ class Kernel:
         func_info: Sequence[int] | None = None,
         prog_flags: int = 0,
         func_scalar_return: Sequence[bool] | None = None,
+        funcs: Sequence | None = None,
     ):
         """BPF_PROG_LOAD: check, relocate and prepare ``insns``; returns the Program.
 
@@ -140,7 +141,9 @@ class Kernel:
         ``func_info`` are the start pcs of the functions BTF describes;
         ``prog_flags`` are BPF_PROG_LOAD's ``BPF_F_*`` flags (:class:`pybpf.uapi.ProgFlag`);
         ``func_scalar_return`` says per ``func_info`` record whether BTF gives the function
-        an int return type (the kernel reads it from the program's BTF).
+        an int return type (the kernel reads it from the program's BTF); ``funcs`` describes
+        each record's function (:class:`pybpf.verifier.funcs.FuncDesc`: global functions are
+        verified on their own).
         """
         from pybpf.runtime.program import Program  # program.py imports this module
 
@@ -151,7 +154,7 @@ class Kernel:
                             verify=self.verify if verify is None else verify,
                             line_info=line_info, func_info=func_info,
                             prog_flags=prog_flags,
-                            func_scalar_return=func_scalar_return)  # fmt: skip
+                            func_scalar_return=func_scalar_return, funcs=funcs)  # fmt: skip
         prog.engine_name = engine
         prog.id = self._next_prog_id
         self._next_prog_id += 1

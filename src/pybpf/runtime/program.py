@@ -94,7 +94,8 @@ class Program:
              expected_attach_type: int = 0, engine: str = "interp", log_level: int = 0,
              verify: bool = False, line_info: Mapping | None = None,
              func_info: Sequence[int] | None = None, prog_flags: int = 0,
-             func_scalar_return: Sequence[bool] | None = None) -> Program:  # fmt: skip
+             func_scalar_return: Sequence[bool] | None = None,
+             funcs: Sequence | None = None) -> Program:  # fmt: skip
         """Check and prepare ``insns`` (see the module docstring); KernelError on refusal."""
         try:
             prog_type = ProgType(prog_type)
@@ -126,7 +127,8 @@ class Program:
 
             prog.verdict = verify_program(prog, log_level=log_level, line_info=line_info,
                                           func_info=func_info,
-                                          func_scalar_return=func_scalar_return)
+                                          func_scalar_return=func_scalar_return,
+                                          funcs=funcs)
             prog.has_func_info = bool(func_info)
             prog.xlated = prog.verdict.xlated
         if bad_jumps is not None:

@@ -24,14 +24,17 @@ if TYPE_CHECKING:
 
 def verify_program(prog: Program, *, log_level: int = 0, line_info: Mapping | None = None,
                    func_info: Sequence[int] | None = None,
-                   func_scalar_return: Sequence[bool] | None = None):
+                   func_scalar_return: Sequence[bool] | None = None,
+                   funcs: Sequence | None = None):
     """Verify ``prog.xlated``; returns the Verdict or raises VerifierError.
 
     ``func_info`` are the start pcs of the functions the program's BTF
     describes, in order (None or empty: the load carries no BTF func_info);
     ``(pc, type_id)`` pairs, as the loader's ``ProgramSpec.func_info``
     holds them, are accepted too.  ``func_scalar_return`` says, per record, whether the
-    function's BTF return type is an int or enum (the loader reads it from the BTF).
+    function's BTF return type is an int or enum (the loader reads it from the BTF);
+    ``funcs``, per record, the function's linkage and argument types
+    (:class:`pybpf.verifier.funcs.FuncDesc`; None: every function static).
     """
     from pybpf.verifier import Target, verify
 
@@ -44,11 +47,12 @@ def verify_program(prog: Program, *, log_level: int = 0, line_info: Mapping | No
         attach_type=prog.expected_attach_type,
         gpl=prog.gpl_compatible,
         maps={m.id: m for m in prog.maps},
-        helpers=prototypes(allowed),
+        helpers=prototypes(allowed, int(prog.prog_type), int(prog.prog_flags)),
         line_info=line_info,
         func_info=tuple(func_info) if func_info else None,
         prog_flags=int(prog.prog_flags),
         func_scalar_return=tuple(func_scalar_return) if func_scalar_return else None,
+        funcs=tuple(funcs) if funcs and func_info else None,
     )
     verdict = verify(prog.xlated, target, log_level=log_level)
     if not verdict.ok:

@@ -21,6 +21,7 @@ from pybpf.isa import Instruction
 from pybpf.verifier import cfg
 from pybpf.verifier.calls import liveness
 from pybpf.verifier.check import Checker
+from pybpf.verifier.funcs import FuncDesc
 from pybpf.verifier.log import Log, insn_text
 from pybpf.verifier.protos import HelperProto
 from pybpf.verifier.state import path_pcs
@@ -51,9 +52,13 @@ class Target:
     in order (None or empty: the load has none).  With it, callbacks may be
     loaded (``ld_imm64`` of a function, BPF_PSEUDO_FUNC) and subprograms may
     hold LD_ABS and tail calls; it must name exactly the subprograms'
-    starts, as the kernel's ``check_btf_func`` demands.  Every described
-    function is taken as static (pybpf does not verify global functions
-    on their own).
+    starts, as the kernel's ``check_btf_func`` demands.  ``funcs`` describes
+    each func_info record's function (:class:`~pybpf.verifier.funcs.FuncDesc`:
+    linkage and argument types from BTF; None or a None entry: a static
+    function): a global function is verified on its own, after the main
+    program, once some verified code calls it, and a call to it checks the
+    arguments against its BTF types instead of walking it.  Without
+    ``funcs`` every function is static.
     """
 
     prog_type: int
@@ -66,6 +71,8 @@ class Target:
     prog_flags: int = 0  # BPF_PROG_LOAD's BPF_F_* flags (pybpf.uapi.ProgFlag)
     #: per func_info record: the function's BTF return type is an int or enum (None: unknown)
     func_scalar_return: Sequence[bool] | None = None
+    #: per func_info record: the function as BTF describes it (None: static, unknown)
+    funcs: Sequence[FuncDesc | None] | None = None
 
     @property
     def has_func_info(self) -> bool:
@@ -150,8 +157,7 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
                        checker.max_states_per_insn if checker else 0,
                        checker.total_states if checker else 0,
                        checker.peak_states if checker else 0, (), path)
-    log.rewind(0)
-    log.add(_summary(checker))
+    log.add(_summary(checker))  # the checker forgot each verified function's log at level 1
     xlated = cfg.rewrite(structure.insns, checker.seen)
     return Verdict(True, log.text(), None, tuple(xlated), checker.processed,
                    checker.max_states_per_insn, checker.total_states, checker.peak_states,

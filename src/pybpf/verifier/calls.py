@@ -19,6 +19,7 @@ from pybpf.verifier import ctx as ctxrules
 from pybpf.verifier import mapcompat, memory
 from pybpf.verifier.cfg import MAX_FRAMES, Structure
 from pybpf.verifier.decode import spec_of
+from pybpf.verifier.global_calls import global_call
 from pybpf.verifier.protos import (
     FOR_EACH_MAPS,
     Arg,
@@ -428,10 +429,15 @@ def _subprog_index(env: Checker, start: int) -> int:
 
 
 def subprog_call(env: Checker, st: State, pc: int, insn: Instruction) -> int:
-    """check_func_call for a static subprogram: a new frame with R1-R5 passed."""
+    """check_func_call: a global subprogram's arguments are checked against its BTF
+    types (:func:`global_call`); a static one gets a new frame with R1-R5 passed."""
+    target = pc + insn.imm + 1
+    index = _subprog_index(env, target)
+    desc = env.func_desc(index) if index else None  # the main program is never called
+    if desc is not None and desc.is_global:
+        return global_call(env, st, pc, insn, index, desc)
     if len(st.frames) >= MAX_FRAMES:
         raise _reject(f"the call stack of {len(st.frames) + 1} frames is too deep !", errno.E2BIG)
-    target = pc + insn.imm + 1
     caller = st.regs
     regs = [NOT_INIT] * 11
     for r in range(1, 6):
@@ -486,6 +492,11 @@ def exit_insn(env: Checker, st: State, pc: int) -> int | None:
         return callee.callsite + 1
     _resource_leak(st, "BPF_EXIT instruction in main prog")
     r0 = env.read(0)
+    if st.frames[0].subprog:  # a global function verified on its own returns a scalar
+        if not r0.is_scalar:
+            raise _reject(f"At subprogram exit the register R0 is not a scalar value "
+                          f"({r0.type_name()})", errno.EINVAL)  # fmt: skip
+        return None
     rng = ctxrules.return_range(env.target.prog_type, env.target.attach_type)
     if rng is None:
         return None

@@ -11,6 +11,9 @@ that finished safely covers the current one, the path is pruned
 range and tnum inclusion, registers dead at the pc ignored).  A state that
 is still being explored and equals the current one exactly is an infinite
 loop.  Memory accesses are in :mod:`.memory`, calls in :mod:`.calls`.
+A global function (BTF linkage, :mod:`.funcs`) is not walked where it is
+called (:mod:`.global_calls`): after the main program, each one called is
+verified on its own from its BTF argument types.
 
 Each instruction is what :func:`.decode.decode` reads from its encoding,
 by the kernel's rules rather than pybpf's stricter opcode table: the spec
