@@ -26,7 +26,9 @@ from pybpf.runtime.kernel import Kernel
 from pybpf.runtime.maps.base import Map, MapAttr, MapType
 from pybpf.runtime.maps.ringbuf import libbpf_ring_size
 from pybpf.runtime.program import Program
+from pybpf.runtime.progtypes import ProgType, SecFlag, find_sec_def
 from pybpf.runtime.testrun import TestRunResult, test_run
+from pybpf.uapi import ProgFlag
 from pybpf.verifier.funcs import FuncDesc, arg_tags, describe
 
 NAME_MAX = 15
@@ -125,7 +127,7 @@ def load_object(
         for prog_spec in spec.programs:
             if not (prog_spec.autoload if wanted is None else prog_spec.name in wanted):
                 continue
-            flags = (prog_flags or {}).get(prog_spec.name, 0)
+            flags = _section_flags(prog_spec.section) | (prog_flags or {}).get(prog_spec.name, 0)
             coll.programs[prog_spec.name] = _load_program(kernel, spec, prog_spec, maps, target_btf,
                                                           log_level, flags)
         _fill_slots(spec, coll.maps, coll.programs, prog_array=True)  # init_prog_array_slots
@@ -209,6 +211,18 @@ def _fill_slots(spec: ObjectSpec, maps: dict[str, Map], objects: Mapping[str, ob
                 raise ObjectError(f"slot {slot} names {name!r}, which was not loaded",
                                   section=".maps", symbol=m.name)  # fmt: skip
             maps[m.name].set(slot, objects[name])
+
+
+def _section_flags(section: str) -> int:
+    """The program flags libbpf sets from the section: BPF_F_SLEEPABLE for a sleepable
+    one (``syscall``, ``lsm.s/``...), BPF_F_XDP_HAS_FRAGS for ``xdp.frags``."""
+    sec = find_sec_def(section)
+    if sec is None:
+        return 0
+    flags = ProgFlag.SLEEPABLE if sec.flags & SecFlag.SLEEPABLE else 0
+    if sec.flags & SecFlag.XDP_FRAGS and sec.prog_type == ProgType.XDP:
+        flags |= ProgFlag.XDP_HAS_FRAGS
+    return int(flags)
 
 
 def _spin_lock_offset(btf, type_id: int) -> int | None:
