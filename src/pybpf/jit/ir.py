@@ -172,7 +172,13 @@ _CMP = {
 _RMW = {AtomicOp.ADD: "add", AtomicOp.OR: "or", AtomicOp.AND: "and", AtomicOp.XOR: "xor"}
 _TERMINATORS = frozenset({Kind.JA, Kind.JCOND, Kind.JUMP, Kind.CALL_LOCAL, Kind.CALLX, Kind.EXIT,
                           Kind.CALL, Kind.KFUNC, Kind.LD_ABS, Kind.LD_IND})  # fmt: skip
-_FRAME_FIELDS = ("ret", "r6", "r7", "r8", "r9", "r10")
+#: what a bpf-to-bpf call saves: the return pc, the callee-saved registers and the
+#: caller's may_goto count (each function counts its own, from MAX_LOOPS at entry)
+_FRAME_FIELDS = ("ret", "r6", "r7", "r8", "r9", "r10", "loops")
+
+
+def _frame_var(name: str) -> str:
+    return name if name == "loops" else name[1:]
 _DECLARE = "\n".join(f"declare i{b} @llvm.bswap.i{b}(i{b})" for b in (16, 32, 64))
 
 
@@ -373,7 +379,7 @@ class _Translator:
             if name == "ret":
                 ret = value
             else:
-                self.put(name[1:], value)
+                self.put(_frame_var(name), value)
         self.put("slo", self.op(f"sub i64 {self.get(10)}, {STACK_SIZE}"))
         cases = " ".join(f"i64 {pc}, label %b{pc}" for pc in sorted(self.return_sites))
         self.emit(f"switch i64 {ret}, label %badstart [ {cases} ]")
@@ -446,8 +452,10 @@ class _Translator:
         for name in _FRAME_FIELDS:
             ptr = self.op(f"getelementptr [{MAX_CALL_FRAMES} x i64], ptr %f_{name}, i64 0, "
                           f"i64 {depth}")  # fmt: skip
-            self.emit(f"store i64 {nxt if name == 'ret' else self.get(name[1:])}, ptr {ptr}")
+            self.emit(f"store i64 {nxt if name == 'ret' else self.get(_frame_var(name))}, "
+                      f"ptr {ptr}")  # fmt: skip
         self.put("depth", self.op(f"add i64 {depth}, 1"))
+        self.put("loops", str(MAX_LOOPS))
         r10 = self.op(f"sub i64 {self.get(10)}, {STACK_SIZE}")
         self.put(10, r10)
         self.put("slo", self.op(f"sub i64 {r10}, {STACK_SIZE}"))

@@ -213,7 +213,7 @@ class _Gen:
         elif kind is Kind.EXIT:
             e(depth, "if not frames:")
             e(depth + 1, "return r0, n, None")
-            e(depth, "pc, r6, r7, r8, r9, r10 = frames.pop()")
+            e(depth, "pc, r6, r7, r8, r9, r10, loops = frames.pop()")
             e(depth, f"slo = r10 - {STACK_SIZE}")
         elif kind is Kind.CALL_LOCAL:
             self.local_call(str(jump_target(spec, insn, pc)), pc, nxt, depth)
@@ -272,7 +272,8 @@ class _Gen:
             depth + 1,
             f"raise CallDepthError('call depth exceeds {MAX_CALL_FRAMES} frames', pc={pc})",
         )
-        e(depth, f"frames.append(({nxt}, r6, r7, r8, r9, r10))")
+        e(depth, f"frames.append(({nxt}, r6, r7, r8, r9, r10, loops))")
+        e(depth, "loops = MAX_LOOPS")  # each function counts its own may_goto iterations
         e(depth, f"r10 -= {STACK_SIZE}")
         e(depth, f"slo = r10 - {STACK_SIZE}")
         e(depth, f"pc = {target}")
