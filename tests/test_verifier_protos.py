@@ -34,6 +34,7 @@ from pybpf.kernel import linux
 from pybpf.runtime.helpers import HELPERS
 from pybpf.runtime.progtypes import PROG_TYPES, ProgType
 from pybpf.verifier import helper_protos as HP
+from pybpf.verifier import mapcompat
 from pybpf.verifier import protos as P
 from pybpf.verifier.protos import Arg, ArgFlag, ArgType, HelperProto, ProtoError, Ret
 from pybpf.verifier.types import Base, Flag, type_str
@@ -715,13 +716,14 @@ def test_map_type_compatibility_against_the_kernel(kernel_facts, maps, helper, m
 
 
 def test_map_compatibility_table():
-    assert P.map_func_error(1, P.QUEUE) == "cannot pass map_type 22 into func bpf_map_lookup_elem#1"
-    assert P.map_func_error(1, P.HASH) is None
-    assert P.map_func_error(12, P.PROG_ARRAY) is None and P.map_func_error(12, P.ARRAY)
-    assert P.map_func_error(164, P.RINGBUF).startswith("cannot pass")  # ringbuf: its own helpers
-    assert P.map_func_error(164, P.QUEUE).startswith("cannot pass")
-    assert P.map_func_error(164, P.LPM_TRIE) == "callback function not allowed for map"
-    assert P.map_func_error(164, P.LRU_PERCPU_HASH) is None
+    M = mapcompat  # the map type ids' one home in the verifier
+    assert P.map_func_error(1, M.QUEUE) == "cannot pass map_type 22 into func bpf_map_lookup_elem#1"
+    assert P.map_func_error(1, M.HASH) is None
+    assert P.map_func_error(12, M.PROG_ARRAY) is None and P.map_func_error(12, M.ARRAY)
+    assert P.map_func_error(164, M.RINGBUF).startswith("cannot pass")  # ringbuf: its own helpers
+    assert P.map_func_error(164, M.QUEUE).startswith("cannot pass")
+    assert P.map_func_error(164, M.LPM_TRIE) == "callback function not allowed for map"
+    assert P.map_func_error(164, M.LRU_PERCPU_HASH) is None
     assert P.TAIL_CALL.args[1].base is Arg.CONST_MAP_PTR
     assert P.map_write_error(2, P.DEVMAP) == "write into map forbidden"
     assert P.map_write_error(2, P.HASH, P.BPF_F_RDONLY_PROG) == "write into map forbidden"

@@ -34,7 +34,18 @@ import errno
 from dataclasses import dataclass, field
 from enum import Enum, IntFlag
 
-from pybpf.isa.helper_ids import helper_id, helper_name
+from pybpf.isa.helper_ids import helper_id
+from pybpf.verifier import mapcompat
+from pybpf.verifier.mapcompat import (  # enum bpf_map_type, declared once in the verifier
+    ARRAY,
+    DEVMAP,
+    DEVMAP_HASH,
+    HASH,
+    LRU_HASH,
+    LRU_PERCPU_HASH,
+    PERCPU_ARRAY,
+    PERCPU_HASH,
+)
 from pybpf.verifier.types import Base, Flag, type_str
 
 
@@ -463,75 +474,6 @@ def _ids(names: str) -> frozenset[int]:
     return frozenset(out)
 
 
-# enum bpf_map_type
-(HASH, ARRAY, PROG_ARRAY, PERF_EVENT_ARRAY, PERCPU_HASH, PERCPU_ARRAY, STACK_TRACE, CGROUP_ARRAY,
- LRU_HASH, LRU_PERCPU_HASH, LPM_TRIE, ARRAY_OF_MAPS, HASH_OF_MAPS, DEVMAP, SOCKMAP, CPUMAP, XSKMAP,
- SOCKHASH, CGROUP_STORAGE, REUSEPORT_SOCKARRAY, PERCPU_CGROUP_STORAGE, QUEUE, STACK, SK_STORAGE,
- DEVMAP_HASH, STRUCT_OPS, RINGBUF, INODE_STORAGE, TASK_STORAGE, BLOOM_FILTER, USER_RINGBUF,
- CGRP_STORAGE) = range(1, 33)  # fmt: skip
-
-_SOCK_UPDATE = "sock_map_update sock_hash_update map_update_elem map_delete_elem"
-# map type -> the only helpers that may take it (the map side of the two-way check)
-_MAP_SIDE: dict[int, frozenset[int]] = {
-    PROG_ARRAY: _ids("tail_call"),
-    PERF_EVENT_ARRAY: _ids("perf_event_read perf_event_output skb_output perf_event_read_value"
-                           " xdp_output"),
-    RINGBUF: _ids("ringbuf_output ringbuf_reserve ringbuf_query ringbuf_reserve_dynptr"
-                  " ringbuf_submit_dynptr ringbuf_discard_dynptr"),
-    USER_RINGBUF: _ids("user_ringbuf_drain"),
-    STACK_TRACE: _ids("get_stackid"),
-    CGROUP_ARRAY: _ids("skb_under_cgroup current_task_under_cgroup"),
-    CGROUP_STORAGE: _ids("get_local_storage"),
-    PERCPU_CGROUP_STORAGE: _ids("get_local_storage"),
-    DEVMAP: _ids("redirect_map map_lookup_elem"),
-    DEVMAP_HASH: _ids("redirect_map map_lookup_elem"),
-    CPUMAP: _ids("redirect_map"),
-    XSKMAP: _ids("redirect_map map_lookup_elem"),
-    ARRAY_OF_MAPS: _ids("map_lookup_elem"),
-    HASH_OF_MAPS: _ids("map_lookup_elem"),
-    # sockmap updates depend on the program type (may_update_sockmap): allowed here
-    SOCKMAP: _ids("sk_redirect_map msg_redirect_map sk_select_reuseport map_lookup_elem "
-                  + _SOCK_UPDATE),
-    SOCKHASH: _ids("sk_redirect_hash msg_redirect_hash sk_select_reuseport map_lookup_elem "
-                   + _SOCK_UPDATE),
-    REUSEPORT_SOCKARRAY: _ids("sk_select_reuseport"),
-    QUEUE: _ids("map_peek_elem map_pop_elem map_push_elem"),
-    STACK: _ids("map_peek_elem map_pop_elem map_push_elem"),
-    SK_STORAGE: _ids("sk_storage_get sk_storage_delete kptr_xchg"),
-    INODE_STORAGE: _ids("inode_storage_get inode_storage_delete kptr_xchg"),
-    TASK_STORAGE: _ids("task_storage_get task_storage_delete kptr_xchg"),
-    CGRP_STORAGE: _ids("cgrp_storage_get cgrp_storage_delete kptr_xchg"),
-    BLOOM_FILTER: _ids("map_peek_elem map_push_elem"),
-}  # fmt: skip
-
-
-def _funcs(table: dict[str, frozenset[int]]) -> dict[int, frozenset[int]]:
-    return {ident: maps for names, maps in table.items() for ident in _ids(names)}
-
-
-# helper -> the only map types it may take (the helper side)
-_FUNC_SIDE: dict[int, frozenset[int]] = _funcs({
-    "tail_call": frozenset({PROG_ARRAY}),
-    "perf_event_read perf_event_output perf_event_read_value skb_output xdp_output":
-        frozenset({PERF_EVENT_ARRAY}),
-    "ringbuf_output ringbuf_reserve ringbuf_query ringbuf_reserve_dynptr ringbuf_submit_dynptr"
-    " ringbuf_discard_dynptr": frozenset({RINGBUF}),
-    "user_ringbuf_drain": frozenset({USER_RINGBUF}),
-    "get_stackid": frozenset({STACK_TRACE}),
-    "current_task_under_cgroup skb_under_cgroup": frozenset({CGROUP_ARRAY}),
-    "redirect_map": frozenset({DEVMAP, DEVMAP_HASH, CPUMAP, XSKMAP}),
-    "sk_redirect_map msg_redirect_map sock_map_update": frozenset({SOCKMAP}),
-    "sk_redirect_hash msg_redirect_hash sock_hash_update": frozenset({SOCKHASH}),
-    "get_local_storage": frozenset({CGROUP_STORAGE, PERCPU_CGROUP_STORAGE}),
-    "sk_select_reuseport": frozenset({REUSEPORT_SOCKARRAY, SOCKMAP, SOCKHASH}),
-    "map_pop_elem": frozenset({QUEUE, STACK}),
-    "map_peek_elem map_push_elem": frozenset({QUEUE, STACK, BLOOM_FILTER}),
-    "map_lookup_percpu_elem": frozenset({PERCPU_ARRAY, PERCPU_HASH, LRU_PERCPU_HASH}),
-    "sk_storage_get sk_storage_delete": frozenset({SK_STORAGE}),
-    "inode_storage_get inode_storage_delete": frozenset({INODE_STORAGE}),
-    "task_storage_get task_storage_delete": frozenset({TASK_STORAGE}),
-    "cgrp_storage_get cgrp_storage_delete": frozenset({CGRP_STORAGE}),
-})  # fmt: skip
 
 # maps whose ops set up for_each_map_elem's callback (map_set_for_each_callback_args)
 FOR_EACH_MAPS: frozenset[int] = frozenset({HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH,
@@ -547,13 +489,9 @@ def map_func_error(func_id: int, map_type: int) -> str | None:
     program is allowed here; the kernel also asks the program type
     (may_update_sockmap).
     """
-    allowed_funcs = _MAP_SIDE.get(map_type)
-    allowed_maps = _FUNC_SIDE.get(func_id)
-    if (allowed_funcs is not None and func_id not in allowed_funcs) or (
-        allowed_maps is not None and map_type not in allowed_maps
-    ):
-        name = helper_name(func_id) or f"unknown#{func_id}"
-        return f"cannot pass map_type {map_type} into func bpf_{name}#{func_id}"
+    error = mapcompat.map_func_error(func_id, map_type)  # the table's one home
+    if error is not None:
+        return error
     if func_id == _FOR_EACH and map_type not in FOR_EACH_MAPS:
         return "callback function not allowed for map"
     return None
