@@ -691,12 +691,15 @@ class Checker:
                 _mark_null(st, dst.id, is_null=is_eq)
                 return True
         if not is32 and x:
-            self._pkt_compare(st, op, dst, src, taken)
+            self._pkt_compare(st, op, dst, src, taken, insn)
         del regs
         return True
 
-    def _pkt_compare(self, st: State, op: int, dst: Reg, src: Reg, taken: bool) -> None:
-        """try_match_pkt_pointers: ``pkt + N <op> pkt_end`` proves a range on one side."""
+    def _pkt_compare(self, st: State, op: int, dst: Reg, src: Reg, taken: bool,
+                     insn: Instruction) -> None:  # fmt: skip
+        """try_match_pkt_pointers: ``pkt + N <op> pkt_end`` proves a range on one side;
+        on the other the pointer is at or beyond the end (mark_pkt_end), where no access
+        is possible."""
         def pair(a: Reg, b: Reg) -> bool:  # data_meta's end: data itself (reg_is_init_pkt_pointer)
             return ((a.base is Base.PTR_TO_PACKET and b.base is Base.PTR_TO_PACKET_END)
                     or (a.base is Base.PTR_TO_PACKET_META and b.base is Base.PTR_TO_PACKET
@@ -716,9 +719,15 @@ class Checker:
         # in which outcome is pkt <= end (range off) or pkt < end (range off+1)?
         good = {(_JGT, False): False, (_JLE, True): False, (_JLT, True): True,
                 (_JGE, False): True}.get((op, taken))  # fmt: skip
-        if good is None:
-            return
-        _find_good_pkt(st, pkt, good)
+        if good is not None:
+            _find_good_pkt(st, pkt, good)
+        elif pkt.base is Base.PTR_TO_PACKET:  # pkt > end: beyond it; pkt >= end: at it
+            beyond = (op, taken) in ((_JGT, True), (_JLE, False))
+            regno = insn.src_reg if flipped else insn.dst_reg
+            st.regs[regno] = pkt.but(rng=BEYOND_PKT_END if beyond else AT_PKT_END)
+
+
+AT_PKT_END, BEYOND_PKT_END = -1, -2  # a packet pointer's range at or past the packet's end
 
 
 def _s32(v: int) -> int:

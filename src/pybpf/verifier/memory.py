@@ -317,7 +317,9 @@ def _packet(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool
     if v.smin < 0:
         raise reject(f"R{regno} min value is negative, either use unsigned index or do a "
                      f"if (index >=0) check.")  # fmt: skip
-    rng = max(reg.rng, 0)
+    if reg.rng < 0:  # compared at or beyond the packet's end: nothing is in the packet
+        raise reject(f"R{regno} offset is outside of the packet", errno.EINVAL)
+    rng = reg.rng
     if total < 0 or total + size > rng:
         raise reject(f"invalid access to packet, off={total} size={size}, "
                      f"R{regno}(id={reg.id},off={total},r={rng})\n"
