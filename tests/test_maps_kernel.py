@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+import map_diff
 from pybpf.errors import KernelError
 from pybpf.kernel import linux
 from pybpf.runtime.kernel import Kernel
@@ -179,32 +180,10 @@ class PybpfMaps(Maps):
         assert refused(answer) or answer == k32(m.id).hex(), (answer, m.id)
 
 
-def run(maps: Maps, sequence: Callable[..., None], *args: Any) -> Maps:
-    try:
-        sequence(maps, *args)
-    finally:
-        maps.close()
-    return maps
-
-
-def ncpus(facts) -> int:
-    """The recording kernel's possible CPUs (per-CPU value sizes, LRU free lists)."""
-    return facts.fact("possible_cpus", linux.possible_cpus)
-
-
 def check(facts, key: str, sequence: Callable[..., None], *args: Any) -> list[Any]:
-    """pybpf's answers to ``sequence`` are the kernel's recorded ones; they are returned."""
-    ours = run(PybpfMaps(ncpus(facts)), sequence, *args)
-    theirs = facts.fact(key, lambda: run(KernelMaps(), sequence, *args).answers)
-    assert isinstance(theirs, list), f"{key}: the kernel {theirs}"
-    for i, (mine, recorded) in enumerate(zip(ours.answers, theirs, strict=False)):
-        if mine != recorded:
-            before = [f"  {ours.commands[j]} -> {ours.answers[j]}" for j in range(max(0, i - 8), i)]
-            raise AssertionError(f"{key} #{i} {ours.commands[i]}: pybpf {mine}, "
-                                 f"the kernel {recorded}\n" + "\n".join(before))
-    assert len(ours.answers) == len(theirs), f"{key}: {len(ours.answers)} answers, " \
-                                             f"the kernel {len(theirs)}"
-    return ours.answers
+    """pybpf's answers to ``sequence`` are the kernel's recorded ones (map_diff.check)."""
+    return map_diff.check(facts, key, sequence, *args, pybpf_maps=PybpfMaps,
+                          kernel_maps=KernelMaps)  # fmt: skip
 
 
 # --- random sequences ---------------------------------------------------------------------------
@@ -305,7 +284,7 @@ def lru_batch_eviction(maps: Maps) -> None:
 
 def test_lru_batch_eviction(kernel_facts):
     *_, contents = check(kernel_facts, "lru_batch_eviction", lru_batch_eviction)
-    assert len(contents) == 200 - 200 // ncpus(kernel_facts) // 2 + 1
+    assert len(contents) == 200 - 200 // map_diff.ncpus(kernel_facts) // 2 + 1
 
 
 # --- edge cases -----------------------------------------------------------------------------------

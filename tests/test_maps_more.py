@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+import map_diff
 from pybpf.errors import KernelError
 from pybpf.kernel import linux
 from pybpf.runtime.kernel import Kernel
@@ -181,31 +182,10 @@ class PybpfMaps(Maps):
         return m
 
 
-def run(maps: Maps, sequence: Callable[..., None], *args: Any) -> Maps:
-    try:
-        sequence(maps, *args)
-    finally:
-        maps.close()
-    return maps
-
-
-def ncpus(facts) -> int:
-    return facts.fact("possible_cpus", linux.possible_cpus)
-
-
 def check(facts, key: str, sequence: Callable[..., None], *args: Any) -> list[Any]:
-    """pybpf's answers to ``sequence`` are the kernel's recorded ones; they are returned."""
-    ours = run(PybpfMaps(ncpus(facts)), sequence, *args)
-    theirs = facts.fact(key, lambda: run(KernelMaps(), sequence, *args).answers)
-    assert isinstance(theirs, list), f"{key}: the kernel {theirs}"
-    for i, (mine, recorded) in enumerate(zip(ours.answers, theirs, strict=False)):
-        if mine != recorded:
-            before = [f"  {ours.commands[j]} -> {ours.answers[j]}" for j in range(max(0, i - 8), i)]
-            raise AssertionError(f"{key} #{i} {ours.commands[i]}: pybpf {mine}, "
-                                 f"the kernel {recorded}\n" + "\n".join(before))  # fmt: skip
-    assert len(ours.answers) == len(theirs), f"{key}: {len(ours.answers)} answers, " \
-                                             f"the kernel {len(theirs)}"  # fmt: skip
-    return ours.answers
+    """pybpf's answers to ``sequence`` are the kernel's recorded ones (map_diff.check)."""
+    return map_diff.check(facts, key, sequence, *args, pybpf_maps=PybpfMaps,
+                          kernel_maps=KernelMaps)  # fmt: skip
 
 
 # --- creation -------------------------------------------------------------------------------------
