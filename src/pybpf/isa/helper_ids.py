@@ -77,3 +77,15 @@ def helper_id(name: str) -> int | None:
     if found is None and name.startswith("bpf_"):
         found = HELPER_IDS.get(name[len("bpf_") :])
     return found
+
+
+def helper_ids(names: str) -> frozenset[int]:
+    """The ids of the helpers ``names`` lists, space-separated (ValueError naming one
+    that is not in enum bpf_func_id: the tables written with it are checked at import)."""
+    out = set()
+    for name in names.split():
+        ident = helper_id(name)
+        if ident is None:
+            raise ValueError(f"{name} is not in enum bpf_func_id")
+        out.add(ident)
+    return frozenset(out)

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 
 from pybpf.errors import KernelError
-from pybpf.isa.helper_ids import helper_id
+from pybpf.isa.helper_ids import helper_id, helper_ids
 from pybpf.uapi import ProgFlag
 from pybpf.verifier import ctx as ctxrules
 
@@ -195,18 +195,10 @@ PROG_TYPES: dict[ProgType, ProgTypeSpec] = {}
 
 
 # --- helper availability -------------------------------------------------------------------------
-def _ids(names: str) -> frozenset[int]:
-    out = set()
-    for name in names.split():
-        ident = helper_id(name)
-        if ident is None:  # pragma: no cover - the lists below are checked by the tests
-            raise ValueError(f"{name} is not in enum bpf_func_id")
-        out.add(ident)
-    return frozenset(out)
 
 
 # bpf_base_func_proto: unprivileged part, then CAP_BPF, then CAP_PERFMON (root has both)
-_BASE = _ids("""
+_BASE = helper_ids("""
     map_lookup_elem map_update_elem map_delete_elem map_push_elem map_pop_elem map_peek_elem
     map_lookup_percpu_elem get_prandom_u32 get_smp_processor_id get_numa_node_id tail_call
     ktime_get_ns ktime_get_boot_ns ktime_get_tai_ns ringbuf_output ringbuf_reserve
@@ -224,9 +216,10 @@ _BASE = _ids("""
     perf_event_read send_signal send_signal_thread get_task_stack get_branch_snapshot find_vma
 """)
 # bpf_tracing_func_proto: base plus these (probe_write_user needs CAP_SYS_ADMIN)
-_TRACING_EXTRA = _ids("get_smp_processor_id probe_read probe_read_str get_func_ip probe_write_user")
+_TRACING_EXTRA = helper_ids("get_smp_processor_id probe_read probe_read_str get_func_ip "
+                            "probe_write_user")
 # bpf_sk_base_func_proto (the skc_to_* casts need CAP_PERFMON)
-_SK_BASE_EXTRA = _ids("""
+_SK_BASE_EXTRA = helper_ids("""
     skc_to_tcp6_sock skc_to_tcp_sock skc_to_tcp_timewait_sock skc_to_tcp_request_sock
     skc_to_udp6_sock skc_to_unix_sock skc_to_mptcp_sock ktime_get_coarse_ns
 """)
@@ -264,7 +257,8 @@ def _helper_sets(ops: ctxrules.ProgTypeOps, groups: dict[str, frozenset[int]]
     by_attach = {}
     for attach in sorted(_attach_values(ops)):
         group, added, dropped = ops.helpers.names(attach)
-        by_attach[attach] = (groups[group] | _ids(" ".join(added))) - _ids(" ".join(dropped))
+        by_attach[attach] = ((groups[group] | helper_ids(" ".join(added)))
+                             - helper_ids(" ".join(dropped)))
     common = frozenset.intersection(*by_attach.values())
     return common, {a: h for a, h in by_attach.items() if h != common}
 

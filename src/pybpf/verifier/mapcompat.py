@@ -33,7 +33,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Mapping
 
-from pybpf.isa.helper_ids import helper_id, helper_name
+from pybpf.isa.helper_ids import helper_ids, helper_name
 
 # enum bpf_map_type
 (HASH, ARRAY, PROG_ARRAY, PERF_EVENT_ARRAY, PERCPU_HASH, PERCPU_ARRAY, STACK_TRACE, CGROUP_ARRAY,
@@ -48,57 +48,48 @@ from pybpf.isa.helper_ids import helper_id, helper_name
 BPF_TRACE_ITER = 28  # enum bpf_attach_type
 
 
-def _ids(names: str) -> frozenset[int]:
-    out = set()
-    for name in names.split():
-        ident = helper_id(name)
-        if ident is None:  # pragma: no cover - a typo in the tables below
-            raise ValueError(f"{name} is not in enum bpf_func_id")
-        out.add(ident)
-    return frozenset(out)
-
-
-MAP_LOOKUP, MAP_UPDATE, MAP_DELETE = _ids("map_lookup_elem"), _ids("map_update_elem"), \
-    _ids("map_delete_elem")  # fmt: skip
+MAP_LOOKUP, MAP_UPDATE, MAP_DELETE = (helper_ids("map_lookup_elem"),
+                                      helper_ids("map_update_elem"),
+                                      helper_ids("map_delete_elem"))
 (LOOKUP,), (UPDATE,), (DELETE,) = MAP_LOOKUP, MAP_UPDATE, MAP_DELETE
 
 #: map type -> the only helpers it may be passed to (the first half of the two-way check);
 #: sockmaps and sockhashes also take map_update_elem / map_delete_elem where
 #: :func:`may_update_sockmap` allows
 MAP_FUNCS: Mapping[int, frozenset[int]] = {
-    PROG_ARRAY: _ids("tail_call"),
-    PERF_EVENT_ARRAY: _ids("perf_event_read perf_event_output skb_output perf_event_read_value "
-                           "xdp_output"),
-    RINGBUF: _ids("ringbuf_output ringbuf_reserve ringbuf_query ringbuf_reserve_dynptr "
-                  "ringbuf_submit_dynptr ringbuf_discard_dynptr"),
-    USER_RINGBUF: _ids("user_ringbuf_drain"),
-    STACK_TRACE: _ids("get_stackid"),
-    CGROUP_ARRAY: _ids("skb_under_cgroup current_task_under_cgroup"),
-    CGROUP_STORAGE: _ids("get_local_storage"),
-    PERCPU_CGROUP_STORAGE: _ids("get_local_storage"),
-    DEVMAP: _ids("redirect_map map_lookup_elem"),
-    DEVMAP_HASH: _ids("redirect_map map_lookup_elem"),
-    CPUMAP: _ids("redirect_map"),
-    XSKMAP: _ids("redirect_map map_lookup_elem"),
-    ARRAY_OF_MAPS: _ids("map_lookup_elem"),
-    HASH_OF_MAPS: _ids("map_lookup_elem"),
-    SOCKMAP: _ids("sk_redirect_map sock_map_update msg_redirect_map sk_select_reuseport "
-                  "map_lookup_elem"),
-    SOCKHASH: _ids("sk_redirect_hash sock_hash_update msg_redirect_hash sk_select_reuseport "
-                   "map_lookup_elem"),
-    REUSEPORT_SOCKARRAY: _ids("sk_select_reuseport"),
-    QUEUE: _ids("map_peek_elem map_pop_elem map_push_elem"),
-    STACK: _ids("map_peek_elem map_pop_elem map_push_elem"),
-    SK_STORAGE: _ids("sk_storage_get sk_storage_delete kptr_xchg"),
-    INODE_STORAGE: _ids("inode_storage_get inode_storage_delete kptr_xchg"),
-    TASK_STORAGE: _ids("task_storage_get task_storage_delete kptr_xchg"),
-    CGRP_STORAGE: _ids("cgrp_storage_get cgrp_storage_delete kptr_xchg"),
-    BLOOM_FILTER: _ids("map_peek_elem map_push_elem"),
+    PROG_ARRAY: helper_ids("tail_call"),
+    PERF_EVENT_ARRAY: helper_ids("perf_event_read perf_event_output skb_output "
+                                 "perf_event_read_value xdp_output"),
+    RINGBUF: helper_ids("ringbuf_output ringbuf_reserve ringbuf_query ringbuf_reserve_dynptr "
+                         "ringbuf_submit_dynptr ringbuf_discard_dynptr"),
+    USER_RINGBUF: helper_ids("user_ringbuf_drain"),
+    STACK_TRACE: helper_ids("get_stackid"),
+    CGROUP_ARRAY: helper_ids("skb_under_cgroup current_task_under_cgroup"),
+    CGROUP_STORAGE: helper_ids("get_local_storage"),
+    PERCPU_CGROUP_STORAGE: helper_ids("get_local_storage"),
+    DEVMAP: helper_ids("redirect_map map_lookup_elem"),
+    DEVMAP_HASH: helper_ids("redirect_map map_lookup_elem"),
+    CPUMAP: helper_ids("redirect_map"),
+    XSKMAP: helper_ids("redirect_map map_lookup_elem"),
+    ARRAY_OF_MAPS: helper_ids("map_lookup_elem"),
+    HASH_OF_MAPS: helper_ids("map_lookup_elem"),
+    SOCKMAP: helper_ids("sk_redirect_map sock_map_update msg_redirect_map sk_select_reuseport "
+                         "map_lookup_elem"),
+    SOCKHASH: helper_ids("sk_redirect_hash sock_hash_update msg_redirect_hash sk_select_reuseport "
+                          "map_lookup_elem"),
+    REUSEPORT_SOCKARRAY: helper_ids("sk_select_reuseport"),
+    QUEUE: helper_ids("map_peek_elem map_pop_elem map_push_elem"),
+    STACK: helper_ids("map_peek_elem map_pop_elem map_push_elem"),
+    SK_STORAGE: helper_ids("sk_storage_get sk_storage_delete kptr_xchg"),
+    INODE_STORAGE: helper_ids("inode_storage_get inode_storage_delete kptr_xchg"),
+    TASK_STORAGE: helper_ids("task_storage_get task_storage_delete kptr_xchg"),
+    CGRP_STORAGE: helper_ids("cgrp_storage_get cgrp_storage_delete kptr_xchg"),
+    BLOOM_FILTER: helper_ids("map_peek_elem map_push_elem"),
 }  # fmt: skip
 
 
 def _by_helper(table: Mapping[str, frozenset[int]]) -> dict[int, frozenset[int]]:
-    return {ident: maps for names, maps in table.items() for ident in _ids(names)}
+    return {ident: maps for names, maps in table.items() for ident in helper_ids(names)}
 
 
 #: helper -> the only map types it takes (the second half)

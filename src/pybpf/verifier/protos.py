@@ -34,7 +34,7 @@ import errno
 from dataclasses import dataclass, field
 from enum import Enum, IntFlag
 
-from pybpf.isa.helper_ids import helper_id
+from pybpf.isa.helper_ids import helper_id, helper_ids
 from pybpf.verifier import mapcompat
 from pybpf.verifier.mapcompat import (  # enum bpf_map_type, declared once in the verifier
     ARRAY,
@@ -463,16 +463,7 @@ def type_mismatch(regno: int, arg: Arg | ArgType, base: Base, flags: Flag = Flag
     return f"R{regno} type={type_str(base, flags)} expected={expected_text(arg)}"
 
 
-# --- which maps a helper may be given (check_map_func_compatibility) --------------------------
-def _ids(names: str) -> frozenset[int]:
-    out = set()
-    for name in names.split():
-        ident = helper_id(name)
-        if ident is None:  # pragma: no cover - a typo in the tables below
-            raise ValueError(f"{name} is not in enum bpf_func_id")
-        out.add(ident)
-    return frozenset(out)
-
+# --- which maps a helper may be given (check_map_func_compatibility: mapcompat's table) ---
 
 
 # maps whose ops set up for_each_map_elem's callback (map_set_for_each_callback_args)
@@ -502,7 +493,7 @@ _FOR_EACH = helper_id("for_each_map_elem")
 BPF_F_RDONLY_PROG = 1 << 7
 # dev maps hand programs a pointer to the device's ifindex: the kernel adds BPF_F_RDONLY_PROG
 IMPLICIT_RDONLY_PROG: frozenset[int] = frozenset({DEVMAP, DEVMAP_HASH})
-_MAP_WRITERS = _ids("map_delete_elem map_update_elem map_push_elem map_pop_elem")
+_MAP_WRITERS = helper_ids("map_delete_elem map_update_elem map_push_elem map_pop_elem")
 
 
 def map_write_error(func_id: int, map_type: int, map_flags: int = 0) -> str | None:

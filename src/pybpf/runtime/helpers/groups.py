@@ -35,27 +35,16 @@ BASE: the interpreter implements it rather than a helper function.
 
 from __future__ import annotations
 
-from pybpf.isa.helper_ids import helper_id
+from pybpf.isa.helper_ids import helper_ids
 
-
-def _ids(names: str) -> frozenset[int]:
-    out = set()
-    for name in names.split():
-        ident = helper_id(name)
-        if ident is None:  # pragma: no cover - a typo in the lists below
-            raise ValueError(f"{name} is not in enum bpf_func_id")
-        out.add(ident)
-    return frozenset(out)
-
-
-BASE_UNPRIV = _ids("""
+BASE_UNPRIV = helper_ids("""
     map_lookup_elem map_update_elem map_delete_elem map_push_elem map_pop_elem map_peek_elem
     map_lookup_percpu_elem get_prandom_u32 get_smp_processor_id get_numa_node_id tail_call
     ktime_get_ns ktime_get_boot_ns ktime_get_tai_ns ringbuf_output ringbuf_reserve
     ringbuf_submit ringbuf_discard ringbuf_query strncmp strtol strtoul get_current_pid_tgid
     get_ns_current_pid_tgid
 """)
-BASE_BPF = _ids("""
+BASE_BPF = helper_ids("""
     spin_lock spin_unlock jiffies64 per_cpu_ptr this_cpu_ptr timer_init timer_set_callback
     timer_start timer_cancel kptr_xchg for_each_map_elem loop user_ringbuf_drain
     ringbuf_reserve_dynptr ringbuf_submit_dynptr ringbuf_discard_dynptr dynptr_from_mem
@@ -63,7 +52,7 @@ BASE_BPF = _ids("""
     get_current_cgroup_id get_current_ancestor_cgroup_id current_task_under_cgroup
     task_storage_get task_storage_delete get_cgroup_classid
 """)
-BASE_PERFMON = _ids("""
+BASE_PERFMON = helper_ids("""
     trace_printk get_current_task get_current_task_btf probe_read_user probe_read_kernel
     probe_read_user_str probe_read_kernel_str snprintf_btf snprintf task_pt_regs trace_vprintk
     get_current_comm get_current_uid_gid perf_event_output perf_event_read perf_event_read_value
@@ -72,11 +61,11 @@ BASE_PERFMON = _ids("""
 """)
 BASE: frozenset[int] = BASE_UNPRIV | BASE_BPF | BASE_PERFMON
 
-TRACING: frozenset[int] = BASE | _ids("probe_read probe_read_str")
-TRACING_STACK: frozenset[int] = _ids("get_stackid get_stack get_attach_cookie")
-KPROBE_EXTRA: frozenset[int] = _ids("get_func_ip")
+TRACING: frozenset[int] = BASE | helper_ids("probe_read probe_read_str")
+TRACING_STACK: frozenset[int] = helper_ids("get_stackid get_stack get_attach_cookie")
+KPROBE_EXTRA: frozenset[int] = helper_ids("get_func_ip")
 
-NET: frozenset[int] = BASE | _ids("""
+NET: frozenset[int] = BASE | helper_ids("""
     skc_to_tcp6_sock skc_to_tcp_sock skc_to_tcp_timewait_sock skc_to_tcp_request_sock
     skc_to_udp6_sock skc_to_unix_sock skc_to_mptcp_sock ktime_get_coarse_ns
 """)
