@@ -256,7 +256,7 @@ def relocate(data: bytes, values: Sequence[int]) -> bytes:
 
 
 def build(insns: Sequence[Instruction], *, cache: CompileCache | str | None = "default",
-          checked: bool = False, opt_level: int = native.DEFAULT_OPT_LEVEL,
+          checked: bool = False, opt_level: int | None = None,
           resolve_imm64: Callable[[Instruction, int], int] | None = None,
           **kwargs) -> JitProgram:  # fmt: skip
     """A :class:`JitProgram` for ``insns``, its object code from ``cache`` when it has it.
@@ -276,6 +276,8 @@ def build(insns: Sequence[Instruction], *, cache: CompileCache | str | None = "d
     """
     if cache == "default":
         cache = default_cache()
+    if opt_level is None:  # the level JitProgram would pick, so that the key names it
+        opt_level = native.auto_opt_level(len(insns))
 
     def compile_with(resolver, **extra) -> JitProgram:
         return JitProgram(insns, checked=checked, opt_level=opt_level, resolve_imm64=resolver,

@@ -62,8 +62,6 @@ from pybpf.vm.memory import Memory, Region
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
 S32 = 1 << 31
-AUTO_O2_LIMIT = 128
-"""Programs up to this many instructions get LLVM's O2 by default (a few ms each)."""
 ENGINE_VERSION = 2
 """Bumped whenever generated code changes meaning (the compile cache keys on it)."""
 
@@ -121,8 +119,8 @@ class JitProgram:
     Arguments are the Interpreter's (``helpers``, ``resolve_imm64``,
     ``tail_call``, ``budget``, ``memory``) plus ``checked`` (see the module
     docstring), ``opt_level`` (0..3, see :func:`pybpf.jit.native.compile_ir`;
-    None picks 2 for programs of at most :data:`AUTO_O2_LIMIT` instructions
-    and 1 above, so compiling stays fast), ``native_calls``/``prelude`` (the
+    None picks :func:`pybpf.jit.native.auto_opt_level`: 2 for small programs,
+    1 above, so compiling stays fast), ``native_calls``/``prelude`` (the
     helper hook of :mod:`pybpf.jit.ir`) and ``object_code`` (a previously
     compiled object for the same instructions and options, from a cache).
     Raises what the interpreter raises for invalid code, and JitError when
@@ -152,7 +150,7 @@ class JitProgram:
         self.budget = check_budget(budget)
         self.checked = checked
         if opt_level is None:
-            opt_level = 2 if len(self.insns) <= AUTO_O2_LIMIT else native.DEFAULT_OPT_LEVEL
+            opt_level = native.auto_opt_level(len(self.insns))
         self.opt_level = opt_level
         options = IrOptions(resolve_imm64=resolve_imm64, count=checked, direct=not checked,
                             native_calls=dict(native_calls or {}), prelude=prelude)  # fmt: skip

@@ -958,9 +958,9 @@ class ProgramHooks:
                  insn_count: int = 0, opt_level: int | None = None,
                  called: Iterable[int] | None = None, prandom: bool = True) -> None:  # fmt: skip
         if opt_level is None:
-            from pybpf.jit import engine, native
+            from pybpf.jit import native  # compiling needs LLVM; importing this module does not
 
-            opt_level = 2 if insn_count <= engine.AUTO_O2_LIMIT else native.DEFAULT_OPT_LEVEL
+            opt_level = native.auto_opt_level(insn_count)
         self.opt_level = opt_level
         self.prandom = NativeWord(seed | 1, "prandom state")
         self.cpu = current_cpu()

@@ -121,7 +121,15 @@ def _parse(ir_text: str) -> llvm.ModuleRef:
 
 
 DEFAULT_OPT_LEVEL = 1
-"""The level programs are compiled at unless asked otherwise (fast to compile)."""
+"""The level large programs are compiled at unless asked otherwise (fast to compile)."""
+AUTO_O2_LIMIT = 128
+"""Programs up to this many instructions get LLVM's O2 by default (a few ms each)."""
+
+
+def auto_opt_level(insn_count: int) -> int:
+    """The level a program of ``insn_count`` instructions is compiled at when none is asked:
+    2 up to :data:`AUTO_O2_LIMIT` instructions, :data:`DEFAULT_OPT_LEVEL` above."""
+    return 2 if insn_count <= AUTO_O2_LIMIT else DEFAULT_OPT_LEVEL
 
 
 def _optimise(module: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> None:

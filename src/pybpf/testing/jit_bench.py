@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pybpf.asm import llvm
 from pybpf.jit import maps_ir
 from pybpf.jit.abi import Slot, Status
-from pybpf.jit.engine import AUTO_O2_LIMIT, JitProgram
+from pybpf.jit.engine import JitProgram
+from pybpf.jit.native import AUTO_O2_LIMIT
 from pybpf.runtime.context import XDP_PACKET_HEADROOM, XdpBuff, XdpMd
 from pybpf.runtime.env import ExecEnv
 from pybpf.runtime.kernel import Kernel
