@@ -15,7 +15,9 @@ from pybpf.errors import KernelError, ObjectError
 from pybpf.isa import decode
 from pybpf.loader import ObjectSpec, load_object
 from pybpf.loader.listing import objdump_notes, xlated_notes
+from pybpf.loader.spec import MapSpec
 from pybpf.runtime.kernel import Kernel
+from pybpf.runtime.maps.base import MapType
 from pybpf.runtime.progtypes import ProgType
 
 HERE = Path(__file__).resolve().parent
@@ -103,3 +105,16 @@ def test_pinned_program_outlives_its_collection():
     with pytest.raises(KernelError) as info:
         kernel.obj_get("/sys/fs/bpf/hello")
     assert info.value.errno == errno.ENOENT
+
+
+@pytest.mark.parametrize("ncpus", [1, 3])
+def test_a_perf_event_array_without_max_entries_gets_one_slot_per_cpu(ncpus: int):
+    """libbpf's map_set_def_max_entries: max_entries 0 means the number of possible CPUs."""
+    events = MapSpec("events", MapType.PERF_EVENT_ARRAY, 4, 4, 0, section=".maps")
+    ring = MapSpec("rb", MapType.RINGBUF, 0, 0, 5000, section=".maps")  # rounded up to pages
+    coll = load_object(ObjectSpec("o", (), (events, ring)), Kernel(ncpus=ncpus))
+    try:
+        assert coll.maps["events"].max_entries == ncpus
+        assert coll.maps["rb"].max_entries == 8192
+    finally:
+        coll.close()

@@ -137,11 +137,20 @@ def load_object(
     return coll
 
 
+def _libbpf_max_entries(kernel: Kernel, spec: MapSpec) -> int:
+    """The max_entries libbpf creates ``spec`` with: a PERF_EVENT_ARRAY that leaves it 0
+    gets one slot per possible CPU (map_set_def_max_entries), a ring buffer's size is
+    rounded up to a power-of-2 number of pages (adjust_ringbuf_sz)."""
+    if spec.map_type == MapType.PERF_EVENT_ARRAY and not spec.max_entries:
+        return kernel.ncpus
+    return libbpf_ring_size(spec.map_type, spec.max_entries)
+
+
 def _create_map(kernel: Kernel, spec: MapSpec, initial: bytes | None, btf=None) -> Map:
     inner = _create_map(kernel, spec.inner, None, btf) if spec.inner is not None else None
     attr = MapAttr(
         MapType(spec.map_type), spec.key_size, spec.value_size,
-        libbpf_ring_size(spec.map_type, spec.max_entries),
+        _libbpf_max_entries(kernel, spec),
         spec.map_flags, spec.name[:NAME_MAX], inner_map=inner,
         btf_key_type_id=spec.btf_key_type_id, btf_value_type_id=spec.btf_value_type_id,
     )  # fmt: skip
