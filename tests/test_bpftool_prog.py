@@ -110,6 +110,20 @@ def test_bad_arguments(loaded, argv, message):
     assert err.startswith(f"Error: {message}") and "Traceback" not in err
 
 
+def test_a_load_onto_an_existing_pin_keeps_that_pin(loaded):
+    """bpftool refuses the pin and drops the new object; the program already pinned stays."""
+    before = loaded("prog", "show", "pinned", PIN)
+    assert loaded("prog", "load", HELLO, PIN)[0] == 255
+    assert loaded("prog", "show", "pinned", PIN) == before
+    assert loaded("prog", "list") == before  # the second object is gone
+    status, _, err = loaded("prog", "loadall", HELLO, PIN)  # PIN is a program, not a directory
+    assert (status, err) == (255, f"Error: can't create directory {PIN}: File exists\n")
+    status, _, err = loaded("prog", "loadall", HELLO, "/sys/fs/bpf/all", "pinmaps", PIN)
+    assert (status, err) == (255, f"Error: can't create directory {PIN}: File exists\n")
+    assert loaded("prog", "show", "pinned", "/sys/fs/bpf/all/hello")[0] == 255  # undone
+    assert loaded("prog", "show", "pinned", PIN) == before
+
+
 def test_dump_xlated_matches_seed(loaded):
     status, out, _ = loaded("prog", "dump", "xlated", "name", "hello")
     assert status == 0

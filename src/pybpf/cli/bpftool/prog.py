@@ -401,8 +401,10 @@ def _mkdir(ctx: Ctx, path: str) -> None:
     try:
         state.pin_file(ctx.kernel.state_root, path.rstrip("/") + "/x").parent.mkdir(
             parents=True, exist_ok=True)  # fmt: skip
-    except (KernelError, OSError) as err:
+    except KernelError as err:
         raise CommandError(f"can't create directory {path}: {err}") from None
+    except OSError as err:  # the message names the user's path, not the state directory's
+        raise CommandError(f"can't create directory {path}: {err.strerror}") from None
 
 
 def _new_btf_id(kernel) -> int:
@@ -511,33 +513,33 @@ def _load(ctx: Ctx, args: list[str], first_only: bool) -> int:
     for m in coll.maps.values():
         if btf_id and (m.attr.btf_key_type_id or m.attr.btf_value_type_id):
             m.btf_id = btf_id
+    made: list[str] = []  # the pins this command made: a failure removes them, and only them
+
+    def pin(target: str, obj, what: str) -> None:
+        try:
+            state.pin(kernel, target, obj)
+        except KernelError as err:
+            why = os.strerror(err.errno or 22) if first_only else err
+            raise CommandError(f"{what}: {why}") from None
+        made.append(target)
+
     try:
         if first_only:
-            first = coll.programs[spec.programs[0].name]
-            try:
-                state.pin(kernel, path, first)
-            except KernelError as err:
-                raise CommandError(f"failed to pin program {spec.programs[0].section}: "
-                                   f"{os.strerror(err.errno or 22)}") from None  # fmt: skip
+            first = spec.programs[0]
+            pin(path, coll.programs[first.name], f"failed to pin program {first.section}")
         else:
             _mkdir(ctx, path)
             for name, prog in coll.programs.items():
-                try:
-                    state.pin(kernel, f"{path.rstrip('/')}/{name}", prog)
-                except KernelError as err:
-                    raise CommandError(f"failed to pin all programs: {err}") from None
+                pin(f"{path.rstrip('/')}/{name}", prog, "failed to pin all programs")
         if pinmaps:
             _mkdir(ctx, pinmaps)
             for name, m in coll.maps.items():
                 target = f"{pinmaps.rstrip('/')}/{name.replace('.', '_')}"  # sanitize_pin_path
-                try:
-                    state.pin(kernel, target, m)
-                except KernelError as err:
-                    raise CommandError(f"failed to pin all maps: {err}") from None
+                pin(target, m, "failed to pin all maps")
     except CommandError:
-        with contextlib.suppress(KernelError):
-            if first_only:
-                state.unpin(kernel, path)
+        for target in reversed(made):  # an existing pin in the way is kept, as bpftool keeps it
+            with contextlib.suppress(KernelError):
+                state.unpin(kernel, target)
         raise
     if ctx.json:
         ctx.emit_json(None)
