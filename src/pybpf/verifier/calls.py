@@ -145,6 +145,12 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         return None
     if not accepts(arg, reg.base, reg.flags):
         raise _reject(f"R{regno} type={reg.type_name()} expected={expected_text(arg)}")
+    bad = memory.func_arg_off_error(reg, regno, arg.is_release)
+    if bad is not None:
+        raise _reject(*bad)
+    if arg.is_release and not reg.ref:
+        raise _reject(f"R{regno} must be referenced when passed to release function",
+                      errno.EINVAL)  # fmt: skip
     if base is Arg.CONST_MAP_PTR:
         _check_map_func(env, env.insn.imm, reg.map)
         return reg.map
@@ -165,16 +171,7 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
             if arg.has(ArgFlag.MEM_ALIGNED):
                 memory.check_alignment(env, reg, 0, arg.size, True)
         return None
-    if base is Arg.PTR_TO_RINGBUF_MEM:
-        if reg.off or not reg.var.is_const() or reg.var.value:
-            raise _reject(f"R{regno} must have zero offset when passed to release func or "
-                          f"trusted arg to kfunc")  # fmt: skip
-        if not reg.ref:
-            raise _reject(f"R{regno} must be referenced when passed to release function")
-        return None
-    if base is Arg.PTR_TO_CTX:
-        if reg.off or not reg.var.is_const() or reg.var.value:
-            raise _reject(f"dereference of modified ctx ptr R{regno} off={reg.off} disallowed")
+    if base in (Arg.PTR_TO_RINGBUF_MEM, Arg.PTR_TO_CTX):
         return None
     if base is Arg.PTR_TO_FUNC:
         return None

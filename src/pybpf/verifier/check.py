@@ -811,7 +811,12 @@ def _is_const(r: Reg, is32: bool) -> bool:
 
 
 def _mark_null(st: State, rid: int, is_null: bool) -> None:
-    """mark_ptr_or_null_regs: every copy of the pointer becomes NULL (0) or non-NULL."""
+    """mark_ptr_or_null_regs: every copy of the pointer becomes NULL (0) or non-NULL.
+
+    A NULL result releases the reference only when the pointer is the acquired
+    object itself (its id is its ref_obj_id); a pointer derived from a referenced
+    one (bpf_tcp_sock(sk)) being NULL leaves the object's reference held.
+    """
     ref = 0
 
     def fix(r: Reg) -> Reg:
@@ -819,7 +824,7 @@ def _mark_null(st: State, rid: int, is_null: bool) -> None:
         if r.id != rid or not r.maybe_null:
             return r
         if is_null:
-            ref = ref or r.ref
+            ref = ref or (r.ref if r.ref == rid else 0)
             return const(0)
         if r.base is Base.PTR_TO_MAP_VALUE and getattr(r.map, "spin_lock_off", None) is not None:
             return _not_null_reg(r)  # the id names the value's lock (reg_may_point_to_spin_lock)

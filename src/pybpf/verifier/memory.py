@@ -79,6 +79,52 @@ def _s32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
 
+# --- a pointer passed or dereferenced as it was made --------------------------------------------
+
+
+def ptr_off_error(reg: Reg, regno: int, fixed_off_ok: bool = False) -> str | None:
+    """__check_ptr_off_reg: a pointer that must be unmodified (a context, a socket...)
+    may have no negative offset, no fixed offset (unless ``fixed_off_ok``) and no
+    variable one; the refusal's text (EACCES), or None."""
+    name = reg.type_name()
+    if reg.off < 0:
+        return f"negative offset {name} ptr R{regno} off={reg.off} disallowed"
+    if reg.off and not fixed_off_ok:
+        return f"dereference of modified {name} ptr R{regno} off={reg.off} disallowed"
+    if not reg.var.is_const() or reg.var.value:
+        return f"variable {name} access var_off={reg.var.var_off} disallowed"
+    return None
+
+
+#: check_func_arg_reg_off: the register types (exactly) that may carry any offset
+_ANY_OFF_TYPES = frozenset({
+    (Base.SCALAR, Flag.NONE), (Base.PTR_TO_STACK, Flag.NONE), (Base.PTR_TO_PACKET, Flag.NONE),
+    (Base.PTR_TO_PACKET_META, Flag.NONE), (Base.PTR_TO_MAP_KEY, Flag.NONE),
+    (Base.PTR_TO_MAP_VALUE, Flag.NONE), (Base.PTR_TO_MEM, Flag.NONE),
+    (Base.PTR_TO_MEM, Flag.MEM_RDONLY), (Base.PTR_TO_MEM, Flag.MEM_RINGBUF),
+    (Base.PTR_TO_BUF, Flag.NONE), (Base.PTR_TO_BUF, Flag.MEM_RDONLY),
+})  # fmt: skip
+#: ... and the BTF pointers that may carry a fixed one
+_FIXED_OFF_BTF = frozenset({Flag.NONE, Flag.MEM_ALLOC, Flag.PTR_TRUSTED, Flag.MEM_RCU})
+
+
+def func_arg_off_error(reg: Reg, regno: int, release: bool = False) -> tuple[str, int] | None:
+    """check_func_arg_reg_off: the offsets a pointer passed to a function may carry;
+    the refusal (text, errno), or None.  A released pointer must be exactly as it
+    was acquired."""
+    if release:
+        if reg.off:
+            return (f"R{regno} must have zero offset when passed to release func or "
+                    f"trusted arg to kfunc", errno.EINVAL)  # fmt: skip
+        bad = ptr_off_error(reg, regno)
+    elif (reg.base, reg.flags) in _ANY_OFF_TYPES:
+        return None
+    else:
+        fixed_ok = reg.base is Base.PTR_TO_BTF_ID and reg.flags in _FIXED_OFF_BTF
+        bad = ptr_off_error(reg, regno, fixed_ok)
+    return None if bad is None else (bad, errno.EACCES)
+
+
 # --- one load or store -------------------------------------------------------------------------
 
 
@@ -331,10 +377,9 @@ def _ctx(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
          value: Reg | None, st: bool, atomic: bool) -> Reg | None:
     if write and atomic:
         raise reject(f"BPF_ATOMIC stores into R{regno} ctx is not allowed")
-    if not reg.var.is_const() or reg.var.value:
-        raise reject(f"variable ctx access var_off={reg.var.var_off} off={off} size={size}")
-    if reg.off:
-        raise reject(f"dereference of modified ctx ptr R{regno} off={reg.off} disallowed")
+    bad = ptr_off_error(reg, regno)
+    if bad is not None:
+        raise reject(bad)
     acc = ctxrules.ctx_access(env.target.prog_type, off, size, write=write,
                               attach_type=env.target.attach_type, ldsx=env.ldsx)  # fmt: skip
     if acc is None:
