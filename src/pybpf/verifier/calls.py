@@ -46,7 +46,7 @@ from pybpf.verifier.types import Base, Flag
 if TYPE_CHECKING:
     from pybpf.verifier.check import Checker
 
-ENOTSUPP = 524  # the kernel's internal "operation not supported"
+ENOTSUPP = memory.ENOTSUPP
 MAX_SIZE = 1 << 29  # BPF_MAX_VAR_SIZ
 RINGBUF = 27
 TAIL_CALL = 12

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pybpf.uapi import ProgFlag
 from pybpf.verifier import ctx as ctxrules
+from pybpf.verifier import mapcompat
 from pybpf.verifier.scalar import S64_MIN
 from pybpf.verifier.state import (
     INVALID,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from pybpf.verifier.check import Checker
 
 MAX_VAR_OFF = 1 << 29  # BPF_MAX_VAR_OFF
+ENOTSUPP = 524  # the kernel's internal "operation not supported"
 MAX_PACKET_OFF = 0xFFFF
 
 
@@ -400,18 +402,42 @@ def _pkt_end(env: Checker, regno: int, reg: Reg, off: int, size: int, write: boo
     raise reject(f"R{regno} invalid mem access '{reg.type_name()}'")
 
 
+_M = mapcompat
+#: each map type's kernel struct, as its ops' map_btf_id names it (the map's BTF type)
+MAP_STRUCT: dict[int, str] = {
+    **dict.fromkeys((_M.HASH, _M.PERCPU_HASH, _M.LRU_HASH, _M.LRU_PERCPU_HASH, _M.HASH_OF_MAPS),
+                    "bpf_htab"),
+    **dict.fromkeys((_M.ARRAY, _M.PERCPU_ARRAY, _M.PROG_ARRAY, _M.PERF_EVENT_ARRAY,
+                     _M.CGROUP_ARRAY, _M.ARRAY_OF_MAPS), "bpf_array"),
+    **dict.fromkeys((_M.DEVMAP, _M.DEVMAP_HASH), "bpf_dtab"),
+    **dict.fromkeys((_M.QUEUE, _M.STACK), "bpf_queue_stack"),
+    **dict.fromkeys((_M.CGROUP_STORAGE, _M.PERCPU_CGROUP_STORAGE), "bpf_cgroup_storage_map"),
+    **dict.fromkeys((_M.SK_STORAGE, _M.INODE_STORAGE, _M.TASK_STORAGE, _M.CGRP_STORAGE),
+                    "bpf_local_storage_map"),
+    **dict.fromkeys((_M.RINGBUF, _M.USER_RINGBUF), "bpf_ringbuf_map"),
+    _M.STACK_TRACE: "bpf_stack_map", _M.LPM_TRIE: "lpm_trie", _M.SOCKMAP: "bpf_stab",
+    _M.SOCKHASH: "bpf_shtab", _M.CPUMAP: "bpf_cpu_map", _M.XSKMAP: "xsk_map",
+    _M.REUSEPORT_SOCKARRAY: "reuseport_array", _M.BLOOM_FILTER: "bpf_bloom_filter",
+    _M.STRUCT_OPS: "bpf_struct_ops_map", _M.ARENA: "bpf_arena",
+}  # fmt: skip
+
+
 def _map_ptr(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
              value: Reg | None, st: bool, atomic: bool) -> Reg | None:
     """check_ptr_to_map_access, narrowed to what pybpf's runtime backs with memory.
 
-    The kernel reads ``struct bpf_map`` fields through BTF; pybpf's map
-    pointer is an 8-byte region, so only reads inside it are accepted.
+    The kernel reads the map's struct (``struct bpf_array``...) through BTF;
+    pybpf's map pointer is an 8-byte region, so only reads inside it are accepted.
     """
+    map_type = int(getattr(reg.map, "map_type", 0))
+    tname = MAP_STRUCT.get(map_type)
+    if tname is None:
+        raise reject(f"map_ptr access not supported for map type {map_type}", ENOTSUPP)
     total = off + reg.off
     if total < 0:
-        raise reject(f"R{regno} is {reg.type_name()} invalid negative access: off={total}")
+        raise reject(f"R{regno} is {tname} invalid negative access: off={total}")
     if write:
-        raise reject("only read from bpf_map is supported")
+        raise reject(f"only read from {tname} is supported")
     if not reg.var.is_const() or total + size > 8:
         raise reject(f"R{regno} invalid mem access '{reg.type_name()}'")
     return UNKNOWN
