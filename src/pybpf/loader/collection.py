@@ -154,7 +154,9 @@ def _create_map(kernel: Kernel, spec: MapSpec, initial: bytes | None, btf=None) 
     m.spec = spec
     if spec.btf_value_type_id and btf is not None:  # the value's record, as map_check_btf reads it
         m.btf = btf
-        m.spin_lock_off = _spin_lock_offset(btf, spec.btf_value_type_id)
+        fields = _special_fields(btf, spec.btf_value_type_id)
+        m.spin_lock_off = fields.get("bpf_spin_lock")
+        m.btf_fields = frozenset(fields)
     data = initial if initial is not None else spec.initial
     if data is not None:
         if len(data) != spec.value_size:
@@ -225,17 +227,25 @@ def _section_flags(section: str) -> int:
     return int(flags)
 
 
-def _spin_lock_offset(btf, type_id: int) -> int | None:
-    """Where the value type ``type_id`` holds its top-level ``struct bpf_spin_lock``."""
+#: the kernel structs a map value may hold that btf_parse_fields records (BPF_SPIN_LOCK,
+#: BPF_TIMER, BPF_WORKQUEUE, BPF_LIST_HEAD, BPF_RB_ROOT)
+SPECIAL_STRUCTS = frozenset({"bpf_spin_lock", "bpf_timer", "bpf_wq", "bpf_list_head",
+                             "bpf_rb_root"})  # fmt: skip
+
+
+def _special_fields(btf, type_id: int) -> dict[str, int]:
+    """The special structs (:data:`SPECIAL_STRUCTS`) the value type ``type_id`` holds at
+    its top level, by name, with their byte offsets."""
+    found: dict[str, int] = {}
     try:
         value = btf.resolved(type_id)
         for member in getattr(value, "members", ()):
             t = btf.resolved(member.type)
-            if t.kind == "struct" and t.name == "bpf_spin_lock":
-                return member.offset // 8
+            if t.kind == "struct" and t.name in SPECIAL_STRUCTS:
+                found.setdefault(t.name, member.offset // 8)
     except (AttributeError, LookupError, PybpfError):
-        return None
-    return None
+        return {}
+    return found
 
 
 def _scalar_return(btf, func_id: int) -> bool:

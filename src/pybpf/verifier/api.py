@@ -18,7 +18,8 @@ from typing import Any, Protocol
 
 from pybpf.errors import VerifierError
 from pybpf.isa import Instruction
-from pybpf.verifier import cfg
+from pybpf.uapi import ProgFlag
+from pybpf.verifier import cfg, mapcompat
 from pybpf.verifier.calls import liveness
 from pybpf.verifier.check import Checker
 from pybpf.verifier.funcs import FuncDesc
@@ -126,7 +127,8 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
     path: tuple[int, ...] = ()
     try:
         _check_func_info_early(target.func_info)
-        structure = cfg.analyze(insns, btf=target.has_func_info or bool(target.line_info))
+        structure = cfg.analyze(insns, btf=target.has_func_info or bool(target.line_info),
+                                on_map=_map_checker(target))  # fmt: skip
         if log_level >= 2:  # check_subprogs lists the functions, then the live registers
             for index, sub in enumerate(structure.subprogs):
                 log.add(f"func#{index} @{sub.start}")
@@ -162,6 +164,26 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
     return Verdict(True, log.text(), None, tuple(xlated), checker.processed,
                    checker.max_states_per_insn, checker.total_states, checker.peak_states,
                    tuple(depths), path)
+
+
+def _map_checker(target: Target):
+    """check_map_prog_compatibility and the cgroup storage rule, for each map the program
+    names (by the id the xlated ld_imm64 carries), as resolve_pseudo_ldimm64 meets them."""
+    used: list = []
+    sleepable = bool(target.prog_flags & ProgFlag.SLEEPABLE)
+
+    def check(slot) -> None:
+        m = target.maps.get(slot.imm)
+        if m is None:
+            return
+        if m not in used:
+            used.append(m)
+        error = mapcompat.map_prog_error(used, sleepable=sleepable,
+                                         prog_type=int(target.prog_type))  # fmt: skip
+        if error is not None:
+            raise VerifierError(error[0], errno=error[1])
+
+    return check
 
 
 def _check_func_info_early(func_info: Sequence[int] | None) -> None:

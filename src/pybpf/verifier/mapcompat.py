@@ -206,13 +206,35 @@ SLEEPABLE_MAPS = frozenset({
 CGROUP_STORAGES = frozenset({CGROUP_STORAGE, PERCPU_CGROUP_STORAGE})
 
 
-def map_prog_error(maps: list[object], *, sleepable: bool = False) -> tuple[str, int] | None:
+#: is_tracing_prog_type: kprobe, tracepoint, perf_event, raw_tracepoint (and writable)
+TRACING_PROG_TYPES = frozenset({2, 5, 7, 17, 24})
+#: what check_map_prog_compatibility refuses of a map value's special fields (the
+#: ``btf_fields`` a loader records from the value's BTF), in its order: the field, the
+#: program types concerned (None: tracing ones), the refusal
+_FIELD_RULES = (
+    ("bpf_list_head", None, "tracing progs cannot use bpf_{list_head,rb_root} yet"),
+    ("bpf_rb_root", None, "tracing progs cannot use bpf_{list_head,rb_root} yet"),
+    ("bpf_spin_lock", frozenset({SOCKET_FILTER}),
+     "socket filter progs cannot use bpf_spin_lock yet"),
+    ("bpf_spin_lock", None, "tracing progs cannot use bpf_spin_lock yet"),
+    ("bpf_timer", None, "tracing progs cannot use bpf_timer yet"),
+    ("bpf_wq", None, "tracing progs cannot use bpf_wq yet"),
+)  # fmt: skip
+
+
+def map_prog_error(maps: list[object], *, sleepable: bool = False,
+                   prog_type: int | None = None) -> tuple[str, int] | None:  # fmt: skip
     """The kernel's refusal of a program using ``maps`` (in the order its instructions
-    first name them), or None: a struct_ops map (EINVAL), a map type a sleepable program
+    first name them), or None: a special field of the value the program type may not use
+    (EINVAL; with ``prog_type``), a struct_ops map (EINVAL), a map type a sleepable program
     may not use (EINVAL), or two different cgroup storage maps of one kind (EBUSY)."""
     storages: dict[int, object] = {}
     for m in maps:
         t = int(getattr(m, "map_type", 0))
+        fields = getattr(m, "btf_fields", frozenset())
+        for name, types, error in _FIELD_RULES:
+            if name in fields and prog_type in (types or TRACING_PROG_TYPES):
+                return error, errno.EINVAL
         if t == STRUCT_OPS:
             return "bpf_struct_ops map cannot be used in prog", errno.EINVAL
         if sleepable and t not in SLEEPABLE_MAPS:
