@@ -14,16 +14,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from pybpf.isa import Instruction, Kind
-from pybpf.isa.helper_ids import helper_name
+from pybpf.isa.helper_ids import helper_id, helper_name
 from pybpf.verifier import ctx as ctxrules
 from pybpf.verifier import mapcompat, memory
 from pybpf.verifier.cfg import MAX_FRAMES, Structure
 from pybpf.verifier.decode import spec_of
 from pybpf.verifier.global_calls import global_call
+from pybpf.verifier.helper_protos import mark_unchecked
 from pybpf.verifier.protos import (
     FOR_EACH_MAPS,
     Arg,
     ArgFlag,
+    ArgType,
     HelperProto,
     Ret,
     accepts,
@@ -53,6 +55,7 @@ TAIL_CALL = 12
 SPIN_LOCK, SPIN_UNLOCK = 93, 94
 GET_LOCAL_STORAGE = 81
 LOOKUP = 1
+PEEK = helper_id("map_peek_elem")
 _RDONLY_PROG = 1 << 7  # BPF_F_RDONLY_PROG
 def _reject(msg: str, err: int = errno.EACCES):
     from pybpf.verifier.check import Reject
@@ -120,6 +123,9 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
     base = arg.base
     if base is Arg.ANYTHING:
         return None
+    if base is Arg.PTR_TO_MAP_VALUE:
+        arg = _resolve_map_arg(env, proto, arg, meta_map)
+        base = arg.base
     if arg.has(ArgFlag.MAYBE_NULL) and reg.is_const(0):
         return None
     if base.is_size or base is Arg.CONST_ALLOC_SIZE_OR_ZERO:
@@ -190,6 +196,21 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
     return None
 
 
+def _resolve_map_arg(env: Checker, proto, arg: ArgType, m) -> ArgType:
+    """resolve_map_arg_type: a sockmap's or sockhash's value is a socket (the value
+    argument becomes ARG_PTR_TO_BTF_ID_SOCK_COMMON); a bloom filter's peek reads it."""
+    if m is None:
+        raise _reject("invalid map_ptr to access map->type")
+    map_type = int(getattr(m, "map_type", 0))
+    if map_type in (mapcompat.SOCKMAP, mapcompat.SOCKHASH):
+        if arg != ArgType(Arg.PTR_TO_MAP_VALUE):
+            raise _reject("invalid arg_type for sockmap/sockhash", errno.EINVAL)
+        return mark_unchecked(proto, env.insn.imm, ArgType(Arg.PTR_TO_BTF_ID_SOCK_COMMON))
+    if map_type == mapcompat.BLOOM_FILTER and env.insn.imm == PEEK:
+        return ArgType(Arg.PTR_TO_MAP_VALUE)
+    return arg
+
+
 def _spin_lock(env: Checker, st: State, regno: int, reg: Reg, lock: bool) -> None:
     """process_spin_lock: the lock is the map value's ``struct bpf_spin_lock``, taken once,
     released by the same pointer (map and value id) that took it."""
@@ -257,8 +278,8 @@ def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg
         kw["size"] = regs[size_arg + 1].var.value
     if flags & Flag.MAYBE_NULL:
         kw["id"] = env.new_id()
-    if proto.acquire:
-        rid = env.new_id()
+    if proto.acquire or (env.insn.imm == LOOKUP and _sock_map(meta_map)):
+        rid = env.new_id()  # is_acquire_function: a sockmap's lookup gives a referenced socket
         kw["id"] = rid
         kw["ref"] = rid
         st.refs.append((rid, pc))
@@ -268,6 +289,10 @@ def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg
 
 
 _ARRAYS = (2, 6)  # BPF_MAP_TYPE_ARRAY, PERCPU_ARRAY
+
+
+def _sock_map(m) -> bool:
+    return int(getattr(m, "map_type", 0)) in (mapcompat.SOCKMAP, mapcompat.SOCKHASH)
 
 
 def _const_key_in_bounds(env: Checker, st: State, proto, m) -> bool:

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 
 from pybpf.errors import VerifierError
 from pybpf.isa import Instruction, Kind, OpSpec
-from pybpf.verifier import calls, global_calls, memory, prune
+from pybpf.verifier import calls, global_calls, mapcompat, memory, prune
 from pybpf.verifier.cfg import MAX_INSNS, Structure
 from pybpf.verifier.decode import Decoded, decode, valid_reg
 from pybpf.verifier.log import Log, insn_text
@@ -782,8 +782,18 @@ def _map_regs(st: State, fn) -> None:
 
 
 def _not_null_reg(r: Reg) -> Reg:
-    """mark_ptr_not_null_reg: the register's type without PTR_MAYBE_NULL."""
-    return r.but(flags=r.flags & ~Flag.MAYBE_NULL)
+    """mark_ptr_not_null_reg: the register's type without PTR_MAYBE_NULL; a sockmap's,
+    sockhash's or xskmap's value is the socket it holds."""
+    flags = r.flags & ~Flag.MAYBE_NULL
+    if r.base is Base.PTR_TO_MAP_VALUE:
+        sock = _SOCK_VALUES.get(int(getattr(r.map, "map_type", 0)))
+        if sock is not None:
+            return r.but(base=sock, flags=flags)
+    return r.but(flags=flags)
+
+
+_SOCK_VALUES = {mapcompat.SOCKMAP: Base.PTR_TO_SOCKET, mapcompat.SOCKHASH: Base.PTR_TO_SOCKET,
+                mapcompat.XSKMAP: Base.PTR_TO_XDP_SOCK}  # fmt: skip
 
 
 #: reg_type_mismatch_ok's exceptions: accesses the kernel rewrites per pointer type

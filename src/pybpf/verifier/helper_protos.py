@@ -72,7 +72,7 @@ from pybpf.verifier.protos import (
 from pybpf.verifier.types import Base
 
 __all__ = ["KERNEL_PROTOS", "MAP_UNCHECKED", "VARIANT_PROTOS", "for_verifier",
-           "kernel_symbols", "proto_named"]
+           "kernel_symbols", "mark_unchecked", "proto_named"]
 
 # --- the argument kinds, as the table below spells them ------------------------------------------
 CTX = Arg.PTR_TO_CTX
@@ -491,6 +491,14 @@ def _unchecked(proto: HelperProto, ident: int, arg: ArgType,
         return "", bases
     return (f"pybpf verifier does not support argument type ARG_{arg.base.name} of helper "
             f"{proto.name} yet ({why})"), bases  # fmt: skip
+
+
+def mark_unchecked(proto: HelperProto, ident: int, arg: ArgType) -> ArgType:
+    """``arg`` of ``proto`` marked with what the verifier cannot check of it yet, for an
+    argument type the verifier resolves at the call (resolve_map_arg_type: a sockmap's
+    value is a socket)."""
+    why, bases = _unchecked(proto, ident, arg, True)
+    return replace(arg, unchecked=why, unchecked_bases=bases) if why else arg
 
 
 def _type_checked(arg: ArgType) -> bool:

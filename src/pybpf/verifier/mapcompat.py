@@ -16,12 +16,8 @@ dissector and sk_lookup programs, BPF iterators (tracing programs attached
 as BPF_TRACE_ITER), and sock_ops programs for deletes.  Elsewhere the
 refusal is preceded by "cannot update sockmap in this context".
 
-:func:`map_func_error` answers the kernel's refusal for one call.
-:func:`refusal` adds what pybpf's verifier does not model yet, for the
-verifier to refuse rather than accept wrongly: map_lookup_elem on a sockmap
-or sockhash hands the program a *referenced* socket (PTR_TO_SOCKET after the
-NULL check, to be released with bpf_sk_release), which pybpf's verifier
-does not track.
+:func:`map_func_error` answers the kernel's refusal for one call, and
+:func:`refusal` the verifier's (text and errno).
 
 The data are read from kernel/bpf/verifier.c (check_map_func_compatibility,
 may_update_sockmap); pybpf's program types and helper ids are
@@ -173,27 +169,12 @@ def _cannot_pass(func_id: int, map_type: int) -> str:
     return f"cannot pass map_type {map_type} into func {_fname(func_id)}#{func_id}"
 
 
-#: map types whose map_lookup_elem result pybpf's verifier does not model, and what it is
-UNMODELLED_LOOKUPS: Mapping[int, str] = {
-    SOCKMAP: "it returns a referenced socket",
-    SOCKHASH: "it returns a referenced socket",
-}
-
-
 def refusal(func_id: int, m: object, prog_type: int | None = None,
             attach_type: int = 0) -> tuple[str, int] | None:  # fmt: skip
     """What the verifier answers a call passing map ``m`` to helper ``func_id``: None, or
-    (log text, errno) — the kernel's refusal (:func:`map_func_error`, EINVAL), else
-    pybpf's own for a lookup it does not model (:data:`UNMODELLED_LOOKUPS`, EINVAL)."""
-    map_type = int(getattr(m, "map_type", 0))
-    error = map_func_error(func_id, map_type, prog_type, attach_type)
-    if error is not None:
-        return error, errno.EINVAL
-    why = UNMODELLED_LOOKUPS.get(map_type) if func_id == LOOKUP else None
-    if why is not None:
-        return (f"pybpf verifier does not support {_fname(func_id)} on map_type {map_type} "
-                f"yet ({why})", errno.EINVAL)  # fmt: skip
-    return None
+    the kernel's refusal (:func:`map_func_error`) as (log text, EINVAL)."""
+    error = map_func_error(func_id, int(getattr(m, "map_type", 0)), prog_type, attach_type)
+    return None if error is None else (error, errno.EINVAL)
 
 
 # --- which maps a program may use at all (check_map_prog_compatibility) -------------------------
