@@ -507,18 +507,23 @@ class Checker:
             if src.is_ptr:
                 self.write(d, UNKNOWN)
                 return
-            self.write(d, Reg(Base.SCALAR, var=src.var.movsx(spec.op, is64)))
+            var = src.var.movsx(spec.op, is64)
+            if src.var.umax < 1 << (spec.op - 1):  # no sign to extend: the copy stays linked
+                src = self._link_before_mov(st, insn.src_reg, src)
+                self.write(d, Reg(Base.SCALAR, var=var, id=src.id))
+            else:
+                self.write(d, Reg(Base.SCALAR, var=var))
             return
         if op == _MOV:
             if not x:
                 self.write(d, const(insn.imm) if is64 else const(insn.imm & 0xFFFFFFFF))
             elif is64:
-                if src.is_scalar and not src.var.is_const() and not src.id:
-                    src = src.but(id=self.new_id())
-                    st.regs[insn.src_reg] = src
-                self.write(d, src)
+                self.write(d, self._link_before_mov(st, insn.src_reg, src))
             elif src.is_ptr:
                 self.write(d, UNKNOWN)
+            elif src.var.umax.bit_length() <= 32:  # get_reg_width: the value fits the subreg
+                src = self._link_before_mov(st, insn.src_reg, src)
+                self.write(d, src.but(var=src.var.zext32()))
             else:
                 self.write(d, Reg(Base.SCALAR, var=src.var.zext32()))
             return
@@ -543,6 +548,18 @@ class Checker:
             if val <= 0x7FFFFFFF:  # the kernel links one constant add (BPF_ADD_CONST)
                 result = result.but(id=dst.id, off=val if op == _ADD else -val)
         self.write(d, result)
+
+    def _link_before_mov(self, st: State, regno: int, src: Reg) -> Reg:
+        """assign_scalar_id_before_mov: a scalar copied keeps a link to its copy; a
+        register linked to another plus a constant loses that link first."""
+        if not src.is_scalar:
+            return src
+        new = src.but(id=0, off=0) if src.id and src.off else src
+        if not new.id and not new.var.is_const():
+            new = new.but(id=self.new_id())
+        if new is not src:
+            st.regs[regno] = new
+        return new
 
     def ptr_alu(self, d: int, s: int, dst: Reg, src: Reg, op: int, is64: bool) -> Reg:
         """adjust_ptr_min_max_vals (and pointer - pointer) for a privileged loader."""
