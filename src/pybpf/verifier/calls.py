@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from pybpf.isa import Instruction, Kind
-from pybpf.isa.helper_ids import helper_id, helper_name
+from pybpf.isa.helper_ids import helper_id, helper_ids, helper_name
 from pybpf.verifier import ctx as ctxrules
 from pybpf.verifier import mapcompat, memory
 from pybpf.verifier.cfg import MAX_FRAMES, Structure
@@ -31,6 +31,7 @@ from pybpf.verifier.protos import (
     accepts,
     expected_text,
 )
+from pybpf.verifier.scalar import Scalar
 from pybpf.verifier.state import (
     FP,
     NOT_INIT,
@@ -253,7 +254,7 @@ def _check_map_func(env: Checker, func_id: int, m) -> None:
 
 def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg:
     if ret is Ret.INTEGER:
-        return UNKNOWN
+        return _refined_retval(env.insn.imm, st, proto)
     if ret is Ret.VOID:
         return NOT_INIT
     rt = ret.reg_type
@@ -286,6 +287,25 @@ def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg
     elif proto.ptr_cast:  # is_ptr_cast_function: the result is the argument's socket
         kw["ref"] = regs[1].ref
     return Reg(base, flags, **kw)
+
+
+#: helpers whose integer result is at most the size they were given, or an error
+#: (do_refine_retval_range)
+SIZED_RESULT = helper_ids("get_stack get_task_stack probe_read_str probe_read_kernel_str "
+                          "probe_read_user_str")  # fmt: skip
+MAX_ERRNO = 4095
+
+
+def _refined_retval(func_id: int, st: State, proto) -> Reg:
+    """do_refine_retval_range: R0 of a helper that fills a buffer is in [-MAX_ERRNO, the
+    largest size its size argument allowed] (the last size argument checked)."""
+    if func_id not in SIZED_RESULT:
+        return UNKNOWN
+    sizes = [i for i, a in enumerate(proto.args) if a.base.is_size]
+    if not sizes:
+        return UNKNOWN
+    msize = st.regs[sizes[-1] + 1].var.umax
+    return Reg(Base.SCALAR, var=Scalar.from_signed(-MAX_ERRNO, msize))
 
 
 _ARRAYS = (2, 6)  # BPF_MAP_TYPE_ARRAY, PERCPU_ARRAY
