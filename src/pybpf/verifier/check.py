@@ -608,9 +608,10 @@ class Checker:
         op = spec.op
         if op == 0xF1:  # cmpxchg reads R0
             self.read(0)
-        if dst.base is Base.PTR_TO_CTX or dst.base in PKT_TYPES:
-            raise Reject(f"BPF_ATOMIC stores into R{insn.dst_reg} "
-                         f"{'ctx' if dst.base is Base.PTR_TO_CTX else 'packet'} is not allowed")
+        if dst.base in PKT_TYPES or (dst.base in _NO_ATOMIC and dst.flags == Flag.NONE):
+            # atomic_ptr_type_ok: not the context, a packet, flow keys or a socket
+            raise Reject(f"BPF_ATOMIC stores into R{insn.dst_reg} {dst.type_name()} is not "
+                         f"allowed")  # fmt: skip
         if op & 0x01:  # a fetch writes the old value to R0 (cmpxchg) or the source
             self.check_dst(0 if op == 0xF1 else insn.src_reg)
         old = memory.access(self, insn.dst_reg, insn.off, spec.width, False, None, atomic=True)
@@ -744,6 +745,8 @@ class Checker:
             st.regs[regno] = pkt.but(rng=BEYOND_PKT_END if beyond else AT_PKT_END)
 
 
+_NO_ATOMIC = frozenset({Base.PTR_TO_CTX, Base.PTR_TO_FLOW_KEYS, Base.PTR_TO_SOCKET,
+                        Base.PTR_TO_SOCK_COMMON, Base.PTR_TO_TCP_SOCK, Base.PTR_TO_XDP_SOCK})
 AT_PKT_END, BEYOND_PKT_END = -1, -2  # a packet pointer's range at or past the packet's end
 
 
