@@ -501,8 +501,11 @@ def subprog_call(env: Checker, st: State, pc: int, insn: Instruction) -> int:
     return target
 
 
-def exit_insn(env: Checker, st: State, pc: int) -> int | None:
-    """BPF_EXIT: return to the caller, re-enter a callback's caller, or end the program."""
+def exit_insn(env: Checker, st: State, pc: int, hidden: bool = False) -> int | None:
+    """BPF_EXIT: return to the caller, re-enter a callback's caller, or end the program.
+
+    ``hidden``: the exit LD_ABS/LD_IND takes in a subprogram on failure (prepare_func_exit
+    called from check_ld_abs: the log goes on at the caller without "from X to Y")."""
     regs = st.regs
     if len(st.frames) > 1:
         r0 = st.regs[0]
@@ -528,8 +531,11 @@ def exit_insn(env: Checker, st: State, pc: int) -> int | None:
             env.log.add(" " + format_frame_line(callee))
             env.log.add(f"to caller at {callee.callsite + 1}:")
             env.log.add(" " + format_frame_line(st.cur))
-            env.log.add("")
-            env.log.add(f"from {pc} to {callee.callsite + 1}: {format_frame_line(st.cur)}")
+            if hidden:
+                env.log.add(f"{callee.callsite + 1}: {format_frame_line(st.cur)}")
+            else:
+                env.log.add("")
+                env.log.add(f"from {pc} to {callee.callsite + 1}: {format_frame_line(st.cur)}")
             env.logged = True
         return callee.callsite + 1
     _resource_leak(st, "BPF_EXIT instruction in main prog")
@@ -565,12 +571,14 @@ def _invalid_scalar(r: Reg, rng: tuple[int, int], where: str, name: str) -> str:
 # --- LD_ABS / LD_IND --------------------------------------------------------------------------
 
 
-def ld_abs(env: Checker, insn: Instruction, spec) -> None:
+def ld_abs(env: Checker, insn: Instruction, spec, pc: int) -> int | None:
     """check_ld_abs: R6 must be the context; R1-R5 are clobbered, R0 unknown.
 
     In the kernel's order: the program type, the reserved fields, R6
     initialised, no reference or lock held, R6 the context, then LD_IND's
-    source register.
+    source register.  Returns the next pc: in a subprogram a failed load
+    returns 0 to the caller (the hidden exit bpf_gen_ld_abs emits), and that
+    path is walked first, the load's success queued after it.
     """
     st = env.state
     if int(env.target.prog_type) not in (1, 3, 4):  # may_access_skb
@@ -586,23 +594,12 @@ def ld_abs(env: Checker, insn: Instruction, spec) -> None:
         env.read(insn.src_reg)
     for r in range(1, 6):
         st.regs[r] = NOT_INIT
-    if len(st.frames) > 1:
-        _hidden_exit(env, st)
     st.regs[0] = UNKNOWN
-
-
-def _hidden_exit(env: Checker, st: State) -> None:
-    """In a subprogram a failed LD_ABS/LD_IND returns 0 to the caller (the exit
-    bpf_gen_ld_abs emits): that return is another path, queued from here."""
-    other = st.copy()
-    other.regs[0] = const(0)
-    env.depths_from(other)
-    callee = other.frames.pop()
-    if callee.callback is not None:  # back into the helper that calls the callback
-        other.callback_depth -= 1
-        env.push(other, callee.callsite, env.pc)
-    else:
-        env.push(other, callee.callsite + 1, env.pc)
+    if len(st.frames) == 1:
+        return pc + insn.slots
+    env.push(st.copy(), pc + insn.slots, pc)
+    st.regs[0] = const(0)
+    return exit_insn(env, st, pc, hidden=True)
 
 
 # --- static liveness ------------------------------------------------------------------------------

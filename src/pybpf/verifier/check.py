@@ -420,8 +420,7 @@ class Checker:
                 memory.access(self, insn.dst_reg, insn.off, spec.width, True, val)
             return nxt
         if k in (Kind.LD_ABS, Kind.LD_IND):
-            calls.ld_abs(self, insn, spec)
-            return nxt
+            return calls.ld_abs(self, insn, spec, pc)
         if k is Kind.JA:
             self.jmps += 1
             return pc + 1 + (insn.imm if spec.width == 32 else insn.off)
