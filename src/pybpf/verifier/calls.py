@@ -1,5 +1,6 @@
 """Calls and exits: helpers (``check_helper_call``, ``check_func_arg``), bpf-to-bpf
-calls (``check_func_call``), callbacks (bpf_loop, for_each_map_elem), ``exit``
+calls (``check_func_call``), callbacks (bpf_loop, for_each_map_elem,
+user_ringbuf_drain), ``exit``
 (``prepare_func_exit``, ``check_reference_leak``, ``check_return_code``),
 LD_ABS/LD_IND, and the static register liveness the pruning uses.
 

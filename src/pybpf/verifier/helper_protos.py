@@ -38,8 +38,9 @@ checked yet:
 * ARG_PTR_TO_PERCPU_BTF_ID (no ksyms), ARG_PTR_TO_TIMER and
   ARG_KPTR_XCHG_DEST (they need the map's BTF: bpf_timer and kptr
   fields), ARG_PTR_TO_DYNPTR (no dynptr stack slots);
-* ARG_PTR_TO_FUNC of a callback other than bpf_loop's and
-  bpf_for_each_map_elem's (the walk explores only those);
+* ARG_PTR_TO_FUNC of a callback other than bpf_loop's,
+  bpf_for_each_map_elem's and bpf_user_ringbuf_drain's (the walk explores
+  only those);
 * ARG_CONST_MAP_PTR of the helpers in :data:`MAP_UNCHECKED` (a timer's map, a
   dynptr ring buffer);
 * a BTF-typed socket (PTR_TO_BTF_ID) given to a ``PTR_TO_BTF_ID_SOCK_COMMON``
@@ -468,7 +469,7 @@ _NOT_TRACKED = {  # argument kinds pybpf's verifier has no state for, and why
     Arg.KPTR_XCHG_DEST: "kptr fields are not located",
     Arg.PTR_TO_DYNPTR: "dynptrs are not tracked",
 }
-_WALKED_CALLBACKS = (LOOP_CALLBACK, MAP_ELEM_CALLBACK)
+_WALKED_CALLBACKS = (LOOP_CALLBACK, MAP_ELEM_CALLBACK, USER_RINGBUF_CALLBACK)
 
 
 def _unchecked(proto: HelperProto, ident: int, arg: ArgType,
