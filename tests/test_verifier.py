@@ -21,7 +21,7 @@ from pybpf.testing import verifier_diff as vd
 from pybpf.verifier import Target, verify
 from pybpf.verifier.log import alignment, insn_text
 
-XDP, SOCKET, SCHED_CLS, KPROBE, CGROUP_SKB = 6, 1, 3, 2, 8
+XDP, SOCKET, SCHED_CLS, KPROBE, CGROUP_SKB, RAW_TP_W = 6, 1, 3, 2, 8, 24
 HASH = vd.MapDecl("h", 1, 4, 8, 16)
 ARRAY = vd.MapDecl("arr", 2, 4, 64, 4)
 RINGBUF = vd.MapDecl("rb", 27, 0, 0, 4096)
@@ -115,6 +115,14 @@ CASES = [
     ("ctx_st_mark", SCHED_CLS, (), "*(u32 *)(r1 + 8) = 0\nr0 = 0\nexit", None),
     ("ctx_atomic_refused", SCHED_CLS, (), "r2 = 1\nlock *(u32 *)(r1 + 8) += r2\nr0 = 0\nexit",
      (1, "BPF_ATOMIC stores into R1 ctx is not allowed")),
+    # --- a writable tracepoint's buffer: constant, non-negative offsets (check_tp_buffer_access)
+    ("tp_buffer_rw", RAW_TP_W, (), "r6 = *(u64 *)(r1 + 0)\nr7 = 1\n*(u64 *)(r6 + 16) = r7\n"
+     "r0 = *(u32 *)(r6 + 8)\nr0 = 0\nexit", None),
+    ("tp_buffer_negative", RAW_TP_W, (), "r6 = *(u64 *)(r1 + 0)\nr0 = *(u64 *)(r6 - 8)\n"
+     "r0 = 0\nexit", (1, "R6 invalid tracepoint buffer access: off=-8, size=8")),
+    ("tp_buffer_variable", RAW_TP_W, (), "r6 = *(u64 *)(r1 + 0)\nr7 = *(u64 *)(r1 + 8)\n"
+     "r7 &= 4\nr6 += r7\nr0 = *(u8 *)(r6 + 0)\nr0 = 0\nexit",
+     (4, "R6 invalid variable buffer offset: off=0, var_off=(0x0; 0x4)")),
     # --- helpers
     ("helper_unknown", XDP, (), "call 10000\nr0 = 0\nexit", (0, "invalid func unknown#10000")),
     ("helper_wrong_prog_type", SOCKET, (), "call 44\nr0 = 0\nexit",

@@ -490,7 +490,21 @@ def _sock(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
     return UNKNOWN
 
 
+def _tp_buffer(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
+               value: Reg | None, st: bool, atomic: bool) -> Reg | None:
+    """check_tp_buffer_access: a writable tracepoint's buffer, at a constant offset that
+    is not negative (how far it reaches is checked against the tracepoint at attach)."""
+    off += reg.off
+    if off < 0:
+        raise reject(f"R{regno} invalid tracepoint buffer access: off={off}, size={size}")
+    if not reg.var.is_const() or reg.var.value:
+        raise reject(f"R{regno} invalid variable buffer offset: off={off}, "
+                     f"var_off={reg.var.var_off}")  # fmt: skip
+    return None if write else UNKNOWN
+
+
 _CHECKERS = {
+    Base.PTR_TO_TP_BUFFER: _tp_buffer,
     Base.PTR_TO_SOCKET: _sock,
     Base.PTR_TO_SOCK_COMMON: _sock,
     Base.PTR_TO_TCP_SOCK: _sock,
