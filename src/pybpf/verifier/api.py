@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -110,6 +111,17 @@ def _summary(c: Checker | None) -> str:
             f"{c.peak_states} mark_read 0")
 
 
+def _stats(log: Log, c: Checker | None, started: int) -> None:
+    """print_verification_stats: at BPF_LOG_STATS the time taken and each subprogram's
+    stack depth, then (at any level) the summary line."""
+    if log.stats:
+        log.always(f"verification time {(time.perf_counter_ns() - started) // 1000} usec")
+        count = len(c.structure.subprogs) if c is not None else 1
+        depths = [c.depths.get(i, 0) if c is not None else 0 for i in range(count)]
+        log.always("stack depth " + "+".join(str(d) for d in depths))
+    log.always(_summary(c))
+
+
 def _log_live_registers(log: Log, structure, target: Target) -> None:
     """compute_live_registers' table: which of r0-r9 each instruction may read later."""
     live = liveness(structure, target.helpers)
@@ -123,13 +135,14 @@ def _log_live_registers(log: Log, structure, target: Target) -> None:
 def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) -> Verdict:
     """Verify ``insns`` (logical instructions, pcs are slot indexes) for ``target``."""
     log = Log(log_level, target.line_info)
+    started = time.perf_counter_ns()
     checker: Checker | None = None
     path: tuple[int, ...] = ()
     try:
         _check_func_info_early(target.func_info)
         structure = cfg.analyze(insns, btf=target.has_func_info or bool(target.line_info),
                                 on_map=_map_checker(target))  # fmt: skip
-        if log_level >= 2:  # check_subprogs lists the functions, then the live registers
+        if log.level >= 2:  # check_subprogs lists the functions, then the live registers
             for index, sub in enumerate(structure.subprogs):
                 log.add(f"func#{index} @{sub.start}")
             _log_live_registers(log, structure, target)
@@ -151,15 +164,16 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
                               private=cfg.private_stack(int(target.prog_type)))
     except VerifierError as exc:
         if exc.pc is None or checker is None:
-            log.add(exc.reason)
-        log.add(_summary(checker))
+            for line in exc.reason.split("\n"):
+                log.always(line)
+        _stats(log, checker, started)
         err = VerifierError(exc.reason, pc=exc.pc, errno=exc.errno, log=log.text())
         err.report = _report(insns, err, path, target)
         return Verdict(False, err.log, err, (), checker.processed if checker else 0,
                        checker.max_states_per_insn if checker else 0,
                        checker.total_states if checker else 0,
                        checker.peak_states if checker else 0, (), path)
-    log.add(_summary(checker))  # the checker forgot each verified function's log at level 1
+    _stats(log, checker, started)  # the checker forgot each verified function's log at level 1
     xlated = cfg.rewrite(structure.insns, checker.seen)
     return Verdict(True, log.text(), None, tuple(xlated), checker.processed,
                    checker.max_states_per_insn, checker.total_states, checker.peak_states,

@@ -159,12 +159,12 @@ class Checker:
                 desc = self.func_desc(index)
                 if desc is None or not desc.is_global:
                     continue
-                self.log.add(f"Validating {desc.name}() func#{index}...")
+                self.log.always(f"Validating {desc.name}() func#{index}...")
                 st = global_calls.global_entry_state(self, index, desc)
                 self._explore(st, subprogs[index].start)
                 self._verified()
-                self.log.add(f"Func#{index} ('{desc.name}') is safe for any args that match "
-                             "its prototype")  # fmt: skip
+                self.log.always(f"Func#{index} ('{desc.name}') is safe for any args that "
+                                "match its prototype")  # fmt: skip
                 self.verified.add(index)
                 again = True
 
@@ -193,7 +193,7 @@ class Checker:
                 nxt = self._walk_one(st, pc)
             except Reject as exc:
                 for line in exc.msg.split("\n"):
-                    self.log.add(line)
+                    self.log.always(line)
                 self.depths_from(st)
                 where = pc if exc.pc is None else exc.pc
                 raise VerifierError(exc.msg, pc=where, errno=exc.errno) from None
