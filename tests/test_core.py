@@ -126,7 +126,7 @@ def test_core_against_bundled_target(local, target):
 def test_core_specs_are_formatted_as_libbpf(local, target):
     btf, ext = local
     r = resolve_core(btf, _by_insn(ext)[95], target)
-    assert r.local_spec == "<field_byte_offset> [5] struct task_struct.comm[3] (0:2:3 @ offset 11)"
+    assert r.local_spec == "<byte_off> [5] struct task_struct.comm[3] (0:2:3 @ offset 11)"
     assert r.target_spec.endswith(".comm[3] (0:11:3 @ offset 63)")
 
 
@@ -328,3 +328,27 @@ def test_core_agrees_with_libbpf_on_vmlinux(local, kernel_facts):
         assert res.poison == poison, (i, r)
         if not poison:
             assert res.value == value, (i, r, res)
+
+
+@pytest.mark.parametrize("prog", ["single_field_roundtrip", "multibyte_field_roundtrip"])
+def test_a_failed_relocation_is_named_as_libbpf_names_it(prog):
+    """The kernel's verifier_bitfield_write selftests, loaded without their target BTF:
+    the poisoned call is refused, and the loader (libbpf's fixup_verifier_log) names the
+    relocation instead, in the refusal and in the log; the first line is the kernel's
+    recorded error line."""
+    from pybpf.errors import VerifierError
+    from pybpf.loader import load_object
+    from pybpf.runtime.kernel import Kernel
+    from pybpf.testing import selftests as st
+
+    path = st.OBJECTS / "verifier_bitfield_write.bpf.o"
+    facts = kf.FactFile.load(st.FACTS)
+    recorded = facts.get(f"verifier_bitfield_write/{prog}")[0]["error"]
+    with pytest.raises(VerifierError) as info:
+        load_object(path, Kernel(verify=True), autoload={prog}, log_level=1)
+    err = info.value
+    first, second = err.reason.split("\n")
+    assert first == recorded == f"{err.pc}: <invalid CO-RE relocation>"
+    assert re.fullmatch(r"failed to resolve CO-RE relocation <(rshift|lshift)_u64> \[\d+\] "
+                        r"struct core_reloc_bitfields\.\w+ \(0:\d+ @ offset [\d.]+\)", second)
+    assert err.reason in err.log and "unknown#195896080\n" not in err.log.split(first)[1]

@@ -938,6 +938,33 @@ PROBE = f"""
 """
 
 
+@pytest.mark.parametrize("helper", [84, 85, 99])  # sk_lookup_tcp, sk_lookup_udp, skc_lookup_tcp
+@pytest.mark.parametrize(("size", "netns", "flags"), [(12, 0, 0), (36, -1, 0), (36, 0, 1),
+                                                      (5, 0, 0), (0, 0, 0)])
+def test_socket_lookups_find_nothing_in_a_test_run(helper, size, netns, flags):
+    """program: a lookup finds no socket (none exists in a test run): NULL, and
+    bpf_sk_release(NULL) is 0."""
+    box = Box()
+    src = f"""
+        {OUT}
+        {stack(bytes(range(40)), -40)}
+        mov %r2, %r10
+        add %r2, -40
+        mov %r3, {size}
+        mov %r4, {netns}
+        mov %r5, {flags}
+        call {helper}
+        stxdw [%r6+0], %r0
+        mov %r1, %r0
+        call 86
+        stxdw [%r6+8], %r0
+        mov %r0, 7
+        exit
+    """
+    assert box.run(src) == 7
+    assert (box.out_u64(0), box.out_u64(1)) == (0, 0)
+
+
 def test_probe_read_of_mapped_and_unmapped_memory():
     """program: a fake task_struct in kernel memory; unmapped / wrong-space reads zero-fill."""
     box = Box()

@@ -12,6 +12,7 @@ drift from the kernel.  Each check has an accepted and a refused row.
 from __future__ import annotations
 
 import errno
+import re
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from pybpf.testing import verifier_diff as vd
 from pybpf.verifier import Target, verify
 from pybpf.verifier.log import alignment, insn_text
 
-XDP, SOCKET, SCHED_CLS, KPROBE, CGROUP_SKB = 6, 1, 3, 2, 8
+XDP, SOCKET, SCHED_CLS, KPROBE, CGROUP_SKB, RAW_TP_W = 6, 1, 3, 2, 8, 24
 HASH = vd.MapDecl("h", 1, 4, 8, 16)
 ARRAY = vd.MapDecl("arr", 2, 4, 64, 4)
 RINGBUF = vd.MapDecl("rb", 27, 0, 0, 4096)
@@ -115,6 +116,14 @@ CASES = [
     ("ctx_st_mark", SCHED_CLS, (), "*(u32 *)(r1 + 8) = 0\nr0 = 0\nexit", None),
     ("ctx_atomic_refused", SCHED_CLS, (), "r2 = 1\nlock *(u32 *)(r1 + 8) += r2\nr0 = 0\nexit",
      (1, "BPF_ATOMIC stores into R1 ctx is not allowed")),
+    # --- a writable tracepoint's buffer: constant, non-negative offsets (check_tp_buffer_access)
+    ("tp_buffer_rw", RAW_TP_W, (), "r6 = *(u64 *)(r1 + 0)\nr7 = 1\n*(u64 *)(r6 + 16) = r7\n"
+     "r0 = *(u32 *)(r6 + 8)\nr0 = 0\nexit", None),
+    ("tp_buffer_negative", RAW_TP_W, (), "r6 = *(u64 *)(r1 + 0)\nr0 = *(u64 *)(r6 - 8)\n"
+     "r0 = 0\nexit", (1, "R6 invalid tracepoint buffer access: off=-8, size=8")),
+    ("tp_buffer_variable", RAW_TP_W, (), "r6 = *(u64 *)(r1 + 0)\nr7 = *(u64 *)(r1 + 8)\n"
+     "r7 &= 4\nr6 += r7\nr0 = *(u8 *)(r6 + 0)\nr0 = 0\nexit",
+     (4, "R6 invalid variable buffer offset: off=0, var_off=(0x0; 0x4)")),
     # --- helpers
     ("helper_unknown", XDP, (), "call 10000\nr0 = 0\nexit", (0, "invalid func unknown#10000")),
     ("helper_wrong_prog_type", SOCKET, (), "call 44\nr0 = 0\nexit",
@@ -239,6 +248,45 @@ def test_level2_keeps_every_path():
     text = "call 7\nif r0 == 0 goto a\nr0 = 1\nexit\na:\nr0 = 2\nexit"
     assert "from 1 to 4:" in _verify(text, level=2).log
     assert "from 1 to 4:" not in _verify(text, level=1).log
+
+
+_USEC = re.compile(r"^verification time \d+ usec$")
+
+
+def _stats_shape(log: str) -> list[str]:
+    """A log with its verification time (wall clock) blanked."""
+    return [_USEC.sub("verification time N usec", ln) for ln in log.splitlines()]
+
+
+def _kernel_log(text: str, level: int) -> list[str]:
+    from pybpf.errors import KernelError
+    from pybpf.kernel import linux
+
+    try:
+        prog = linux.prog_load(assemble(text), prog_type=XDP, log_level=level)
+    except KernelError as err:
+        return _stats_shape(err.log)
+    log = prog.log
+    prog.close()
+    return _stats_shape(log)
+
+
+STATS = [  # log level 4 (BPF_LOG_STATS): no walk, the time and stack depths; 5: both
+    ("stats_accept", "r1 = 0\n*(u64 *)(r10 - 8) = r1\nr0 = 2\nexit", 4),
+    ("stats_refuse", "r1 = 0\n*(u64 *)(r10 - 16) = r1\nexit", 4),
+    ("stats_subprog", "r1 = 0\n*(u64 *)(r10 - 8) = r1\ncall local f\nexit\nf:\n"
+     "*(u64 *)(r10 - 24) = r1\nr0 = 2\nexit", 4),
+    ("stats_level5", "r1 = 0\n*(u64 *)(r10 - 8) = r1\nr0 = 2\nexit", 5),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "level"), STATS, ids=[c[0] for c in STATS])
+def test_stats_log_is_the_kernels(kernel_facts, name, text, level):
+    """print_verification_stats: at BPF_LOG_STATS the verification time and each
+    subprogram's stack depth come before the summary, refusal or not."""
+    ours = _stats_shape(_verify(text, level=level).log)
+    assert "stack depth" in " ".join(ours)
+    kernel_facts.check(f"stats/{name}", ours, lambda: _kernel_log(text, level))
 
 
 def test_dead_code_is_removed_from_xlated():

@@ -1,4 +1,5 @@
-"""Callbacks (bpf_loop, for_each_map_elem) with BTF func_info, against Linux 6.18.
+"""Callbacks (bpf_loop, for_each_map_elem, user_ringbuf_drain) with BTF func_info, against
+Linux 6.18.
 
 The kernel loads a callback (``ld_imm64`` with BPF_PSEUDO_FUNC) only when the
 load carries BTF func_info, so these programs cannot go to the running
@@ -69,7 +70,11 @@ r0 = 0
 exit
 """
 
+# bpf_user_ringbuf_drain(ringbuf, cb, NULL, 0) over the first declared map; the callback at pc 9
+DRAIN = FOR_EACH.replace("call 164", "call 209").replace("{body}\nr0 = 0\n", "{body}\n")
+
 ARRAY8 = ("arr", MapType.ARRAY, 4, 8, 4)
+USER_RB = ("urb", MapType.USER_RINGBUF, 0, 0, 4096)
 HASH4 = ("h", MapType.HASH, 4, 8, 4)
 LPM = ("lpm", MapType.LPM_TRIE, 8, 8, 4, 1)  # BPF_F_NO_PREALLOC
 
@@ -140,6 +145,18 @@ CASES = [
     # maps without for-each ops: set_map_elem_callback_state, -ENOTSUPP
     ("for_each_lpm", FOR_EACH.format(body="r0 = 0"), (0, 9), (LPM,),
      (6, "callback function not allowed for map", ENOTSUPP)),
+    # user_ringbuf_drain: R1 a dynptr over the sample (CONST_PTR_TO_DYNPTR, no direct access),
+    # R2 the caller's R3, R0 in [0, 1] at exit (set_user_ringbuf_callback_state)
+    ("drain_returns_1", DRAIN.format(body="r0 = 1"), (0, 9), (USER_RB,), None),
+    ("drain_returns_2", DRAIN.format(body="r0 = 2"), (0, 9), (USER_RB,),
+     (10, "At callback return the register R0 has smin=2 smax=2 should have been in [0, 1]",
+      errno.EINVAL)),
+    ("drain_dynptr_deref", DRAIN.format(body="r0 = *(u64 *)(r1 + 0)"), (0, 9), (USER_RB,),
+     (9, "R1 invalid mem access 'dynptr_ptr'", errno.EACCES)),
+    ("drain_null_ctx_deref", DRAIN.format(body="r0 = *(u64 *)(r2 + 0)"), (0, 9), (USER_RB,),
+     (9, "R2 invalid mem access 'scalar'", errno.EACCES)),
+    ("drain_not_a_user_ringbuf", DRAIN.format(body="r0 = 0"), (0, 9), (ARRAY8,),
+     (6, "cannot pass map_type 2 into func bpf_user_ringbuf_drain#209", errno.EINVAL)),
     # check_btf_func: func_info must name each subprogram's start
     ("func_info_wrong_start", LOOP.format(n=10, body="r0 = 0"), (0, 6), (),
      (None, "func_info BTF section doesn't match subprog layout in BPF program", errno.EINVAL)),

@@ -212,7 +212,8 @@ def test_derived_facts():
     assert _proto("bpf_ringbuf_output").release_arg is None
     assert _proto("bpf_loop").callback is P.LOOP_CALLBACK
     assert _proto("bpf_for_each_map_elem").callback.params[2] == (Base.PTR_TO_MAP_VALUE, Flag.NONE)
-    assert {h.name for h in HELPERS.values() if h.proto.acquire} == {"bpf_ringbuf_reserve"}
+    assert {h.name for h in HELPERS.values() if h.proto.acquire} == {
+        "bpf_ringbuf_reserve", "bpf_sk_lookup_tcp", "bpf_sk_lookup_udp", "bpf_skc_lookup_tcp"}
     assert {h.name for h in HELPERS.values() if h.proto.callback} == {"bpf_loop",
                                                                       "bpf_for_each_map_elem"}
     assert {h.name for h in HELPERS.values() if h.proto.changes_pkt_data} == {
@@ -251,8 +252,9 @@ def test_every_allowed_helper_has_a_prototype(prog_type):
             want = HP.proto_named(named[ident]) if typed and ident in named else \
                 HELPERS[ident].proto if ident in HELPERS else HP.KERNEL_PROTOS[ident]  # fmt: skip
             assert proto == want
-            if ident in HELPERS and proto == HELPERS[ident].proto:
-                assert proto is HELPERS[ident].proto
+            if ident in HELPERS and proto == HELPERS[ident].proto:  # marked as the kernel's
+                assert [a.unchecked for a in proto.args] == [
+                    a.unchecked for a in HP.for_verifier(ident, HELPERS[ident].proto).args]
 
 
 def test_program_type_variants_are_used_when_the_type_is_known(monkeypatch):
@@ -280,6 +282,8 @@ def _unchecked(ident: int) -> dict[int, str]:
 
 def test_unchecked_arguments_are_marked():
     """The argument kinds calls.py has no checks for, named in the refusal."""
+    from pybpf.runtime.helpers import prototypes
+
     assert _unchecked(86) == {0: "pybpf verifier does not support argument type "
                                  "ARG_PTR_TO_BTF_ID_SOCK_COMMON of helper bpf_sk_release yet "
                                  "(BTF types are not tracked)"}  # fmt: skip
@@ -293,8 +297,11 @@ def test_unchecked_arguments_are_marked():
     assert "its callback is not explored" in _unchecked(170)[1]
     for ident in (84, 85, 98, 99, 34, 40, 69, 163, 158, 120, 95, 96):  # fully checked
         assert HP.for_verifier(ident, HP.KERNEL_PROTOS[ident]) is HP.KERNEL_PROTOS[ident]
-    for ident, helper in HELPERS.items():  # nothing of pybpf's own helpers is unchecked
-        assert HP.for_verifier(ident, helper.proto) is helper.proto
+    for ident, helper in HELPERS.items():  # pybpf's own helpers: unchecked as the kernel's
+        marked = HP.for_verifier(ident, helper.proto)
+        assert marked == helper.proto and (marked is helper.proto) == (ident != 86)
+    assert prototypes(PROG_TYPES[ProgType.SCHED_CLS].helpers)[86].args[0].unchecked_bases == {
+        Base.PTR_TO_BTF_ID}  # bpf_sk_release, implemented: a BTF socket pointer is not checked
     assert HP.for_verifier(168, HP.KERNEL_PROTOS[168]) is None  # sleeps, takes only a scalar
 
 

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 from pybpf.errors import CoreError
 
-from .ext import CORE_KIND_NAMES, CoreRelo
+from .ext import LIBBPF_KIND_NAMES, CoreRelo
 from .model import Btf
 from .types import (
     INT_SIGNED,
@@ -182,7 +182,7 @@ class _Spec:
 
     def format(self, kind: int) -> str:
         t = self.btf.types[self.root]
-        s = f"<{CORE_KIND_NAMES[kind]}> [{self.root}] {t.kind} {t.name or '<anon>'}"
+        s = f"<{LIBBPF_KIND_NAMES[kind]}> [{self.root}] {t.kind} {t.name or '<anon>'}"
         if kind in FIELD_KINDS:
             for i, a in enumerate(self.acc):
                 if a.name:
@@ -515,7 +515,7 @@ def _field_value(kind: int, spec: _Spec | None) -> tuple[int, int, int | None, b
             return spec.bit_offset // 8, _size(btf, acc.type_id), acc.type_id, True
         if kind == FIELD_BYTE_SIZE:
             return _size(btf, acc.type_id), 0, None, True
-        raise CoreError(f"relocation {CORE_KIND_NAMES[kind]} can't be applied to array access")
+        raise CoreError(f"relocation {LIBBPF_KIND_NAMES[kind]} can't be applied to array access")
     t = btf.types[acc.type_id]
     m = t.members[acc.idx]  # type: ignore[attr-defined]
     ftid, mt = _skip(btf, m.type)
@@ -645,7 +645,7 @@ def _resolve(local: Btf, relo: CoreRelo, target: Btf, cands: list[int] | None) -
     if relo.kind == TYPE_ID_LOCAL:
         return CoreResult(relo.type_id, True, False, relo.type_id, False, local_spec=lfmt)
     if not lt.name:
-        raise CoreError(f"relo at insn {relo.insn_index}: <{CORE_KIND_NAMES[relo.kind]}> "
+        raise CoreError(f"relo at insn {relo.insn_index}: <{LIBBPF_KIND_NAMES[relo.kind]}> "
                         f"relocation doesn't support anonymous types")  # fmt: skip
     if cands is None:
         cands = candidates(local, relo.type_id, target)

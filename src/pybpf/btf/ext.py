@@ -28,6 +28,12 @@ CORE_KIND_NAMES = (
     "field_lshift_u64", "field_rshift_u64", "type_id_local", "type_id_target",
     "type_exists", "type_size", "enumval_exists", "enumval_value", "type_matches",
 )  # fmt: skip
+#: the same kinds as libbpf's messages spell them (core_relo_kind_str)
+LIBBPF_KIND_NAMES = (
+    "byte_off", "byte_sz", "field_exists", "signed", "lshift_u64", "rshift_u64",
+    "local_type_id", "target_type_id", "type_exists", "type_size", "enumval_exists",
+    "enumval_value", "type_matches",
+)  # fmt: skip
 
 
 class LineInfo(NamedTuple):

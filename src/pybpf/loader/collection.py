@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pybpf.errors import ObjectError, PybpfError
+from pybpf.btf.core import POISON_IMM, parse_spec
+from pybpf.errors import ObjectError, PybpfError, VerifierError
 from pybpf.isa import LDDW, Instruction, slot_offsets
 from pybpf.loader.spec import MapSpec, ObjectSpec, ProgramSpec
 from pybpf.runtime.kernel import Kernel
@@ -163,7 +164,9 @@ def _create_map(kernel: Kernel, spec: MapSpec, initial: bytes | None, btf=None) 
     m.spec = spec
     if spec.btf_value_type_id and btf is not None:  # the value's record, as map_check_btf reads it
         m.btf = btf
-        m.spin_lock_off = _spin_lock_offset(btf, spec.btf_value_type_id)
+        fields = _special_fields(btf, spec.btf_value_type_id)
+        m.spin_lock_off = fields.get("bpf_spin_lock")
+        m.btf_fields = frozenset(fields)
     data = initial if initial is not None else spec.initial
     if data is not None:
         if len(data) != spec.value_size:
@@ -201,6 +204,8 @@ def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: lis
                                   funcs=_funcs(spec.btf, prog),
                                   )  # fmt: skip
     except PybpfError as err:
+        if isinstance(err, VerifierError) and prog.core_relos:
+            _fixup_core_log(err, spec.btf, prog)
         err.args = (f"program {prog.name!r} (section {prog.section!r}): {err.args[0]}",
                     *err.args[1:])  # fmt: skip
         raise
@@ -234,17 +239,25 @@ def _section_flags(section: str) -> int:
     return int(flags)
 
 
-def _spin_lock_offset(btf, type_id: int) -> int | None:
-    """Where the value type ``type_id`` holds its top-level ``struct bpf_spin_lock``."""
+#: the kernel structs a map value may hold that btf_parse_fields records (BPF_SPIN_LOCK,
+#: BPF_TIMER, BPF_WORKQUEUE, BPF_LIST_HEAD, BPF_RB_ROOT)
+SPECIAL_STRUCTS = frozenset({"bpf_spin_lock", "bpf_timer", "bpf_wq", "bpf_list_head",
+                             "bpf_rb_root"})  # fmt: skip
+
+
+def _special_fields(btf, type_id: int) -> dict[str, int]:
+    """The special structs (:data:`SPECIAL_STRUCTS`) the value type ``type_id`` holds at
+    its top level, by name, with their byte offsets."""
+    found: dict[str, int] = {}
     try:
         value = btf.resolved(type_id)
         for member in getattr(value, "members", ()):
             t = btf.resolved(member.type)
-            if t.kind == "struct" and t.name == "bpf_spin_lock":
-                return member.offset // 8
+            if t.kind == "struct" and t.name in SPECIAL_STRUCTS:
+                found.setdefault(t.name, member.offset // 8)
     except (AttributeError, LookupError, PybpfError):
-        return None
-    return None
+        return {}
+    return found
 
 
 def _scalar_return(btf, func_id: int) -> bool:
@@ -300,6 +313,36 @@ def _apply_core(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, insns: list
             insns[index : index + 1] = [call, call]
             by_pc = {pc: i for i, pc in enumerate(slot_offsets(insns))}
     return insns
+
+
+_POISONED = f"invalid func unknown#{POISON_IMM}"
+_LAST_LINES = 10  # how far from the log's end libbpf looks for a known error
+
+
+def _fixup_core_log(err: VerifierError, btf, prog: ProgramSpec) -> None:
+    """libbpf's fixup_verifier_log for a failed CO-RE relocation: the verifier refused
+    the poisoned call (``invalid func unknown#195896080``) at a relocated instruction,
+    so the refusal names the relocation instead (``N: <invalid CO-RE relocation>``,
+    then ``failed to resolve CO-RE relocation`` and the relocation's local spec), in the
+    reason and in the log's last lines, as a libbpf user sees it."""
+    if not err.reason.startswith(_POISONED):
+        return
+    relo = next((r for r in prog.core_relos if r.insn_index == err.pc), None)
+    if relo is None:
+        return
+    try:
+        text = parse_spec(btf, relo).format(relo.kind)
+    except (AttributeError, LookupError, PybpfError):
+        return
+    patch = [f"{err.pc}: <invalid CO-RE relocation>", f"failed to resolve CO-RE relocation {text}"]
+    lines = err.log.split("\n")
+    for i in range(len(lines) - 1, max(len(lines) - 1 - _LAST_LINES, 0), -1):
+        if lines[i].startswith(_POISONED) and lines[i - 1].startswith(f"{err.pc}: (85) call "):
+            lines[i - 1 : i + 1] = patch
+            err.log = "\n".join(lines)
+            break
+    err.reason = "\n".join(patch)
+    err.args = (f"pc {err.pc}: {err.reason}", *err.args[1:])
 
 
 _TASK_FIELDS = ("pid", "tgid", "comm")

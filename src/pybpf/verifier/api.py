@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import errno
 import itertools
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pybpf.errors import VerifierError
 from pybpf.isa import Instruction
-from pybpf.verifier import cfg
+from pybpf.uapi import ProgFlag
+from pybpf.verifier import cfg, mapcompat
 from pybpf.verifier.calls import liveness
 from pybpf.verifier.check import Checker
 from pybpf.verifier.funcs import FuncDesc
@@ -109,6 +111,17 @@ def _summary(c: Checker | None) -> str:
             f"{c.peak_states} mark_read 0")
 
 
+def _stats(log: Log, c: Checker | None, started: int) -> None:
+    """print_verification_stats: at BPF_LOG_STATS the time taken and each subprogram's
+    stack depth, then (at any level) the summary line."""
+    if log.stats:
+        log.always(f"verification time {(time.perf_counter_ns() - started) // 1000} usec")
+        count = len(c.structure.subprogs) if c is not None else 1
+        depths = [c.depths.get(i, 0) if c is not None else 0 for i in range(count)]
+        log.always("stack depth " + "+".join(str(d) for d in depths))
+    log.always(_summary(c))
+
+
 def _log_live_registers(log: Log, structure, target: Target) -> None:
     """compute_live_registers' table: which of r0-r9 each instruction may read later."""
     live = liveness(structure, target.helpers)
@@ -122,12 +135,14 @@ def _log_live_registers(log: Log, structure, target: Target) -> None:
 def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) -> Verdict:
     """Verify ``insns`` (logical instructions, pcs are slot indexes) for ``target``."""
     log = Log(log_level, target.line_info)
+    started = time.perf_counter_ns()
     checker: Checker | None = None
     path: tuple[int, ...] = ()
     try:
         _check_func_info_early(target.func_info)
-        structure = cfg.analyze(insns, btf=target.has_func_info or bool(target.line_info))
-        if log_level >= 2:  # check_subprogs lists the functions, then the live registers
+        structure = cfg.analyze(insns, btf=target.has_func_info or bool(target.line_info),
+                                on_map=_map_checker(target))  # fmt: skip
+        if log.level >= 2:  # check_subprogs lists the functions, then the live registers
             for index, sub in enumerate(structure.subprogs):
                 log.add(f"func#{index} @{sub.start}")
             _log_live_registers(log, structure, target)
@@ -149,19 +164,40 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
                               private=cfg.private_stack(int(target.prog_type)))
     except VerifierError as exc:
         if exc.pc is None or checker is None:
-            log.add(exc.reason)
-        log.add(_summary(checker))
+            for line in exc.reason.split("\n"):
+                log.always(line)
+        _stats(log, checker, started)
         err = VerifierError(exc.reason, pc=exc.pc, errno=exc.errno, log=log.text())
         err.report = _report(insns, err, path, target)
         return Verdict(False, err.log, err, (), checker.processed if checker else 0,
                        checker.max_states_per_insn if checker else 0,
                        checker.total_states if checker else 0,
                        checker.peak_states if checker else 0, (), path)
-    log.add(_summary(checker))  # the checker forgot each verified function's log at level 1
+    _stats(log, checker, started)  # the checker forgot each verified function's log at level 1
     xlated = cfg.rewrite(structure.insns, checker.seen)
     return Verdict(True, log.text(), None, tuple(xlated), checker.processed,
                    checker.max_states_per_insn, checker.total_states, checker.peak_states,
                    tuple(depths), path)
+
+
+def _map_checker(target: Target):
+    """check_map_prog_compatibility and the cgroup storage rule, for each map the program
+    names (by the id the xlated ld_imm64 carries), as resolve_pseudo_ldimm64 meets them."""
+    used: list = []
+    sleepable = bool(target.prog_flags & ProgFlag.SLEEPABLE)
+
+    def check(slot) -> None:
+        m = target.maps.get(slot.imm)
+        if m is None:
+            return
+        if m not in used:
+            used.append(m)
+        error = mapcompat.map_prog_error(used, sleepable=sleepable,
+                                         prog_type=int(target.prog_type))  # fmt: skip
+        if error is not None:
+            raise VerifierError(error[0], errno=error[1])
+
+    return check
 
 
 def _check_func_info_early(func_info: Sequence[int] | None) -> None:

@@ -1,5 +1,6 @@
 """Calls and exits: helpers (``check_helper_call``, ``check_func_arg``), bpf-to-bpf
-calls (``check_func_call``), callbacks (bpf_loop, for_each_map_elem), ``exit``
+calls (``check_func_call``), callbacks (bpf_loop, for_each_map_elem,
+user_ringbuf_drain), ``exit``
 (``prepare_func_exit``, ``check_reference_leak``, ``check_return_code``),
 LD_ABS/LD_IND, and the static register liveness the pruning uses.
 
@@ -14,21 +15,24 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from pybpf.isa import Instruction, Kind
-from pybpf.isa.helper_ids import helper_name
+from pybpf.isa.helper_ids import helper_id, helper_ids, helper_name
 from pybpf.verifier import ctx as ctxrules
 from pybpf.verifier import mapcompat, memory
 from pybpf.verifier.cfg import MAX_FRAMES, Structure
 from pybpf.verifier.decode import spec_of
 from pybpf.verifier.global_calls import global_call
+from pybpf.verifier.helper_protos import mark_unchecked
 from pybpf.verifier.protos import (
     FOR_EACH_MAPS,
     Arg,
     ArgFlag,
+    ArgType,
     HelperProto,
     Ret,
     accepts,
     expected_text,
 )
+from pybpf.verifier.scalar import Scalar
 from pybpf.verifier.state import (
     FP,
     NOT_INIT,
@@ -46,13 +50,14 @@ from pybpf.verifier.types import Base, Flag
 if TYPE_CHECKING:
     from pybpf.verifier.check import Checker
 
-ENOTSUPP = 524  # the kernel's internal "operation not supported"
+ENOTSUPP = memory.ENOTSUPP
 MAX_SIZE = 1 << 29  # BPF_MAX_VAR_SIZ
 RINGBUF = 27
 TAIL_CALL = 12
 SPIN_LOCK, SPIN_UNLOCK = 93, 94
 GET_LOCAL_STORAGE = 81
 LOOKUP = 1
+PEEK = helper_id("map_peek_elem")
 _RDONLY_PROG = 1 << 7  # BPF_F_RDONLY_PROG
 def _reject(msg: str, err: int = errno.EACCES):
     from pybpf.verifier.check import Reject
@@ -120,6 +125,9 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
     base = arg.base
     if base is Arg.ANYTHING:
         return None
+    if base is Arg.PTR_TO_MAP_VALUE:
+        arg = _resolve_map_arg(env, proto, arg, meta_map)
+        base = arg.base
     if arg.has(ArgFlag.MAYBE_NULL) and reg.is_const(0):
         return None
     if base.is_size or base is Arg.CONST_ALLOC_SIZE_OR_ZERO:
@@ -145,6 +153,12 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         return None
     if not accepts(arg, reg.base, reg.flags):
         raise _reject(f"R{regno} type={reg.type_name()} expected={expected_text(arg)}")
+    bad = memory.func_arg_off_error(reg, regno, arg.is_release)
+    if bad is not None:
+        raise _reject(*bad)
+    if arg.is_release and not reg.ref:
+        raise _reject(f"R{regno} must be referenced when passed to release function",
+                      errno.EINVAL)  # fmt: skip
     if base is Arg.CONST_MAP_PTR:
         _check_map_func(env, env.insn.imm, reg.map)
         return reg.map
@@ -165,16 +179,7 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
             if arg.has(ArgFlag.MEM_ALIGNED):
                 memory.check_alignment(env, reg, 0, arg.size, True)
         return None
-    if base is Arg.PTR_TO_RINGBUF_MEM:
-        if reg.off or not reg.var.is_const() or reg.var.value:
-            raise _reject(f"R{regno} must have zero offset when passed to release func or "
-                          f"trusted arg to kfunc")  # fmt: skip
-        if not reg.ref:
-            raise _reject(f"R{regno} must be referenced when passed to release function")
-        return None
-    if base is Arg.PTR_TO_CTX:
-        if reg.off or not reg.var.is_const() or reg.var.value:
-            raise _reject(f"dereference of modified ctx ptr R{regno} off={reg.off} disallowed")
+    if base in (Arg.PTR_TO_RINGBUF_MEM, Arg.PTR_TO_CTX):
         return None
     if base is Arg.PTR_TO_FUNC:
         return None
@@ -191,6 +196,21 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
     if base is Arg.PTR_TO_SPIN_LOCK:
         _spin_lock(env, st, regno, reg, env.insn.imm == SPIN_LOCK)
     return None
+
+
+def _resolve_map_arg(env: Checker, proto, arg: ArgType, m) -> ArgType:
+    """resolve_map_arg_type: a sockmap's or sockhash's value is a socket (the value
+    argument becomes ARG_PTR_TO_BTF_ID_SOCK_COMMON); a bloom filter's peek reads it."""
+    if m is None:
+        raise _reject("invalid map_ptr to access map->type")
+    map_type = int(getattr(m, "map_type", 0))
+    if map_type in (mapcompat.SOCKMAP, mapcompat.SOCKHASH):
+        if arg != ArgType(Arg.PTR_TO_MAP_VALUE):
+            raise _reject("invalid arg_type for sockmap/sockhash", errno.EINVAL)
+        return mark_unchecked(proto, env.insn.imm, ArgType(Arg.PTR_TO_BTF_ID_SOCK_COMMON))
+    if map_type == mapcompat.BLOOM_FILTER and env.insn.imm == PEEK:
+        return ArgType(Arg.PTR_TO_MAP_VALUE)
+    return arg
 
 
 def _spin_lock(env: Checker, st: State, regno: int, reg: Reg, lock: bool) -> None:
@@ -235,7 +255,7 @@ def _check_map_func(env: Checker, func_id: int, m) -> None:
 
 def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg:
     if ret is Ret.INTEGER:
-        return UNKNOWN
+        return _refined_retval(env.insn.imm, st, proto)
     if ret is Ret.VOID:
         return NOT_INIT
     rt = ret.reg_type
@@ -260,8 +280,8 @@ def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg
         kw["size"] = regs[size_arg + 1].var.value
     if flags & Flag.MAYBE_NULL:
         kw["id"] = env.new_id()
-    if proto.acquire:
-        rid = env.new_id()
+    if proto.acquire or (env.insn.imm == LOOKUP and _sock_map(meta_map)):
+        rid = env.new_id()  # is_acquire_function: a sockmap's lookup gives a referenced socket
         kw["id"] = rid
         kw["ref"] = rid
         st.refs.append((rid, pc))
@@ -270,7 +290,30 @@ def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg
     return Reg(base, flags, **kw)
 
 
+#: helpers whose integer result is at most the size they were given, or an error
+#: (do_refine_retval_range)
+SIZED_RESULT = helper_ids("get_stack get_task_stack probe_read_str probe_read_kernel_str "
+                          "probe_read_user_str")  # fmt: skip
+MAX_ERRNO = 4095
+
+
+def _refined_retval(func_id: int, st: State, proto) -> Reg:
+    """do_refine_retval_range: R0 of a helper that fills a buffer is in [-MAX_ERRNO, the
+    largest size its size argument allowed] (the last size argument checked)."""
+    if func_id not in SIZED_RESULT:
+        return UNKNOWN
+    sizes = [i for i, a in enumerate(proto.args) if a.base.is_size]
+    if not sizes:
+        return UNKNOWN
+    msize = st.regs[sizes[-1] + 1].var.umax
+    return Reg(Base.SCALAR, var=Scalar.from_signed(-MAX_ERRNO, msize))
+
+
 _ARRAYS = (2, 6)  # BPF_MAP_TYPE_ARRAY, PERCPU_ARRAY
+
+
+def _sock_map(m) -> bool:
+    return int(getattr(m, "map_type", 0)) in (mapcompat.SOCKMAP, mapcompat.SOCKHASH)
 
 
 def _const_key_in_bounds(env: Checker, st: State, proto, m) -> bool:
@@ -459,8 +502,11 @@ def subprog_call(env: Checker, st: State, pc: int, insn: Instruction) -> int:
     return target
 
 
-def exit_insn(env: Checker, st: State, pc: int) -> int | None:
-    """BPF_EXIT: return to the caller, re-enter a callback's caller, or end the program."""
+def exit_insn(env: Checker, st: State, pc: int, hidden: bool = False) -> int | None:
+    """BPF_EXIT: return to the caller, re-enter a callback's caller, or end the program.
+
+    ``hidden``: the exit LD_ABS/LD_IND takes in a subprogram on failure (prepare_func_exit
+    called from check_ld_abs: the log goes on at the caller without "from X to Y")."""
     regs = st.regs
     if len(st.frames) > 1:
         r0 = st.regs[0]
@@ -486,8 +532,11 @@ def exit_insn(env: Checker, st: State, pc: int) -> int | None:
             env.log.add(" " + format_frame_line(callee))
             env.log.add(f"to caller at {callee.callsite + 1}:")
             env.log.add(" " + format_frame_line(st.cur))
-            env.log.add("")
-            env.log.add(f"from {pc} to {callee.callsite + 1}: {format_frame_line(st.cur)}")
+            if hidden:
+                env.log.add(f"{callee.callsite + 1}: {format_frame_line(st.cur)}")
+            else:
+                env.log.add("")
+                env.log.add(f"from {pc} to {callee.callsite + 1}: {format_frame_line(st.cur)}")
             env.logged = True
         return callee.callsite + 1
     _resource_leak(st, "BPF_EXIT instruction in main prog")
@@ -523,12 +572,14 @@ def _invalid_scalar(r: Reg, rng: tuple[int, int], where: str, name: str) -> str:
 # --- LD_ABS / LD_IND --------------------------------------------------------------------------
 
 
-def ld_abs(env: Checker, insn: Instruction, spec) -> None:
+def ld_abs(env: Checker, insn: Instruction, spec, pc: int) -> int | None:
     """check_ld_abs: R6 must be the context; R1-R5 are clobbered, R0 unknown.
 
     In the kernel's order: the program type, the reserved fields, R6
     initialised, no reference or lock held, R6 the context, then LD_IND's
-    source register.
+    source register.  Returns the next pc: in a subprogram a failed load
+    returns 0 to the caller (the hidden exit bpf_gen_ld_abs emits), and that
+    path is walked first, the load's success queued after it.
     """
     st = env.state
     if int(env.target.prog_type) not in (1, 3, 4):  # may_access_skb
@@ -544,23 +595,12 @@ def ld_abs(env: Checker, insn: Instruction, spec) -> None:
         env.read(insn.src_reg)
     for r in range(1, 6):
         st.regs[r] = NOT_INIT
-    if len(st.frames) > 1:
-        _hidden_exit(env, st)
     st.regs[0] = UNKNOWN
-
-
-def _hidden_exit(env: Checker, st: State) -> None:
-    """In a subprogram a failed LD_ABS/LD_IND returns 0 to the caller (the exit
-    bpf_gen_ld_abs emits): that return is another path, queued from here."""
-    other = st.copy()
-    other.regs[0] = const(0)
-    env.depths_from(other)
-    callee = other.frames.pop()
-    if callee.callback is not None:  # back into the helper that calls the callback
-        other.callback_depth -= 1
-        env.push(other, callee.callsite, env.pc)
-    else:
-        env.push(other, callee.callsite + 1, env.pc)
+    if len(st.frames) == 1:
+        return pc + insn.slots
+    env.push(st.copy(), pc + insn.slots, pc)
+    st.regs[0] = const(0)
+    return exit_insn(env, st, pc, hidden=True)
 
 
 # --- static liveness ------------------------------------------------------------------------------

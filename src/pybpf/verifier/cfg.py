@@ -35,7 +35,7 @@ from __future__ import annotations
 import bisect
 import errno
 import itertools
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from pybpf.errors import VerifierError
@@ -76,6 +76,7 @@ PRIV_STACK_MIN = 64  # BPF_PRIV_STACK_MIN_SIZE
 TAIL_CALL_HELPER = 12  # BPF_FUNC_tail_call
 
 _LDIMM64_SOURCES = {0, 1, 2, 3, 4, 5, 6}  # 1 and 5 (map by fd / by index) need imm2 == 0
+_MAP_SOURCES = {1, 2, 5, 6}  # a map (by fd or index), or a pointer into its value
 
 # bpf_opcode_in_insntable: the opcode bytes the kernel knows.  The kernel's
 # table and pybpf's differ only in callx (0x8d), a uBPF extension.
@@ -188,8 +189,10 @@ def _check_abnormal_return(subprogs: Sequence[Subprog]) -> None:
             raise _fail("tail_call is not allowed in subprogs without BTF", sub.start)
 
 
-def _check_ldimm64(slots: Sequence[SlotLike]) -> None:
-    """resolve_pseudo_ldimm64's checks of the encoding (maps are the caller's)."""
+def _check_ldimm64(slots: Sequence[SlotLike],
+                   on_map: Callable[[SlotLike], None] | None = None) -> None:  # fmt: skip
+    """resolve_pseudo_ldimm64's checks of the encoding; each ld_imm64 of a map is handed
+    to ``on_map``, in order (the maps themselves are the caller's)."""
     pc, n = 0, len(slots)
     while pc < n:
         s = slots[pc]
@@ -203,6 +206,8 @@ def _check_ldimm64(slots: Sequence[SlotLike]) -> None:
                 raise _fail("invalid bpf_ld_imm64 insn", pc)
             if s.src_reg not in _LDIMM64_SOURCES or (s.src_reg in (1, 5) and nxt.imm):
                 raise _fail("unrecognized bpf_ld_imm64 insn", pc)
+            if on_map is not None and s.src_reg in _MAP_SOURCES:
+                on_map(s)
             pc += 2
             continue
         if s.code not in KNOWN_OPCODES:
@@ -308,6 +313,7 @@ def analyze(
     *,
     privileged: bool = True,
     btf: bool = False,
+    on_map: Callable[[SlotLike], None] | None = None,
 ) -> Structure:
     """Run the structural checks of ``bpf_check`` on a program, in its order.
 
@@ -317,6 +323,8 @@ def analyze(
     unprivileged limits apply (4096 slots, no subprograms, no back-edges).
     ``btf`` says the load carries BTF func or line info; without it the
     kernel refuses LD_ABS and tail calls in subprograms (check_btf_info).
+    ``on_map`` is called with each ld_imm64 of a map, in order, where
+    resolve_pseudo_ldimm64 checks the map against the program (it raises to refuse).
     Returns the :class:`Structure`; raises
     :class:`~pybpf.errors.VerifierError` naming the kernel's message, the pc
     it is about and its errno (E2BIG for size, EINVAL for shape, EPERM for
@@ -328,7 +336,7 @@ def analyze(
     subprogs = _check_subprogs(slots, starts)
     if not btf:
         _check_abnormal_return(subprogs)
-    _check_ldimm64(slots)
+    _check_ldimm64(slots, on_map)
     _check_cfg(slots, privileged)
     if isinstance(insns, bytes | bytearray):
         logical = tuple(decode(insns, validate=False))  # the pairs are well-formed by now

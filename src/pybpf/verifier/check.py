@@ -35,7 +35,7 @@ from collections.abc import Mapping
 
 from pybpf.errors import VerifierError
 from pybpf.isa import Instruction, Kind, OpSpec
-from pybpf.verifier import calls, global_calls, memory, prune
+from pybpf.verifier import calls, global_calls, mapcompat, memory, prune
 from pybpf.verifier.cfg import MAX_INSNS, Structure
 from pybpf.verifier.decode import Decoded, decode, valid_reg
 from pybpf.verifier.log import Log, insn_text
@@ -159,12 +159,12 @@ class Checker:
                 desc = self.func_desc(index)
                 if desc is None or not desc.is_global:
                     continue
-                self.log.add(f"Validating {desc.name}() func#{index}...")
+                self.log.always(f"Validating {desc.name}() func#{index}...")
                 st = global_calls.global_entry_state(self, index, desc)
                 self._explore(st, subprogs[index].start)
                 self._verified()
-                self.log.add(f"Func#{index} ('{desc.name}') is safe for any args that match "
-                             "its prototype")  # fmt: skip
+                self.log.always(f"Func#{index} ('{desc.name}') is safe for any args that "
+                                "match its prototype")  # fmt: skip
                 self.verified.add(index)
                 again = True
 
@@ -193,7 +193,7 @@ class Checker:
                 nxt = self._walk_one(st, pc)
             except Reject as exc:
                 for line in exc.msg.split("\n"):
-                    self.log.add(line)
+                    self.log.always(line)
                 self.depths_from(st)
                 where = pc if exc.pc is None else exc.pc
                 raise VerifierError(exc.msg, pc=where, errno=exc.errno) from None
@@ -420,8 +420,7 @@ class Checker:
                 memory.access(self, insn.dst_reg, insn.off, spec.width, True, val)
             return nxt
         if k in (Kind.LD_ABS, Kind.LD_IND):
-            calls.ld_abs(self, insn, spec)
-            return nxt
+            return calls.ld_abs(self, insn, spec, pc)
         if k is Kind.JA:
             self.jmps += 1
             return pc + 1 + (insn.imm if spec.width == 32 else insn.off)
@@ -507,18 +506,23 @@ class Checker:
             if src.is_ptr:
                 self.write(d, UNKNOWN)
                 return
-            self.write(d, Reg(Base.SCALAR, var=src.var.movsx(spec.op, is64)))
+            var = src.var.movsx(spec.op, is64)
+            if src.var.umax < 1 << (spec.op - 1):  # no sign to extend: the copy stays linked
+                src = self._link_before_mov(st, insn.src_reg, src)
+                self.write(d, Reg(Base.SCALAR, var=var, id=src.id))
+            else:
+                self.write(d, Reg(Base.SCALAR, var=var))
             return
         if op == _MOV:
             if not x:
                 self.write(d, const(insn.imm) if is64 else const(insn.imm & 0xFFFFFFFF))
             elif is64:
-                if src.is_scalar and not src.var.is_const() and not src.id:
-                    src = src.but(id=self.new_id())
-                    st.regs[insn.src_reg] = src
-                self.write(d, src)
+                self.write(d, self._link_before_mov(st, insn.src_reg, src))
             elif src.is_ptr:
                 self.write(d, UNKNOWN)
+            elif src.var.umax.bit_length() <= 32:  # get_reg_width: the value fits the subreg
+                src = self._link_before_mov(st, insn.src_reg, src)
+                self.write(d, src.but(var=src.var.zext32()))
             else:
                 self.write(d, Reg(Base.SCALAR, var=src.var.zext32()))
             return
@@ -543,6 +547,18 @@ class Checker:
             if val <= 0x7FFFFFFF:  # the kernel links one constant add (BPF_ADD_CONST)
                 result = result.but(id=dst.id, off=val if op == _ADD else -val)
         self.write(d, result)
+
+    def _link_before_mov(self, st: State, regno: int, src: Reg) -> Reg:
+        """assign_scalar_id_before_mov: a scalar copied keeps a link to its copy; a
+        register linked to another plus a constant loses that link first."""
+        if not src.is_scalar:
+            return src
+        new = src.but(id=0, off=0) if src.id and src.off else src
+        if not new.id and not new.var.is_const():
+            new = new.but(id=self.new_id())
+        if new is not src:
+            st.regs[regno] = new
+        return new
 
     def ptr_alu(self, d: int, s: int, dst: Reg, src: Reg, op: int, is64: bool) -> Reg:
         """adjust_ptr_min_max_vals (and pointer - pointer) for a privileged loader."""
@@ -591,9 +607,10 @@ class Checker:
         op = spec.op
         if op == 0xF1:  # cmpxchg reads R0
             self.read(0)
-        if dst.base is Base.PTR_TO_CTX or dst.base in PKT_TYPES:
-            raise Reject(f"BPF_ATOMIC stores into R{insn.dst_reg} "
-                         f"{'ctx' if dst.base is Base.PTR_TO_CTX else 'packet'} is not allowed")
+        if dst.base in PKT_TYPES or (dst.base in _NO_ATOMIC and dst.flags == Flag.NONE):
+            # atomic_ptr_type_ok: not the context, a packet, flow keys or a socket
+            raise Reject(f"BPF_ATOMIC stores into R{insn.dst_reg} {dst.type_name()} is not "
+                         f"allowed")  # fmt: skip
         if op & 0x01:  # a fetch writes the old value to R0 (cmpxchg) or the source
             self.check_dst(0 if op == 0xF1 else insn.src_reg)
         old = memory.access(self, insn.dst_reg, insn.off, spec.width, False, None, atomic=True)
@@ -727,6 +744,8 @@ class Checker:
             st.regs[regno] = pkt.but(rng=BEYOND_PKT_END if beyond else AT_PKT_END)
 
 
+_NO_ATOMIC = frozenset({Base.PTR_TO_CTX, Base.PTR_TO_FLOW_KEYS, Base.PTR_TO_SOCKET,
+                        Base.PTR_TO_SOCK_COMMON, Base.PTR_TO_TCP_SOCK, Base.PTR_TO_XDP_SOCK})
 AT_PKT_END, BEYOND_PKT_END = -1, -2  # a packet pointer's range at or past the packet's end
 
 
@@ -782,8 +801,18 @@ def _map_regs(st: State, fn) -> None:
 
 
 def _not_null_reg(r: Reg) -> Reg:
-    """mark_ptr_not_null_reg: the register's type without PTR_MAYBE_NULL."""
-    return r.but(flags=r.flags & ~Flag.MAYBE_NULL)
+    """mark_ptr_not_null_reg: the register's type without PTR_MAYBE_NULL; a sockmap's,
+    sockhash's or xskmap's value is the socket it holds."""
+    flags = r.flags & ~Flag.MAYBE_NULL
+    if r.base is Base.PTR_TO_MAP_VALUE:
+        sock = _SOCK_VALUES.get(int(getattr(r.map, "map_type", 0)))
+        if sock is not None:
+            return r.but(base=sock, flags=flags)
+    return r.but(flags=flags)
+
+
+_SOCK_VALUES = {mapcompat.SOCKMAP: Base.PTR_TO_SOCKET, mapcompat.SOCKHASH: Base.PTR_TO_SOCKET,
+                mapcompat.XSKMAP: Base.PTR_TO_XDP_SOCK}  # fmt: skip
 
 
 #: reg_type_mismatch_ok's exceptions: accesses the kernel rewrites per pointer type
@@ -811,7 +840,12 @@ def _is_const(r: Reg, is32: bool) -> bool:
 
 
 def _mark_null(st: State, rid: int, is_null: bool) -> None:
-    """mark_ptr_or_null_regs: every copy of the pointer becomes NULL (0) or non-NULL."""
+    """mark_ptr_or_null_regs: every copy of the pointer becomes NULL (0) or non-NULL.
+
+    A NULL result releases the reference only when the pointer is the acquired
+    object itself (its id is its ref_obj_id); a pointer derived from a referenced
+    one (bpf_tcp_sock(sk)) being NULL leaves the object's reference held.
+    """
     ref = 0
 
     def fix(r: Reg) -> Reg:
@@ -819,7 +853,7 @@ def _mark_null(st: State, rid: int, is_null: bool) -> None:
         if r.id != rid or not r.maybe_null:
             return r
         if is_null:
-            ref = ref or r.ref
+            ref = ref or (r.ref if r.ref == rid else 0)
             return const(0)
         if r.base is Base.PTR_TO_MAP_VALUE and getattr(r.map, "spin_lock_off", None) is not None:
             return _not_null_reg(r)  # the id names the value's lock (reg_may_point_to_spin_lock)

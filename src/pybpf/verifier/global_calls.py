@@ -40,10 +40,6 @@ if TYPE_CHECKING:
 #: program types whose context has no convert_ctx_access: a context passed as memory is
 #: checked by reading (and writing) its last byte (check_helper_mem_access)
 _NO_CTX_CONVERT = frozenset({2, 5, 17, 20, 24, 26, 27, 29, 31, 32})
-#: check_func_arg_reg_off(ARG_DONTCARE): the types that may carry any offset
-_ANY_OFF = frozenset({Base.SCALAR, Base.PTR_TO_STACK, Base.PTR_TO_PACKET,
-                      Base.PTR_TO_PACKET_META, Base.PTR_TO_MAP_KEY, Base.PTR_TO_MAP_VALUE,
-                      Base.PTR_TO_BUF})  # fmt: skip
 _BTF_PTR_OK = (Flag.NONE, Flag.PTR_TRUSTED, Flag.MEM_RCU)
 
 
@@ -134,18 +130,8 @@ def check_args(env: Checker, st: State, desc: FuncDesc) -> tuple[str, int] | Non
 
 def _reg_off(reg: Reg, regno: int) -> str | None:
     """check_func_arg_reg_off(ARG_DONTCARE): most pointers must be unmodified."""
-    base = reg.base
-    if not reg.maybe_null and (base in _ANY_OFF or (
-            base is Base.PTR_TO_MEM and not reg.flags & ~(Flag.MEM_RDONLY | Flag.MEM_RINGBUF))):
-        return None
-    name = reg.type_name()
-    if reg.off < 0:
-        return f"negative offset {name} ptr R{regno} off={reg.off} disallowed"
-    if reg.off and base is not Base.PTR_TO_BTF_ID:
-        return f"dereference of modified {name} ptr R{regno} off={reg.off} disallowed"
-    if not reg.var.is_const() or reg.var.value:
-        return f"variable {name} access var_off={reg.var.var_off} disallowed"
-    return None
+    bad = memory.func_arg_off_error(reg, regno)
+    return None if bad is None else bad[0]
 
 
 def _check_mem_reg(env: Checker, st: State, regno: int, size: int) -> str | None:

@@ -38,8 +38,9 @@ checked yet:
 * ARG_PTR_TO_PERCPU_BTF_ID (no ksyms), ARG_PTR_TO_TIMER and
   ARG_KPTR_XCHG_DEST (they need the map's BTF: bpf_timer and kptr
   fields), ARG_PTR_TO_DYNPTR (no dynptr stack slots);
-* ARG_PTR_TO_FUNC of a callback other than bpf_loop's and
-  bpf_for_each_map_elem's (the walk explores only those);
+* ARG_PTR_TO_FUNC of a callback other than bpf_loop's,
+  bpf_for_each_map_elem's and bpf_user_ringbuf_drain's (the walk explores
+  only those);
 * ARG_CONST_MAP_PTR of the helpers in :data:`MAP_UNCHECKED` (a timer's map, a
   dynptr ring buffer);
 * a BTF-typed socket (PTR_TO_BTF_ID) given to a ``PTR_TO_BTF_ID_SOCK_COMMON``
@@ -72,7 +73,7 @@ from pybpf.verifier.protos import (
 from pybpf.verifier.types import Base
 
 __all__ = ["KERNEL_PROTOS", "MAP_UNCHECKED", "VARIANT_PROTOS", "for_verifier",
-           "kernel_symbols", "proto_named"]
+           "kernel_symbols", "mark_unchecked", "proto_named"]
 
 # --- the argument kinds, as the table below spells them ------------------------------------------
 CTX = Arg.PTR_TO_CTX
@@ -468,7 +469,7 @@ _NOT_TRACKED = {  # argument kinds pybpf's verifier has no state for, and why
     Arg.KPTR_XCHG_DEST: "kptr fields are not located",
     Arg.PTR_TO_DYNPTR: "dynptrs are not tracked",
 }
-_WALKED_CALLBACKS = (LOOP_CALLBACK, MAP_ELEM_CALLBACK)
+_WALKED_CALLBACKS = (LOOP_CALLBACK, MAP_ELEM_CALLBACK, USER_RINGBUF_CALLBACK)
 
 
 def _unchecked(proto: HelperProto, ident: int, arg: ArgType,
@@ -491,6 +492,14 @@ def _unchecked(proto: HelperProto, ident: int, arg: ArgType,
         return "", bases
     return (f"pybpf verifier does not support argument type ARG_{arg.base.name} of helper "
             f"{proto.name} yet ({why})"), bases  # fmt: skip
+
+
+def mark_unchecked(proto: HelperProto, ident: int, arg: ArgType) -> ArgType:
+    """``arg`` of ``proto`` marked with what the verifier cannot check of it yet, for an
+    argument type the verifier resolves at the call (resolve_map_arg_type: a sockmap's
+    value is a socket)."""
+    why, bases = _unchecked(proto, ident, arg, True)
+    return replace(arg, unchecked=why, unchecked_bases=bases) if why else arg
 
 
 def _type_checked(arg: ArgType) -> bool:

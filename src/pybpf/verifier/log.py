@@ -208,15 +208,25 @@ def alignment(pos: int) -> int:
     return -(-target // LOG_MIN_ALIGNMENT) * LOG_MIN_ALIGNMENT - pos - 1
 
 
-class Log:
-    """The log being written at ``level`` (0: nothing is kept).
+LOG_LEVEL1, LOG_LEVEL2, LOG_STATS = 1, 2, 4  # BPF_LOG_LEVEL1, BPF_LOG_LEVEL2, BPF_LOG_STATS
 
-    :meth:`mark` and :meth:`rewind` implement level 1's forgetting of
-    finished paths; at level 2 :meth:`rewind` keeps everything.
+
+class Log:
+    """The log being written at the kernel's log ``level`` bits (0: nothing is kept).
+
+    ``level`` is what the walk prints: 0 (no instruction or state lines: the
+    level asked has neither BPF_LOG_LEVEL1 nor BPF_LOG_LEVEL2), 1 or 2;
+    ``stats`` is BPF_LOG_STATS (the verification time and stack depths);
+    :meth:`always` keeps the lines the kernel prints at any nonzero level
+    (refusals, the "processed" summary).  :meth:`mark` and :meth:`rewind`
+    implement level 1's forgetting of finished paths; at level 2 :meth:`rewind`
+    keeps everything.
     """
 
     def __init__(self, level: int, line_info: Mapping[int, Any] | None = None) -> None:
-        self.level = level
+        self.level = 2 if level & LOG_LEVEL2 else level & LOG_LEVEL1
+        self.stats = bool(level & LOG_STATS)
+        self.on = bool(level)
         self.lines: list[str] = []
         # BTF line info: the kernel prints a record's source line above the first
         # instruction it covers, once until another record's line is printed
@@ -229,6 +239,11 @@ class Log:
 
     def add(self, line: str) -> None:
         if self.level:
+            self.lines.append(line)
+
+    def always(self, line: str) -> None:
+        """A line printed whatever the level bits, when there is a log at all."""
+        if self.on:
             self.lines.append(line)
 
     def insn(self, pc: int, insn: Instruction, state_text: str = "") -> None:

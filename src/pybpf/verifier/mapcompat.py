@@ -16,12 +16,8 @@ dissector and sk_lookup programs, BPF iterators (tracing programs attached
 as BPF_TRACE_ITER), and sock_ops programs for deletes.  Elsewhere the
 refusal is preceded by "cannot update sockmap in this context".
 
-:func:`map_func_error` answers the kernel's refusal for one call.
-:func:`refusal` adds what pybpf's verifier does not model yet, for the
-verifier to refuse rather than accept wrongly: map_lookup_elem on a sockmap
-or sockhash hands the program a *referenced* socket (PTR_TO_SOCKET after the
-NULL check, to be released with bpf_sk_release), which pybpf's verifier
-does not track.
+:func:`map_func_error` answers the kernel's refusal for one call, and
+:func:`refusal` the verifier's (text and errno).
 
 The data are read from kernel/bpf/verifier.c (check_map_func_compatibility,
 may_update_sockmap); pybpf's program types and helper ids are
@@ -173,27 +169,12 @@ def _cannot_pass(func_id: int, map_type: int) -> str:
     return f"cannot pass map_type {map_type} into func {_fname(func_id)}#{func_id}"
 
 
-#: map types whose map_lookup_elem result pybpf's verifier does not model, and what it is
-UNMODELLED_LOOKUPS: Mapping[int, str] = {
-    SOCKMAP: "it returns a referenced socket",
-    SOCKHASH: "it returns a referenced socket",
-}
-
-
 def refusal(func_id: int, m: object, prog_type: int | None = None,
             attach_type: int = 0) -> tuple[str, int] | None:  # fmt: skip
     """What the verifier answers a call passing map ``m`` to helper ``func_id``: None, or
-    (log text, errno) — the kernel's refusal (:func:`map_func_error`, EINVAL), else
-    pybpf's own for a lookup it does not model (:data:`UNMODELLED_LOOKUPS`, EINVAL)."""
-    map_type = int(getattr(m, "map_type", 0))
-    error = map_func_error(func_id, map_type, prog_type, attach_type)
-    if error is not None:
-        return error, errno.EINVAL
-    why = UNMODELLED_LOOKUPS.get(map_type) if func_id == LOOKUP else None
-    if why is not None:
-        return (f"pybpf verifier does not support {_fname(func_id)} on map_type {map_type} "
-                f"yet ({why})", errno.EINVAL)  # fmt: skip
-    return None
+    the kernel's refusal (:func:`map_func_error`) as (log text, EINVAL)."""
+    error = map_func_error(func_id, int(getattr(m, "map_type", 0)), prog_type, attach_type)
+    return None if error is None else (error, errno.EINVAL)
 
 
 # --- which maps a program may use at all (check_map_prog_compatibility) -------------------------
@@ -206,13 +187,35 @@ SLEEPABLE_MAPS = frozenset({
 CGROUP_STORAGES = frozenset({CGROUP_STORAGE, PERCPU_CGROUP_STORAGE})
 
 
-def map_prog_error(maps: list[object], *, sleepable: bool = False) -> tuple[str, int] | None:
+#: is_tracing_prog_type: kprobe, tracepoint, perf_event, raw_tracepoint (and writable)
+TRACING_PROG_TYPES = frozenset({2, 5, 7, 17, 24})
+#: what check_map_prog_compatibility refuses of a map value's special fields (the
+#: ``btf_fields`` a loader records from the value's BTF), in its order: the field, the
+#: program types concerned (None: tracing ones), the refusal
+_FIELD_RULES = (
+    ("bpf_list_head", None, "tracing progs cannot use bpf_{list_head,rb_root} yet"),
+    ("bpf_rb_root", None, "tracing progs cannot use bpf_{list_head,rb_root} yet"),
+    ("bpf_spin_lock", frozenset({SOCKET_FILTER}),
+     "socket filter progs cannot use bpf_spin_lock yet"),
+    ("bpf_spin_lock", None, "tracing progs cannot use bpf_spin_lock yet"),
+    ("bpf_timer", None, "tracing progs cannot use bpf_timer yet"),
+    ("bpf_wq", None, "tracing progs cannot use bpf_wq yet"),
+)  # fmt: skip
+
+
+def map_prog_error(maps: list[object], *, sleepable: bool = False,
+                   prog_type: int | None = None) -> tuple[str, int] | None:  # fmt: skip
     """The kernel's refusal of a program using ``maps`` (in the order its instructions
-    first name them), or None: a struct_ops map (EINVAL), a map type a sleepable program
+    first name them), or None: a special field of the value the program type may not use
+    (EINVAL; with ``prog_type``), a struct_ops map (EINVAL), a map type a sleepable program
     may not use (EINVAL), or two different cgroup storage maps of one kind (EBUSY)."""
     storages: dict[int, object] = {}
     for m in maps:
         t = int(getattr(m, "map_type", 0))
+        fields = getattr(m, "btf_fields", frozenset())
+        for name, types, error in _FIELD_RULES:
+            if name in fields and prog_type in (types or TRACING_PROG_TYPES):
+                return error, errno.EINVAL
         if t == STRUCT_OPS:
             return "bpf_struct_ops map cannot be used in prog", errno.EINVAL
         if sleepable and t not in SLEEPABLE_MAPS:

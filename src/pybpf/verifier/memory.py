@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pybpf.uapi import ProgFlag
 from pybpf.verifier import ctx as ctxrules
+from pybpf.verifier import mapcompat
 from pybpf.verifier.scalar import S64_MIN
 from pybpf.verifier.state import (
     INVALID,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from pybpf.verifier.check import Checker
 
 MAX_VAR_OFF = 1 << 29  # BPF_MAX_VAR_OFF
+ENOTSUPP = 524  # the kernel's internal "operation not supported"
 MAX_PACKET_OFF = 0xFFFF
 
 
@@ -77,6 +79,52 @@ def _in(off: int, size: int, mem_size: int, zero_ok: bool) -> bool:
 def _s32(v: int) -> int:
     v &= 0xFFFFFFFF
     return v - (1 << 32) if v & 0x80000000 else v
+
+
+# --- a pointer passed or dereferenced as it was made --------------------------------------------
+
+
+def ptr_off_error(reg: Reg, regno: int, fixed_off_ok: bool = False) -> str | None:
+    """__check_ptr_off_reg: a pointer that must be unmodified (a context, a socket...)
+    may have no negative offset, no fixed offset (unless ``fixed_off_ok``) and no
+    variable one; the refusal's text (EACCES), or None."""
+    name = reg.type_name()
+    if reg.off < 0:
+        return f"negative offset {name} ptr R{regno} off={reg.off} disallowed"
+    if reg.off and not fixed_off_ok:
+        return f"dereference of modified {name} ptr R{regno} off={reg.off} disallowed"
+    if not reg.var.is_const() or reg.var.value:
+        return f"variable {name} access var_off={reg.var.var_off} disallowed"
+    return None
+
+
+#: check_func_arg_reg_off: the register types (exactly) that may carry any offset
+_ANY_OFF_TYPES = frozenset({
+    (Base.SCALAR, Flag.NONE), (Base.PTR_TO_STACK, Flag.NONE), (Base.PTR_TO_PACKET, Flag.NONE),
+    (Base.PTR_TO_PACKET_META, Flag.NONE), (Base.PTR_TO_MAP_KEY, Flag.NONE),
+    (Base.PTR_TO_MAP_VALUE, Flag.NONE), (Base.PTR_TO_MEM, Flag.NONE),
+    (Base.PTR_TO_MEM, Flag.MEM_RDONLY), (Base.PTR_TO_MEM, Flag.MEM_RINGBUF),
+    (Base.PTR_TO_BUF, Flag.NONE), (Base.PTR_TO_BUF, Flag.MEM_RDONLY),
+})  # fmt: skip
+#: ... and the BTF pointers that may carry a fixed one
+_FIXED_OFF_BTF = frozenset({Flag.NONE, Flag.MEM_ALLOC, Flag.PTR_TRUSTED, Flag.MEM_RCU})
+
+
+def func_arg_off_error(reg: Reg, regno: int, release: bool = False) -> tuple[str, int] | None:
+    """check_func_arg_reg_off: the offsets a pointer passed to a function may carry;
+    the refusal (text, errno), or None.  A released pointer must be exactly as it
+    was acquired."""
+    if release:
+        if reg.off:
+            return (f"R{regno} must have zero offset when passed to release func or "
+                    f"trusted arg to kfunc", errno.EINVAL)  # fmt: skip
+        bad = ptr_off_error(reg, regno)
+    elif (reg.base, reg.flags) in _ANY_OFF_TYPES:
+        return None
+    else:
+        fixed_ok = reg.base is Base.PTR_TO_BTF_ID and reg.flags in _FIXED_OFF_BTF
+        bad = ptr_off_error(reg, regno, fixed_ok)
+    return None if bad is None else (bad, errno.EACCES)
 
 
 # --- one load or store -------------------------------------------------------------------------
@@ -331,10 +379,9 @@ def _ctx(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
          value: Reg | None, st: bool, atomic: bool) -> Reg | None:
     if write and atomic:
         raise reject(f"BPF_ATOMIC stores into R{regno} ctx is not allowed")
-    if not reg.var.is_const() or reg.var.value:
-        raise reject(f"variable ctx access var_off={reg.var.var_off} off={off} size={size}")
-    if reg.off:
-        raise reject(f"dereference of modified ctx ptr R{regno} off={reg.off} disallowed")
+    bad = ptr_off_error(reg, regno)
+    if bad is not None:
+        raise reject(bad)
     acc = ctxrules.ctx_access(env.target.prog_type, off, size, write=write,
                               attach_type=env.target.attach_type, ldsx=env.ldsx)  # fmt: skip
     if acc is None:
@@ -355,18 +402,42 @@ def _pkt_end(env: Checker, regno: int, reg: Reg, off: int, size: int, write: boo
     raise reject(f"R{regno} invalid mem access '{reg.type_name()}'")
 
 
+_M = mapcompat
+#: each map type's kernel struct, as its ops' map_btf_id names it (the map's BTF type)
+MAP_STRUCT: dict[int, str] = {
+    **dict.fromkeys((_M.HASH, _M.PERCPU_HASH, _M.LRU_HASH, _M.LRU_PERCPU_HASH, _M.HASH_OF_MAPS),
+                    "bpf_htab"),
+    **dict.fromkeys((_M.ARRAY, _M.PERCPU_ARRAY, _M.PROG_ARRAY, _M.PERF_EVENT_ARRAY,
+                     _M.CGROUP_ARRAY, _M.ARRAY_OF_MAPS), "bpf_array"),
+    **dict.fromkeys((_M.DEVMAP, _M.DEVMAP_HASH), "bpf_dtab"),
+    **dict.fromkeys((_M.QUEUE, _M.STACK), "bpf_queue_stack"),
+    **dict.fromkeys((_M.CGROUP_STORAGE, _M.PERCPU_CGROUP_STORAGE), "bpf_cgroup_storage_map"),
+    **dict.fromkeys((_M.SK_STORAGE, _M.INODE_STORAGE, _M.TASK_STORAGE, _M.CGRP_STORAGE),
+                    "bpf_local_storage_map"),
+    **dict.fromkeys((_M.RINGBUF, _M.USER_RINGBUF), "bpf_ringbuf_map"),
+    _M.STACK_TRACE: "bpf_stack_map", _M.LPM_TRIE: "lpm_trie", _M.SOCKMAP: "bpf_stab",
+    _M.SOCKHASH: "bpf_shtab", _M.CPUMAP: "bpf_cpu_map", _M.XSKMAP: "xsk_map",
+    _M.REUSEPORT_SOCKARRAY: "reuseport_array", _M.BLOOM_FILTER: "bpf_bloom_filter",
+    _M.STRUCT_OPS: "bpf_struct_ops_map", _M.ARENA: "bpf_arena",
+}  # fmt: skip
+
+
 def _map_ptr(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
              value: Reg | None, st: bool, atomic: bool) -> Reg | None:
     """check_ptr_to_map_access, narrowed to what pybpf's runtime backs with memory.
 
-    The kernel reads ``struct bpf_map`` fields through BTF; pybpf's map
-    pointer is an 8-byte region, so only reads inside it are accepted.
+    The kernel reads the map's struct (``struct bpf_array``...) through BTF;
+    pybpf's map pointer is an 8-byte region, so only reads inside it are accepted.
     """
+    map_type = int(getattr(reg.map, "map_type", 0))
+    tname = MAP_STRUCT.get(map_type)
+    if tname is None:
+        raise reject(f"map_ptr access not supported for map type {map_type}", ENOTSUPP)
     total = off + reg.off
     if total < 0:
-        raise reject(f"R{regno} is {reg.type_name()} invalid negative access: off={total}")
+        raise reject(f"R{regno} is {tname} invalid negative access: off={total}")
     if write:
-        raise reject("only read from bpf_map is supported")
+        raise reject(f"only read from {tname} is supported")
     if not reg.var.is_const() or total + size > 8:
         raise reject(f"R{regno} invalid mem access '{reg.type_name()}'")
     return UNKNOWN
@@ -419,7 +490,21 @@ def _sock(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
     return UNKNOWN
 
 
+def _tp_buffer(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
+               value: Reg | None, st: bool, atomic: bool) -> Reg | None:
+    """check_tp_buffer_access: a writable tracepoint's buffer, at a constant offset that
+    is not negative (how far it reaches is checked against the tracepoint at attach)."""
+    off += reg.off
+    if off < 0:
+        raise reject(f"R{regno} invalid tracepoint buffer access: off={off}, size={size}")
+    if not reg.var.is_const() or reg.var.value:
+        raise reject(f"R{regno} invalid variable buffer offset: off={off}, "
+                     f"var_off={reg.var.var_off}")  # fmt: skip
+    return None if write else UNKNOWN
+
+
 _CHECKERS = {
+    Base.PTR_TO_TP_BUFFER: _tp_buffer,
     Base.PTR_TO_SOCKET: _sock,
     Base.PTR_TO_SOCK_COMMON: _sock,
     Base.PTR_TO_TCP_SOCK: _sock,

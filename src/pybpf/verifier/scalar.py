@@ -933,6 +933,15 @@ class Scalar:
         return r.freeze()
 
     @staticmethod
+    def from_signed(lo: int, hi: int) -> Scalar:
+        """Both signed ranges, 64- and 32-bit, set to ``[lo, hi]`` (an s32 range), the
+        rest derived from them (do_refine_retval_range's bounds)."""
+        r = _Reg(_UNKNOWN)
+        r.smin, r.smax, r.s32min, r.s32max = lo, hi, lo, hi
+        _sync(r)
+        return r.freeze()
+
+    @staticmethod
     def from_tnum(var_off: Tnum) -> Scalar:
         """Every member of ``var_off``, bounds derived from it."""
         r = _Reg(_UNKNOWN)

@@ -89,7 +89,11 @@ _PREFIXES = (
 
 
 def type_str(base: Base, flags: Flag = Flag.NONE) -> str:
-    """The kernel log's name of a type: ``map_value_or_null``, ``ringbuf_mem_or_null``."""
+    """The kernel log's name of a type: ``map_value_or_null``, ``ringbuf_mem_or_null``;
+    a BTF pointer's null suffix comes before the struct name the log adds after it
+    (``ptr_or_null_``)."""
     prefix = "".join(text for flag, text in _PREFIXES if flags & flag)
-    suffix = "_or_null" if flags & Flag.MAYBE_NULL and base is not Base.SCALAR else ""
+    suffix = ""
+    if flags & Flag.MAYBE_NULL and base is not Base.SCALAR:
+        suffix = "or_null_" if base is Base.PTR_TO_BTF_ID else "_or_null"
     return f"{prefix}{_NAMES[base]}{suffix}"

@@ -152,7 +152,7 @@ def prototypes(allowed: Iterable[int], prog_type: int | None = None,
     ``allowed`` is the program type's helper set.  Implemented helpers have
     the prototype they are defined with, tail_call (12) the kernel's
     bpf_tail_call_proto, the others their kernel prototype
-    (:data:`~pybpf.verifier.helper_protos.KERNEL_PROTOS`) with what the
+    (:data:`~pybpf.verifier.helper_protos.KERNEL_PROTOS`); either with what the
     verifier cannot check yet marked
     (:func:`~pybpf.verifier.helper_protos.for_verifier`; helpers that might
     sleep are checked as the others when ``prog_flags`` has
@@ -172,10 +172,14 @@ def prototypes(allowed: Iterable[int], prog_type: int | None = None,
             continue
         if ident == 12:
             out[12] = TAIL_CALL
-        elif ident in HELPERS and (variant is None or variant == HELPERS[ident].proto):
-            out[ident] = HELPERS[ident].proto
-        elif ident in KERNEL_PROTOS:
-            proto = for_verifier(ident, variant or KERNEL_PROTOS[ident], sleepable=sleepable)
+        else:
+            if ident in HELPERS and (variant is None or variant == HELPERS[ident].proto):
+                proto = HELPERS[ident].proto
+            elif ident in KERNEL_PROTOS:
+                proto = variant or KERNEL_PROTOS[ident]
+            else:
+                continue
+            proto = for_verifier(ident, proto, sleepable=sleepable)
             if proto is not None:
                 out[ident] = proto
     return out
