@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from pybpf.isa import Instruction, Kind
 from pybpf.isa.helper_ids import helper_name
 from pybpf.verifier import ctx as ctxrules
-from pybpf.verifier import mapcompat, memory
+from pybpf.verifier import mapcompat, memory, precise
 from pybpf.verifier.cfg import MAX_FRAMES, Structure
 from pybpf.verifier.decode import spec_of
 from pybpf.verifier.global_calls import global_call
@@ -93,6 +93,10 @@ def helper_call(env: Checker, st: State, pc: int, insn: Instruction) -> int | No
         if found is not None:
             meta_map = found
     if func_id == TAIL_CALL:
+        key = regs[3]  # record_func_key: a known in-range index is relied upon
+        if (meta_map is not None and key.is_scalar and key.var.is_const()
+                and key.var.value < meta_map.max_entries):
+            precise.mark(env, st, (3,))
         _resource_leak(st, "tail_call")
     if func_id == GET_LOCAL_STORAGE and not regs[2].is_const(0):  # it cannot return an error
         raise _reject("get_local_storage() doesn't support non-zero flags", errno.EINVAL)
@@ -128,6 +132,7 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         if base is Arg.CONST_ALLOC_SIZE_OR_ZERO:
             if not reg.var.is_const():
                 raise _reject(f"R{regno} is not a known constant'")
+            precise.mark(env, st, (regno,))
             return None
         v = reg.var
         zero_ok = base is Arg.CONST_SIZE_OR_ZERO
@@ -142,6 +147,7 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         memory.helper_mem(env, regno - 1, v.umin, v.umax,
                           write=mem_arg.has(ArgFlag.MEM_WRITE) or mem_arg.is_raw_mem,
                           uninit_ok=mem_arg.is_raw_mem, zero_ok=zero_ok)  # fmt: skip
+        precise.mark(env, st, (regno,))  # check_mem_size_reg: the size is relied upon
         return None
     if not accepts(arg, reg.base, reg.flags):
         raise _reject(f"R{regno} type={reg.type_name()} expected={expected_text(arg)}")
@@ -298,6 +304,8 @@ def _const_key_in_bounds(env: Checker, st: State, proto, m) -> bool:
     spills = len(head) - len(head.lstrip("r"))
     if spills != m.key_size or not slot.spilled.var.is_const():
         return False
+    # get_constant_map_key: the spilled key's value is relied upon
+    precise.mark(env, st, locs=((key.frame, "s", (-addr - 1) // 8),))
     return slot.spilled.var.value < m.max_entries
 
 
@@ -467,6 +475,8 @@ def exit_insn(env: Checker, st: State, pc: int) -> int | None:
         if r0.base is Base.PTR_TO_STACK:  # any frame's: the kernel is conservative
             raise _reject("cannot return stack pointer to the caller", errno.EINVAL)
         env.depths_from(st)
+        if st.cur.callback is not None and r0.is_scalar:
+            precise.mark(env, st, (0,))  # the callback's return value is relied upon
         callee = st.frames.pop()
         if callee.callback is not None:
             cb = callee.callback
@@ -503,6 +513,7 @@ def exit_insn(env: Checker, st: State, pc: int) -> int | None:
     if not r0.is_scalar:
         raise _reject(f"At program exit the register R0 is not a known value "
                       f"({r0.type_name()})", errno.EINVAL)  # fmt: skip
+    precise.mark(env, st, (0,))  # check_return_code: the return value is relied upon
     if r0.var.smin < rng[0] or r0.var.smax > rng[1]:
         raise _reject(_invalid_scalar(r0, rng, "At program exit", "R0"), errno.EINVAL)
     del regs
@@ -554,6 +565,7 @@ def _hidden_exit(env: Checker, st: State) -> None:
     bpf_gen_ld_abs emits): that return is another path, queued from here."""
     other = st.copy()
     other.regs[0] = const(0)
+    precise.note(other, ("X",))  # an exit the backtracking cannot follow
     env.depths_from(other)
     callee = other.frames.pop()
     if callee.callback is not None:  # back into the helper that calls the callback

@@ -35,7 +35,8 @@ from collections.abc import Mapping
 
 from pybpf.errors import VerifierError
 from pybpf.isa import Instruction, Kind, OpSpec
-from pybpf.verifier import calls, global_calls, memory, prune
+from pybpf.uapi import ProgFlag
+from pybpf.verifier import calls, global_calls, memory, precise, prune
 from pybpf.verifier.cfg import MAX_INSNS, Structure
 from pybpf.verifier.decode import Decoded, decode, valid_reg
 from pybpf.verifier.log import Log, insn_text
@@ -98,8 +99,8 @@ class Checker:
         self.cur_states = 0
         self.max_states_per_insn = 0
         self.jmps = self.prev_jmps = self.prev_insns = 0
-        self.prune_points = prune.prune_points(structure)
         self._callback_sites: dict[int, bool] = {}
+        self.prune_points, self.jmp_points = prune.prune_points(structure, self.calls_callback)
         self.live = calls.liveness(structure)
         self.depths: dict[int, int] = {}
         self.state: State = initial_state()
@@ -112,6 +113,7 @@ class Checker:
         self.called: set[int] = set()  # global subprograms a verified path called
         self.verified: set[int] = set()  # global subprograms verified on their own
         self._pkt_changers: frozenset[int] | None = None
+        self.entry_pc = 0  # where the function being verified starts
 
     # --- ids and bookkeeping ---------------------------------------------------------------------
     def new_id(self) -> int:
@@ -168,6 +170,21 @@ class Checker:
                 self.verified.add(index)
                 again = True
 
+    def calls_callback(self, pc: int) -> bool:
+        """Whether the instruction at ``pc`` is a helper call that calls a callback."""
+        callback = self._callback_sites.get(pc)
+        if callback is None:
+            callback = self._callback_sites[pc] = calls.calls_callback(self, pc)
+        return callback
+
+    def is_global_subprog(self, start: int) -> bool:
+        """Whether the subprogram starting at ``start`` is a global function (BTF)."""
+        for index, sub in enumerate(self.structure.subprogs):
+            if sub.start == start:
+                desc = self.func_desc(index) if index else None
+                return desc is not None and desc.is_global
+        return False
+
     def func_desc(self, index: int):
         """The BTF description of subprogram ``index`` (None: none, so static)."""
         funcs = getattr(self.target, "funcs", None)
@@ -186,6 +203,7 @@ class Checker:
     def _explore(self, st: State, pc: int) -> None:
         """do_check from ``pc`` with ``st``: every path, until none is pending."""
         self.state, self.pc = st, pc
+        self.entry_pc = pc
         self.log.add(f"{pc}: {format_state(st)}")
         while True:
             self.state, self.pc = st, pc
@@ -274,18 +292,23 @@ class Checker:
         nodes = self.explored.setdefault(pc, [])
         key = None
         may_goto = self.insns[pc].code == 0xE5 and not self.insns[pc].src_reg  # is_may_goto_insn
-        callback = self._callback_sites.get(pc)
-        if callback is None:
-            callback = self._callback_sites[pc] = calls.calls_callback(self, pc)
-        force = may_goto or callback
+        callback = self.calls_callback(pc)
+        force = may_goto or callback  # is_force_checkpoint
+        # BPF_F_TEST_STATE_FREQ: a checkpoint at every prune point; and one where the
+        # state's instruction history grew long (the kernel's jmp_history_cnt > 40)
+        force_new = (force or bool(self.target.prog_flags & ProgFlag.TEST_STATE_FREQ)
+                     or precise.history_len(st, self.jmp_points, 40) > 40)
         jmps, insns = self.jmps - self.prev_jmps, self.processed - self.prev_insns
-        add_new = force or jmps >= 2 or insns >= 8
+        add_new = force_new or (jmps >= 2 and insns >= 8)
         evicted = False
         for node in nodes:
             if node.branches:
                 if callback or (may_goto and node.state.may_goto_depth != st.may_goto_depth):
                     if prune.covers(node.state, st, self.live, pc):
                         node.hits += 1
+                        # compared by range with a state whose precision is not final
+                        # yet: the path's states keep every scalar (see precise)
+                        precise.mark_all(self, st)
                         return True
                 elif (node.state.may_goto_depth == st.may_goto_depth
                       and len(node.state.frames) == len(st.frames)
@@ -301,10 +324,11 @@ class Checker:
                         # the jump that closed the loop, the pc a refusal is known by
                         raise Reject(f"infinite loop detected at insn {pc}", errno.EINVAL,
                                      self.last_pc)  # fmt: skip
-                if not force and jmps < 20 and insns < 100:
+                if not force_new and jmps < 20 and insns < 100:
                     add_new = False
-            elif prune.covers(node.state, st, self.live, pc):
+            elif prune.covers(node.state, st, self.live, pc, node):
                 node.hits += 1
+                precise.propagate(self, st, node)
                 return True
             if add_new:
                 node.misses += 1
@@ -430,6 +454,8 @@ class Checker:
         if k is Kind.JUMP:
             self.jmps += 1
             return self.cond_jump(st, pc, insn, spec)
+        if k in (Kind.CALL, Kind.CALL_LOCAL, Kind.EXIT, Kind.KFUNC):
+            self.jmps += 1  # jmps_processed counts every BPF_JMP class instruction
         if k is Kind.CALL:
             return calls.helper_call(self, st, pc, insn)
         if k is Kind.CALL_LOCAL:
@@ -529,6 +555,8 @@ class Checker:
             raise Reject(f"invalid shift {insn.imm}", errno.EINVAL)
         self.check_dst(d)
         if dst.is_ptr or src.is_ptr:
+            if x and dst.is_ptr != src.is_ptr:  # the scalar decides the pointer's offset
+                precise.mark(self, st, (insn.src_reg if dst.is_ptr else d,))
             self.write(d, self.ptr_alu(d, insn.src_reg if x else -1, dst, src, op, is64))
             return
         split = dst.var.sign_mask_split(op, src.var)
@@ -619,7 +647,7 @@ class Checker:
             start = start.parent  # the checkpoint just made for this visit
         prev = prune.prev_entry(start, pc)
         if prev is not None:
-            prune.widen(prev.state, body)
+            prune.widen(prev, body)
         self.push(body, pc + 1, pc)
         return pc + 1 + insn.off
 
@@ -634,10 +662,14 @@ class Checker:
         srcv = src if src is not None else const(insn.imm if not is32 else insn.imm & 0xFFFFFFFF)
         target = pc + 1 + insn.off
         taken = self._taken(op, dst, srcv, is32)
-        if taken == 1:
-            return target
-        if taken == 0:
-            return pc + 1
+        if taken >= 0:  # the outcome rests on the scalars' values
+            precise.mark(self, st, (insn.dst_reg, insn.src_reg) if x else (insn.dst_reg,))
+            return target if taken == 1 else pc + 1
+        ids = [r.id for r in (dst, src) if r is not None and r.is_scalar and r.id]
+        if ids:
+            linked = precise.linked_locations(st, ids)
+            if len(linked) > 1:  # the jump's history entry, shared by both branches
+                precise.note(st, ("L", linked))
         other = st.copy()
         ok_fall = self._refine(st, insn, op, dst, srcv, is32, False)
         ok_jump = self._refine(other, insn, op, dst, srcv, is32, True)
