@@ -55,6 +55,7 @@ from pybpf.verifier.state import (
 from pybpf.verifier.types import Base, Flag
 
 MAX_JMP_SEQ = 8192  # BPF_COMPLEXITY_LIMIT_JMP_SEQ
+MAX_BACKEDGE_ITERS = 64  # propagate_backedges' bound, then every scalar is precise
 _ADD, _SUB, _MOV, _NEG, _END, _DIV, _MOD, _LSH, _RSH, _ARSH = (
     0x00, 0x10, 0xB0, 0x80, 0xD0, 0x30, 0x90, 0x60, 0x70, 0xC0)
 _JEQ, _JNE, _JGT, _JGE, _JLT, _JLE = 0x10, 0x50, 0x20, 0x30, 0xA0, 0xB0
@@ -101,6 +102,9 @@ class Checker:
         self.jmps = self.prev_jmps = self.prev_insns = 0
         self._callback_sites: dict[int, bool] = {}
         self.prune_points, self.jmp_points = prune.prune_points(structure, self.calls_callback)
+        self.scc = prune.sccs(structure, self.calls_callback)
+        self.visits: dict[tuple, prune.Visit] = {}  # the loops being explored, by callchain
+        self.precision_changes = 0  # marks made (propagate_backedges' "changed")
         self.live = calls.liveness(structure)
         self.depths: dict[int, int] = {}
         self.state: State = initial_state()
@@ -132,12 +136,47 @@ class Checker:
         self.pending.append((st, pc, from_pc, self.log.mark()))
 
     def _finish_path(self) -> None:
+        """update_branch_counts: a path ended; the states it leaves without paths below
+        are finished, and a loop whose first state finishes is left (maybe_exit_scc)."""
         node = self.state.parent
         while node is not None:
             node.branches -= 1
             if node.branches:
                 break
+            if node.chain is not None:
+                visit = self.visits.get(node.chain)
+                if visit is not None and visit.entry is node:
+                    del self.visits[node.chain]
+                    self._propagate_backedges(visit)
             node = node.parent
+
+    def _propagate_backedges(self, visit: prune.Visit) -> None:
+        """propagate_backedges: the precision of the states the loop's hits were compared
+        with is final now; carry it along each hit's path again, until nothing changes."""
+        for _ in range(MAX_BACKEDGE_ITERS):
+            before = self.precision_changes
+            for st, old in visit.backedges:
+                precise.propagate(self, st, old)
+            if self.precision_changes == before:
+                return
+        if self.log.level >= 2:
+            self.log.add("propagate_backedges: too many iterations")
+        for st, _old in visit.backedges:
+            precise.mark_all(self, st)
+
+    def _hit(self, st: State, node: prune.Node, loop: bool) -> bool:
+        """A state covered ``st``: what is precise there is precise along ``st``'s path.
+        A hit inside a loop whose states' precision is not final yet is kept as a
+        backedge of the loop, propagated again when the loop is left."""
+        node.hits += 1
+        precise.propagate(self, st, node)
+        if loop:
+            visit = self.visits.get(node.chain) if node.chain is not None else None
+            if visit is None:  # no loop to wait for: every scalar of the path is kept
+                precise.mark_all(self, st)
+            else:
+                visit.backedges.append((st.copy(), node))
+        return True
 
     # --- the walk --------------------------------------------------------------------------------
     def run(self) -> None:
@@ -195,6 +234,7 @@ class Checker:
     def _verified(self) -> None:
         """A function was verified safely: forget its states and, at level 1, its log."""
         self.explored = {}
+        self.visits = {}
         self.pending = []
         self.cur_states = 0
         self.log.rewind(0)
@@ -248,14 +288,14 @@ class Checker:
             self.depths[f.subprog] = max(self.depths.get(f.subprog, 0), f.depth)
 
     def _walk_one(self, st: State, pc: int) -> int | None:
+        self.processed += 1  # as the kernel, a visit the pruning ends counts too
+        if self.processed > MAX_INSNS:  # before pc's line is logged: the last line is the previous
+            raise Reject(f"BPF program is too large. Processed {self.processed} insn", errno.E2BIG,
+                         self.last_pc)  # fmt: skip
         if pc in self.prune_points and self._visited(st, pc):
             if self.log.level >= 1:
                 self.log.add(f"{pc}: safe")
             return None
-        self.processed += 1
-        if self.processed > MAX_INSNS:  # before pc's line is logged: the last line is the previous
-            raise Reject(f"BPF program is too large. Processed {self.processed} insn", errno.E2BIG,
-                         self.last_pc)  # fmt: skip
         self.last_pc = pc
         self.seen.add(pc)
         st.path = (pc, st.path)
@@ -290,6 +330,7 @@ class Checker:
         added.  This keeps long loops linear rather than quadratic.
         """
         nodes = self.explored.setdefault(pc, [])
+        states_cnt = len(nodes)
         key = None
         may_goto = self.insns[pc].code == 0xE5 and not self.insns[pc].src_reg  # is_may_goto_insn
         callback = self.calls_callback(pc)
@@ -305,11 +346,7 @@ class Checker:
             if node.branches:
                 if callback or (may_goto and node.state.may_goto_depth != st.may_goto_depth):
                     if prune.covers(node.state, st, self.live, pc):
-                        node.hits += 1
-                        # compared by range with a state whose precision is not final
-                        # yet: the path's states keep every scalar (see precise)
-                        precise.mark_all(self, st)
-                        return True
+                        return self._hit(st, node, True)
                 elif (node.state.may_goto_depth == st.may_goto_depth
                       and len(node.state.frames) == len(st.frames)
                       and node.state.regs == st.regs):  # states_maybe_looping, then exact
@@ -326,10 +363,12 @@ class Checker:
                                      self.last_pc)  # fmt: skip
                 if not force_new and jmps < 20 and insns < 100:
                     add_new = False
-            elif prune.covers(node.state, st, self.live, pc, node):
-                node.hits += 1
-                precise.propagate(self, st, node)
-                return True
+            else:
+                # a state of a loop with backedges has no final precision yet: by range
+                visit = self.visits.get(node.chain) if node.chain is not None else None
+                loop = visit is not None and bool(visit.backedges)
+                if prune.covers(node.state, st, self.live, pc, None if loop else node):
+                    return self._hit(st, node, loop)
             if add_new:
                 node.misses += 1
             n = 64 if force and node.branches else 3
@@ -338,16 +377,19 @@ class Checker:
                 evicted = True
         if evicted:
             nodes[:] = [n for n in nodes if not n.evicted]
+        self.max_states_per_insn = max(self.max_states_per_insn, states_cnt)
         if not add_new:
             return False
         self.prev_jmps, self.prev_insns = self.jmps, self.processed
         node = prune.Node(st.copy(), st.parent, pc)
+        node.chain = prune.callchain(st, pc, self.scc)
+        if node.chain is not None and node.chain not in self.visits:  # maybe_enter_scc
+            self.visits[node.chain] = prune.Visit(node)
         nodes.append(node)
         st.parent = node
         self.total_states += 1
         self.cur_states += 1
         self.peak_states = max(self.peak_states, self.cur_states)
-        self.max_states_per_insn = max(self.max_states_per_insn, len(nodes))
         return False
 
     # --- one instruction -------------------------------------------------------------------------

@@ -231,11 +231,13 @@ def _walk(env: Checker, st: State, bt: Backtrack, skip_first: bool, last: int | 
                     bt.regs[fr].discard(i)
                 else:
                     node.precise.add((fr, "r", i))
+                    env.precision_changes += 1
             for spi in sorted(bt.slots[fr]):
                 if not _is_spilled_scalar(f, spi) or is_precise(node, fr, "s", spi):
                     bt.slots[fr].discard(spi)
                 else:
                     node.precise.add((fr, "s", spi))
+                    env.precision_changes += 1
             if level2:
                 env.log.add(f"mark_precise: frame{fr}: parent state regs={_regs_text(bt, fr)} "
                             f"stack={_slots_text(bt, fr)}: ")
@@ -257,6 +259,7 @@ def mark_all(env: Checker, st: State) -> None:
     node = st.parent
     while node is not None and not node.all_precise:
         node.all_precise = True
+        env.precision_changes += 1
         node = node.parent
 
 

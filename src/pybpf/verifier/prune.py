@@ -29,8 +29,8 @@ from pybpf.verifier.types import Base
 class Node:
     """An explored state at a prune point and how many paths below it are still running."""
 
-    __slots__ = ("all_precise", "branches", "evicted", "hash", "hits", "key", "misses", "parent",
-                 "path", "pc", "precise", "state")
+    __slots__ = ("all_precise", "branches", "chain", "evicted", "hash", "hits", "key", "misses",
+                 "parent", "path", "pc", "precise", "state")
 
     def __init__(self, state: State, parent: Node | None, pc: int) -> None:
         self.state = state
@@ -44,6 +44,7 @@ class Node:
         self.path = state.path  # the path entry before pc: where this state's segment ends
         self.precise: set[tuple[int, str, int]] = set()  # (frame, "r"/"s", regno/spi)
         self.all_precise = False  # mark_all_scalars_precise reached this state
+        self.chain: tuple | None = None  # its loop's callchain (see sccs), None: in no loop
 
 
 def exact_key(st: State) -> tuple:
@@ -215,3 +216,90 @@ def prune_points(s: Structure, calls_callback=lambda pc: False) -> tuple[set[int
                 prune.add(pc)
                 jmp.add(pc)
     return prune, jmp
+
+
+def sccs(s: Structure, calls_callback=lambda pc: False) -> dict[int, int]:
+    """compute_scc: the loops of the program, as the strongly connected components of
+    its instruction graph (a call goes on to the next instruction; a helper calling a
+    callback is a loop of its own, as the callback's visits return to it); the
+    component of each instruction in one, numbered from 1."""
+    succ: dict[int, list[int]] = {}
+    for pc, insn in zip(s.pcs, s.insns, strict=False):
+        spec = spec_of(insn)
+        nxt = pc + insn.slots
+        if spec is None or spec.kind is Kind.EXIT:
+            succ[pc] = []
+        elif spec.kind is Kind.JA:
+            succ[pc] = [pc + 1 + (insn.imm if spec.width == 32 else insn.off)]
+        elif spec.kind in (Kind.JUMP, Kind.JCOND):
+            succ[pc] = [nxt, pc + 1 + insn.off]
+        elif spec.kind is Kind.CALL and calls_callback(pc):
+            succ[pc] = [nxt, pc]
+        else:
+            succ[pc] = [nxt]
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    on_stack: set[int] = set()
+    stack: list[int] = []
+    out: dict[int, int] = {}
+    count = 0
+    for root in s.pcs:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            v, i = work.pop()
+            if i == 0:
+                index[v] = low[v] = len(index)
+                stack.append(v)
+                on_stack.add(v)
+            edges = [w for w in succ.get(v, ()) if w in succ]
+            if i < len(edges):
+                work.append((v, i + 1))
+                w = edges[i]
+                if w not in index:
+                    work.append((w, 0))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1 or v in succ[v]:
+                    count += 1
+                    for w in comp:
+                        out[w] = count
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[v])
+    return out
+
+
+def callchain(st: State, pc: int, scc: dict[int, int]) -> tuple | None:
+    """compute_scc_callchain: the callsites down to the outermost frame whose
+    instruction (``pc`` for the innermost) is in a loop, and that loop; None: none is."""
+    sites = []
+    for i in range(len(st.frames)):
+        at = pc if i == len(st.frames) - 1 else st.frames[i + 1].callsite
+        found = scc.get(at)
+        if found:
+            return (tuple(sites), found)
+        sites.append(at)
+    return None
+
+
+class Visit:
+    """bpf_scc_visit: a loop being explored on one callchain, from its first state (the
+    entry) until that state finishes; the hits against states of the loop whose
+    precision was not final yet (backedges), to propagate again when it finishes."""
+
+    __slots__ = ("backedges", "entry")
+
+    def __init__(self, entry: Node) -> None:
+        self.entry = entry
+        self.backedges: list[tuple[State, Node]] = []
