@@ -47,6 +47,7 @@ from pybpf.verifier.state import (
     UNKNOWN,
     Reg,
     State,
+    assign_scalar_id_before_mov,
     const,
     format_frame_line,
     format_state,
@@ -303,10 +304,11 @@ class Checker:
         self.insn = insn
         self.scratched = set()
         self.logged = False
+        mark = self.log.mark()
         try:
             nxt = self.step(st, pc, insn, self.decoded[pc])
         except Reject:
-            self.log.insn(pc, insn)
+            self._log_insn_before(mark, pc, insn)
             raise
         if self.log and not self.logged:
             regs = tuple(i for i in self.scratched if isinstance(i, int))
@@ -316,8 +318,22 @@ class Checker:
                 text = ""
             if st.refs and text:
                 text += " refs=" + ",".join(str(i) for i, _ in st.refs)
-            self.log.insn(pc, insn, text)
+            if self.log.mark() == mark:
+                self.log.insn(pc, insn, text)
+            else:  # lines the instruction printed (mark_precise): its state on a line after
+                self._log_insn_before(mark, pc, insn)
+                if text:
+                    after = pc if self.decoded[pc].spec.kind is Kind.JUMP else nxt
+                    self.log.add(f"{after}: {text}")
         return nxt
+
+    def _log_insn_before(self, mark: int, pc: int, insn: Instruction) -> None:
+        """The instruction's line goes before the lines its check printed, as the
+        kernel prints an instruction before checking it."""
+        extra = self.log.lines[mark:]
+        del self.log.lines[mark:]
+        self.log.insn(pc, insn)
+        self.log.lines.extend(extra)
 
     # --- pruning ---------------------------------------------------------------------------------
     def _visited(self, st: State, pc: int) -> bool:
@@ -581,9 +597,10 @@ class Checker:
             if not x:
                 self.write(d, const(insn.imm) if is64 else const(insn.imm & 0xFFFFFFFF))
             elif is64:
-                if src.is_scalar and not src.var.is_const() and not src.id:
-                    src = src.but(id=self.new_id())
-                    st.regs[insn.src_reg] = src
+                if src.is_scalar:
+                    linked = assign_scalar_id_before_mov(src, self.new_id)
+                    if linked is not src:
+                        src = st.regs[insn.src_reg] = linked
                 self.write(d, src)
             elif src.is_ptr:
                 self.write(d, UNKNOWN)

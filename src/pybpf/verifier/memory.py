@@ -27,6 +27,7 @@ from pybpf.verifier.state import (
     Frame,
     Reg,
     Slot,
+    assign_scalar_id_before_mov,
     const,
 )
 from pybpf.verifier.tnum import U64, Tnum
@@ -213,10 +214,10 @@ def stack_write(env: Checker, frame: Frame, addr: int, size: int, value: Reg | N
         if value.is_scalar and not st:
             if not _fits(value, size):
                 value = value.but(id=0)  # a narrowing spill breaks the relation
-            elif not value.id and not value.var.is_const():
-                # the spill and the register stay linked (assign_scalar_id_before_mov)
-                value = value.but(id=env.new_id())
-                env.state.regs[env.insn.src_reg] = value
+            else:  # the spill and the register stay linked
+                linked = assign_scalar_id_before_mov(value, env.new_id)
+                if linked is not value:
+                    value = env.state.regs[env.insn.src_reg] = linked
         frame.stack[spi] = Slot(keep + SPILL * size, value)
         precise.note(env.state, ("S", frame.frameno, spi))  # a spill: the history's slot
         return
