@@ -30,12 +30,13 @@ for a privileged program, so pybpf keeps them on the nodes only.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from pybpf.isa import Kind
 from pybpf.verifier.cfg import MAX_FRAMES
 from pybpf.verifier.log import insn_text
-from pybpf.verifier.state import SPILL, State
+from pybpf.verifier.state import SPILL, State, format_frame
 
 if TYPE_CHECKING:
     from pybpf.verifier.check import Checker
@@ -240,7 +241,7 @@ def _walk(env: Checker, st: State, bt: Backtrack, skip_first: bool, last: int | 
                     env.precision_changes += 1
             if level2:
                 env.log.add(f"mark_precise: frame{fr}: parent state regs={_regs_text(bt, fr)} "
-                            f"stack={_slots_text(bt, fr)}: ")
+                            f"stack={_slots_text(bt, fr)}: {_state_text(node, fr)}")
         if bt.empty():
             return True
         subseq = node.pc
@@ -261,6 +262,22 @@ def mark_all(env: Checker, st: State) -> None:
         node.all_precise = True
         env.precision_changes += 1
         node = node.parent
+
+
+def _state_text(node: Node, fr: int) -> str:
+    """print_verifier_state of the checkpoint's frame ``fr``, every register and slot,
+    a precise scalar's value after ``P``."""
+    f = node.state.frames[fr]
+    text = format_frame(f)
+    for i, r in enumerate(f.regs):
+        if r.is_scalar and is_precise(node, fr, "r", i):
+            text = re.sub(rf"(^| )R{i}=", rf"\g<1>R{i}=P", text, count=1)
+    for spi in f.stack:
+        if _is_spilled_scalar(f, spi) and is_precise(node, fr, "s", spi):
+            text = re.sub(rf"(^| )fp{-8 * (spi + 1)}=", rf"\g<1>fp{-8 * (spi + 1)}=P", text,
+                          count=1)  # fmt: skip
+    prefix = f" frame{f.frameno}:" if f.frameno else ""
+    return f"{prefix} {text}" if text else prefix
 
 
 def _regs_text(bt: Backtrack, fr: int | None = None) -> str:
