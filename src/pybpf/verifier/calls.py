@@ -82,6 +82,7 @@ def helper_call(env: Checker, st: State, pc: int, insn: Instruction) -> int | No
                       errno.EINVAL)  # fmt: skip
     regs = st.regs
     meta_map = None
+    env.const_map_key = None  # meta->const_map_key
     if st.lock and func_id != SPIN_UNLOCK:
         raise _reject("function calls are not allowed while holding a lock")
     for i, arg in enumerate(proto.args):
@@ -161,6 +162,8 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         size = meta_map.key_size if base is Arg.PTR_TO_MAP_KEY else meta_map.value_size
         memory.helper_mem(env, regno, size, size, write=arg.has(ArgFlag.MEM_UNINIT),
                           uninit_ok=False, zero_ok=False)  # fmt: skip
+        if base is Arg.PTR_TO_MAP_KEY and getattr(meta_map, "map_type", 0) in _ARRAYS:
+            env.const_map_key = _constant_map_key(env, st, reg, meta_map)
         return None
     if base is Arg.PTR_TO_MEM:
         if reg.base in PKT_TYPES and not proto.pkt_access:
@@ -280,33 +283,35 @@ _ARRAYS = (2, 6)  # BPF_MAP_TYPE_ARRAY, PERCPU_ARRAY
 
 
 def _const_key_in_bounds(env: Checker, st: State, proto, m) -> bool:
-    """can_elide_value_nullness: an array lookup with a constant, in-range key is never NULL.
-
-    The key is known as the kernel's ``get_constant_map_key`` knows it: key
-    bytes tracked as zero, or a scalar spill of exactly the key's size.
-    """
+    """can_elide_value_nullness: an array lookup with a constant, in-range key (as the
+    argument check found it, :func:`_constant_map_key`) is never NULL."""
     if getattr(m, "map_type", 0) not in _ARRAYS or env.insn.imm != LOOKUP:
         return False
-    key = st.regs[2]
+    return env.const_map_key is not None and env.const_map_key < m.max_entries
+
+
+def _constant_map_key(env: Checker, st: State, key: Reg, m) -> int | None:
+    """get_constant_map_key: an array map's key known from the stack (key bytes tracked
+    as zero, or a scalar spill of exactly the key's size), or None.  A spilled key's
+    value is relied upon: it becomes precise."""
     if key.base is not Base.PTR_TO_STACK or not key.var.is_const():
-        return False
+        return None
     addr = key.off + key.var.signed_value
     if not -512 <= addr < 0:
-        return False
+        return None
     slot = st.frames[key.frame].slot((-addr - 1) // 8)
     j = (-addr - 1) % 8
     head = slot.types[: j + 1][::-1]  # from the key's first byte down the slot
     zeros = len(head) - len(head.lstrip("0"))
     if zeros >= m.key_size:
-        return m.max_entries > 0
+        return 0
     if slot.spilled is None or slot.types[7] != "r" or not slot.spilled.is_scalar:
-        return False
+        return None
     spills = len(head) - len(head.lstrip("r"))
     if spills != m.key_size or not slot.spilled.var.is_const():
-        return False
-    # get_constant_map_key: the spilled key's value is relied upon
+        return None
     precise.mark(env, st, locs=((key.frame, "s", (-addr - 1) // 8),))
-    return slot.spilled.var.value < m.max_entries
+    return slot.spilled.var.value
 
 
 def _release(st: State, reg: Reg) -> None:

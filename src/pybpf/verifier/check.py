@@ -106,7 +106,8 @@ class Checker:
         self.scc = prune.sccs(structure, self.calls_callback)
         self.visits: dict[tuple, prune.Visit] = {}  # the loops being explored, by callchain
         self.precision_changes = 0  # marks made (propagate_backedges' "changed")
-        self.live = calls.liveness(structure)
+        # compute_live_registers: a helper call reads the arguments its prototype names
+        self.live = calls.liveness(structure, getattr(target, "helpers", None))
         self.depths: dict[int, int] = {}
         self.state: State = initial_state()
         self.insn: Instruction = structure.insns[0]
@@ -119,6 +120,8 @@ class Checker:
         self.verified: set[int] = set()  # global subprograms verified on their own
         self._pkt_changers: frozenset[int] | None = None
         self.entry_pc = 0  # where the function being verified starts
+        self.bt_info: dict[int, tuple] = {}  # per pc, what precision backtracking reads
+        self.const_map_key: int | None = None  # the array key the helper call being checked got
 
     # --- ids and bookkeeping ---------------------------------------------------------------------
     def new_id(self) -> int:

@@ -301,67 +301,98 @@ def _sync_linked(bt: Backtrack, flag) -> None:
             bt.add(loc)
 
 
+_ALU, _MOV, _KEEP, _LDX, _ST, _STX, _ATOMIC, _LDDW, _LDABS, _LOCAL, _CALL, _EXIT, _JUMP, \
+    _NONE, _OTHER = range(15)
+
+
+def _insn_info(env: Checker, pc: int) -> tuple:
+    """What backtracking needs of the instruction at ``pc``: (kind tag, dst, src, uses
+    src, ALU/atomic op), cached per pc."""
+    info = env.bt_info.get(pc)
+    if info is not None:
+        return info
+    spec = env.decoded[pc].spec
+    insn = env.insns[pc]
+    k = spec.kind if spec is not None else None
+    x = spec is not None and "src_reg" in spec.uses
+    if k is Kind.MOVSX or (k is Kind.ALU and insn.code & 0xF0 == 0xB0):
+        tag = _MOV
+    else:
+        tag = {Kind.ALU: _ALU, Kind.NEG: _KEEP, Kind.END: _KEEP, Kind.LDX: _LDX,
+               Kind.LDXSX: _LDX, Kind.LOAD_ACQ: _LDX, Kind.ST: _ST, Kind.STX: _STX,
+               Kind.STORE_REL: _STX, Kind.ATOMIC: _ATOMIC, Kind.LDDW: _LDDW,
+               Kind.LD_ABS: _LDABS, Kind.LD_IND: _LDABS, Kind.CALL_LOCAL: _LOCAL,
+               Kind.CALL: _CALL, Kind.KFUNC: _CALL, Kind.EXIT: _EXIT, Kind.JUMP: _JUMP,
+               Kind.JA: _NONE, Kind.JCOND: _NONE}.get(k, _OTHER)  # fmt: skip
+    info = (tag, insn.dst_reg, insn.src_reg, x, spec.op if spec is not None else 0,
+            k is Kind.CALL)  # fmt: skip
+    env.bt_info[pc] = info
+    return info
+
+
 def _backtrack_insn(env: Checker, pc: int, subseq: int, flag, bt: Backtrack) -> None:
     """backtrack_insn: what was wanted after ``pc`` is wanted before it as ..."""
-    if flag is not None and flag[0] == "X":
-        raise _Fallback
-    spec = env.decoded[pc].spec
-    if spec is None:
-        raise _Fallback
-    insn = env.insns[pc]
-    k, d, s = spec.kind, insn.dst_reg, insn.src_reg
+    tag, d, s, x, op, helper = _insn_info(env, pc)
     regs, slots = bt.regs[bt.frame], bt.slots[bt.frame]
-    x = "src_reg" in spec.uses
-    _sync_linked(bt, flag)
-    if k in (Kind.ALU, Kind.NEG, Kind.END, Kind.MOVSX):
-        if d not in regs or k in (Kind.NEG, Kind.END):
-            return _sync_linked(bt, flag)
-        if k is Kind.MOVSX or insn.code & 0xF0 == 0xB0:  # a move
+    if flag is not None:
+        if flag[0] == "X":
+            raise _Fallback
+        _sync_linked(bt, flag)
+    if tag == _ALU:  # dst op= src: both wanted before it
+        if x and s != 10 and d in regs:
+            regs.add(s)
+    elif tag == _MOV:  # dst = src: src wanted instead
+        if d in regs:
             regs.discard(d)
             if x and s != 10:
                 regs.add(s)
-        elif x and s != 10:
+    elif tag in (_KEEP, _NONE):
+        pass
+    elif tag == _JUMP:  # dst <op> src: one wanted means both are
+        if x and (d in regs or s in regs):
             regs.add(s)
-    elif k in (Kind.LDX, Kind.LDXSX, Kind.LOAD_ACQ):
+            regs.add(d)
+    elif tag == _LDX:
         if d not in regs:
-            return _sync_linked(bt, flag)
+            return
         regs.discard(d)
         if flag is not None and flag[0] == "S":  # a fill: the slot's value is wanted
             bt.slots[flag[1]].add(flag[2])
-    elif k in (Kind.ST, Kind.STX, Kind.STORE_REL):
+    elif tag in (_ST, _STX):
         if d in regs:  # a scalar used as an address: pointer subtraction
             raise _Fallback
         if flag is None or flag[0] != "S" or flag[2] not in bt.slots[flag[1]]:
-            return _sync_linked(bt, flag)
+            return
         bt.slots[flag[1]].discard(flag[2])
-        if k is not Kind.ST:
+        if tag == _STX:
             regs.add(s)
-    elif k is Kind.ATOMIC:
+    elif tag == _ATOMIC:
         if d in regs or (flag is not None and flag[0] == "S" and not bt.empty()):
             raise _Fallback
-        if spec.op == 0xF1:  # cmpxchg: R0 is the old value
+        if op == 0xF1:  # cmpxchg: R0 is the old value
             regs.discard(0)
-        elif spec.op & 0x01:  # a fetch: the source register is the old value
+        elif op & 0x01:  # a fetch: the source register is the old value
             regs.discard(s)
-    elif k is Kind.LDDW:
+    elif tag == _LDDW:
         regs.discard(d)
-    elif k in (Kind.LD_ABS, Kind.LD_IND):
+    elif tag == _LDABS:
         if 0 in regs:
             raise _Fallback
-    elif k is Kind.CALL_LOCAL:
+    elif tag == _LOCAL:
         _backtrack_local_call(env, pc, subseq, bt)
-    elif k is Kind.CALL or k is Kind.KFUNC:
-        if k is Kind.CALL and subseq != pc + 1 and env.calls_callback(pc):
+        return
+    elif tag == _CALL:
+        if helper and subseq != pc + 1 and env.calls_callback(pc):
             # backwards from a callback's first insn to the helper that called it
             if regs - ARGS or slots:
                 raise _Fallback
             regs.difference_update(ARGS)
             bt.leave()
-            return None
+            return
         regs.discard(0)
         if regs & ARGS:
             raise _Fallback
-    elif k is Kind.EXIT:
+    elif tag == _EXIT:
         if subseq >= 0 and env.calls_callback(subseq):
             regs.difference_update(ARGS)
         if regs & ARGS:
@@ -373,17 +404,11 @@ def _backtrack_insn(env: Checker, pc: int, subseq: int, flag, bt: Backtrack) -> 
         bt.enter()
         if r0:
             bt.regs[bt.frame].add(0)
-        return None
-    elif k is Kind.JUMP:
-        if x and (d in regs or s in regs):
-            regs.add(s)
-            regs.add(d)
-    elif k in (Kind.JA, Kind.JCOND):
-        pass
+        return
     else:
         raise _Fallback
-    _sync_linked(bt, flag)
-    return None
+    if flag is not None:
+        _sync_linked(bt, flag)
 
 
 def _backtrack_local_call(env: Checker, pc: int, subseq: int, bt: Backtrack) -> None:
