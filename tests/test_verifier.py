@@ -424,3 +424,29 @@ def test_tracing_types_may_call_get_stack_and_tc_skb_pull_data():
                             (4, "r2 = 0\ncall 39\nr0 = 0\nexit")):
         v = _verify(text, prog_type)
         assert v.ok, (prog_type, v.log)
+
+
+# --- precision: loops pruned as the kernel prunes them ----------------------------------------
+
+#: corpus programs (verifier_corpus/precision.vc) whose loops the kernel verifies in a few
+#: thousand steps because the scalars they accumulate are never relied upon (imprecise)
+PRUNED_LOOPS = ("precise_loop_lookup_1024", "precise_loop_flags_1024", "precise_loop_two_flags_64")
+
+
+def _processed(log: str) -> int:
+    found = re.search(r"processed (\d+) insns", log)
+    assert found, log
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize("name", PRUNED_LOOPS)
+def test_loop_takes_as_many_steps_as_in_the_kernel(kernel_facts, name):
+    """The loop verifies, in the kernel's number of processed instructions (recorded as a
+    kernel fact) give or take 10%: without precision tracking each iteration's paths
+    would not join and the walk would hit the 1,000,000-instruction limit."""
+    (case,) = vd.load_corpus(names=[name], facts=None)
+    ours = vd.pybpf_verdict(case)
+    assert ours.ok, ours.log
+    theirs = kernel_facts.fact(f"processed/{name}",
+                               lambda: _processed(vd.kernel_verdict(case).log))  # fmt: skip
+    assert abs(_processed(ours.log) - theirs) <= theirs // 10, (ours.log, theirs)

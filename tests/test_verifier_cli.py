@@ -89,7 +89,7 @@ def test_unsafe_program_is_refused_with_report_and_log(pybpf, kernel_facts):
     assert pybpf("prog", "show", "pinned", "/sys/fs/bpf/bad").returncode == 255
 
 
-@pytest.mark.parametrize("option, lines", [(("--log-level", "1"), 1), (("-d",), 27)])
+@pytest.mark.parametrize("option, lines", [(("--log-level", "1"), 1), (("-d",), 30)])
 def test_log_levels_on_success(pybpf, option, lines):
     done = pybpf(*option, "prog", "load", HELLO, "/sys/fs/bpf/hello")
     assert done.returncode == 0, done.stderr
@@ -108,7 +108,12 @@ def test_log_levels_on_success(pybpf, option, lines):
         ]
         assert "      6: .12...6... (85) call bpf_trace_printk#6" in log
         assert "; counter++;  @ hello.bpf.c:9" in log  # the source line, trailing space kept
-        assert "6: (85) call bpf_trace_printk#6       ; R0=scalar()" in log
+        # the size argument is relied upon: its precision is tracked back (as Linux 6.18
+        # logs it), and the state after the call follows on a line of its own
+        assert ("6: (85) call bpf_trace_printk#6\n"
+                "mark_precise: frame0: last_idx 6 first_idx 0 subseq_idx -1 \n"
+                "mark_precise: frame0: regs=r2 stack= before 5: (b7) r2 = 15\n"
+                "7: R0=scalar()\n") in log
 
 
 def test_no_log_without_asking(pybpf):

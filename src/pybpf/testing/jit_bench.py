@@ -311,10 +311,8 @@ class PybpfSide:
     """One benchmark program loaded into a pybpf kernel with the JIT."""
 
     def __init__(self, bench: BenchProgram, opt_level: int | None = None) -> None:
-        # the loops run for thousands of iterations: pybpf's verifier, which tracks no
-        # precision, walks every one and stops at the 1,000,000-insn limit where Linux
-        # prunes; the kernel side of this benchmark verifies the same instructions
-        self.kernel = Kernel(ncpus=1, seed=1, verify=False)
+        # pybpf's verifier checks each program as the kernel side's verifier does
+        self.kernel = Kernel(ncpus=1, seed=1, verify=True)
         self.maps = {}
         for m in bench.maps:
             self.maps[m.name] = self.kernel.map_create(

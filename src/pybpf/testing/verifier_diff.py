@@ -448,9 +448,9 @@ def _pybpf_verdict(case: Case) -> Verdict:
             if m.frozen:
                 maps[i].freeze()
         line_info = {r.insn_index: r for r in case.line_info} if case.line_info else None
-        kernel.prog_load(case.insns, case.prog_type, license=case.license, maps=maps,
-                         expected_attach_type=case.attach_type, log_level=1,
-                         line_info=line_info)  # fmt: skip
+        prog = kernel.prog_load(case.insns, case.prog_type, license=case.license, maps=maps,
+                                expected_attach_type=case.attach_type, log_level=1,
+                                line_info=line_info)  # fmt: skip
     except VerifierError as err:
         lines = tuple(s for s in err.reason.splitlines() if s.strip())
         return Verdict(False, err.pc, err.errno, lines, err.log)
@@ -460,7 +460,8 @@ def _pybpf_verdict(case: Case) -> Verdict:
                        err.log)  # fmt: skip
     except PybpfError as err:
         return Verdict(False, None, errno_mod.EINVAL, (f"{type(err).__name__}: {err}",))
-    return Verdict(True)
+    # the level-1 log of an accept: the "processed N insns" line, as the kernel's
+    return Verdict(True, log=prog.verdict.log if prog.verdict is not None else "")
 
 
 # --- comparing --------------------------------------------------------------------------------

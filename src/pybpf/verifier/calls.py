@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from pybpf.isa import Instruction, Kind
 from pybpf.isa.helper_ids import helper_id, helper_ids, helper_name
 from pybpf.verifier import ctx as ctxrules
-from pybpf.verifier import mapcompat, memory
+from pybpf.verifier import mapcompat, memory, precise
 from pybpf.verifier.cfg import MAX_FRAMES, Structure
 from pybpf.verifier.decode import spec_of
 from pybpf.verifier.global_calls import global_call
@@ -87,6 +87,7 @@ def helper_call(env: Checker, st: State, pc: int, insn: Instruction) -> int | No
                       errno.EINVAL)  # fmt: skip
     regs = st.regs
     meta_map = None
+    env.const_map_key = None  # meta->const_map_key
     if st.lock and func_id != SPIN_UNLOCK:
         raise _reject("function calls are not allowed while holding a lock")
     for i, arg in enumerate(proto.args):
@@ -98,6 +99,10 @@ def helper_call(env: Checker, st: State, pc: int, insn: Instruction) -> int | No
         if found is not None:
             meta_map = found
     if func_id == TAIL_CALL:
+        key = regs[3]  # record_func_key: a known in-range index is relied upon
+        if (meta_map is not None and key.is_scalar and key.var.is_const()
+                and key.var.value < meta_map.max_entries):
+            precise.mark(env, st, (3,))
         _resource_leak(st, "tail_call")
     if func_id == GET_LOCAL_STORAGE and not regs[2].is_const(0):  # it cannot return an error
         raise _reject("get_local_storage() doesn't support non-zero flags", errno.EINVAL)
@@ -136,6 +141,7 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         if base is Arg.CONST_ALLOC_SIZE_OR_ZERO:
             if not reg.var.is_const():
                 raise _reject(f"R{regno} is not a known constant'")
+            precise.mark(env, st, (regno,))
             return None
         v = reg.var
         zero_ok = base is Arg.CONST_SIZE_OR_ZERO
@@ -150,6 +156,7 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         memory.helper_mem(env, regno - 1, v.umin, v.umax,
                           write=mem_arg.has(ArgFlag.MEM_WRITE) or mem_arg.is_raw_mem,
                           uninit_ok=mem_arg.is_raw_mem, zero_ok=zero_ok)  # fmt: skip
+        precise.mark(env, st, (regno,))  # check_mem_size_reg: the size is relied upon
         return None
     if not accepts(arg, reg.base, reg.flags):
         raise _reject(f"R{regno} type={reg.type_name()} expected={expected_text(arg)}")
@@ -169,6 +176,8 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         size = meta_map.key_size if base is Arg.PTR_TO_MAP_KEY else meta_map.value_size
         memory.helper_mem(env, regno, size, size, write=arg.has(ArgFlag.MEM_UNINIT),
                           uninit_ok=False, zero_ok=False)  # fmt: skip
+        if base is Arg.PTR_TO_MAP_KEY and getattr(meta_map, "map_type", 0) in _ARRAYS:
+            env.const_map_key = _constant_map_key(env, st, reg, meta_map)
         return None
     if base is Arg.PTR_TO_MEM:
         if reg.base in PKT_TYPES and not proto.pkt_access:
@@ -317,31 +326,35 @@ def _sock_map(m) -> bool:
 
 
 def _const_key_in_bounds(env: Checker, st: State, proto, m) -> bool:
-    """can_elide_value_nullness: an array lookup with a constant, in-range key is never NULL.
-
-    The key is known as the kernel's ``get_constant_map_key`` knows it: key
-    bytes tracked as zero, or a scalar spill of exactly the key's size.
-    """
+    """can_elide_value_nullness: an array lookup with a constant, in-range key (as the
+    argument check found it, :func:`_constant_map_key`) is never NULL."""
     if getattr(m, "map_type", 0) not in _ARRAYS or env.insn.imm != LOOKUP:
         return False
-    key = st.regs[2]
+    return env.const_map_key is not None and env.const_map_key < m.max_entries
+
+
+def _constant_map_key(env: Checker, st: State, key: Reg, m) -> int | None:
+    """get_constant_map_key: an array map's key known from the stack (key bytes tracked
+    as zero, or a scalar spill of exactly the key's size), or None.  A spilled key's
+    value is relied upon: it becomes precise."""
     if key.base is not Base.PTR_TO_STACK or not key.var.is_const():
-        return False
+        return None
     addr = key.off + key.var.signed_value
     if not -512 <= addr < 0:
-        return False
+        return None
     slot = st.frames[key.frame].slot((-addr - 1) // 8)
     j = (-addr - 1) % 8
     head = slot.types[: j + 1][::-1]  # from the key's first byte down the slot
     zeros = len(head) - len(head.lstrip("0"))
     if zeros >= m.key_size:
-        return m.max_entries > 0
+        return 0
     if slot.spilled is None or slot.types[7] != "r" or not slot.spilled.is_scalar:
-        return False
+        return None
     spills = len(head) - len(head.lstrip("r"))
     if spills != m.key_size or not slot.spilled.var.is_const():
-        return False
-    return slot.spilled.var.value < m.max_entries
+        return None
+    precise.mark(env, st, locs=((key.frame, "s", (-addr - 1) // 8),))
+    return slot.spilled.var.value
 
 
 def _release(st: State, reg: Reg) -> None:
@@ -513,6 +526,8 @@ def exit_insn(env: Checker, st: State, pc: int, hidden: bool = False) -> int | N
         if r0.base is Base.PTR_TO_STACK:  # any frame's: the kernel is conservative
             raise _reject("cannot return stack pointer to the caller", errno.EINVAL)
         env.depths_from(st)
+        if st.cur.callback is not None and r0.is_scalar:
+            precise.mark(env, st, (0,))  # the callback's return value is relied upon
         callee = st.frames.pop()
         if callee.callback is not None:
             cb = callee.callback
@@ -552,6 +567,7 @@ def exit_insn(env: Checker, st: State, pc: int, hidden: bool = False) -> int | N
     if not r0.is_scalar:
         raise _reject(f"At program exit the register R0 is not a known value "
                       f"({r0.type_name()})", errno.EINVAL)  # fmt: skip
+    precise.mark(env, st, (0,))  # check_return_code: the return value is relied upon
     if r0.var.smin < rng[0] or r0.var.smax > rng[1]:
         raise _reject(_invalid_scalar(r0, rng, "At program exit", "R0"), errno.EINVAL)
     del regs
@@ -600,6 +616,7 @@ def ld_abs(env: Checker, insn: Instruction, spec, pc: int) -> int | None:
         return pc + insn.slots
     env.push(st.copy(), pc + insn.slots, pc)
     st.regs[0] = const(0)
+    precise.note(st, ("X",))  # an exit the backtracking cannot follow
     return exit_insn(env, st, pc, hidden=True)
 
 

@@ -35,7 +35,8 @@ from collections.abc import Mapping
 
 from pybpf.errors import VerifierError
 from pybpf.isa import Instruction, Kind, OpSpec
-from pybpf.verifier import calls, global_calls, mapcompat, memory, prune
+from pybpf.uapi import ProgFlag
+from pybpf.verifier import calls, global_calls, mapcompat, memory, precise, prune
 from pybpf.verifier.cfg import MAX_INSNS, Structure
 from pybpf.verifier.decode import Decoded, decode, valid_reg
 from pybpf.verifier.log import Log, insn_text
@@ -46,6 +47,7 @@ from pybpf.verifier.state import (
     UNKNOWN,
     Reg,
     State,
+    assign_scalar_id_before_mov,
     const,
     format_frame_line,
     format_state,
@@ -54,6 +56,7 @@ from pybpf.verifier.state import (
 from pybpf.verifier.types import Base, Flag
 
 MAX_JMP_SEQ = 8192  # BPF_COMPLEXITY_LIMIT_JMP_SEQ
+MAX_BACKEDGE_ITERS = 64  # propagate_backedges' bound, then every scalar is precise
 _ADD, _SUB, _MOV, _NEG, _END, _DIV, _MOD, _LSH, _RSH, _ARSH = (
     0x00, 0x10, 0xB0, 0x80, 0xD0, 0x30, 0x90, 0x60, 0x70, 0xC0)
 _JEQ, _JNE, _JGT, _JGE, _JLT, _JLE = 0x10, 0x50, 0x20, 0x30, 0xA0, 0xB0
@@ -98,9 +101,13 @@ class Checker:
         self.cur_states = 0
         self.max_states_per_insn = 0
         self.jmps = self.prev_jmps = self.prev_insns = 0
-        self.prune_points = prune.prune_points(structure)
         self._callback_sites: dict[int, bool] = {}
-        self.live = calls.liveness(structure)
+        self.prune_points, self.jmp_points = prune.prune_points(structure, self.calls_callback)
+        self.scc = prune.sccs(structure, self.calls_callback)
+        self.visits: dict[tuple, prune.Visit] = {}  # the loops being explored, by callchain
+        self.precision_changes = 0  # marks made (propagate_backedges' "changed")
+        # compute_live_registers: a helper call reads the arguments its prototype names
+        self.live = calls.liveness(structure, getattr(target, "helpers", None))
         self.depths: dict[int, int] = {}
         self.state: State = initial_state()
         self.insn: Instruction = structure.insns[0]
@@ -112,6 +119,9 @@ class Checker:
         self.called: set[int] = set()  # global subprograms a verified path called
         self.verified: set[int] = set()  # global subprograms verified on their own
         self._pkt_changers: frozenset[int] | None = None
+        self.entry_pc = 0  # where the function being verified starts
+        self.bt_info: dict[int, tuple] = {}  # per pc, what precision backtracking reads
+        self.const_map_key: int | None = None  # the array key the helper call being checked got
 
     # --- ids and bookkeeping ---------------------------------------------------------------------
     def new_id(self) -> int:
@@ -130,12 +140,47 @@ class Checker:
         self.pending.append((st, pc, from_pc, self.log.mark()))
 
     def _finish_path(self) -> None:
+        """update_branch_counts: a path ended; the states it leaves without paths below
+        are finished, and a loop whose first state finishes is left (maybe_exit_scc)."""
         node = self.state.parent
         while node is not None:
             node.branches -= 1
             if node.branches:
                 break
+            if node.chain is not None:
+                visit = self.visits.get(node.chain)
+                if visit is not None and visit.entry is node:
+                    del self.visits[node.chain]
+                    self._propagate_backedges(visit)
             node = node.parent
+
+    def _propagate_backedges(self, visit: prune.Visit) -> None:
+        """propagate_backedges: the precision of the states the loop's hits were compared
+        with is final now; carry it along each hit's path again, until nothing changes."""
+        for _ in range(MAX_BACKEDGE_ITERS):
+            before = self.precision_changes
+            for st, old in visit.backedges:
+                precise.propagate(self, st, old)
+            if self.precision_changes == before:
+                return
+        if self.log.level >= 2:
+            self.log.add("propagate_backedges: too many iterations")
+        for st, _old in visit.backedges:
+            precise.mark_all(self, st)
+
+    def _hit(self, st: State, node: prune.Node, loop: bool) -> bool:
+        """A state covered ``st``: what is precise there is precise along ``st``'s path.
+        A hit inside a loop whose states' precision is not final yet is kept as a
+        backedge of the loop, propagated again when the loop is left."""
+        node.hits += 1
+        precise.propagate(self, st, node)
+        if loop:
+            visit = self.visits.get(node.chain) if node.chain is not None else None
+            if visit is None:  # no loop to wait for: every scalar of the path is kept
+                precise.mark_all(self, st)
+            else:
+                visit.backedges.append((st.copy(), node))
+        return True
 
     # --- the walk --------------------------------------------------------------------------------
     def run(self) -> None:
@@ -168,6 +213,21 @@ class Checker:
                 self.verified.add(index)
                 again = True
 
+    def calls_callback(self, pc: int) -> bool:
+        """Whether the instruction at ``pc`` is a helper call that calls a callback."""
+        callback = self._callback_sites.get(pc)
+        if callback is None:
+            callback = self._callback_sites[pc] = calls.calls_callback(self, pc)
+        return callback
+
+    def is_global_subprog(self, start: int) -> bool:
+        """Whether the subprogram starting at ``start`` is a global function (BTF)."""
+        for index, sub in enumerate(self.structure.subprogs):
+            if sub.start == start:
+                desc = self.func_desc(index) if index else None
+                return desc is not None and desc.is_global
+        return False
+
     def func_desc(self, index: int):
         """The BTF description of subprogram ``index`` (None: none, so static)."""
         funcs = getattr(self.target, "funcs", None)
@@ -178,6 +238,7 @@ class Checker:
     def _verified(self) -> None:
         """A function was verified safely: forget its states and, at level 1, its log."""
         self.explored = {}
+        self.visits = {}
         self.pending = []
         self.cur_states = 0
         self.log.rewind(0)
@@ -186,6 +247,7 @@ class Checker:
     def _explore(self, st: State, pc: int) -> None:
         """do_check from ``pc`` with ``st``: every path, until none is pending."""
         self.state, self.pc = st, pc
+        self.entry_pc = pc
         self.log.add(f"{pc}: {format_state(st)}")
         while True:
             self.state, self.pc = st, pc
@@ -230,14 +292,14 @@ class Checker:
             self.depths[f.subprog] = max(self.depths.get(f.subprog, 0), f.depth)
 
     def _walk_one(self, st: State, pc: int) -> int | None:
+        self.processed += 1  # as the kernel, a visit the pruning ends counts too
+        if self.processed > MAX_INSNS:  # before pc's line is logged: the last line is the previous
+            raise Reject(f"BPF program is too large. Processed {self.processed} insn", errno.E2BIG,
+                         self.last_pc)  # fmt: skip
         if pc in self.prune_points and self._visited(st, pc):
             if self.log.level >= 1:
                 self.log.add(f"{pc}: safe")
             return None
-        self.processed += 1
-        if self.processed > MAX_INSNS:  # before pc's line is logged: the last line is the previous
-            raise Reject(f"BPF program is too large. Processed {self.processed} insn", errno.E2BIG,
-                         self.last_pc)  # fmt: skip
         self.last_pc = pc
         self.seen.add(pc)
         st.path = (pc, st.path)
@@ -245,10 +307,11 @@ class Checker:
         self.insn = insn
         self.scratched = set()
         self.logged = False
+        mark = self.log.mark()
         try:
             nxt = self.step(st, pc, insn, self.decoded[pc])
         except Reject:
-            self.log.insn(pc, insn)
+            self._log_insn_before(mark, pc, insn)
             raise
         if self.log and not self.logged:
             regs = tuple(i for i in self.scratched if isinstance(i, int))
@@ -258,8 +321,22 @@ class Checker:
                 text = ""
             if st.refs and text:
                 text += " refs=" + ",".join(str(i) for i, _ in st.refs)
-            self.log.insn(pc, insn, text)
+            if self.log.mark() == mark:
+                self.log.insn(pc, insn, text)
+            else:  # lines the instruction printed (mark_precise): its state on a line after
+                self._log_insn_before(mark, pc, insn)
+                if text:
+                    after = pc if self.decoded[pc].spec.kind is Kind.JUMP else nxt
+                    self.log.add(f"{after}: {text}")
         return nxt
+
+    def _log_insn_before(self, mark: int, pc: int, insn: Instruction) -> None:
+        """The instruction's line goes before the lines its check printed, as the
+        kernel prints an instruction before checking it."""
+        extra = self.log.lines[mark:]
+        del self.log.lines[mark:]
+        self.log.insn(pc, insn)
+        self.log.lines.extend(extra)
 
     # --- pruning ---------------------------------------------------------------------------------
     def _visited(self, st: State, pc: int) -> bool:
@@ -272,21 +349,23 @@ class Checker:
         added.  This keeps long loops linear rather than quadratic.
         """
         nodes = self.explored.setdefault(pc, [])
+        states_cnt = len(nodes)
         key = None
         may_goto = self.insns[pc].code == 0xE5 and not self.insns[pc].src_reg  # is_may_goto_insn
-        callback = self._callback_sites.get(pc)
-        if callback is None:
-            callback = self._callback_sites[pc] = calls.calls_callback(self, pc)
-        force = may_goto or callback
+        callback = self.calls_callback(pc)
+        force = may_goto or callback  # is_force_checkpoint
+        # BPF_F_TEST_STATE_FREQ: a checkpoint at every prune point; and one where the
+        # state's instruction history grew long (the kernel's jmp_history_cnt > 40)
+        force_new = (force or bool(self.target.prog_flags & ProgFlag.TEST_STATE_FREQ)
+                     or precise.history_len(st, self.jmp_points, 40) > 40)
         jmps, insns = self.jmps - self.prev_jmps, self.processed - self.prev_insns
-        add_new = force or jmps >= 2 or insns >= 8
+        add_new = force_new or (jmps >= 2 and insns >= 8)
         evicted = False
         for node in nodes:
             if node.branches:
                 if callback or (may_goto and node.state.may_goto_depth != st.may_goto_depth):
                     if prune.covers(node.state, st, self.live, pc):
-                        node.hits += 1
-                        return True
+                        return self._hit(st, node, True)
                 elif (node.state.may_goto_depth == st.may_goto_depth
                       and len(node.state.frames) == len(st.frames)
                       and node.state.regs == st.regs):  # states_maybe_looping, then exact
@@ -301,11 +380,14 @@ class Checker:
                         # the jump that closed the loop, the pc a refusal is known by
                         raise Reject(f"infinite loop detected at insn {pc}", errno.EINVAL,
                                      self.last_pc)  # fmt: skip
-                if not force and jmps < 20 and insns < 100:
+                if not force_new and jmps < 20 and insns < 100:
                     add_new = False
-            elif prune.covers(node.state, st, self.live, pc):
-                node.hits += 1
-                return True
+            else:
+                # a state of a loop with backedges has no final precision yet: by range
+                visit = self.visits.get(node.chain) if node.chain is not None else None
+                loop = visit is not None and bool(visit.backedges)
+                if prune.covers(node.state, st, self.live, pc, None if loop else node):
+                    return self._hit(st, node, loop)
             if add_new:
                 node.misses += 1
             n = 64 if force and node.branches else 3
@@ -314,16 +396,19 @@ class Checker:
                 evicted = True
         if evicted:
             nodes[:] = [n for n in nodes if not n.evicted]
+        self.max_states_per_insn = max(self.max_states_per_insn, states_cnt)
         if not add_new:
             return False
         self.prev_jmps, self.prev_insns = self.jmps, self.processed
         node = prune.Node(st.copy(), st.parent, pc)
+        node.chain = prune.callchain(st, pc, self.scc)
+        if node.chain is not None and node.chain not in self.visits:  # maybe_enter_scc
+            self.visits[node.chain] = prune.Visit(node)
         nodes.append(node)
         st.parent = node
         self.total_states += 1
         self.cur_states += 1
         self.peak_states = max(self.peak_states, self.cur_states)
-        self.max_states_per_insn = max(self.max_states_per_insn, len(nodes))
         return False
 
     # --- one instruction -------------------------------------------------------------------------
@@ -429,6 +514,8 @@ class Checker:
         if k is Kind.JUMP:
             self.jmps += 1
             return self.cond_jump(st, pc, insn, spec)
+        if k in (Kind.CALL, Kind.CALL_LOCAL, Kind.EXIT, Kind.KFUNC):
+            self.jmps += 1  # jmps_processed counts every BPF_JMP class instruction
         if k is Kind.CALL:
             return calls.helper_call(self, st, pc, insn)
         if k is Kind.CALL_LOCAL:
@@ -533,6 +620,8 @@ class Checker:
             raise Reject(f"invalid shift {insn.imm}", errno.EINVAL)
         self.check_dst(d)
         if dst.is_ptr or src.is_ptr:
+            if x and dst.is_ptr != src.is_ptr:  # the scalar decides the pointer's offset
+                precise.mark(self, st, (insn.src_reg if dst.is_ptr else d,))
             self.write(d, self.ptr_alu(d, insn.src_reg if x else -1, dst, src, op, is64))
             return
         split = dst.var.sign_mask_split(op, src.var)
@@ -553,9 +642,7 @@ class Checker:
         register linked to another plus a constant loses that link first."""
         if not src.is_scalar:
             return src
-        new = src.but(id=0, off=0) if src.id and src.off else src
-        if not new.id and not new.var.is_const():
-            new = new.but(id=self.new_id())
+        new = assign_scalar_id_before_mov(src, self.new_id)
         if new is not src:
             st.regs[regno] = new
         return new
@@ -636,7 +723,7 @@ class Checker:
             start = start.parent  # the checkpoint just made for this visit
         prev = prune.prev_entry(start, pc)
         if prev is not None:
-            prune.widen(prev.state, body)
+            prune.widen(prev, body)
         self.push(body, pc + 1, pc)
         return pc + 1 + insn.off
 
@@ -651,10 +738,14 @@ class Checker:
         srcv = src if src is not None else const(insn.imm if not is32 else insn.imm & 0xFFFFFFFF)
         target = pc + 1 + insn.off
         taken = self._taken(op, dst, srcv, is32)
-        if taken == 1:
-            return target
-        if taken == 0:
-            return pc + 1
+        if taken >= 0:  # the outcome rests on the scalars' values
+            precise.mark(self, st, (insn.dst_reg, insn.src_reg) if x else (insn.dst_reg,))
+            return target if taken == 1 else pc + 1
+        ids = [r.id for r in (dst, src) if r is not None and r.is_scalar and r.id]
+        if ids:
+            linked = precise.linked_locations(st, ids)
+            if len(linked) > 1:  # the jump's history entry, shared by both branches
+                precise.note(st, ("L", linked))
         other = st.copy()
         ok_fall = self._refine(st, insn, op, dst, srcv, is32, False)
         ok_jump = self._refine(other, insn, op, dst, srcv, is32, True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pybpf.uapi import ProgFlag
 from pybpf.verifier import ctx as ctxrules
-from pybpf.verifier import mapcompat
+from pybpf.verifier import mapcompat, precise
 from pybpf.verifier.scalar import S64_MIN
 from pybpf.verifier.state import (
     INVALID,
@@ -27,6 +27,7 @@ from pybpf.verifier.state import (
     Frame,
     Reg,
     Slot,
+    assign_scalar_id_before_mov,
     const,
 )
 from pybpf.verifier.tnum import U64, Tnum
@@ -260,13 +261,17 @@ def stack_write(env: Checker, frame: Frame, addr: int, size: int, value: Reg | N
         if value.is_scalar and not st:
             if not _fits(value, size):
                 value = value.but(id=0)  # a narrowing spill breaks the relation
-            elif not value.id and not value.var.is_const():
-                # the spill and the register stay linked (assign_scalar_id_before_mov)
-                value = value.but(id=env.new_id())
-                env.state.regs[env.insn.src_reg] = value
+            else:  # the spill and the register stay linked
+                linked = assign_scalar_id_before_mov(value, env.new_id)
+                if linked is not value:
+                    value = env.state.regs[env.insn.src_reg] = linked
         frame.stack[spi] = Slot(keep + SPILL * size, value)
+        precise.note(env.state, ("S", frame.frameno, spi))  # a spill: the history's slot
         return
     zero = (value is None and st and env.insn.imm == 0) or (value is not None and value.is_const(0))
+    if value is not None and zero:
+        # STACK_ZERO is no spill, backtracking cannot follow it: the zero itself is precise
+        precise.mark(env, env.state, (env.insn.src_reg,))
     for a in range(addr, addr + size):
         _set_byte(frame, a, ZERO if zero else MISC)
 
@@ -280,13 +285,16 @@ def stack_read(env: Checker, frame: Frame, addr: int, size: int) -> Reg:
     """check_stack_read_fixed_off: a filled register, a zero, or an unknown scalar."""
     spi = (-addr - 1) // 8
     s = frame.slot(spi)
+    fill = ("S", frame.frameno, spi)  # a fill restores the spill: the history's slot
     if s.spilled is not None and s.types[7] == SPILL:
         spill_size = len(s.types) - len(s.types.rstrip(SPILL))
         if size == 8 and spill_size == 8:
+            precise.note(env.state, fill)
             return s.spilled
         if not s.spilled.is_scalar:
             raise reject("invalid size of register fill")
         if size <= spill_size and addr % 8 == 0:
+            precise.note(env.state, fill)
             # a fill keeps the spill's id unless it narrows the value
             return s.spilled if size == 8 or _fits(s.spilled, size) else s.spilled.but(id=0)
     spill = zero = 0
@@ -295,6 +303,7 @@ def stack_read(env: Checker, frame: Frame, addr: int, size: int) -> Reg:
         spill += t == SPILL
         zero += t == ZERO
     if spill == size and s.spilled is not None and s.spilled.is_const(0):
+        precise.note(env.state, fill)
         return const(0)
     if zero == size:
         return const(0)

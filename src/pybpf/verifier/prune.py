@@ -7,9 +7,13 @@ on the current path (a loop), one without is finished and safe.
 pybpf uses: registers dead at the pc (static liveness) are ignored, scalars
 and pointer offsets compare by range and tnum inclusion, ids by a
 consistent mapping, stack slots byte by byte (MISC and INVALID in the old
-state cover anything, as with the kernel's ``allow_uninit_stack``).
-:func:`widen` is ``widen_imprecise_scalars`` for may_goto loops, without
-precision tracking: every scalar that changed becomes unknown.
+state cover anything, as with the kernel's ``allow_uninit_stack``).  Given
+the old state's node (a finished state, the kernel's ``NOT_EXACT``), a
+scalar it holds that is not precise (:mod:`.precise`) covers any scalar;
+without (a state still on the path, ``RANGE_WITHIN``) every scalar compares
+by range.  :func:`widen` is ``widen_imprecise_scalars`` for may_goto loops:
+an imprecise scalar that changed since the loop's previous visit becomes
+unknown.
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from __future__ import annotations
 from pybpf.isa import Kind
 from pybpf.verifier.cfg import Structure
 from pybpf.verifier.decode import spec_of
-from pybpf.verifier.state import PKT_TYPES, UNKNOWN, Reg, State
+from pybpf.verifier.precise import is_precise
+from pybpf.verifier.state import MISC, PKT_TYPES, SPILL, UNKNOWN, Reg, State
 from pybpf.verifier.types import Base
 
 
 class Node:
     """An explored state at a prune point and how many paths below it are still running."""
 
-    __slots__ = ("branches", "evicted", "hash", "hits", "key", "misses", "parent", "pc", "state")
+    __slots__ = ("all_precise", "branches", "chain", "evicted", "hash", "hits", "key", "misses",
+                 "parent", "path", "pc", "precise", "state")
 
     def __init__(self, state: State, parent: Node | None, pc: int) -> None:
         self.state = state
@@ -35,6 +41,10 @@ class Node:
         self.key: tuple | None = None  # exact_key(state), computed when first compared
         self.hash = 0
         self.pc = pc
+        self.path = state.path  # the path entry before pc: where this state's segment ends
+        self.precise: set[tuple[int, str, int]] = set()  # (frame, "r"/"s", regno/spi)
+        self.all_precise = False  # mark_all_scalars_precise reached this state
+        self.chain: tuple | None = None  # its loop's callchain (see sccs), None: in no loop
 
 
 def exact_key(st: State) -> tuple:
@@ -50,23 +60,28 @@ def prev_entry(node, pc: int):
     return None
 
 
-def widen(old: State, cur: State) -> None:
-    if len(old.frames) != len(cur.frames):
+def widen(old: Node, cur: State) -> None:
+    """widen_imprecise_scalars: a scalar imprecise in ``old`` (both sides scalars) that
+    changed becomes unknown in ``cur``."""
+    if len(old.state.frames) != len(cur.frames):
         return
-    for fo, fc in zip(old.frames, cur.frames, strict=False):
+    for fr, (fo, fc) in enumerate(zip(old.state.frames, cur.frames, strict=False)):
         for i, (ro, rc) in enumerate(zip(fo.regs, fc.regs, strict=False)):
-            if ro.is_scalar and rc.is_scalar and ro.var != rc.var:
+            if (ro.is_scalar and rc.is_scalar and ro.var != rc.var
+                    and not is_precise(old, fr, "r", i)):
                 fc.regs[i] = UNKNOWN
         for spi, sc in list(fc.stack.items()):
             so = fo.stack.get(spi)
             if (so is not None and so.spilled is not None and sc.spilled is not None
                     and so.spilled.is_scalar and sc.spilled.is_scalar
-                    and so.spilled.var != sc.spilled.var):
+                    and so.spilled.var != sc.spilled.var and not is_precise(old, fr, "s", spi)):
                 fc.stack[spi] = type(sc)(sc.types, UNKNOWN)
 
 
-def covers(old: State, cur: State, live, pc: int) -> bool:
-    """Whether ``old`` (explored to the end safely) covers ``cur`` at ``pc`` (sound pruning)."""
+def covers(old: State, cur: State, live, pc: int, node: Node | None = None) -> bool:
+    """Whether ``old`` covers ``cur`` at ``pc`` (sound pruning); ``node``, old's node when
+    old has finished (its imprecise scalars cover any scalar), None to compare every
+    scalar by range."""
     if len(old.frames) != len(cur.frames) or bool(old.lock) != bool(cur.lock):
         return False
     if len(old.refs) != len(cur.refs):
@@ -84,10 +99,22 @@ def covers(old: State, cur: State, live, pc: int) -> bool:
         at = pc if depth == len(old.frames) - 1 else _resume_pc(old.frames[depth + 1])
         regs = live.get(at)
         for i in range(11) if regs is None else regs:
-            if not _regsafe(fo.regs[i], fc.regs[i], idmap):
+            o = fo.regs[i]
+            if (node is not None and o.is_scalar and not is_precise(node, depth, "r", i)):
+                if fc.regs[i].is_scalar:
+                    continue
+                return False
+            if not _regsafe(o, fc.regs[i], idmap):
                 return False
         for spi, so in fo.stack.items():
             sc = fc.slot(spi)
+            imprecise = (node is not None and so.spilled is not None and so.types[7] == SPILL
+                         and so.spilled.is_scalar and not is_precise(node, depth, "s", spi))
+            if (so.types == SPILL * 8 and sc.types == MISC * 8 and so.spilled is not None
+                    and so.spilled.is_scalar):  # scalar_reg_for_stack: all MISC is unknown
+                if imprecise or _regsafe(so.spilled, UNKNOWN, idmap):
+                    continue
+                return False
             for j in range(8):
                 to = so.types[j]
                 if to == "?":
@@ -101,9 +128,13 @@ def covers(old: State, cur: State, live, pc: int) -> bool:
                     continue
                 if to != tc:
                     return False
-            if so.spilled is not None and so.types[7] == "r" and (
-                    sc.spilled is None or not _regsafe(so.spilled, sc.spilled, idmap)):
-                return False
+            if so.spilled is not None and so.types[7] == "r":
+                if sc.spilled is None:
+                    return False
+                if imprecise and sc.spilled.is_scalar:
+                    continue
+                if not _regsafe(so.spilled, sc.spilled, idmap):
+                    return False
     return True
 
 
@@ -155,18 +186,120 @@ def _regsafe(o: Reg, c: Reg, idmap: dict) -> bool:
     return _check_id(o.id, c.id, idmap) and _check_id(o.ref, c.ref, idmap)
 
 
-def prune_points(s: Structure) -> set[int]:
-    points = set()
+def prune_points(s: Structure, calls_callback=lambda pc: False) -> tuple[set[int], set[int]]:
+    """The prune points and the jump points (``mark_prune_point``, ``mark_jmp_point`` of
+    check_cfg's ``visit_insn``), by opcode as check_cfg marks them (fields are checked
+    later): a conditional jump and its target; an unconditional jump's target; the
+    instruction after a call, a bpf-to-bpf call and its callee's first instruction, a
+    helper call that calls a callback.  Arriving at a jump point (a branch target, the
+    instruction after a call, a callback-calling call) makes an entry in the state's
+    instruction history."""
+    prune, jmp = set(), set()
     for pc, insn in zip(s.pcs, s.insns, strict=False):
-        spec = spec_of(insn)  # by opcode, as check_cfg marks them: fields are checked later
+        spec = spec_of(insn)
         if spec is None:
             continue
         if spec.kind in (Kind.JUMP, Kind.JCOND):
-            points.add(pc)
-            points.add(pc + 1)
-            points.add(pc + 1 + insn.off)
+            prune.update((pc, pc + 1 + insn.off))
+            jmp.add(pc + 1 + insn.off)
         elif spec.kind is Kind.JA:
-            points.add(pc + 1 + (insn.imm if spec.width == 32 else insn.off))
-        elif spec.kind in (Kind.CALL, Kind.CALL_LOCAL):
-            points.add(pc)
-    return points
+            target = pc + 1 + (insn.imm if spec.width == 32 else insn.off)
+            prune.add(target)
+            jmp.add(target)
+        elif spec.kind in (Kind.CALL, Kind.CALL_LOCAL, Kind.KFUNC):
+            prune.add(pc + 1)
+            jmp.add(pc + 1)
+            if spec.kind is Kind.CALL_LOCAL:
+                prune.update((pc, pc + 1 + insn.imm))
+                jmp.add(pc + 1 + insn.imm)
+            elif spec.kind is Kind.CALL and calls_callback(pc):
+                prune.add(pc)
+                jmp.add(pc)
+    return prune, jmp
+
+
+def sccs(s: Structure, calls_callback=lambda pc: False) -> dict[int, int]:
+    """compute_scc: the loops of the program, as the strongly connected components of
+    its instruction graph (a call goes on to the next instruction; a helper calling a
+    callback is a loop of its own, as the callback's visits return to it); the
+    component of each instruction in one, numbered from 1."""
+    succ: dict[int, list[int]] = {}
+    for pc, insn in zip(s.pcs, s.insns, strict=False):
+        spec = spec_of(insn)
+        nxt = pc + insn.slots
+        if spec is None or spec.kind is Kind.EXIT:
+            succ[pc] = []
+        elif spec.kind is Kind.JA:
+            succ[pc] = [pc + 1 + (insn.imm if spec.width == 32 else insn.off)]
+        elif spec.kind in (Kind.JUMP, Kind.JCOND):
+            succ[pc] = [nxt, pc + 1 + insn.off]
+        elif spec.kind is Kind.CALL and calls_callback(pc):
+            succ[pc] = [nxt, pc]
+        else:
+            succ[pc] = [nxt]
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    on_stack: set[int] = set()
+    stack: list[int] = []
+    out: dict[int, int] = {}
+    count = 0
+    for root in s.pcs:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            v, i = work.pop()
+            if i == 0:
+                index[v] = low[v] = len(index)
+                stack.append(v)
+                on_stack.add(v)
+            edges = [w for w in succ.get(v, ()) if w in succ]
+            if i < len(edges):
+                work.append((v, i + 1))
+                w = edges[i]
+                if w not in index:
+                    work.append((w, 0))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1 or v in succ[v]:
+                    count += 1
+                    for w in comp:
+                        out[w] = count
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[v])
+    return out
+
+
+def callchain(st: State, pc: int, scc: dict[int, int]) -> tuple | None:
+    """compute_scc_callchain: the callsites down to the outermost frame whose
+    instruction (``pc`` for the innermost) is in a loop, and that loop; None: none is."""
+    sites = []
+    for i in range(len(st.frames)):
+        at = pc if i == len(st.frames) - 1 else st.frames[i + 1].callsite
+        found = scc.get(at)
+        if found:
+            return (tuple(sites), found)
+        sites.append(at)
+    return None
+
+
+class Visit:
+    """bpf_scc_visit: a loop being explored on one callchain, from its first state (the
+    entry) until that state finishes; the hits against states of the loop whose
+    precision was not final yet (backedges), to propagate again when it finishes."""
+
+    __slots__ = ("backedges", "entry")
+
+    def __init__(self, entry: Node) -> None:
+        self.entry = entry
+        self.backedges: list[tuple[State, Node]] = []

@@ -116,6 +116,17 @@ def const(value: int) -> Reg:
     return Reg(Base.SCALAR, var=Scalar.const(value))
 
 
+def assign_scalar_id_before_mov(src: Reg, new_id) -> Reg:
+    """The scalar ``src`` as a copy of it (a move, a spill) leaves it: with an id the
+    copy shares, a fresh one (``new_id()``) unless it has one; an id already carrying
+    a constant add (``rX += K``) is dropped first, as one register cannot hold two."""
+    if src.id and src.off:
+        src = src.but(id=0, off=0)
+    if not src.id and not src.var.is_const():
+        src = src.but(id=new_id())
+    return src
+
+
 @dataclass(frozen=True)
 class Slot:
     """Eight stack bytes: their types (``?``/``m``/``0``/``r`` per byte) and a spilled register."""
