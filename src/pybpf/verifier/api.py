@@ -73,6 +73,10 @@ class Target:
     func_scalar_return: Sequence[bool] | None = None
     #: per func_info record: the function as BTF describes it (None: static, unknown)
     funcs: Sequence[FuncDesc | None] | None = None
+    #: the kfuncs the program's calls name: imm -> prototype (pybpf.verifier.kfunc_proto)
+    kfuncs: Mapping[int, Any] = field(default_factory=dict)
+    #: the kernel's BTF (vmlinux) when known: the types bpf_rdonly_cast names
+    kernel_btf: Any = None
 
     @property
     def has_func_info(self) -> bool:

@@ -41,7 +41,7 @@ from pybpf.verifier.state import (
     format_frame_line,
     format_reg,
 )
-from pybpf.verifier.types import Base, Flag
+from pybpf.verifier.types import Base, Flag, btf_ref
 
 if TYPE_CHECKING:
     from pybpf.verifier.check import Checker
@@ -255,6 +255,8 @@ def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg
             flags &= ~Flag.MAYBE_NULL
         if not flags & Flag.MAYBE_NULL and getattr(meta_map, "spin_lock_off", None) is not None:
             kw["id"] = env.new_id()  # the value's identity names its lock
+    if base is Base.PTR_TO_BTF_ID and proto.ret_btf:  # ret_btf_id: the struct R0 points to
+        kw["map"] = btf_ref(proto.ret_btf)
     size_arg = proto.ret_size_arg
     if size_arg is not None:
         kw["size"] = regs[size_arg + 1].var.value

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 
 from pybpf.errors import VerifierError
 from pybpf.isa import Instruction, Kind, OpSpec
-from pybpf.verifier import calls, global_calls, memory, prune
+from pybpf.verifier import calls, global_calls, kfunc_call, memory, prune
 from pybpf.verifier.cfg import MAX_INSNS, Structure
 from pybpf.verifier.decode import Decoded, decode, valid_reg
 from pybpf.verifier.log import Log, insn_text
@@ -99,6 +99,9 @@ class Checker:
         self.max_states_per_insn = 0
         self.jmps = self.prev_jmps = self.prev_insns = 0
         self.prune_points = prune.prune_points(structure)
+        # iter_next kfunc calls: prune points where a checkpoint is forced (check_cfg)
+        self.iter_next_pcs = kfunc_call.iter_next_pcs(self.insns, target)
+        self.prune_points |= self.iter_next_pcs
         self._callback_sites: dict[int, bool] = {}
         self.live = calls.liveness(structure)
         self.depths: dict[int, int] = {}
@@ -277,13 +280,18 @@ class Checker:
         callback = self._callback_sites.get(pc)
         if callback is None:
             callback = self._callback_sites[pc] = calls.calls_callback(self, pc)
-        force = may_goto or callback
+        iter_next = pc in self.iter_next_pcs
+        force = may_goto or callback or iter_next
         jmps, insns = self.jmps - self.prev_jmps, self.processed - self.prev_insns
         add_new = force or jmps >= 2 or insns >= 8
         evicted = False
         for node in nodes:
             if node.branches:
-                if callback or (may_goto and node.state.may_goto_depth != st.may_goto_depth):
+                if iter_next:  # the loop converges once its iterator is active in a covered state
+                    if kfunc_call.iter_active(st) and prune.covers(node.state, st, self.live, pc):
+                        node.hits += 1
+                        return True
+                elif callback or (may_goto and node.state.may_goto_depth != st.may_goto_depth):
                     if prune.covers(node.state, st, self.live, pc):
                         node.hits += 1
                         return True
@@ -437,8 +445,7 @@ class Checker:
         if k is Kind.EXIT:
             return calls.exit_insn(self, st, pc)
         if k is Kind.KFUNC:
-            raise Reject("calling kernel function is not supported without CONFIG_DEBUG_INFO_BTF",
-                         errno.EINVAL)  # fmt: skip
+            return kfunc_call.kfunc_call(self, st, pc, insn.imm)
         raise Reject(f"unknown opcode {insn.code:02x}", errno.EINVAL)
 
     def _scratch_stack(self, regno: int, off: int, size: int) -> None:

@@ -17,6 +17,7 @@ from pybpf.verifier import ctx as ctxrules
 from pybpf.verifier.scalar import S64_MIN
 from pybpf.verifier.state import (
     INVALID,
+    ITER,
     MISC,
     PKT_TYPES,
     SPILL,
@@ -244,6 +245,8 @@ def stack_read(env: Checker, frame: Frame, addr: int, size: int) -> Reg:
     spill = zero = 0
     for a in range(addr, addr + size):
         t = frame.slot((-a - 1) // 8).types[(-a - 1) % 8]
+        if t == ITER:  # check_stack_read_fixed_off: only MISC, ZERO, INVALID bytes are read
+            raise reject(f"invalid read from stack off {addr}+{a - addr} size {size}")
         spill += t == SPILL
         zero += t == ZERO
     if spill == size and s.spilled is not None and s.spilled.is_const(0):

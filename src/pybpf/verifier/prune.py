@@ -17,7 +17,7 @@ from __future__ import annotations
 from pybpf.isa import Kind
 from pybpf.verifier.cfg import Structure
 from pybpf.verifier.decode import spec_of
-from pybpf.verifier.state import PKT_TYPES, UNKNOWN, Reg, State
+from pybpf.verifier.state import ITER, PKT_TYPES, UNKNOWN, Reg, State
 from pybpf.verifier.types import Base
 
 
@@ -88,6 +88,10 @@ def covers(old: State, cur: State, live, pc: int) -> bool:
                 return False
         for spi, so in fo.stack.items():
             sc = fc.slot(spi)
+            if so.types[0] == ITER:  # stacksafe's STACK_ITER rule (iters.py)
+                if not _iter_safe(so, sc, idmap):
+                    return False
+                continue
             for j in range(8):
                 to = so.types[j]
                 if to == "?":
@@ -105,6 +109,15 @@ def covers(old: State, cur: State, live, pc: int) -> bool:
                     sc.spilled is None or not _regsafe(so.spilled, sc.spilled, idmap)):
                 return False
     return True
+
+
+def _iter_safe(old, cur, idmap: dict) -> bool:
+    """Iterator slots: same struct and state, references mapped; the depth is not compared,
+    so a loop's states converge."""
+    o, c = old.spilled, cur.spilled
+    if cur.types[0] != ITER or o is None or c is None:
+        return False
+    return o.map is c.map and o.rng == c.rng and _check_id(o.ref, c.ref, idmap)
 
 
 def _resume_pc(callee) -> int:
