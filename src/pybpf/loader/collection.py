@@ -184,7 +184,7 @@ def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: lis
     if prog.core_relos:
         insns = _apply_core(kernel, spec, prog, insns, target_btf)
     kernel_btf = None
-    if kfuncs:
+    if kfuncs or prog.core_relos:  # the kernel struct layouts, as CO-RE relocated them
         from pybpf.btf import load_vmlinux
 
         kernel_btf = target_btf if target_btf is not None else load_vmlinux()

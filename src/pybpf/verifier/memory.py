@@ -13,6 +13,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from pybpf.uapi import ProgFlag
+from pybpf.verifier import btf_access
 from pybpf.verifier import ctx as ctxrules
 from pybpf.verifier.scalar import S64_MIN
 from pybpf.verifier.state import (
@@ -30,7 +31,7 @@ from pybpf.verifier.state import (
     const,
 )
 from pybpf.verifier.tnum import U64, Tnum
-from pybpf.verifier.types import Base, Flag
+from pybpf.verifier.types import Base, Flag, btf_ref
 
 if TYPE_CHECKING:
     from pybpf.verifier.check import Checker
@@ -348,9 +349,10 @@ def _ctx(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
         return UNKNOWN
     if acc.base in PKT_TYPES:
         return Reg(acc.base, acc.flags)
+    kw = {"map": btf_ref(acc.btf)} if acc.base is Base.PTR_TO_BTF_ID and acc.btf else {}
     if acc.flags & Flag.MAYBE_NULL:
-        return Reg(acc.base, acc.flags, id=env.new_id())
-    return Reg(acc.base, acc.flags)
+        return Reg(acc.base, acc.flags, id=env.new_id(), **kw)
+    return Reg(acc.base, acc.flags, **kw)
 
 
 def _pkt_end(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
@@ -423,6 +425,7 @@ def _sock(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
 
 
 _CHECKERS = {
+    Base.PTR_TO_BTF_ID: btf_access.access,
     Base.PTR_TO_SOCKET: _sock,
     Base.PTR_TO_SOCK_COMMON: _sock,
     Base.PTR_TO_TCP_SOCK: _sock,
