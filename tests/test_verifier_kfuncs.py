@@ -15,12 +15,14 @@ import errno
 import pytest
 
 from pybpf.asm.llvm import assemble
+from pybpf.runtime.helpers import HELPERS
 from pybpf.runtime.kernel import Kernel
 from pybpf.runtime.testrun import test_run
 from pybpf.verifier import Target, verify
 from pybpf.verifier.kfunc_proto import MEM, PTR, SCALAR, STRUCT, VOID, KArg, KfuncProto
 
-SOCKET, SCHED_CLS, TRACEPOINT, SYSCALL = 1, 3, 5, 31
+SOCKET, SCHED_CLS = 1, 3
+CSUM_DIFF = 28
 
 _IT = KArg("it", PTR, STRUCT, "bpf_iter_num", 8, "struct")
 _INT = KArg("", SCALAR, btf_kind="int")
@@ -83,6 +85,9 @@ CASES = [
      ("expected an initialized iter_num as arg #0", errno.EINVAL)),
     ("iter_bytes_unreadable", SOCKET, NEW + "r0 = *(u64 *)(r10 - 8)\n" + DESTROY + "exit",
      ("invalid read from stack off -8+0 size 8", errno.EACCES)),
+    ("iter_bytes_unreadable_by_helpers", SCHED_CLS,  # bpf_csum_diff reads its from buffer
+     NEW + "r1 = r10\nr1 += -8\nr2 = 8\nr3 = 0\nr4 = 0\nr5 = 0\ncall 28\n" + DESTROY
+     + "r0 = 0\nexit", ("invalid read from stack R1 off -8+0 size 8", errno.EACCES)),
     ("iter_scalar_arg", SOCKET, IT + "r2 = r10\nr3 = 5\ncall kfunc 1\nr0 = 0\nexit",
      ("R2 is not a scalar", errno.EINVAL)),
     # the drained path, R0 NULL, is walked first
@@ -101,7 +106,8 @@ CASES = [
 @pytest.mark.parametrize(("name", "prog_type", "asm", "expected"), CASES,
                          ids=[c[0] for c in CASES])  # fmt: skip
 def test_kfunc_verdict(name, prog_type, asm, expected):
-    target = Target(prog_type=prog_type, kfuncs=PROTOS, gpl=name != "non_gpl")
+    target = Target(prog_type=prog_type, kfuncs=PROTOS, gpl=name != "non_gpl",
+                    helpers={CSUM_DIFF: HELPERS[CSUM_DIFF].proto})  # fmt: skip
     verdict = verify(assemble(asm), target)
     if expected is None:
         assert verdict.ok, verdict.error

@@ -45,13 +45,13 @@ def type_str(struct: str) -> str:
     return struct.removeprefix(ITER_PREFIX)
 
 
-def _first_spi(env: Checker, regno: int, reg: Reg, nr_slots: int) -> int | None:
+def _first_spi(reg: Reg, nr_slots: int) -> int | None:
     """iter_get_spi: the slot of the iterator's lowest address; None when it does not fit."""
     if not reg.var.is_const():
-        raise _reject(f"R{regno} has to be at a constant offset")  # dynptr_get_spi's wording
+        raise _reject("iter has to be at a constant offset")
     off = reg.off + reg.var.signed_value
     if off % 8:
-        raise _reject(f"cannot pass in {reg.type_name()} at an offset={off}")
+        raise _reject(f"cannot pass in iter at an offset={off}")
     if off >= 0:
         return None
     spi = (-off - 1) // 8
@@ -60,7 +60,7 @@ def _first_spi(env: Checker, regno: int, reg: Reg, nr_slots: int) -> int | None:
     return spi
 
 
-def _slots(env: Checker, reg: Reg, spi: int, nr_slots: int) -> list[int]:
+def _slots(spi: int, nr_slots: int) -> list[int]:
     return [spi - i for i in range(nr_slots)]
 
 
@@ -90,19 +90,19 @@ def process_iter_arg(env: Checker, st: State, regno: int, pc: int, struct: str, 
         raise _reject(f"arg#{regno - 1} expected pointer to an iterator on stack")
     nr_slots = size // 8
     frame = st.frames[reg.frame]
-    spi = _first_spi(env, regno, reg, nr_slots)
+    spi = _first_spi(reg, nr_slots)
     name = type_str(struct)
     if new:
         if spi is not None and any(frame.slot(s).types[0] == ITER
-                                   for s in _slots(env, reg, spi, nr_slots)):  # fmt: skip
+                                   for s in _slots(spi, nr_slots)):  # fmt: skip
             raise _reject(f"expected uninitialized iter_{name} as arg #{regno - 1}")
         memory.helper_mem(env, regno, size, size, write=True, uninit_ok=True, zero_ok=False)
-        spi = _first_spi(env, regno, reg, nr_slots)
+        spi = _first_spi(reg, nr_slots)
         assert spi is not None  # helper_mem refused an iterator beyond the stack
         rid = env.new_id()
         st.refs.append((rid, pc))
         ref = btf_ref(struct)
-        for i, s in enumerate(_slots(env, reg, spi, nr_slots)):
+        for i, s in enumerate(_slots(spi, nr_slots)):
             frame.stack[s] = Slot(ITER * 8, Reg(Base.PTR_TO_STACK, ref=rid if i == 0 else 0,
                                                 map=ref, rng=ACTIVE))  # fmt: skip
         return 0
@@ -111,7 +111,7 @@ def process_iter_arg(env: Checker, st: State, regno: int, pc: int, struct: str, 
     rid = frame.slot(spi).spilled.ref
     if destroy:
         st.refs[:] = [(i, a) for i, a in st.refs if i != rid]
-        for s in _slots(env, reg, spi, nr_slots):
+        for s in _slots(spi, nr_slots):
             frame.stack[s] = EMPTY_SLOT
     return rid
 

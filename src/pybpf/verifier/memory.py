@@ -497,6 +497,11 @@ def helper_mem(env: Checker, regno: int, size_lo: int, size_hi: int, *, write: b
         for a in range(lo, hi):
             _set_byte(frame, a, MISC)
         return
-    # reading: a spilled pointer passed as bytes is a leak only for !root; uninit is allowed
+    # reading: a spilled pointer passed as bytes is a leak only for !root; uninit is allowed,
+    # an iterator's bytes are not (check_stack_range_initialized)
     del uninit_ok
+    for a in range(lo, hi):
+        if frame.slot((-a - 1) // 8).types[(-a - 1) % 8] == ITER:
+            where = f"off {lo}" if reg.var.is_const() else f"var_off {reg.var.var_off}"
+            raise reject(f"invalid read from stack R{regno} {where}+{a - lo} size {size_hi}")
 
