@@ -125,7 +125,8 @@ def _log_live_registers(log: Log, structure, target: Target) -> None:
 
 def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) -> Verdict:
     """Verify ``insns`` (logical instructions, pcs are slot indexes) for ``target``."""
-    log = Log(log_level, target.line_info)
+    log = Log(log_level, target.line_info,
+              {imm: k.name for imm, k in target.kfuncs.items()})  # fmt: skip
     checker: Checker | None = None
     path: tuple[int, ...] = ()
     try:

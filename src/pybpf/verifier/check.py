@@ -221,7 +221,8 @@ class Checker:
         """
         state = format_state(st)
         if self.log.level == 1:
-            self.log.add(f"{from_pc}: {insn_text(self.insns[from_pc])} {pc}: {state}")
+            self.log.add(f"{from_pc}: {insn_text(self.insns[from_pc], self.log.kfunc_names)} "
+                         f"{pc}: {state}")
         elif self.log:
             self.log.add("")
             self.log.add(f"from {from_pc} to {pc}: {state}")
