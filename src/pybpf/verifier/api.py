@@ -120,7 +120,7 @@ def _log_live_registers(log: Log, structure, target: Target) -> None:
     for pc, insn in zip(structure.pcs, structure.insns, strict=False):
         regs = set(live.get(pc, ()))
         mask = "".join(str(r) if r in regs else "." for r in range(10))
-        log.add(f"{pc:7d}: {mask} {insn_text(insn)}")
+        log.add(f"{pc:7d}: {mask} {insn_text(insn, log.kfunc_names)}")
 
 
 def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) -> Verdict:
