@@ -21,7 +21,7 @@ from pybpf.runtime.testrun import test_run
 from pybpf.verifier import Target, verify
 from pybpf.verifier.kfunc_proto import MEM, PTR, SCALAR, STRUCT, VOID, KArg, KfuncProto
 
-SOCKET, SCHED_CLS = 1, 3
+SOCKET, SCHED_CLS, TRACEPOINT = 1, 3, 5
 CSUM_DIFF = 28
 
 _IT = KArg("it", PTR, STRUCT, "bpf_iter_num", 8, "struct")
@@ -39,6 +39,7 @@ PROTOS = {
     6: KfuncProto("bpf_made_up_kfunc", (), VOID),
     7: KfuncProto("bpf_cast_to_kern_ctx", (_VOIDP,), VOID + "*"),
     8: KfuncProto("bpf_task_acquire", (_TASK,), STRUCT, "task_struct"),
+    9: KfuncProto("bpf_cpumask_first", (KArg("cpumask", PTR, SCALAR, "", 8, "int"),), SCALAR),
 }
 
 IT = "r1 = r10\nr1 += -8\n"
@@ -74,6 +75,13 @@ CASES = [
     ("cast_to_kern_ctx_ok", SOCKET, "call kfunc 7\nr0 = 0\nexit", None),
     ("cast_to_kern_ctx_needs_ctx", SOCKET, "r1 = r10\ncall kfunc 7\nr0 = 0\nexit",
      ("arg#0 expected pointer to ctx, but got fp", errno.EINVAL)),
+    ("mem_arg_on_stack", TRACEPOINT,
+     "r1 = 0\n*(u64 *)(r10 - 8) = r1\nr1 = r10\nr1 += -8\ncall kfunc 9\nr0 = 0\nexit", None),
+    ("mem_arg_too_small", TRACEPOINT,
+     "r1 = 0\n*(u64 *)(r10 - 8) = r1\nr1 = r10\nr1 += -4\ncall kfunc 9\nr0 = 0\nexit",
+     ("invalid read from stack R1 off=-4 size=8", errno.EACCES)),
+    ("mem_arg_is_not_ctx", TRACEPOINT, "call kfunc 9\nr0 = 0\nexit",
+     ("R1 type=ctx expected=fp", errno.EACCES)),
     ("iter_loop", SOCKET, LOOP, None),
     ("iter_next_uninit", SOCKET, IT + "call kfunc 2\nr0 = 0\nexit",
      ("expected an initialized iter_num as arg #0", errno.EINVAL)),

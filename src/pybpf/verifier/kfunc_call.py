@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from pybpf.verifier.check import Checker
 
 MAX_SIZE = 1 << 29  # BPF_MAX_VAR_SIZ
+SYSCALL = 31  # BPF_PROG_TYPE_SYSCALL: its context is plain memory
 
 #: reg2btf_ids: the socket pointer types a BTF-pointer argument also takes
 _SOCKETS = {Base.PTR_TO_SOCKET: "sock", Base.PTR_TO_SOCK_COMMON: "sock_common",
@@ -279,6 +280,9 @@ def _mem(env: Checker, st: State, regno: int, reg: Reg, lo: int, hi: int) -> Non
     """check_mem_reg: NULL passes; otherwise ``hi`` bytes readable and writable."""
     if reg.is_const(0):
         return
+    if reg.base is Base.PTR_TO_CTX and env.target.prog_type != SYSCALL:
+        # check_helper_mem_access sizes a context only where no access is rewritten
+        raise _reject(f"R{regno} type={reg.type_name()} expected=fp", errno.EACCES)
     saved = st.regs[regno]
     if reg.maybe_null:
         st.regs[regno] = reg.but(flags=reg.flags & ~Flag.MAYBE_NULL)
