@@ -11,10 +11,12 @@ load the program and run it: the iterators and casts execute.
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 import pytest
 
 from pybpf.asm.llvm import assemble
+from pybpf.loader import load_object
 from pybpf.runtime.helpers import HELPERS
 from pybpf.runtime.kernel import Kernel
 from pybpf.runtime.testrun import test_run
@@ -73,6 +75,8 @@ CASES = [
      ("arg#0 pointer type STRUCT task_struct must point to scalar, or struct with scalar",
       errno.EINVAL)),
     ("cast_to_kern_ctx_ok", SOCKET, "call kfunc 7\nr0 = 0\nexit", None),
+    ("cast_to_kern_ctx_unmodified_ctx", SOCKET, "r1 += 8\ncall kfunc 7\nr0 = 0\nexit",
+     ("dereference of modified ctx ptr R1 off=8 disallowed", errno.EACCES)),
     ("cast_to_kern_ctx_needs_ctx", SOCKET, "r1 = r10\ncall kfunc 7\nr0 = 0\nexit",
      ("arg#0 expected pointer to ctx, but got fp", errno.EINVAL)),
     ("mem_arg_on_stack", TRACEPOINT,
@@ -141,3 +145,20 @@ def test_kfunc_run(name, asm, retval):
     kernel = Kernel(verify=True)
     prog = kernel.prog_load(assemble(asm), SOCKET, kfuncs=PROTOS)
     assert test_run(prog, data_in=bytes(64)).retval == retval
+
+
+# --- the loader: extern function calls become kfunc calls ----------------------------------------
+
+BITS_ITER = Path(__file__).parent / "selftests" / "objects" / "verifier_bits_iter.bpf.o"
+
+
+@pytest.mark.parametrize(("prog", "retval"), [("bits_copy", 10), ("max_words", 4),
+                                              ("bad_words", 0)])  # fmt: skip
+def test_loader_resolves_kfunc_calls(prog, retval):
+    with load_object(BITS_ITER, Kernel(verify=True), autoload={prog}) as coll:
+        p = coll.program(prog)
+        kfunc_calls = [i for i in p.insns if i.code == 0x85 and i.src_reg == 2]  # PSEUDO_KFUNC
+        assert len(kfunc_calls) == len(p.source.extern_calls) >= 3
+        assert {name for _, name in p.source.extern_calls} == {
+            "bpf_iter_bits_new", "bpf_iter_bits_next", "bpf_iter_bits_destroy"}
+        assert test_run(p).retval == retval

@@ -173,8 +173,8 @@ def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: lis
     if prog.prog_type is None:
         raise ObjectError(f"program {prog.name!r}: section {prog.section!r} names no program "
                           "type libbpf knows", section=prog.section, symbol=prog.name)  # fmt: skip
-    called = {name for _, name in prog.extern_calls}
-    unresolved = [name for name in prog.externs if name not in called]
+    # only calls are resolved (to kfunc calls); a load of an extern's address or value is not
+    unresolved = list(prog.extern_loads)
     if unresolved:
         raise ObjectError(f"program {prog.name!r}: pybpf does not resolve extern symbols "
                           f"(kconfig or ksym variables) yet: {', '.join(unresolved)}",

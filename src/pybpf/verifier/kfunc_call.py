@@ -19,7 +19,7 @@ are not implemented: such a call is refused with a sentence saying so.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pybpf.errors import PybpfError
@@ -80,7 +80,6 @@ class Meta:
     release_regno: int = 0
     constant: int | None = None  # the ``__k`` argument's value
     iter: tuple[int, int] | None = None  # the iterator's (frame, first slot)
-    seen: list[int] = field(default_factory=list)
 
     @property
     def flags(self) -> KF:
@@ -149,7 +148,7 @@ def _kind_str(kind: str) -> str:
 
 def _check_args(env: Checker, st: State, pc: int, meta: Meta) -> None:
     """check_kfunc_args."""
-    proto, name = meta.proto, meta.proto.name
+    proto = meta.proto
     args = proto.args
     trusted_args = meta.has(KF.TRUSTED_ARGS) or meta.has(KF.RELEASE)
     skip_next = False
@@ -185,6 +184,8 @@ def _check_args(env: Checker, st: State, pc: int, meta: Meta) -> None:
             if not reg.flags & Flag.MEM_RCU:
                 raise _reject(f"R{regno} must be a rcu pointer")
         if kind == "ctx":
+            if reg.base is Base.PTR_TO_CTX:
+                _ptr_off(reg, regno, fixed_ok=False)
             if reg.base is not Base.PTR_TO_CTX or reg.flags:
                 raise _reject(f"arg#{i} expected pointer to ctx, but got {reg.type_name()}")
         elif kind == "iter":
@@ -207,7 +208,6 @@ def _check_args(env: Checker, st: State, pc: int, meta: Meta) -> None:
                 _mem_size(env, st, regno, reg, i)
     if meta.has(KF.RELEASE) and not meta.release_regno:
         raise _reject(f"release kernel function {proto.name} expects refcounted PTR_TO_BTF_ID")
-    del name
 
 
 def _ptr_arg_type(env: Checker, meta: Meta, arg: KArg, i: int, reg: Reg, args) -> str:
@@ -260,11 +260,14 @@ def _btf_id_arg(meta: Meta, arg: KArg, i: int, regno: int, reg: Reg) -> None:
             (reg.base is Base.PTR_TO_BTF_ID and unsafe):  # fmt: skip
         expected = type_str(reg.base, reg.flags & _TRUSTED_MODIFIERS)
         raise _reject(f"arg#{i} is {reg.type_name()} expected {expected} or socket")
-    if reg.off or not reg.var.is_const() or reg.var.value:
+    strict = meta.has(KF.RELEASE) and bool(reg.ref)
+    if strict and reg.off:  # check_func_arg_reg_off for OBJ_RELEASE
         raise _reject(f"R{regno} must have zero offset when passed to release func or trusted "
                       "arg to kfunc")  # fmt: skip
+    _ptr_off(reg, regno, fixed_ok=not strict)
     have = _SOCKETS.get(reg.base) or getattr(reg.map, "name", "")
-    strict = meta.has(KF.RELEASE) and bool(reg.ref)
+    if reg.off:  # pybpf matches a struct at offset 0 only (btf_struct_ids_match walks)
+        have = f"{have} at offset {reg.off}"
     if have == arg.struct:
         return
     if not have:
@@ -274,6 +277,20 @@ def _btf_id_arg(meta: Meta, arg: KArg, i: int, regno: int, reg: Reg) -> None:
         return
     raise _reject(f"kernel function {name} args#{i} expected pointer to STRUCT {arg.struct} "
                   f"but R{regno} has a pointer to STRUCT {have}")
+
+
+def _ptr_off(reg: Reg, regno: int, fixed_ok: bool) -> None:
+    """__check_ptr_off_reg: no negative or (unless ``fixed_ok``) fixed offset, no variable one."""
+    name = reg.type_name()
+    if reg.off < 0:
+        raise _reject(f"negative offset {name} ptr R{regno} off={reg.off} disallowed",
+                      errno.EACCES)  # fmt: skip
+    if not fixed_ok and reg.off:
+        raise _reject(f"dereference of modified {name} ptr R{regno} off={reg.off} disallowed",
+                      errno.EACCES)  # fmt: skip
+    if not reg.var.is_const() or reg.var.value:
+        raise _reject(f"variable {name} access var_off={reg.var.var_off} disallowed",
+                      errno.EACCES)  # fmt: skip
 
 
 def _mem(env: Checker, st: State, regno: int, reg: Reg, lo: int, hi: int) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from pybpf.errors import PybpfError
 from pybpf.uapi import ProgFlag
 from pybpf.verifier import btf_access
 from pybpf.verifier import ctx as ctxrules
@@ -286,11 +287,30 @@ def _map_value(env: Checker, regno: int, reg: Reg, off: int, size: int, write: b
     special_fields(reg, off + reg.off, size)
     if write:
         return None
-    if getattr(m, "frozen", False) and getattr(m, "map_flags", 0) & _BPF_F_RDONLY_PROG:
-        return UNKNOWN
+    if reg.var.is_const() and getattr(m, "frozen", False) \
+            and getattr(m, "map_flags", 0) & _BPF_F_RDONLY_PROG:  # fmt: skip
+        value = _direct_read(m, off + reg.off + reg.var.value, size, env.ldsx)
+        if value is not None:
+            return const(value)
     return UNKNOWN
 
 
+def _direct_read(m, off: int, size: int, sx: bool) -> int | None:
+    """bpf_map_direct_read: the bytes of a frozen read-only one-element array, as a
+    value (a read-only map's contents are tracked as scalars); None where the map
+    has no direct value address (pybpf reads those as unknown)."""
+    if getattr(m, "map_type", 0) != _ARRAY or getattr(m, "max_entries", 0) != 1:
+        return None
+    try:
+        data = bytes(m.lookup(bytes(4)))[off : off + size]
+    except PybpfError:
+        return None
+    if len(data) != size:
+        return None
+    return int.from_bytes(data, "little", signed=sx) & ((1 << 64) - 1)
+
+
+_ARRAY = 2  # BPF_MAP_TYPE_ARRAY: array_map_direct_value_addr
 _BPF_F_RDONLY_PROG = 1 << 7
 _BPF_F_WRONLY_PROG = 1 << 8
 
