@@ -91,6 +91,8 @@ class Meta:
 
 def kfunc_call(env: Checker, st: State, pc: int, imm: int) -> int:
     """check_kfunc_call for the call at ``pc`` naming kfunc ``imm``; the next pc."""
+    if st.lock:  # do_check, before the call is looked at (graph kfuncs are not modelled)
+        raise _reject("function calls are not allowed while holding a lock")
     table = getattr(env.target, "kfuncs", None) or {}
     proto = table.get(imm)
     if proto is None:
@@ -105,8 +107,6 @@ def kfunc_call(env: Checker, st: State, pc: int, imm: int) -> int:
     if facts.flags & KF.SLEEPABLE and not env.target.prog_flags & ProgFlag.SLEEPABLE:
         raise _reject(f"program must be sleepable to call sleepable kfunc {proto.name}",
                       errno.EACCES)  # fmt: skip
-    if st.lock:
-        raise _reject("function calls are not allowed while holding a lock", errno.EACCES)
     if facts.params:  # the kernel's names, where the object's declaration has none
         names = facts.params
         proto = replace(proto, args=tuple(
