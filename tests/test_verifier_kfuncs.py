@@ -21,10 +21,11 @@ from pybpf.runtime.helpers import HELPERS
 from pybpf.runtime.kernel import Kernel
 from pybpf.runtime.testrun import test_run
 from pybpf.verifier import Target, verify
+from pybpf.verifier.helper_protos import KERNEL_PROTOS
 from pybpf.verifier.kfunc_proto import MEM, PTR, SCALAR, STRUCT, VOID, KArg, KfuncProto
 
-SOCKET, SCHED_CLS, TRACEPOINT = 1, 3, 5
-CSUM_DIFF = 28
+SOCKET, KPROBE, SCHED_CLS, TRACEPOINT = 1, 2, 3, 5
+CSUM_DIFF, CURRENT_TASK_BTF, TASK_PT_REGS = 28, 158, 175
 
 _IT = KArg("it", PTR, STRUCT, "bpf_iter_num", 8, "struct")
 _INT = KArg("", SCALAR, btf_kind="int")
@@ -75,6 +76,10 @@ CASES = [
      ("arg#0 pointer type STRUCT task_struct must point to scalar, or struct with scalar",
       errno.EINVAL)),
     ("cast_to_kern_ctx_ok", SOCKET, "call kfunc 7\nr0 = 0\nexit", None),
+    # BTF pointers carry their struct: a helper's ARG_PTR_TO_BTF_ID checks it
+    ("helper_btf_arg_ok", KPROBE, "call 158\nr1 = r0\ncall 175\nr0 = 0\nexit", None),
+    ("helper_btf_arg_wrong_struct", KPROBE, "call kfunc 7\nr1 = r0\ncall 175\nr0 = 0\nexit",
+     ("R1 is of type pt_regs but task_struct is expected", errno.EACCES)),
     ("cast_to_kern_ctx_unmodified_ctx", SOCKET, "r1 += 8\ncall kfunc 7\nr0 = 0\nexit",
      ("dereference of modified ctx ptr R1 off=8 disallowed", errno.EACCES)),
     ("cast_to_kern_ctx_needs_ctx", SOCKET, "r1 = r10\ncall kfunc 7\nr0 = 0\nexit",
@@ -118,8 +123,9 @@ CASES = [
 @pytest.mark.parametrize(("name", "prog_type", "asm", "expected"), CASES,
                          ids=[c[0] for c in CASES])  # fmt: skip
 def test_kfunc_verdict(name, prog_type, asm, expected):
-    target = Target(prog_type=prog_type, kfuncs=PROTOS, gpl=name != "non_gpl",
-                    helpers={CSUM_DIFF: HELPERS[CSUM_DIFF].proto})  # fmt: skip
+    helpers = {CSUM_DIFF: HELPERS[CSUM_DIFF].proto,
+               **{h: KERNEL_PROTOS[h] for h in (CURRENT_TASK_BTF, TASK_PT_REGS)}}
+    target = Target(prog_type=prog_type, kfuncs=PROTOS, gpl=name != "non_gpl", helpers=helpers)
     verdict = verify(assemble(asm), target)
     if expected is None:
         assert verdict.ok, verdict.error

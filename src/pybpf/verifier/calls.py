@@ -20,6 +20,7 @@ from pybpf.verifier import mapcompat, memory
 from pybpf.verifier.cfg import MAX_FRAMES, Structure
 from pybpf.verifier.decode import spec_of
 from pybpf.verifier.global_calls import global_call
+from pybpf.verifier.kfunc_proto import first_member_chain
 from pybpf.verifier.protos import (
     FOR_EACH_MAPS,
     Arg,
@@ -178,6 +179,9 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         return None
     if base is Arg.PTR_TO_FUNC:
         return None
+    if base is Arg.PTR_TO_BTF_ID:
+        _btf_arg(env, proto, i, regno, reg)
+        return None
     if base is Arg.PTR_TO_CONST_STR:
         m = reg.map
         if not (getattr(m, "frozen", False) and getattr(m, "map_flags", 0) & _RDONLY_PROG):
@@ -191,6 +195,28 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
     if base is Arg.PTR_TO_SPIN_LOCK:
         _spin_lock(env, st, regno, reg, env.insn.imm == SPIN_LOCK)
     return None
+
+
+def _btf_arg(env: Checker, proto, i: int, regno: int, reg: Reg) -> None:
+    """check_reg_type's BTF part for ARG_PTR_TO_BTF_ID: the register points to the struct the
+    prototype names (``argN_btf_id``), or to one whose first member is it; then
+    check_func_arg_reg_off (a fixed offset, no variable one)."""
+    want = dict(proto.arg_btf).get(i, "")
+    have = getattr(reg.map, "name", "")
+    if not want or not have:
+        what = f"the struct R{regno} points to" if want else f"the struct arg{i + 1} takes"
+        raise _reject(f"pybpf does not know {what}, to pass it to helper {proto.name}",
+                      errno.EINVAL)  # fmt: skip
+    strict = proto.release_arg == i and proto.name != "bpf_sk_release"
+    match = have == want and not reg.off
+    if not match and not strict and not reg.off:
+        match = want in first_member_chain(getattr(env.target, "kernel_btf", None), have)
+    if not match:
+        raise _reject(f"R{regno} is of type {have} but {want} is expected")
+    if reg.off < 0:
+        raise _reject(f"negative offset {reg.type_name()} ptr R{regno} off={reg.off} disallowed")
+    if not reg.var.is_const() or reg.var.value:
+        raise _reject(f"variable {reg.type_name()} access var_off={reg.var.var_off} disallowed")
 
 
 def _spin_lock(env: Checker, st: State, regno: int, reg: Reg, lock: bool) -> None:

@@ -462,7 +462,6 @@ MAP_UNCHECKED: frozenset[int] = frozenset({
 take (every other helper's map argument is checked with :mod:`.mapcompat`'s table)."""
 
 _NOT_TRACKED = {  # argument kinds pybpf's verifier has no state for, and why
-    Arg.PTR_TO_BTF_ID: "BTF types are not tracked",
     Arg.PTR_TO_PERCPU_BTF_ID: "ksyms are not resolved",
     Arg.PTR_TO_TIMER: "bpf_timer fields are not located",
     Arg.KPTR_XCHG_DEST: "kptr fields are not located",

@@ -52,14 +52,15 @@ _SOCKETS = {Base.PTR_TO_SOCKET: "sock", Base.PTR_TO_SOCK_COMMON: "sock_common",
             Base.PTR_TO_TCP_SOCK: "tcp_sock", Base.PTR_TO_XDP_SOCK: "xdp_sock"}  # fmt: skip
 #: BPF_REG_TRUSTED_MODIFIERS: the flags a trusted pointer may carry
 _TRUSTED_MODIFIERS = Flag.MEM_ALLOC | Flag.PTR_TRUSTED
-#: get_kern_ctx_btf_id: the kernel struct behind each program type's context
+#: get_kern_ctx_btf_id: the kernel struct behind each program type's context (the kernel
+#: types of include/linux/bpf_types.h; tracepoints' u64 and the void * types are no struct)
 KERN_CTX = {
     1: "sk_buff", 3: "sk_buff", 4: "sk_buff", 6: "xdp_buff", 8: "sk_buff", 9: "sock",
     18: "bpf_sock_addr_kern", 13: "bpf_sock_ops_kern", 14: "sk_buff", 16: "sk_msg",
-    2: "pt_regs", 7: "bpf_perf_event_data_kern", 17: "bpf_raw_tracepoint_args",
-    15: "bpf_cgroup_dev_ctx", 23: "bpf_sysctl_kern", 25: "bpf_sockopt_kern", 32: "bpf_nf_ctx",
-    30: "bpf_sk_lookup_kern", 21: "sk_reuseport_kern", 22: "bpf_flow_dissector",
-    10: "sk_buff", 11: "sk_buff", 12: "sk_buff", 19: "sk_buff", 5: "trace_entry",
+    2: "pt_regs", 7: "bpf_perf_event_data_kern", 15: "bpf_cgroup_dev_ctx",
+    23: "bpf_sysctl_kern", 25: "bpf_sockopt_kern", 32: "bpf_nf_ctx", 30: "bpf_sk_lookup_kern",
+    21: "sk_reuseport_kern", 22: "bpf_flow_dissector", 10: "sk_buff", 11: "sk_buff",
+    12: "sk_buff", 19: "sk_buff",
 }  # fmt: skip
 CAST_TO_KERN_CTX, RDONLY_CAST = "bpf_cast_to_kern_ctx", "bpf_rdonly_cast"
 
@@ -342,7 +343,8 @@ def _ret_reg(env: Checker, st: State, pc: int, meta: Meta) -> Reg:
     if name == CAST_TO_KERN_CTX:
         kern = KERN_CTX.get(env.target.prog_type)
         if kern is None:
-            raise _reject("prog type is not supported by bpf_cast_to_kern_ctx")
+            raise _reject(f"pybpf does not implement bpf_cast_to_kern_ctx for program type "
+                          f"{env.target.prog_type} (its kernel context is no struct)")
         return Reg(Base.PTR_TO_BTF_ID, Flag.PTR_TRUSTED, map=btf_ref(kern))
     if name == RDONLY_CAST:
         return Reg(Base.PTR_TO_BTF_ID, Flag.PTR_UNTRUSTED, map=btf_ref(_rdonly_type(env, meta)))
