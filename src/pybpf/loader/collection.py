@@ -15,6 +15,7 @@ refuses.  A failed load leaves no map or program behind.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,11 +184,7 @@ def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: lis
     kfuncs = _resolve_kfuncs(spec, prog, insns)
     if prog.core_relos:
         insns = _apply_core(kernel, spec, prog, insns, target_btf)
-    kernel_btf = None
-    if kfuncs or prog.core_relos:  # the kernel struct layouts, as CO-RE relocated them
-        from pybpf.btf import load_vmlinux
-
-        kernel_btf = target_btf if target_btf is not None else load_vmlinux()
+    kernel_btf = target_btf if target_btf is not None else _vmlinux()
     try:
         loaded = kernel.prog_load(insns, prog.prog_type, name=_prog_name(prog.name),
                                   license=spec.license or "", maps=maps,
@@ -233,6 +230,26 @@ def _resolve_kfuncs(spec: ObjectSpec, prog: ProgramSpec, insns: list[Instruction
         insns[i] = Instruction(insns[i].code, 0, CallKind.KFUNC, 0, func_id)
         out[func_id] = proto
     return out
+
+
+class _LazyBtf:
+    """The running kernel's BTF, parsed when the verifier first reads it (most programs
+    never do: only loads through and arguments of BTF pointers walk kernel structs)."""
+
+    def __getattr__(self, name: str):
+        from pybpf.btf import load_vmlinux
+
+        btf = load_vmlinux()
+        if btf is None:
+            raise LookupError("the kernel's BTF cannot be read")
+        return getattr(btf, name)
+
+
+def _vmlinux():
+    """The kernel's BTF (lazily), None where the machine has none."""
+    from pybpf.btf.vmlinux import VMLINUX
+
+    return _LazyBtf() if os.path.exists(VMLINUX) else None
 
 
 def _extern_func(btf, name: str) -> int | None:

@@ -180,8 +180,10 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
     if base is Arg.PTR_TO_FUNC:
         return None
     if base is Arg.PTR_TO_BTF_ID:
-        _btf_arg(env, proto, i, regno, reg)
+        _btf_arg(env, proto, i, regno, reg, dict(proto.arg_btf).get(i, ""))
         return None
+    if base is Arg.PTR_TO_BTF_ID_SOCK_COMMON and reg.base is Base.PTR_TO_BTF_ID:
+        _btf_arg(env, proto, i, regno, reg, "sock_common")  # btf_sock_ids[SOCK_COMMON]
     if base is Arg.PTR_TO_CONST_STR:
         m = reg.map
         if not (getattr(m, "frozen", False) and getattr(m, "map_flags", 0) & _RDONLY_PROG):
@@ -197,11 +199,10 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
     return None
 
 
-def _btf_arg(env: Checker, proto, i: int, regno: int, reg: Reg) -> None:
-    """check_reg_type's BTF part for ARG_PTR_TO_BTF_ID: the register points to the struct the
-    prototype names (``argN_btf_id``), or to one whose first member is it; then
+def _btf_arg(env: Checker, proto, i: int, regno: int, reg: Reg, want: str) -> None:
+    """check_reg_type's BTF part for a BTF pointer: the register points to the struct
+    ``want`` (``argN_btf_id``), or to one whose first member is it; then
     check_func_arg_reg_off (a fixed offset, no variable one)."""
-    want = dict(proto.arg_btf).get(i, "")
     have = getattr(reg.map, "name", "")
     if not want or not have:
         what = f"the struct R{regno} points to" if want else f"the struct arg{i + 1} takes"

@@ -827,7 +827,8 @@ def _mark_null(st: State, rid: int, is_null: bool) -> None:
         if r.id != rid or not r.maybe_null:
             return r
         if is_null:
-            ref = ref or r.ref
+            if r.ref == rid:  # the acquired pointer itself: never acquired (a cast keeps its id)
+                ref = r.ref
             return const(0)
         if r.base is Base.PTR_TO_MAP_VALUE and getattr(r.map, "spin_lock_off", None) is not None:
             return _not_null_reg(r)  # the id names the value's lock (reg_may_point_to_spin_lock)

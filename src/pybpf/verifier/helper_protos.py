@@ -480,8 +480,6 @@ def _unchecked(proto: HelperProto, ident: int, arg: ArgType,
                 f"sleepable programs are not modelled)"), bases  # fmt: skip
     if arg.base in _NOT_TRACKED:
         why = _NOT_TRACKED[arg.base]
-    elif arg.base is Arg.PTR_TO_BTF_ID_SOCK_COMMON:
-        why, bases = "BTF types are not tracked", frozenset({Base.PTR_TO_BTF_ID})
     elif arg.base is Arg.PTR_TO_FUNC and proto.callback not in _WALKED_CALLBACKS:
         why = "its callback is not explored"
     elif arg.base is Arg.CONST_MAP_PTR and ident in MAP_UNCHECKED:

@@ -92,6 +92,8 @@ def type_str(base: Base, flags: Flag = Flag.NONE) -> str:
     """The kernel log's name of a type: ``map_value_or_null``, ``ringbuf_mem_or_null``."""
     prefix = "".join(text for flag, text in _PREFIXES if flags & flag)
     suffix = "_or_null" if flags & Flag.MAYBE_NULL and base is not Base.SCALAR else ""
+    if suffix and base is Base.PTR_TO_BTF_ID:  # the struct's name follows: ptr_or_null_task
+        return f"{prefix}ptr_or_null_"
     return f"{prefix}{_NAMES[base]}{suffix}"
 
 
