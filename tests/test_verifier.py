@@ -26,6 +26,12 @@ XDP, SOCKET, SCHED_CLS, KPROBE, CGROUP_SKB, RAW_TP_W = 6, 1, 3, 2, 8, 24
 HASH = vd.MapDecl("h", 1, 4, 8, 16)
 ARRAY = vd.MapDecl("arr", 2, 4, 64, 4)
 RINGBUF = vd.MapDecl("rb", 27, 0, 0, 4096)
+RODATA = vd.MapDecl("ro", 2, 4, 8, 1, map_flags=1 << 7, frozen=True)  # BPF_F_RDONLY_PROG
+DATA = vd.MapDecl("rw", 2, 4, 8, 1)
+# a branch on a map value: the read of a frozen read-only map is its value (0), so the
+# bad stack read after it is dead code; in a writable map it is reachable
+ON_VALUE = ("ld_pseudo r1, 2, 0, 4\nr2 = *(u32 *)(r1 + 0)\nif r2 == 0 goto +1\n"
+            "r0 = *(u64 *)(r10 + 0)\nr0 = 0\nexit")
 
 LOOKUP = """
 r1 = 0
@@ -56,6 +62,10 @@ CASES = [
     ("ptr_32bit_prohibited", XDP, (), "w1 += 4\nr0 = 0\nexit",
      (0, "R1 32-bit pointer arithmetic prohibited")),
     ("ptr_sub_ptr_ok", XDP, (), "r2 = r10\nr2 -= r1\nr0 = 0\nexit", None),
+    # --- map values: a frozen BPF_F_RDONLY_PROG array's contents are known (bpf_map_direct_read)
+    ("rodata_value_is_known", XDP, (RODATA,), ON_VALUE, None),
+    ("data_value_is_unknown", XDP, (DATA,), ON_VALUE,
+     (4, "invalid read from stack R10 off=0 size=8")),
     # --- stack
     ("stack_spill_fill_ctx", XDP, (),
      "*(u64 *)(r10 - 8) = r1\nr2 = *(u64 *)(r10 - 8)\nr0 = *(u32 *)(r2 + 0)\nr0 = 0\nexit", None),

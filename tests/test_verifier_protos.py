@@ -284,13 +284,9 @@ def test_unchecked_arguments_are_marked():
     """The argument kinds calls.py has no checks for, named in the refusal."""
     from pybpf.runtime.helpers import prototypes
 
-    assert _unchecked(86) == {0: "pybpf verifier does not support argument type "
-                                 "ARG_PTR_TO_BTF_ID_SOCK_COMMON of helper bpf_sk_release yet "
-                                 "(BTF types are not tracked)"}  # fmt: skip
-    assert HP.for_verifier(86, HP.KERNEL_PROTOS[86]).args[0].unchecked_bases == {
-        Base.PTR_TO_BTF_ID}  # socket pointers are checked, BTF pointers are not
-    assert set(_unchecked(107)) == {1}  # a BTF socket pointer (the map type is checked)
-    assert set(_unchecked(136)) == {0}  # skc_to_tcp6_sock of a BTF socket pointer
+    # BTF pointers name their struct: socket and BTF pointer arguments are checked
+    assert _unchecked(86) == _unchecked(136) == _unchecked(175) == {}
+    assert HP.for_verifier(169, HP.KERNEL_PROTOS[169]).args[0].unchecked_bases == frozenset()
     assert "ARG_PTR_TO_TIMER" in _unchecked(169)[0] and "ARG_PTR_TO_DYNPTR" in _unchecked(201)[2]
     assert _unchecked(148)[0] == ("pybpf verifier does not support helper bpf_copy_from_user yet "
                                   "(it might sleep, and sleepable programs are not modelled)")
@@ -299,21 +295,19 @@ def test_unchecked_arguments_are_marked():
         assert HP.for_verifier(ident, HP.KERNEL_PROTOS[ident]) is HP.KERNEL_PROTOS[ident]
     for ident, helper in HELPERS.items():  # pybpf's own helpers: unchecked as the kernel's
         marked = HP.for_verifier(ident, helper.proto)
-        assert marked == helper.proto and (marked is helper.proto) == (ident != 86)
-    assert prototypes(PROG_TYPES[ProgType.SCHED_CLS].helpers)[86].args[0].unchecked_bases == {
-        Base.PTR_TO_BTF_ID}  # bpf_sk_release, implemented: a BTF socket pointer is not checked
+        assert marked is helper.proto
+    assert not prototypes(PROG_TYPES[ProgType.SCHED_CLS].helpers)[86].args[0].unchecked_bases
     assert HP.for_verifier(168, HP.KERNEL_PROTOS[168]) is None  # sleeps, takes only a scalar
 
 
 def test_accepts_refuses_an_unchecked_argument_it_would_match():
     from pybpf.verifier.check import Reject
 
-    release = HP.for_verifier(86, HP.KERNEL_PROTOS[86]).args[0]
-    assert P.accepts(release, Base.PTR_TO_SOCKET)
-    assert not P.accepts(release, Base.SCALAR)  # a wrong type keeps the kernel's message
-    with pytest.raises(Reject, match="ARG_PTR_TO_BTF_ID_SOCK_COMMON of helper bpf_sk_release"):
-        P.accepts(release, Base.PTR_TO_BTF_ID, Flag.PTR_TRUSTED)
-    assert P.accepts(HP.KERNEL_PROTOS[86].args[0], Base.PTR_TO_BTF_ID)  # unmarked: a match
+    timer = HP.for_verifier(169, HP.KERNEL_PROTOS[169]).args[0]
+    assert not P.accepts(timer, Base.SCALAR)  # a wrong type keeps the kernel's message
+    with pytest.raises(Reject, match="ARG_PTR_TO_TIMER of helper bpf_timer_init"):
+        P.accepts(timer, Base.PTR_TO_MAP_VALUE)
+    assert P.accepts(HP.KERNEL_PROTOS[169].args[0], Base.PTR_TO_MAP_VALUE)  # unmarked: a match
 
 
 def _mov(dst: int, imm: int) -> Instruction:
@@ -371,7 +365,7 @@ def test_pointer_casts_and_map_arguments_are_checked():
     assert _verify([_mov(1, 0), _call(95), *_EXIT]) == \
         "R1 type=scalar expected=sock_common, sock, tcp_sock, xdp_sock"  # fmt: skip
     task = [_call(158), Instruction(0xBF, 1, 0), _call(86), *_EXIT]
-    assert "ARG_PTR_TO_BTF_ID_SOCK_COMMON of helper bpf_sk_release yet" in _verify(task)
+    assert _verify(task) == "R1 is of type task_struct but sock_common is expected"
     under = [Instruction(0x18, 2, 1, 0, 3, 0), _mov(3, 0), _call(33), *_EXIT]
     # skb_under_cgroup(ctx, array, 0): the kernel wants a cgroup array
     assert _verify(under, array=True) == "cannot pass map_type 2 into func bpf_skb_under_cgroup#33"

@@ -15,13 +15,14 @@ refuses.  A failed load leaves no map or program behind.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pybpf.btf.core import POISON_IMM, parse_spec
 from pybpf.errors import ObjectError, PybpfError, VerifierError
-from pybpf.isa import LDDW, Instruction, slot_offsets
+from pybpf.isa import LDDW, CallKind, Instruction, slot_offsets
 from pybpf.loader.spec import MapSpec, ObjectSpec, ProgramSpec
 from pybpf.runtime.kernel import Kernel
 from pybpf.runtime.maps.base import Map, MapAttr, MapType
@@ -31,6 +32,7 @@ from pybpf.runtime.progtypes import ProgType, SecFlag, find_sec_def
 from pybpf.runtime.testrun import TestRunResult, test_run
 from pybpf.uapi import ProgFlag
 from pybpf.verifier.funcs import FuncDesc, arg_tags, describe
+from pybpf.verifier.kfunc_proto import describe as describe_kfunc
 
 NAME_MAX = 15
 
@@ -184,13 +186,17 @@ def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: lis
     if prog.prog_type is None:
         raise ObjectError(f"program {prog.name!r}: section {prog.section!r} names no program "
                           "type libbpf knows", section=prog.section, symbol=prog.name)  # fmt: skip
-    if prog.externs:
+    # only calls are resolved (to kfunc calls); a load of an extern's address or value is not
+    unresolved = list(prog.extern_loads)
+    if unresolved:
         raise ObjectError(f"program {prog.name!r}: pybpf does not resolve extern symbols "
-                          f"(kconfig, ksym or kfunc) yet: {', '.join(prog.externs)}",
+                          f"(kconfig or ksym variables) yet: {', '.join(unresolved)}",
                           section=prog.section, symbol=prog.name)  # fmt: skip
     insns = list(prog.insns)
+    kfuncs = _resolve_kfuncs(spec, prog, insns)
     if prog.core_relos:
         insns = _apply_core(kernel, spec, prog, insns, target_btf)
+    kernel_btf = target_btf if target_btf is not None else _vmlinux()
     try:
         loaded = kernel.prog_load(insns, prog.prog_type, name=_prog_name(prog.name),
                                   license=spec.license or "", maps=maps,
@@ -202,6 +208,7 @@ def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: lis
                                   func_scalar_return=[_scalar_return(spec.btf, tid)
                                                       for _, tid in prog.func_info] or None,
                                   funcs=_funcs(spec.btf, prog),
+                                  kfuncs=kfuncs, kernel_btf=kernel_btf,
                                   )  # fmt: skip
     except PybpfError as err:
         if isinstance(err, VerifierError) and prog.core_relos:
@@ -212,6 +219,61 @@ def _load_program(kernel: Kernel, spec: ObjectSpec, prog: ProgramSpec, maps: lis
     loaded.source = prog  # line and function info for listings, as the kernel keeps them
     loaded.btf = spec.btf
     return loaded
+
+
+def _resolve_kfuncs(spec: ObjectSpec, prog: ProgramSpec, insns: list[Instruction]) -> dict:
+    """bpf_object__resolve_ksyms for extern functions: each call becomes a kfunc call.
+
+    libbpf writes the kfunc's vmlinux BTF id into the call's ``imm`` and sets
+    ``src_reg`` to BPF_PSEUDO_KFUNC_CALL.  pybpf's kernel reads a kfunc's
+    prototype from the object's own BTF (the ``extern`` FUNC libbpf would match
+    against vmlinux), so the ``imm`` is that FUNC's id in the object's BTF.
+    Returns ``imm`` -> :class:`~pybpf.verifier.kfunc_proto.KfuncProto`.
+    """
+    if not prog.extern_calls:
+        return {}
+    by_slot = {pc: i for i, pc in enumerate(slot_offsets(insns))}
+    out = {}
+    for slot, name in prog.extern_calls:
+        func_id = _extern_func(spec.btf, name)
+        proto = describe_kfunc(spec.btf, func_id) if func_id is not None else None
+        if proto is None:
+            raise ObjectError(f"program {prog.name!r}: extern function {name!r} has no BTF "
+                              "prototype", section=prog.section, symbol=name)  # fmt: skip
+        i = by_slot[slot]
+        insns[i] = Instruction(insns[i].code, 0, CallKind.KFUNC, 0, func_id)
+        out[func_id] = proto
+    return out
+
+
+class _LazyBtf:
+    """The running kernel's BTF, parsed when the verifier first reads it (most programs
+    never do: only loads through and arguments of BTF pointers walk kernel structs)."""
+
+    def __getattr__(self, name: str):
+        from pybpf.btf import load_vmlinux
+
+        btf = load_vmlinux()
+        if btf is None:
+            raise LookupError("the kernel's BTF cannot be read")
+        return getattr(btf, name)
+
+
+def _vmlinux():
+    """The kernel's BTF (lazily), None where the machine has none."""
+    from pybpf.btf.vmlinux import VMLINUX
+
+    return _LazyBtf() if os.path.exists(VMLINUX) else None
+
+
+def _extern_func(btf, name: str) -> int | None:
+    """The BTF FUNC declaring extern ``name`` (linkage BTF_FUNC_EXTERN)."""
+    if btf is None:
+        return None
+    for tid in btf.find_all(name, "func"):
+        if btf.type(tid).linkage == 2:
+            return tid
+    return None
 
 
 def _fill_slots(spec: ObjectSpec, maps: dict[str, Map], objects: Mapping[str, object],

@@ -152,6 +152,10 @@ class ProgramSpec:
     section_offset: int = 0  # of the function in its section, in bytes
     #: extern symbols (kconfig, ksym, kfunc) the program or its subprograms reference
     externs: tuple[str, ...] = ()
+    #: the calls of extern functions (kfuncs): (slot of the call, the symbol's name)
+    extern_calls: tuple[tuple[int, str], ...] = ()
+    #: the externs an ld_imm64 loads (ksym and kconfig variables, a kfunc's address)
+    extern_loads: tuple[str, ...] = ()
 
     @property
     def slots(self) -> int:
@@ -615,6 +619,8 @@ class _Opener:
         appended: list[_Prog] = []
         self._reloc_code(main, main, out, relos, appended, depth=0)
         externs: list[str] = []
+        calls: list[tuple[int, str]] = []
+        loads: list[str] = []
         for idx, relo in relos:
             slot, nxt = out[idx], out[idx + 1] if idx + 1 < len(out) else None
             if relo[0] == "map":
@@ -626,6 +632,10 @@ class _Opener:
                 slot[3] = relo[1]
             elif relo[0] == "extern":
                 externs.append(relo[1])
+                if slot[0] == CALL:
+                    calls.append((idx, relo[1]))
+                else:
+                    loads.append(relo[1])
             elif relo[0] == "func" and slot[1] >> 4 != Pseudo.FUNC:
                 raise ObjectError(f"insn {idx}: function address relocation on an ld_imm64 "
                                   "that is not BPF_PSEUDO_FUNC", section=main.sec_name,
@@ -641,6 +651,7 @@ class _Opener:
             main.name, main.sec_name, prog_type, attach, insns, self.license, func_info,
             line_info, core, tuple((p.name, p.sub_insn_off) for p in appended), main.autoload,
             self.version or 0, main.sec_insn_off * INSN, tuple(dict.fromkeys(externs)),
+            tuple(calls), tuple(dict.fromkeys(loads)),
         )  # fmt: skip
 
     def _reloc_code(self, main: _Prog, prog: _Prog, out: list[list[int]],

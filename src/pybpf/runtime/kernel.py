@@ -129,6 +129,8 @@ class Kernel:
         prog_flags: int = 0,
         func_scalar_return: Sequence[bool] | None = None,
         funcs: Sequence | None = None,
+        kfuncs: Mapping | None = None,
+        kernel_btf=None,
     ):
         """BPF_PROG_LOAD: check, relocate and prepare ``insns``; returns the Program.
 
@@ -143,7 +145,9 @@ class Kernel:
         ``func_scalar_return`` says per ``func_info`` record whether BTF gives the function
         an int return type (the kernel reads it from the program's BTF); ``funcs`` describes
         each record's function (:class:`pybpf.verifier.funcs.FuncDesc`: global functions are
-        verified on their own).
+        verified on their own); ``kfuncs`` maps the ``imm`` of each kfunc call to the
+        kfunc's prototype (:class:`pybpf.verifier.kfunc_proto.KfuncProto`, the kernel's
+        BTF view of it) and ``kernel_btf`` is that BTF when known (vmlinux).
         """
         from pybpf.runtime.program import Program  # program.py imports this module
 
@@ -154,7 +158,8 @@ class Kernel:
                             verify=self.verify if verify is None else verify,
                             line_info=line_info, func_info=func_info,
                             prog_flags=prog_flags,
-                            func_scalar_return=func_scalar_return, funcs=funcs)  # fmt: skip
+                            func_scalar_return=func_scalar_return, funcs=funcs,
+                            kfuncs=kfuncs, kernel_btf=kernel_btf)  # fmt: skip
         prog.engine_name = engine
         prog.id = self._next_prog_id
         self._next_prog_id += 1

@@ -30,6 +30,7 @@ from pybpf.isa import LDDW, Instruction, Kind, Pseudo, check_jumps, slot_offsets
 from pybpf.jit.maps_ir import ProgramHooks
 from pybpf.runtime import engines
 from pybpf.runtime.helpers import helper_table
+from pybpf.runtime.kfuncs import kfunc_table
 from pybpf.runtime.maps.base import Map, MapType, fail
 from pybpf.runtime.progtypes import PROG_TYPES, ProgType
 from pybpf.runtime.tag import prog_tag
@@ -95,7 +96,8 @@ class Program:
              verify: bool = False, line_info: Mapping | None = None,
              func_info: Sequence[int] | None = None, prog_flags: int = 0,
              func_scalar_return: Sequence[bool] | None = None,
-             funcs: Sequence | None = None) -> Program:  # fmt: skip
+             funcs: Sequence | None = None, kfuncs: Mapping | None = None,
+             kernel_btf=None) -> Program:  # fmt: skip
         """Check and prepare ``insns`` (see the module docstring); KernelError on refusal."""
         try:
             prog_type = ProgType(prog_type)
@@ -128,7 +130,8 @@ class Program:
             prog.verdict = verify_program(prog, log_level=log_level, line_info=line_info,
                                           func_info=func_info,
                                           func_scalar_return=func_scalar_return,
-                                          funcs=funcs)
+                                          funcs=funcs, kfuncs=kfuncs,
+                                          kernel_btf=kernel_btf)
             prog.has_func_info = bool(func_info)
             prog.xlated = prog.verdict.xlated
         if bad_jumps is not None:
@@ -136,6 +139,7 @@ class Program:
         called = [insn.imm for insn, spec in zip(prog.insns, specs, strict=True)
                   if spec.kind is Kind.CALL]  # fmt: skip
         helpers = helper_table(kernel, prog, called)
+        kfunc_table(helpers, kfuncs or {})
         native = {}
         if engine == "jit":  # the hot path: maps, ktime, csum_diff... without Python
             trusted = prog.verdict is not None and not engines.JIT_CHECKED_DEFAULT

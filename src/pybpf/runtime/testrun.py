@@ -408,6 +408,20 @@ def run_raw_tp(prog, *, data_in: bytes, ctx_in, repeat: int, data_size_out, flag
     return TestRunResult(retval, b"", None, 0, 0)
 
 
+def run_syscall(prog, *, data_in: bytes, ctx_in, repeat: int, data_size_out, flags: int,
+                cpu: int) -> TestRunResult:  # fmt: skip
+    """bpf_prog_test_run_syscall: the context is ctx_in (at most U16_MAX bytes, written back
+    as ctx_out); no data, no flags, and no repeat (0 or 1, as the default here, is none)."""
+    if data_in or data_size_out or repeat > 1 or flags or cpu:
+        raise fail(errno.EINVAL, "syscall test runs take no data, repeat or flags")
+    args = bytes(ctx_in or b"")
+    if len(args) > SYSCALL_CTX_MAX:
+        raise fail(errno.EINVAL, f"ctx_in of {len(args)} bytes (at most {SYSCALL_CTX_MAX})")
+    ctx = RawCtx("ctx:syscall", "syscall args", args, writable=True)
+    retval, _ = _execute(prog, ctx, None, 1, 0)
+    return TestRunResult(retval, b"", bytes(ctx.buf) if args else None, 0, 0)
+
+
 def run_context(prog, ctx: CtxRegion, *, cpu: int = 0, state=None) -> int:
     """pybpf's own run of any program on a synthetic context; returns the u32 retval.
 
@@ -423,5 +437,6 @@ def run_context(prog, ctx: CtxRegion, *, cpu: int = 0, state=None) -> int:
     return retval
 
 
-RUNNERS = {"xdp": run_xdp, "skb": run_skb, "raw_tp": run_raw_tp}
+SYSCALL_CTX_MAX = 0xFFFF  # U16_MAX
+RUNNERS = {"xdp": run_xdp, "skb": run_skb, "raw_tp": run_raw_tp, "syscall": run_syscall}
 __all__ = ["RUNNERS", "RawCtx", "TestRunResult", "run_context", "test_run"]

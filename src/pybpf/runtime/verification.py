@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 def verify_program(prog: Program, *, log_level: int = 0, line_info: Mapping | None = None,
                    func_info: Sequence[int] | None = None,
                    func_scalar_return: Sequence[bool] | None = None,
-                   funcs: Sequence | None = None):
+                   funcs: Sequence | None = None, kfuncs: Mapping | None = None,
+                   kernel_btf=None):
     """Verify ``prog.xlated``; returns the Verdict or raises VerifierError.
 
     ``func_info`` are the start pcs of the functions the program's BTF
@@ -53,6 +54,8 @@ def verify_program(prog: Program, *, log_level: int = 0, line_info: Mapping | No
         prog_flags=int(prog.prog_flags),
         func_scalar_return=tuple(func_scalar_return) if func_scalar_return else None,
         funcs=tuple(funcs) if funcs and func_info else None,
+        kfuncs=dict(kfuncs or {}),
+        kernel_btf=kernel_btf,
     )
     verdict = verify(prog.xlated, target, log_level=log_level)
     if not verdict.ok:

@@ -60,6 +60,7 @@ PROGS_DIR = "linux/tools/testing/selftests/bpf"
 
 #: test_loader.c's constants: the test run's input size and the "any value" retval.
 TEST_DATA_LEN = 64
+SYSCALL = 31  # BPF_PROG_TYPE_SYSCALL, which test_loader.c test-runs without data
 POINTER_VALUE = 0xBADCAFE
 #: testing_prog_flags(): what every test program is loaded with unless it says otherwise.
 DEFAULT_FLAGS = ProgFlag.TEST_RND_HI32 | ProgFlag.TEST_REG_INVARIANTS
@@ -287,8 +288,11 @@ def pybpf_outcome(path: Path, case: Case, aux: Sequence[str]) -> Outcome:
         result = Outcome("ok", msgs=msgs_match(log, case.msgs) if case.msgs else None)
         if case.retval is None or case.expect_failure:
             return result
+        # test_loader.c runs BPF_PROG_TYPE_SYSCALL programs with empty options
+        io = {} if prog.prog_type == SYSCALL else {"data_in": bytes(TEST_DATA_LEN),
+                                                    "data_size_out": TEST_DATA_LEN * 4}
         try:
-            run = test_run(prog, data_in=bytes(TEST_DATA_LEN), data_size_out=TEST_DATA_LEN * 4)
+            run = test_run(prog, **io)
         except PybpfError as err:
             return Outcome("ok", msgs=result.msgs, run_error=f"{type(err).__name__}: {err}")
         return Outcome("ok", msgs=result.msgs, retval=_s32(run.retval))

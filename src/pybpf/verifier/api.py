@@ -75,6 +75,10 @@ class Target:
     func_scalar_return: Sequence[bool] | None = None
     #: per func_info record: the function as BTF describes it (None: static, unknown)
     funcs: Sequence[FuncDesc | None] | None = None
+    #: the kfuncs the program's calls name: imm -> prototype (pybpf.verifier.kfunc_proto)
+    kfuncs: Mapping[int, Any] = field(default_factory=dict)
+    #: the kernel's BTF (vmlinux) when known: the types bpf_rdonly_cast names
+    kernel_btf: Any = None
 
     @property
     def has_func_info(self) -> bool:
@@ -129,12 +133,13 @@ def _log_live_registers(log: Log, structure, target: Target) -> None:
     for pc, insn in zip(structure.pcs, structure.insns, strict=False):
         regs = set(live.get(pc, ()))
         mask = "".join(str(r) if r in regs else "." for r in range(10))
-        log.add(f"{pc:7d}: {mask} {insn_text(insn)}")
+        log.add(f"{pc:7d}: {mask} {insn_text(insn, log.kfunc_names)}")
 
 
 def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) -> Verdict:
     """Verify ``insns`` (logical instructions, pcs are slot indexes) for ``target``."""
-    log = Log(log_level, target.line_info)
+    log = Log(log_level, target.line_info,
+              {imm: k.name for imm, k in target.kfuncs.items()})  # fmt: skip
     started = time.perf_counter_ns()
     checker: Checker | None = None
     path: tuple[int, ...] = ()

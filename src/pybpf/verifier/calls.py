@@ -22,6 +22,7 @@ from pybpf.verifier.cfg import MAX_FRAMES, Structure
 from pybpf.verifier.decode import spec_of
 from pybpf.verifier.global_calls import global_call
 from pybpf.verifier.helper_protos import mark_unchecked
+from pybpf.verifier.kfunc_proto import first_member_chain
 from pybpf.verifier.protos import (
     FOR_EACH_MAPS,
     Arg,
@@ -45,7 +46,7 @@ from pybpf.verifier.state import (
     format_frame_line,
     format_reg,
 )
-from pybpf.verifier.types import Base, Flag
+from pybpf.verifier.types import Base, Flag, btf_ref
 
 if TYPE_CHECKING:
     from pybpf.verifier.check import Checker
@@ -160,6 +161,10 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         return None
     if not accepts(arg, reg.base, reg.flags):
         raise _reject(f"R{regno} type={reg.type_name()} expected={expected_text(arg)}")
+    if base is Arg.PTR_TO_BTF_ID:  # check_reg_type's struct match comes before the offset's
+        _btf_arg(env, proto, i, regno, reg, dict(proto.arg_btf).get(i, ""))
+    elif base is Arg.PTR_TO_BTF_ID_SOCK_COMMON and reg.base is Base.PTR_TO_BTF_ID:
+        _btf_arg(env, proto, i, regno, reg, "sock_common")  # btf_sock_ids[SOCK_COMMON]
     bad = memory.func_arg_off_error(reg, regno, arg.is_release)
     if bad is not None:
         raise _reject(*bad)
@@ -192,6 +197,8 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         return None
     if base is Arg.PTR_TO_FUNC:
         return None
+    if base is Arg.PTR_TO_BTF_ID:
+        return None
     if base is Arg.PTR_TO_CONST_STR:
         m = reg.map
         if not (getattr(m, "frozen", False) and getattr(m, "map_flags", 0) & _RDONLY_PROG):
@@ -220,6 +227,27 @@ def _resolve_map_arg(env: Checker, proto, arg: ArgType, m) -> ArgType:
     if map_type == mapcompat.BLOOM_FILTER and env.insn.imm == PEEK:
         return ArgType(Arg.PTR_TO_MAP_VALUE)
     return arg
+
+
+def _btf_arg(env: Checker, proto, i: int, regno: int, reg: Reg, want: str) -> None:
+    """check_reg_type's BTF part for a BTF pointer: the register points to the struct
+    ``want`` (``argN_btf_id``), or to one whose first member is it; then
+    check_func_arg_reg_off (a fixed offset, no variable one)."""
+    have = getattr(reg.map, "name", "")
+    if not want or not have:
+        what = f"the struct R{regno} points to" if want else f"the struct arg{i + 1} takes"
+        raise _reject(f"pybpf does not know {what}, to pass it to helper {proto.name}",
+                      errno.EINVAL)  # fmt: skip
+    strict = proto.release_arg == i and proto.name != "bpf_sk_release"
+    match = have == want and not reg.off
+    if not match and not strict and not reg.off:
+        match = want in first_member_chain(getattr(env.target, "kernel_btf", None), have)
+    if not match:
+        raise _reject(f"R{regno} is of type {have} but {want} is expected")
+    if reg.off < 0:
+        raise _reject(f"negative offset {reg.type_name()} ptr R{regno} off={reg.off} disallowed")
+    if not reg.var.is_const() or reg.var.value:
+        raise _reject(f"variable {reg.type_name()} access var_off={reg.var.var_off} disallowed")
 
 
 def _spin_lock(env: Checker, st: State, regno: int, reg: Reg, lock: bool) -> None:
@@ -284,6 +312,8 @@ def _ret_reg(env: Checker, st: State, pc: int, proto, ret: Ret, meta_map) -> Reg
             flags &= ~Flag.MAYBE_NULL
         if not flags & Flag.MAYBE_NULL and getattr(meta_map, "spin_lock_off", None) is not None:
             kw["id"] = env.new_id()  # the value's identity names its lock
+    if base is Base.PTR_TO_BTF_ID and proto.ret_btf:  # ret_btf_id: the struct R0 points to
+        kw["map"] = btf_ref(proto.ret_btf)
     size_arg = proto.ret_size_arg
     if size_arg is not None:
         kw["size"] = regs[size_arg + 1].var.value
@@ -679,7 +709,8 @@ def liveness(s: Structure, helpers: Mapping[int, HelperProto] | None = None,
     if helpers is not None:
         for pc, insn in zip(s.pcs, s.insns, strict=False):
             spec = spec_of(insn)
-            if spec is not None and spec.kind is Kind.CALL and insn.imm in helpers:
+            if (spec is not None and spec.kind is Kind.CALL and not insn.src_reg
+                    and insn.imm in helpers):  # a helper call, not a kfunc's or a subprogram's
                 info[pc] = (set(range(1, helpers[insn.imm].nargs + 1)), info[pc][1])
     succ: dict[int, tuple[int, ...]] = {}
     for pc, insn in zip(s.pcs, s.insns, strict=False):

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from pybpf.errors import VerifierError
 from pybpf.isa import Instruction, Kind, OpSpec
 from pybpf.uapi import ProgFlag
-from pybpf.verifier import calls, global_calls, mapcompat, memory, precise, prune
+from pybpf.verifier import calls, global_calls, kfunc_call, mapcompat, memory, precise, prune
 from pybpf.verifier.cfg import MAX_INSNS, Structure
 from pybpf.verifier.decode import Decoded, decode, valid_reg
 from pybpf.verifier.log import Log, insn_text
@@ -103,6 +103,9 @@ class Checker:
         self.jmps = self.prev_jmps = self.prev_insns = 0
         self._callback_sites: dict[int, bool] = {}
         self.prune_points, self.jmp_points = prune.prune_points(structure, self.calls_callback)
+        # iter_next kfunc calls: prune points where a checkpoint is forced (check_cfg)
+        self.iter_next_pcs = kfunc_call.iter_next_pcs(self.insns, target)
+        self.prune_points |= self.iter_next_pcs
         self.scc = prune.sccs(structure, self.calls_callback)
         self.visits: dict[tuple, prune.Visit] = {}  # the loops being explored, by callchain
         self.precision_changes = 0  # marks made (propagate_backedges' "changed")
@@ -280,7 +283,8 @@ class Checker:
         """
         state = format_state(st)
         if self.log.level == 1:
-            self.log.add(f"{from_pc}: {insn_text(self.insns[from_pc])} {pc}: {state}")
+            self.log.add(f"{from_pc}: {insn_text(self.insns[from_pc], self.log.kfunc_names)} "
+                         f"{pc}: {state}")
         elif self.log:
             self.log.add("")
             self.log.add(f"from {from_pc} to {pc}: {state}")
@@ -353,7 +357,8 @@ class Checker:
         key = None
         may_goto = self.insns[pc].code == 0xE5 and not self.insns[pc].src_reg  # is_may_goto_insn
         callback = self.calls_callback(pc)
-        force = may_goto or callback  # is_force_checkpoint
+        iter_next = pc in self.iter_next_pcs
+        force = may_goto or callback or iter_next  # is_force_checkpoint
         # BPF_F_TEST_STATE_FREQ: a checkpoint at every prune point; and one where the
         # state's instruction history grew long (the kernel's jmp_history_cnt > 40)
         force_new = (force or bool(self.target.prog_flags & ProgFlag.TEST_STATE_FREQ)
@@ -363,7 +368,10 @@ class Checker:
         evicted = False
         for node in nodes:
             if node.branches:
-                if callback or (may_goto and node.state.may_goto_depth != st.may_goto_depth):
+                if iter_next:  # the loop converges once its iterator is active in a covered state
+                    if kfunc_call.iter_active(st) and prune.covers(node.state, st, self.live, pc):
+                        return self._hit(st, node, True)
+                elif callback or (may_goto and node.state.may_goto_depth != st.may_goto_depth):
                     if prune.covers(node.state, st, self.live, pc):
                         return self._hit(st, node, True)
                 elif (node.state.may_goto_depth == st.may_goto_depth
@@ -523,8 +531,7 @@ class Checker:
         if k is Kind.EXIT:
             return calls.exit_insn(self, st, pc)
         if k is Kind.KFUNC:
-            raise Reject("calling kernel function is not supported without CONFIG_DEBUG_INFO_BTF",
-                         errno.EINVAL)  # fmt: skip
+            return kfunc_call.kfunc_call(self, st, pc, insn.imm)
         raise Reject(f"unknown opcode {insn.code:02x}", errno.EINVAL)
 
     def _scratch_stack(self, regno: int, off: int, size: int) -> None:

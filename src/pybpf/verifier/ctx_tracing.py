@@ -22,7 +22,6 @@ one for syscall that pybpf does not model.
 from __future__ import annotations
 
 from pybpf.verifier.ctx_base import (
-    UNMODELLED,
     CtxAccess,
     HelperSet,
     ProgTypeOps,
@@ -120,6 +119,6 @@ TYPES = (
                     "get_socket_cookie": "bpf_get_socket_ptr_cookie_proto",
                     "sk_storage_get": "bpf_sk_storage_get_tracing_proto",
                     "sk_storage_delete": "bpf_sk_storage_delete_tracing_proto"}),
-                attach_types=frozenset({0}), test_run=UNMODELLED, sleepable="required",
+                attach_types=frozenset({0}), test_run="syscall", sleepable="required",
                 sweep_attach=()),
 )

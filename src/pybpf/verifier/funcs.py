@@ -56,6 +56,7 @@ class FuncArg:
     nullable: bool = False  # mem, trusted: the caller may pass NULL (an "_or_null" type)
     reason: str = ""  # unsupported: the kernel's log line
     errno: int = errno.EINVAL  # unsupported: the kernel's errno
+    struct: str = ""  # trusted: the kernel struct pointed to
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,9 @@ def _describe_arg(btf: Any, name: str, is_global: bool, i: int, type_id: int,
         if "trusted" in tags:
             if "nonnull" in tags:
                 return _bad(f"arg#{i} has invalid combination of tags")
-            return FuncArg(TRUSTED, nullable="nullable" in tags)
+            target = _skip(btf, t.type)
+            struct = target.name.split("___")[0] if _is_struct(target) else ""  # no CO-RE flavor
+            return FuncArg(TRUSTED, nullable="nullable" in tags, struct=struct)
         if "arena" in tags:
             if tags - {"arena"}:
                 return _bad(f"arg#{i} arena cannot be combined with any other tags")

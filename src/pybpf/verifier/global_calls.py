@@ -32,7 +32,7 @@ from pybpf.verifier.state import (
     State,
     format_frame_line,
 )
-from pybpf.verifier.types import Base, Flag
+from pybpf.verifier.types import Base, Flag, btf_ref
 
 if TYPE_CHECKING:
     from pybpf.verifier.check import Checker
@@ -184,7 +184,8 @@ def global_entry_state(env: Checker, index: int, desc: FuncDesc) -> State:
                               id=env.new_id() if arg.nullable else 0)  # fmt: skip
         elif kind == funcs.TRUSTED:
             flags = Flag.PTR_TRUSTED | (Flag.MAYBE_NULL if arg.nullable else Flag.NONE)
-            regs[i + 1] = Reg(Base.PTR_TO_BTF_ID, flags, id=env.new_id())
+            regs[i + 1] = Reg(Base.PTR_TO_BTF_ID, flags, id=env.new_id(),
+                              map=btf_ref(arg.struct) if arg.struct else None)
     regs[FP] = Reg(Base.PTR_TO_STACK, frame=0)
     return State([Frame(regs, {}, 0, -1, index)])
 

@@ -463,7 +463,6 @@ MAP_UNCHECKED: frozenset[int] = frozenset({
 take (every other helper's map argument is checked with :mod:`.mapcompat`'s table)."""
 
 _NOT_TRACKED = {  # argument kinds pybpf's verifier has no state for, and why
-    Arg.PTR_TO_BTF_ID: "BTF types are not tracked",
     Arg.PTR_TO_PERCPU_BTF_ID: "ksyms are not resolved",
     Arg.PTR_TO_TIMER: "bpf_timer fields are not located",
     Arg.KPTR_XCHG_DEST: "kptr fields are not located",
@@ -482,8 +481,6 @@ def _unchecked(proto: HelperProto, ident: int, arg: ArgType,
                 f"sleepable programs are not modelled)"), bases  # fmt: skip
     if arg.base in _NOT_TRACKED:
         why = _NOT_TRACKED[arg.base]
-    elif arg.base is Arg.PTR_TO_BTF_ID_SOCK_COMMON:
-        why, bases = "BTF types are not tracked", frozenset({Base.PTR_TO_BTF_ID})
     elif arg.base is Arg.PTR_TO_FUNC and proto.callback not in _WALKED_CALLBACKS:
         why = "its callback is not explored"
     elif arg.base is Arg.CONST_MAP_PTR and ident in MAP_UNCHECKED:

@@ -40,8 +40,12 @@ def _r(n: int, w32: bool) -> str:
     return f"{'w' if w32 else 'r'}{n}"
 
 
-def insn_text(insn: Instruction) -> str:
-    """``print_bpf_insn``'s text of one instruction, ``(%02x) `` prefix included."""
+def insn_text(insn: Instruction, kfunc_names: Mapping[int, str] | None = None) -> str:
+    """``print_bpf_insn``'s text of one instruction, ``(%02x) `` prefix included.
+
+    ``kfunc_names`` names the kfuncs by ``imm`` (the verifier's ``disasm_kfunc_name``);
+    an unnamed one is ``kernel-function``.
+    """
     spec = try_lookup(insn)
     if spec is None:
         return raw_insn_text(insn)
@@ -90,7 +94,7 @@ def insn_text(insn: Instruction) -> str:
     elif k is Kind.CALL_LOCAL:
         text = f"call pc{imm:+d}"
     elif k is Kind.KFUNC:
-        text = f"call kernel-function#{imm}"
+        text = f"call {(kfunc_names or {}).get(imm, 'kernel-function')}#{imm}"
     elif k is Kind.EXIT:
         text = "exit"
     else:
@@ -223,10 +227,12 @@ class Log:
     keeps everything.
     """
 
-    def __init__(self, level: int, line_info: Mapping[int, Any] | None = None) -> None:
+    def __init__(self, level: int, line_info: Mapping[int, Any] | None = None,
+                 kfunc_names: Mapping[int, str] | None = None) -> None:  # fmt: skip
         self.level = 2 if level & LOG_LEVEL2 else level & LOG_LEVEL1
         self.stats = bool(level & LOG_STATS)
         self.on = bool(level)
+        self.kfunc_names = kfunc_names  # the called kfuncs' names by imm, for call lines
         self.lines: list[str] = []
         # BTF line info: the kernel prints a record's source line above the first
         # instruction it covers, once until another record's line is printed
@@ -251,7 +257,7 @@ class Log:
         if not self.level:
             return
         self._source_line(pc)
-        line = f"{pc}: {insn_text(insn)}"
+        line = f"{pc}: {insn_text(insn, self.kfunc_names)}"
         if state_text:
             line += " " * alignment(len(line) + 1) + "; " + state_text
         self.lines.append(line)

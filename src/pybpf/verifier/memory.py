@@ -12,12 +12,14 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from pybpf.errors import PybpfError
 from pybpf.uapi import ProgFlag
+from pybpf.verifier import btf_access, mapcompat, precise
 from pybpf.verifier import ctx as ctxrules
-from pybpf.verifier import mapcompat, precise
 from pybpf.verifier.scalar import S64_MIN
 from pybpf.verifier.state import (
     INVALID,
+    ITER,
     MISC,
     PKT_TYPES,
     SPILL,
@@ -31,7 +33,7 @@ from pybpf.verifier.state import (
     const,
 )
 from pybpf.verifier.tnum import U64, Tnum
-from pybpf.verifier.types import Base, Flag
+from pybpf.verifier.types import Base, Flag, btf_ref
 
 if TYPE_CHECKING:
     from pybpf.verifier.check import Checker
@@ -300,6 +302,8 @@ def stack_read(env: Checker, frame: Frame, addr: int, size: int) -> Reg:
     spill = zero = 0
     for a in range(addr, addr + size):
         t = frame.slot((-a - 1) // 8).types[(-a - 1) % 8]
+        if t == ITER:  # check_stack_read_fixed_off: only MISC, ZERO, INVALID bytes are read
+            raise reject(f"invalid read from stack off {addr}+{a - addr} size {size}")
         spill += t == SPILL
         zero += t == ZERO
     if spill == size and s.spilled is not None and s.spilled.is_const(0):
@@ -339,11 +343,30 @@ def _map_value(env: Checker, regno: int, reg: Reg, off: int, size: int, write: b
     special_fields(reg, off + reg.off, size)
     if write:
         return None
-    if getattr(m, "frozen", False) and getattr(m, "map_flags", 0) & _BPF_F_RDONLY_PROG:
-        return UNKNOWN
+    if reg.var.is_const() and getattr(m, "frozen", False) \
+            and getattr(m, "map_flags", 0) & _BPF_F_RDONLY_PROG:  # fmt: skip
+        value = _direct_read(m, off + reg.off + reg.var.value, size, env.ldsx)
+        if value is not None:
+            return const(value)
     return UNKNOWN
 
 
+def _direct_read(m, off: int, size: int, sx: bool) -> int | None:
+    """bpf_map_direct_read: the bytes of a frozen read-only one-element array, as a
+    value (a read-only map's contents are tracked as scalars); None where the map
+    has no direct value address (pybpf reads those as unknown)."""
+    if getattr(m, "map_type", 0) != _ARRAY or getattr(m, "max_entries", 0) != 1:
+        return None
+    try:
+        data = bytes(m.lookup(bytes(4)))[off : off + size]
+    except PybpfError:
+        return None
+    if len(data) != size:
+        return None
+    return int.from_bytes(data, "little", signed=sx) & ((1 << 64) - 1)
+
+
+_ARRAY = 2  # BPF_MAP_TYPE_ARRAY: array_map_direct_value_addr
 _BPF_F_RDONLY_PROG = 1 << 7
 _BPF_F_WRONLY_PROG = 1 << 8
 
@@ -401,9 +424,10 @@ def _ctx(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
         return UNKNOWN
     if acc.base in PKT_TYPES:
         return Reg(acc.base, acc.flags)
+    kw = {"map": btf_ref(acc.btf)} if acc.base is Base.PTR_TO_BTF_ID and acc.btf else {}
     if acc.flags & Flag.MAYBE_NULL:
-        return Reg(acc.base, acc.flags, id=env.new_id())
-    return Reg(acc.base, acc.flags)
+        return Reg(acc.base, acc.flags, id=env.new_id(), **kw)
+    return Reg(acc.base, acc.flags, **kw)
 
 
 def _pkt_end(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool,
@@ -514,6 +538,7 @@ def _tp_buffer(env: Checker, regno: int, reg: Reg, off: int, size: int, write: b
 
 _CHECKERS = {
     Base.PTR_TO_TP_BUFFER: _tp_buffer,
+    Base.PTR_TO_BTF_ID: btf_access.access,
     Base.PTR_TO_SOCKET: _sock,
     Base.PTR_TO_SOCK_COMMON: _sock,
     Base.PTR_TO_TCP_SOCK: _sock,
@@ -585,6 +610,11 @@ def helper_mem(env: Checker, regno: int, size_lo: int, size_hi: int, *, write: b
         for a in range(lo, hi):
             _set_byte(frame, a, MISC)
         return
-    # reading: a spilled pointer passed as bytes is a leak only for !root; uninit is allowed
+    # reading: a spilled pointer passed as bytes is a leak only for !root; uninit is allowed,
+    # an iterator's bytes are not (check_stack_range_initialized)
     del uninit_ok
+    for a in range(lo, hi):
+        if frame.slot((-a - 1) // 8).types[(-a - 1) % 8] == ITER:
+            where = f"off {lo}" if reg.var.is_const() else f"var_off {reg.var.var_off}"
+            raise reject(f"invalid read from stack R{regno} {where}+{a - lo} size {size_hi}")
 

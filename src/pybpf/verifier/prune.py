@@ -22,7 +22,7 @@ from pybpf.isa import Kind
 from pybpf.verifier.cfg import Structure
 from pybpf.verifier.decode import spec_of
 from pybpf.verifier.precise import is_precise
-from pybpf.verifier.state import MISC, PKT_TYPES, SPILL, UNKNOWN, Reg, State
+from pybpf.verifier.state import ITER, MISC, PKT_TYPES, SPILL, UNKNOWN, Reg, State
 from pybpf.verifier.types import Base
 
 
@@ -108,6 +108,10 @@ def covers(old: State, cur: State, live, pc: int, node: Node | None = None) -> b
                 return False
         for spi, so in fo.stack.items():
             sc = fc.slot(spi)
+            if so.types[0] == ITER:  # stacksafe's STACK_ITER rule (iters.py)
+                if not _iter_safe(so, sc, idmap):
+                    return False
+                continue
             imprecise = (node is not None and so.spilled is not None and so.types[7] == SPILL
                          and so.spilled.is_scalar and not is_precise(node, depth, "s", spi))
             if (so.types == SPILL * 8 and sc.types == MISC * 8 and so.spilled is not None
@@ -136,6 +140,15 @@ def covers(old: State, cur: State, live, pc: int, node: Node | None = None) -> b
                 if not _regsafe(so.spilled, sc.spilled, idmap):
                     return False
     return True
+
+
+def _iter_safe(old, cur, idmap: dict) -> bool:
+    """Iterator slots: same struct and state, references mapped; the depth is not compared,
+    so a loop's states converge."""
+    o, c = old.spilled, cur.spilled
+    if cur.types[0] != ITER or o is None or c is None:
+        return False
+    return o.map is c.map and o.rng == c.rng and _check_id(o.ref, c.ref, idmap)
 
 
 def _resume_pc(callee) -> int:

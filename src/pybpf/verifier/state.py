@@ -30,6 +30,7 @@ MAX_REGS = 11
 FP = 10
 STACK_SIZE = 512
 INVALID, MISC, ZERO, SPILL = "?", "m", "0", "r"
+ITER = "i"  # STACK_ITER: an open-coded iterator's slot (see iters.py)
 _ZERO = Scalar.const(0)
 
 PKT_TYPES = (Base.PTR_TO_PACKET, Base.PTR_TO_PACKET_META)
@@ -239,7 +240,10 @@ def format_reg(r: Reg) -> str:
         items += r.var.range_fields()
     if r.base is Base.PTR_TO_STACK:
         items.insert(0, f"off={r.off}")
-    return f"{r.type_name()}({','.join(items)})"
+    name = r.type_name()
+    if r.base is Base.PTR_TO_BTF_ID and r.map is not None:  # the struct's name follows "ptr_"
+        name += getattr(r.map, "name", "")
+    return f"{name}({','.join(items)})"
 
 
 def format_slot(spi: int, s: Slot) -> str | None:
@@ -250,6 +254,13 @@ def format_slot(spi: int, s: Slot) -> str | None:
     """
     if s.types == EMPTY_SLOT.types:
         return None
+    if s.types[0] == ITER:  # only the main slot, which holds the reference, is printed
+        r = s.spilled
+        if r is None or not r.ref:
+            return None
+        kind = getattr(r.map, "name", "").removeprefix("bpf_iter_")
+        return (f"fp{-8 * (spi + 1)}=iter_{kind}(ref_id={r.ref},"
+                f"state={'active' if r.rng == 1 else 'drained'},depth={r.size})")
     if s.spilled is not None and s.types[7] == SPILL:
         return f"fp{-8 * (spi + 1)}={format_reg(s.spilled)}"
     return f"fp{-8 * (spi + 1)}={s.types}"

@@ -97,3 +97,30 @@ def type_str(base: Base, flags: Flag = Flag.NONE) -> str:
     if flags & Flag.MAYBE_NULL and base is not Base.SCALAR:
         suffix = "or_null_" if base is Base.PTR_TO_BTF_ID else "_or_null"
     return f"{prefix}{_NAMES[base]}{suffix}"
+
+
+class BtfRef:
+    """The kernel struct a PTR_TO_BTF_ID register points to (its ``btf_id``), by name.
+
+    Kept in the register's ``map`` slot; one object per name (:func:`btf_ref`),
+    so registers compare by identity as map pointers do.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"BtfRef({self.name!r})"
+
+
+_BTF_REFS: dict[str, BtfRef] = {}
+
+
+def btf_ref(name: str) -> BtfRef:
+    """The one :class:`BtfRef` of struct ``name``."""
+    ref = _BTF_REFS.get(name)
+    if ref is None:
+        ref = _BTF_REFS[name] = BtfRef(name)
+    return ref

@@ -45,10 +45,7 @@ def _check_kind(kind: str, address: int, size: int) -> int:
     return 0
 
 
-def read_into(env, dst: int, size: int, src: int, kind: str) -> int:
-    """copy_from_{kernel,user}_nofault into ``dst``; 0 or -errno (destination zeroed)."""
-    if size == 0:
-        return 0
+def _read(env, src: int, size: int, kind: str) -> tuple[bytes | None, int]:
     data = _region_bytes(env, src, size)
     err = 0
     if data is None:
@@ -57,6 +54,20 @@ def read_into(env, dst: int, size: int, src: int, kind: str) -> int:
             data = kmem_of(env.kernel).read(src, size)
             if data is None:
                 err = -errno.EFAULT
+    return data, err
+
+
+def read_kernel(env, src: int, size: int) -> bytes | None:
+    """copy_from_kernel_nofault's bytes, None when the read faults (any -errno)."""
+    data, err = _read(env, src, size, "kernel")
+    return None if err else data
+
+
+def read_into(env, dst: int, size: int, src: int, kind: str) -> int:
+    """copy_from_{kernel,user}_nofault into ``dst``; 0 or -errno (destination zeroed)."""
+    if size == 0:
+        return 0
+    data, err = _read(env, src, size, kind)
     if err:
         env.memory.write(dst, bytes(size))
         return err
