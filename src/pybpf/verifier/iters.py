@@ -149,7 +149,7 @@ def process_iter_next_call(env: Checker, st: State, pc: int, frame_no: int, spi:
             start = start.parent  # the checkpoint made for this visit
         prev = prune.prev_entry(start, pc)
         if prev is not None:
-            prune.widen(prev.state, queued)
+            prune.widen(prev, queued)
         env.push(queued, pc + 1, pc)
     frame.stack[spi] = Slot(ITER * 8, cur.but(rng=DRAINED))
     st.regs[0] = const(0)
