@@ -42,6 +42,13 @@ ld_pseudo r1, 1, 0
 call 1
 """
 
+# update(map, &key, &key, 0): the key doubles as the value
+UPDATE = LOOKUP.replace("call 1", "r3 = r10\nr3 += -4\nr4 = 0\ncall 2") + "r0 = 0\nexit"
+HASH_RDONLY = vd.MapDecl("ro", 1, 4, 4, 16, map_flags=1 << 7)  # BPF_F_RDONLY_PROG
+QUEUE = vd.MapDecl("q", 22, 0, 8, 4)
+SOCKMAP = vd.MapDecl("sm", 15, 4, 4, 1)
+PROG_ARRAY = vd.MapDecl("pa", 3, 4, 4, 2)
+
 # name, program type, maps, asm, expected: None (accept) or (pc, first message line)
 CASES = [
     # --- pruning inside a callee compares the caller's registers live after the call
@@ -126,6 +133,16 @@ CASES = [
     ("ctx_st_mark", SCHED_CLS, (), "*(u32 *)(r1 + 8) = 0\nr0 = 0\nexit", None),
     ("ctx_atomic_refused", SCHED_CLS, (), "r2 = 1\nlock *(u32 *)(r1 + 8) += r2\nr0 = 0\nexit",
      (1, "BPF_ATOMIC stores into R1 ctx is not allowed")),
+    # --- record_func_map after the arguments, check_map_func_compatibility last
+    ("update_rdonly_prog_map", XDP, (HASH_RDONLY,), UPDATE, (9, "write into map forbidden")),
+    ("delete_rdonly_prog_map", XDP, (HASH_RDONLY,), LOOKUP.replace("call 1", "call 3")
+     + "r0 = 0\nexit", (6, "write into map forbidden")),
+    ("lookup_queue_zero_key", XDP, (QUEUE,), LOOKUP + "r0 = 0\nexit",
+     (6, "invalid zero-sized read")),
+    ("push_sockmap_value_is_a_socket", XDP, (SOCKMAP,), UPDATE.replace("call 2", "call 87"),
+     (9, "R2 type=fp expected=sock_common, sock, tcp_sock, xdp_sock, ptr_, trusted_ptr_")),
+    ("lookup_prog_array", XDP, (PROG_ARRAY,), LOOKUP + "r0 = 0\nexit",
+     (6, "cannot pass map_type 3 into func bpf_map_lookup_elem#1")),
     # --- a writable tracepoint's buffer: constant, non-negative offsets (check_tp_buffer_access)
     ("tp_buffer_rw", RAW_TP_W, (), "r6 = *(u64 *)(r1 + 0)\nr7 = 1\n*(u64 *)(r6 + 16) = r7\n"
      "r0 = *(u32 *)(r6 + 8)\nr0 = 0\nexit", None),

@@ -32,6 +32,7 @@ from pybpf.verifier.protos import (
     Ret,
     accepts,
     expected_text,
+    map_write_error,
 )
 from pybpf.verifier.scalar import Scalar
 from pybpf.verifier.state import (
@@ -99,6 +100,7 @@ def helper_call(env: Checker, st: State, pc: int, insn: Instruction) -> int | No
         found = _check_arg(env, st, proto, i, arg, reg, meta_map)
         if found is not None:
             meta_map = found
+    _record_func_map(func_id, meta_map)
     if func_id == TAIL_CALL:
         key = regs[3]  # record_func_key: a known in-range index is relied upon
         if (meta_map is not None and key.is_scalar and key.var.is_const()
@@ -116,6 +118,8 @@ def helper_call(env: Checker, st: State, pc: int, insn: Instruction) -> int | No
     # R0 and the clobbered argument registers
     ret = proto.ret
     r0 = _ret_reg(env, st, pc, proto, ret, meta_map)
+    if meta_map is not None:
+        _check_map_func(env, func_id, meta_map)
     for r in range(1, 6):
         regs[r] = NOT_INIT
         env.scratched.discard(r)
@@ -172,7 +176,6 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
         raise _reject(f"R{regno} must be referenced when passed to release function",
                       errno.EINVAL)  # fmt: skip
     if base is Arg.CONST_MAP_PTR:
-        _check_map_func(env, env.insn.imm, reg.map)
         return reg.map
     if base in (Arg.PTR_TO_MAP_KEY, Arg.PTR_TO_MAP_VALUE):
         if meta_map is None:
@@ -280,10 +283,30 @@ def _spin_lock(env: Checker, st: State, regno: int, reg: Reg, lock: bool) -> Non
         st.lock = 0
 
 
-def _check_map_func(env: Checker, func_id: int, m) -> None:
-    """check_map_func_compatibility (the table is :mod:`.mapcompat`'s)."""
-    if func_id == TAIL_CALL and int(getattr(m, "map_type", 0)) != 3:
+#: record_func_map: the helpers whose map the verifier records (and must have)
+RECORDED_MAP_FUNCS = helper_ids("tail_call map_lookup_elem map_update_elem map_delete_elem "
+                                "map_push_elem map_pop_elem map_peek_elem for_each_map_elem "
+                                "redirect_map map_lookup_percpu_elem")  # fmt: skip
+
+
+def _record_func_map(func_id: int, m) -> None:
+    """record_func_map and record_func_key, once every argument is checked: the map is
+    known, a map programs may only read is not changed, a tail call's is a prog array."""
+    if func_id not in RECORDED_MAP_FUNCS:
+        return
+    if m is None:
+        raise _reject("kernel subsystem misconfigured verifier", errno.EINVAL)
+    map_type = int(getattr(m, "map_type", 0))
+    forbidden = map_write_error(func_id, map_type, int(getattr(m, "map_flags", 0)))
+    if forbidden is not None:
+        raise _reject(forbidden)
+    if func_id == TAIL_CALL and map_type != mapcompat.PROG_ARRAY:
         raise _reject("expected prog array map for tail call", errno.EINVAL)
+
+
+def _check_map_func(env: Checker, func_id: int, m) -> None:
+    """check_map_func_compatibility (the table is :mod:`.mapcompat`'s), the call's last
+    check."""
     found = mapcompat.refusal(func_id, m, int(env.target.prog_type),
                               int(env.target.attach_type))  # fmt: skip
     if found:

@@ -586,6 +586,8 @@ def helper_mem(env: Checker, regno: int, size_lo: int, size_hi: int, *, write: b
         return  # a zero-byte access through NULL
     if base is not Base.PTR_TO_STACK:
         raise reject(f"R{regno} type={reg.type_name()} expected=fp")
+    if size_hi == 0 and not zero_ok:  # check_stack_range_initialized's first check
+        raise reject("invalid zero-sized read")
     frame = env.state.frames[reg.frame]
     if reg.var.is_const():
         lo = reg.off + reg.var.signed_value
