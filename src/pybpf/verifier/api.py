@@ -21,6 +21,7 @@ from pybpf.isa import Instruction
 from pybpf.verifier import cfg
 from pybpf.verifier.calls import liveness
 from pybpf.verifier.check import Checker
+from pybpf.verifier.fixups import Site, sites
 from pybpf.verifier.funcs import FuncDesc
 from pybpf.verifier.log import Log, insn_text
 from pybpf.verifier.protos import HelperProto
@@ -98,6 +99,8 @@ class Verdict:
     peak_states: int
     stack_depths: tuple[int, ...]
     path: tuple[int, ...]
+    #: by pc of ``xlated``: what the kernel's last rewrites need to know (fixups.Site)
+    sites: Mapping[int, Site] = field(default_factory=dict)
 
 
 def _summary(c: Checker | None) -> str:
@@ -158,10 +161,10 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
                        checker.total_states if checker else 0,
                        checker.peak_states if checker else 0, (), path)
     log.add(_summary(checker))  # the checker forgot each verified function's log at level 1
-    xlated = cfg.rewrite(structure.insns, checker.seen)
-    return Verdict(True, log.text(), None, tuple(xlated), checker.processed,
+    kept = cfg.xlate(structure.insns, checker.seen)
+    return Verdict(True, log.text(), None, kept.insns, checker.processed,
                    checker.max_states_per_insn, checker.total_states, checker.peak_states,
-                   tuple(depths), path)
+                   tuple(depths), path, sites(checker, kept.pc_map))
 
 
 def _check_func_info_early(func_info: Sequence[int] | None) -> None:

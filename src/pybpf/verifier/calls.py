@@ -92,6 +92,10 @@ def helper_call(env: Checker, st: State, pc: int, insn: Instruction) -> int | No
         found = _check_arg(env, st, proto, i, arg, reg, meta_map)
         if found is not None:
             meta_map = found
+    if meta_map is not None:  # record_func_map: one map per call site, else poisoned
+        seen = env.aux_map.setdefault(pc, meta_map)
+        if seen is not meta_map:
+            env.aux_map[pc] = None
     if func_id == TAIL_CALL:
         _resource_leak(st, "tail_call")
     if func_id == GET_LOCAL_STORAGE and not regs[2].is_const(0):  # it cannot return an error

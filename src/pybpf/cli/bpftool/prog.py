@@ -232,18 +232,39 @@ def _linum(prog) -> dict[int, str]:
     return getattr(prog, "linum", {}) or {}
 
 
+def _shown(prog):
+    """The image the kernel shows, its call texts by instruction, and its notes by pc."""
+    view = prog.shown
+    pcs = slot_offsets(view.insns)
+    by_insn = {id(i): view.symbols[pc] for pc, i in zip(pcs, view.insns, strict=True)
+               if pc in view.symbols}  # fmt: skip
+
+    def call_text(insn) -> str | None:
+        symbol = by_insn.get(id(insn))
+        if symbol is None:
+            return helper_text(insn)
+        return f"{symbol}#{HELPER_BASE - HELPER_STRIDE * insn.imm}"
+
+    moved = view.pc_map
+    notes = {moved.get(pc, pc): lines
+             for pc, lines in (getattr(prog, "notes", {}) or {}).items()}  # fmt: skip
+    linum = {moved.get(pc, pc): where for pc, where in _linum(prog).items()}
+    return view.insns, call_text, notes, linum
+
+
 def xlated_plain(prog, *, opcodes: bool = False, linum: bool = False) -> str:
     """dump_xlated_plain: signature and source lines from BTF, then the instructions."""
     from pybpf.asm import xlated
 
-    notes = {pc: list(lines) for pc, lines in (getattr(prog, "notes", {}) or {}).items()}
+    insns, call_text, shown_notes, where_at = _shown(prog)
+    notes = {pc: list(lines) for pc, lines in shown_notes.items()}
     if linum:
-        for pc, where in _linum(prog).items():
+        for pc, where in where_at.items():
             lines = notes.get(pc, [])
             for i, line in enumerate(lines):
                 if line.startswith("; "):
                     lines[i] = f"{line} {where}"
-    return xlated.disassemble(prog.xlated, helper_name=helper_text, opcodes=opcodes,
+    return xlated.disassemble(insns, helper_name=call_text, opcodes=opcodes,
                               notes=notes)  # fmt: skip
 
 
@@ -251,18 +272,18 @@ def xlated_json(prog, *, opcodes: bool = False, linum: bool = False) -> list[dic
     """dump_xlated_json: one object per instruction (proto, src, disasm, opcodes)."""
     from pybpf.asm import xlated
 
-    notes = getattr(prog, "notes", {}) or {}
+    insns, call_text, notes, where_at = _shown(prog)
     out = []
-    for pc, insn in zip(slot_offsets(prog.xlated), prog.xlated, strict=True):
+    for pc, insn in zip(slot_offsets(insns), insns, strict=True):
         item: dict = {}
         for line in notes.get(pc, ()):
             if line.startswith("; "):
                 item["src"] = line[2:]
-                if linum and pc in _linum(prog):
-                    item.update(_linum_fields(_linum(prog)[pc]))
+                if linum and pc in where_at:
+                    item.update(_linum_fields(where_at[pc]))
             elif line.endswith(":"):
                 item["proto"] = line[:-1]
-        item["disasm"] = xlated.format_insn(insn, helper_name=helper_text)
+        item["disasm"] = xlated.format_insn(insn, helper_name=call_text)
         if opcodes:
             raw = encode([insn])
             item["opcodes"] = {
@@ -313,7 +334,7 @@ def do_dump(ctx: Ctx, args: list[str]) -> int:
         return _dump_jited(ctx, progs, filepath, opcodes=opcodes, linum=linum)
     if filepath:
         try:
-            Path(filepath).write_bytes(encode(progs[0].xlated))
+            Path(filepath).write_bytes(encode(progs[0].shown.insns))
         except OSError as err:
             raise CommandError(f"can't open file {filepath}: {err.strerror}") from None
         if ctx.json:

@@ -1,0 +1,101 @@
+"""The kernel struct layouts the xlated view needs, read from vmlinux BTF.
+
+Usage (from a checkout, on the kernel pybpf models)::
+
+    python -m pybpf.testing.kernel_layouts           # compare the snapshot with this kernel
+    python -m pybpf.testing.kernel_layouts --write   # rewrite the snapshot from this kernel
+
+``convert_ctx_accesses`` and the map ``gen_lookup`` callbacks emit offsets of kernel
+structs (``struct xdp_buff``, ``struct sk_buff``, ``struct bpf_array``...), which only
+the kernel's build knows.  :data:`pybpf.uapi.klayout.FIELDS` names the members wanted;
+this module reads their byte offsets and sizes from the running kernel's BTF
+(/sys/kernel/btf/vmlinux) and writes them, stamped with ``uname -r``, to the snapshot
+``pybpf/uapi/kernel_layouts.json`` that :mod:`pybpf.uapi.klayout` serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from pybpf.btf.model import Btf
+from pybpf.btf.types import Member
+from pybpf.btf.vmlinux import load_vmlinux
+from pybpf.errors import BtfError
+from pybpf.uapi import klayout
+
+
+def _find_member(btf: Btf, struct_id: int, name: str) -> tuple[int, int, Member] | None:
+    """``name`` in a struct or union, looking inside anonymous members: (bit offset,
+    type id of the member, the member)."""
+    t = btf.resolved(struct_id)
+    for m in getattr(t, "members", ()):
+        if m.name == name:
+            return m.offset, m.type, m
+        if not m.name:
+            inner = _find_member(btf, m.type, name)
+            if inner is not None:
+                return m.offset + inner[0], inner[1], inner[2]
+    return None
+
+
+def field(btf: Btf, spec: str) -> tuple[int, int]:
+    """(byte offset, byte size) of ``spec``, ``struct.member[.member...]``.
+
+    A member that is a zero-length array (the kernel's ``__pkt_type_offset`` markers)
+    has size 0.  BtfError when the struct or a member is missing.
+    """
+    struct, *path = spec.split(".")
+    tid = btf.find(struct, "struct") or btf.find(struct, "union")
+    if tid is None:
+        raise BtfError(f"vmlinux BTF has no struct {struct}")
+    bits, size = 0, 0
+    for name in path:
+        found = _find_member(btf, tid, name)
+        if found is None:
+            raise BtfError(f"vmlinux BTF: {spec}: no member {name}")
+        off, tid, member = found
+        if member.bitfield_size:
+            raise BtfError(f"vmlinux BTF: {spec} is a bitfield")
+        bits += off
+        size = btf.size_of(tid)
+    if bits % 8:
+        raise BtfError(f"vmlinux BTF: {spec} is not byte aligned")
+    return bits // 8, size
+
+
+def read(btf: Btf) -> dict[str, list[int]]:
+    """Every wanted field's [offset, size]."""
+    return {spec: list(field(btf, spec)) for spec in klayout.FIELDS}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pybpf.testing.kernel_layouts",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write", action="store_true", help="rewrite the snapshot")
+    args = parser.parse_args(argv)
+    btf = load_vmlinux()
+    if btf is None:
+        print("kernel_layouts: this kernel has no BTF to read", file=sys.stderr)
+        return 2
+    live = read(btf)
+    release = os.uname().release
+    if args.write:
+        rows = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(live.items()))
+        text = f'{{"release": {json.dumps(release)},\n "fields": {{\n{rows}\n }}}}\n'
+        klayout.SNAPSHOT.write_text(text, encoding="utf-8")
+        print(f"wrote {len(live)} fields of Linux {release}")
+        return 0
+    snap = klayout.snapshot()
+    differ = {k: (snap.fields.get(k), v) for k, v in live.items()
+              if snap.fields.get(k) != tuple(v)}  # fmt: skip
+    for k, (old, new) in sorted(differ.items()):
+        print(f"{k}: snapshot {old} (Linux {snap.release}), live {tuple(new)} (Linux {release})")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

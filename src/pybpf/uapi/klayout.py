@@ -1,0 +1,69 @@
+"""Kernel struct layouts the xlated view rewrites context and map accesses into.
+
+The kernel's ``convert_ctx_accesses`` turns a load of ``xdp_md->data_end`` into a
+load of ``xdp_buff->data_end``, and ``array_map_gen_lookup`` adds
+``offsetof(struct bpf_array, value)``: offsets of kernel-internal structs, which are
+facts of one kernel build.  Their one home is the snapshot ``kernel_layouts.json``
+beside this module, read from the vmlinux BTF of the kernel pybpf models and
+stamped with its release (``python -m pybpf.testing.kernel_layouts --write``
+regenerates it; without ``--write`` it compares the snapshot with the running
+kernel).  :data:`FIELDS` lists the members wanted, ``struct.member[.member]``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+SNAPSHOT = Path(__file__).with_name("kernel_layouts.json")
+
+#: The members the xlated view needs (net/core/filter.c, kernel/bpf/*map*.c).
+FIELDS = (
+    # xdp_convert_ctx_access
+    "xdp_buff.data", "xdp_buff.data_end", "xdp_buff.data_meta", "xdp_buff.rxq",
+    "xdp_buff.txq", "xdp_rxq_info.dev", "xdp_rxq_info.queue_index", "xdp_txq_info.dev",
+    "net_device.ifindex",
+    # bpf_convert_ctx_access (struct __sk_buff)
+    "sk_buff.len", "sk_buff.protocol", "sk_buff.vlan_proto", "sk_buff.priority",
+    "sk_buff.skb_iif", "sk_buff.dev", "sk_buff.hash", "sk_buff.mark",
+    "sk_buff.__pkt_type_offset", "sk_buff.queue_mapping", "sk_buff.vlan_all",
+    "sk_buff.vlan_tci", "sk_buff.cb", "sk_buff.data", "sk_buff.tc_index", "sk_buff.napi_id",
+    "sk_buff.sk", "sk_buff.tstamp", "sk_buff.data_len", "sk_buff.head",
+    "qdisc_skb_cb.data", "qdisc_skb_cb.tc_classid",
+    "bpf_skb_data_end.data_meta", "bpf_skb_data_end.data_end",
+    # the maps' gen_lookup
+    "bpf_array.value", "htab_elem.key", "htab_elem.lru_node", "bpf_lru_node.ref",
+)  # fmt: skip
+
+
+class LayoutError(LookupError):
+    """A member the snapshot does not hold (add it to FIELDS and regenerate)."""
+
+
+@dataclass(frozen=True)
+class Layouts:
+    """One kernel's offsets: ``fields["xdp_buff.data_end"] == (offset, size)``."""
+
+    release: str
+    fields: dict[str, tuple[int, int]]
+
+    def off(self, spec: str) -> int:
+        return self._get(spec)[0]
+
+    def size(self, spec: str) -> int:
+        return self._get(spec)[1]
+
+    def _get(self, spec: str) -> tuple[int, int]:
+        try:
+            return self.fields[spec]
+        except KeyError:
+            raise LayoutError(f"no layout recorded for {spec}") from None
+
+
+@functools.cache
+def snapshot() -> Layouts:
+    """The bundled snapshot (the kernel pybpf models)."""
+    doc = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+    return Layouts(doc["release"], {k: (v[0], v[1]) for k, v in doc["fields"].items()})

@@ -1,0 +1,538 @@
+"""The kernel's last rewrites of a verified program, as ``bpftool prog dump xlated`` shows them.
+
+After ``do_check`` and the dead-code passes (:mod:`.xlate`), ``bpf_check`` rewrites
+the image once more before it is kept, and ``bpf_prog_info.xlated_prog_insns`` (so
+``prog dump xlated`` and ``bytes_xlated``) shows the result:
+
+* ``convert_ctx_accesses``: a load or store through the context pointer becomes
+  accesses of the kernel's own struct (``xdp_md->data_end`` is ``xdp_buff->data_end``,
+  an 8-byte load at another offset; ``__sk_buff->ifindex`` is ``skb->dev->ifindex``,
+  three instructions), a narrower load of a field loads it whole and then shifts and
+  masks (``xdp_convert_ctx_access``, ``bpf_convert_ctx_access``,
+  ``tc_cls_act_convert_ctx_access`` in net/core/filter.c);
+* ``do_misc_fixups``: division and modulo by a register get their zero guards,
+  LD_ABS / LD_IND become calls of the skb load helpers (``bpf_gen_ld_abs``), a map
+  lookup is inlined by the map's ``map_gen_lookup`` (array, hash, LRU hash), the
+  other map helpers call the map's own operation (``htab_map_update_elem``) and every
+  helper call names the kernel function that implements it.
+
+pybpf's engines keep executing the image before these rewrites (with the uapi
+context layouts): this module only builds the *shown* image, a pure function of the
+kept image, the verifier's per-instruction facts (which accesses go through the
+context, which map a helper call was given) and the kernel's struct layouts
+(:mod:`pybpf.uapi.klayout`).  Branches, subprogram starts and line info move as
+``bpf_patch_insn_data`` moves them: a jump to a rewritten instruction lands on the
+first instruction of its replacement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from pybpf.isa import Instruction
+from pybpf.isa.helper_ids import helper_id, helper_name
+from pybpf.isa.opcodes import CLASS_MASK, OP_MASK
+from pybpf.uapi.klayout import Layouts, snapshot
+from pybpf.verifier import mapcompat as M
+from pybpf.verifier.ctx_skb import (
+    CGROUP_SKB,
+    LWT_IN,
+    LWT_OUT,
+    LWT_XMIT,
+    SCHED_ACT,
+    SCHED_CLS,
+    SK_BUFF,
+    SOCKET_FILTER,
+)
+from pybpf.verifier.ctx_xdp import XDP_MD
+from pybpf.verifier.slots import Slot, branch_field, to_instructions, to_slots
+from pybpf.verifier.types import Base
+
+XDP = 6
+AX = 11  # BPF_REG_AX, the kernel's scratch register
+# opcode pieces (include/uapi/linux/bpf.h)
+LD, LDX, ST, STX, ALU, JMP, JMP32, ALU64 = range(8)
+MEM, MEMSX, ABS, IND = 0x60, 0x80, 0x20, 0x40
+SIZE = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}  # BPF_B, BPF_H, BPF_W, BPF_DW
+BYTES = {v: k for k, v in SIZE.items()}
+ADD, MUL, DIV, AND, LSH, RSH, NEG, MOD, XOR, MOV = (
+    0x00, 0x20, 0x30, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0)  # fmt: skip
+JA, JEQ, JGT, JGE, JSET, JNE, JSGE = 0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x70
+K, X = 0x00, 0x08
+CALL, EXIT = 0x85, 0x95
+
+
+# --- instruction builders (the kernel's BPF_* macros) ------------------------------------
+def ldx(size: int, dst: int, src: int, off: int) -> Instruction:
+    return Instruction(LDX | MEM | SIZE[size], dst, src, off)
+
+
+def alu64_imm(op: int, dst: int, imm: int) -> Instruction:
+    return Instruction(ALU64 | op | K, dst, 0, 0, imm)
+
+
+def alu32_imm(op: int, dst: int, imm: int) -> Instruction:
+    return Instruction(ALU | op | K, dst, 0, 0, imm)
+
+
+def alu64_reg(op: int, dst: int, src: int) -> Instruction:
+    return Instruction(ALU64 | op | X, dst, src)
+
+
+def jmp_imm(op: int, dst: int, imm: int, off: int, cls: int = JMP) -> Instruction:
+    return Instruction(cls | op | K, dst, 0, off, imm)
+
+
+def ja(off: int) -> Instruction:
+    return Instruction(JMP | JA, 0, 0, off)
+
+
+def call(imm: int = 0) -> Instruction:
+    return Instruction(CALL, 0, 0, 0, imm)
+
+
+@dataclass(frozen=True)
+class Site:
+    """What the verifier knew of one instruction of the kept image.
+
+    ``ctx``: the load or store goes through the context pointer (insn_aux_data's
+    ``ptr_type == PTR_TO_CTX``); ``map``: the one map a helper call was given
+    (``map_ptr_state``; None when none or when paths gave different maps).
+    """
+
+    ctx: bool = False
+    map: object | None = None
+
+
+@dataclass(frozen=True)
+class View:
+    """The image ``prog dump xlated`` shows.
+
+    ``symbols`` names, by pc, the kernel function each helper call reaches
+    (``__htab_map_lookup_elem``, ``bpf_trace_printk``); ``pc_map`` maps every pc of
+    the kept image to the pc of its replacement's first instruction.
+    """
+
+    insns: tuple[Instruction, ...]
+    symbols: Mapping[int, str] = field(default_factory=dict)
+    pc_map: Mapping[int, int] = field(default_factory=dict)
+
+    @property
+    def slots(self) -> int:
+        return sum(i.slots for i in self.insns)
+
+
+# A patch: the replacement instructions, each with the kernel function a call reaches.
+Patch = list[tuple[Instruction, str | None]]
+
+
+# --- convert_ctx_accesses ------------------------------------------------------------------
+def _store(si: Instruction, size: int, off: int) -> Instruction:
+    """BPF_EMIT_STORE: the same class of store (ST or STX) to another offset."""
+    return Instruction((si.code & CLASS_MASK) | MEM | SIZE[size], si.dst_reg, si.src_reg, off,
+                       si.imm)  # fmt: skip
+
+
+def _xdp(si: Instruction, write: bool, lay: Layouts) -> tuple[list[Instruction], int]:
+    """xdp_convert_ctx_access: xdp_md's fields are xdp_buff's (reads only)."""
+    d, s = si.dst_reg, si.src_reg
+    name = _field(XDP_MD, si.off)
+    direct = {"data": "xdp_buff.data", "data_meta": "xdp_buff.data_meta",
+              "data_end": "xdp_buff.data_end"}  # fmt: skip
+    if name in direct:
+        spec = direct[name]
+        return [ldx(lay.size(spec), d, s, lay.off(spec))], 0
+    if name == "ingress_ifindex":
+        return [ldx(lay.size("xdp_buff.rxq"), d, s, lay.off("xdp_buff.rxq")),
+                ldx(lay.size("xdp_rxq_info.dev"), d, d, lay.off("xdp_rxq_info.dev")),
+                ldx(4, d, d, lay.off("net_device.ifindex"))], 0  # fmt: skip
+    if name == "rx_queue_index":
+        return [ldx(lay.size("xdp_buff.rxq"), d, s, lay.off("xdp_buff.rxq")),
+                ldx(4, d, d, lay.off("xdp_rxq_info.queue_index"))], 0  # fmt: skip
+    if name == "egress_ifindex":
+        return [ldx(lay.size("xdp_buff.txq"), d, s, lay.off("xdp_buff.txq")),
+                ldx(lay.size("xdp_txq_info.dev"), d, d, lay.off("xdp_txq_info.dev")),
+                ldx(4, d, d, lay.off("net_device.ifindex"))], 0  # fmt: skip
+    raise _Unmodelled(f"xdp_md offset {si.off}")
+
+
+PKT_TYPE_MAX = 7
+NO_QUEUE_MAPPING = 0xFFFF
+# __sk_buff fields that are one plain load (or store) of a sk_buff member: (member, size)
+_SKB_PLAIN = {
+    "len": ("len", 4), "protocol": ("protocol", 2), "vlan_proto": ("vlan_proto", 2),
+    "priority": ("priority", 4), "ingress_ifindex": ("skb_iif", 4), "hash": ("hash", 4),
+    "mark": ("mark", 4), "vlan_tci": ("vlan_tci", 2), "tc_index": ("tc_index", 2),
+    "napi_id": ("napi_id", 4),
+}  # fmt: skip
+
+
+def _skb(si: Instruction, write: bool, lay: Layouts, *, tc: bool) -> tuple[list[Instruction], int]:
+    """bpf_convert_ctx_access (tc_cls_act_convert_ctx_access when ``tc``): the
+    __sk_buff field's sk_buff member(s); returns the instructions and target_size."""
+    d, s = si.dst_reg, si.src_reg
+    name = _field(SK_BUFF, si.off)
+    size = BYTES[si.code & 0x18]
+    if name in _SKB_PLAIN:
+        member, width = _SKB_PLAIN[name]
+        off = lay.off(f"sk_buff.{member}")
+        return [_store(si, width, off) if write else ldx(width, d, s, off)], width
+    if name == "ifindex":
+        out = [ldx(lay.size("sk_buff.dev"), d, s, lay.off("sk_buff.dev"))]
+        if not tc:
+            out.append(jmp_imm(JEQ, d, 0, 1))
+        return out + [ldx(4, d, d, lay.off("net_device.ifindex"))], 4
+    if name == "pkt_type":
+        return [ldx(1, d, s, lay.off("sk_buff.__pkt_type_offset")),
+                alu32_imm(AND, d, PKT_TYPE_MAX)], 1  # fmt: skip
+    if name == "queue_mapping":
+        off = lay.off("sk_buff.queue_mapping")
+        if not write:
+            return [ldx(2, d, s, off)], 2
+        if si.code & CLASS_MASK == ST and si.imm & 0xFFFFFFFF >= NO_QUEUE_MAPPING:
+            return [ja(0)], 2
+        out = [jmp_imm(JGE, si.src_reg, NO_QUEUE_MAPPING, 1)] if si.code & CLASS_MASK == STX \
+            else []  # fmt: skip
+        return out + [_store(si, 2, off)], 2
+    if name == "vlan_present":
+        return [ldx(4, d, s, lay.off("sk_buff.vlan_all")), jmp_imm(JEQ, d, 0, 1),
+                alu32_imm(MOV, d, 1)], 4  # fmt: skip
+    if name == "cb":
+        off = si.off - SK_BUFF["cb"][0] + lay.off("sk_buff.cb") + lay.off("qdisc_skb_cb.data")
+        return [_store(si, size, off) if write else ldx(size, d, s, off)], 0
+    if name == "tc_classid":
+        off = si.off - SK_BUFF["tc_classid"][0] + lay.off("sk_buff.cb") + \
+            lay.off("qdisc_skb_cb.tc_classid")  # fmt: skip
+        return [_store(si, 2, off) if write else ldx(2, d, s, off)], 2
+    if name == "data":
+        return [ldx(lay.size("sk_buff.data"), d, s, lay.off("sk_buff.data"))], 0
+    if name in ("data_meta", "data_end"):
+        off = si.off - SK_BUFF[name][0] + lay.off("sk_buff.cb") + \
+            lay.off(f"bpf_skb_data_end.{name}")  # fmt: skip
+        return [ldx(8, d, s, off)], 0
+    raise _Unmodelled(f"__sk_buff offset {si.off}")
+
+
+class _Unmodelled(Exception):
+    """A rewrite this module does not know: the instruction is shown as it is."""
+
+
+def _field(lay: Mapping[str, tuple[int, int]], off: int) -> str:
+    for name, (start, size) in lay.items():
+        if start <= off < start + size:
+            return name
+    return ""
+
+
+_SKB_TYPES = {SOCKET_FILTER: False, SCHED_CLS: True, SCHED_ACT: True, CGROUP_SKB: False,
+              LWT_IN: False, LWT_OUT: False, LWT_XMIT: False}  # fmt: skip
+
+
+def _ctx_patch(prog_type: int, si: Instruction, lay: Layouts) -> list[Instruction] | None:
+    """convert_ctx_accesses for one context access (None: shown unchanged)."""
+    cls, mode = si.code & CLASS_MASK, si.code & 0xE0
+    write = cls in (ST, STX)
+    if cls not in (LDX, ST, STX) or mode not in (MEM, MEMSX):
+        return None
+    size = BYTES[si.code & 0x18]
+    if prog_type == XDP:
+        ctx, convert = XDP_MD, _xdp
+    elif prog_type in _SKB_TYPES:
+        tc = _SKB_TYPES[prog_type]
+        ctx = SK_BUFF
+
+        def convert(i, w, lay_):
+            return _skb(i, w, lay_, tc=tc)
+    else:
+        return None
+    name = _field(ctx, si.off)
+    if not name:
+        return None
+    fsize = ctx[name][1]
+    field_size = 4 if name in ("cb", "remote_ip6", "local_ip6") else fsize
+    narrow = not write and size < field_size and prog_type != XDP
+    insn = si
+    if narrow:  # load the whole field, then shift and mask (is_narrower_load)
+        insn = replace(si, code=LDX | MEM | SIZE[field_size], off=si.off & ~(field_size - 1))
+    try:
+        out, target = convert(insn, write, lay)
+    except _Unmodelled:
+        return None
+    if narrow and size < target:
+        shift = (si.off & (field_size - 1)) * 8
+        if shift:
+            out.append(alu32_imm(RSH, si.dst_reg, shift) if field_size <= 4
+                       else alu64_imm(RSH, si.dst_reg, shift))  # fmt: skip
+        out.append(alu32_imm(AND, si.dst_reg, (1 << size * 8) - 1))
+    if mode == MEMSX:
+        out.append(Instruction(ALU64 | MOV | X, si.dst_reg, si.dst_reg, size * 8))
+    return out
+
+
+# --- do_misc_fixups ------------------------------------------------------------------------
+def _div_guard(si: Instruction) -> list[Instruction] | None:
+    """Division and modulo by a register: the zero (and signed -1) guards."""
+    cls, op = si.code & CLASS_MASK, si.code & OP_MASK
+    if cls not in (ALU, ALU64) or op not in (DIV, MOD):
+        return None
+    is64, isdiv, signed = cls == ALU64, op == DIV, si.off == 1
+    jcls, acls = (JMP, ALU64) if is64 else (JMP32, ALU)
+    d = si.dst_reg
+    if si.code & X == K:
+        if signed and si.imm == -1:  # x s/ -1 is -x, x s% -1 is 0
+            return [Instruction(acls | NEG | K, d)] if isdiv else [Instruction(ALU | MOV | K, d)]
+        return None
+    s = si.src_reg
+    if signed and isdiv:
+        return [alu64_reg(MOV, AX, s), Instruction(acls | ADD | K, AX, 0, 0, 1),
+                jmp_imm(JGT, AX, 1, 4, jcls), jmp_imm(JEQ, AX, 0, 1, jcls),
+                Instruction(acls | MOV | K, d), Instruction(acls | NEG | K, d), ja(1), si]
+    if signed:
+        out = [alu64_reg(MOV, AX, s), Instruction(acls | ADD | K, AX, 0, 0, 1),
+               jmp_imm(JGT, AX, 1, 3, jcls), jmp_imm(JEQ, AX, 1, 3 + (0 if is64 else 1), jcls),
+               Instruction(ALU | MOV | K, d), ja(1), si, ja(1),
+               Instruction(ALU | MOV | X, d, d)]  # fmt: skip
+        return out[:-2] if is64 else out
+    if isdiv:
+        return [jmp_imm(JNE, s, 0, 2, jcls), Instruction(ALU | XOR | X, d, d), ja(1), si]
+    out = [jmp_imm(JEQ, s, 0, 1 + (0 if is64 else 1), jcls), si, ja(1),
+           Instruction(ALU | MOV | X, d, d)]  # fmt: skip
+    return out[:-2] if is64 else out
+
+
+def _ld_abs(si: Instruction) -> Patch:
+    """bpf_gen_ld_abs: LD_ABS / LD_IND call bpf_skb_load_helper_*_no_cache on R6."""
+    out: Patch = []
+    if si.code & 0xE0 == ABS:
+        out.append((alu64_imm(MOV, 2, si.imm), None))
+    else:
+        out.append((alu64_reg(MOV, 2, si.src_reg), None))
+        if si.imm:
+            out.append((alu64_imm(ADD, 2, si.imm), None))
+    out.append((alu64_reg(MOV, 1, 6), None))
+    bits = 8 * BYTES[si.code & 0x18]
+    out.append((call(), f"bpf_skb_load_helper_{bits}_no_cache"))
+    out += [(jmp_imm(JSGE, 0, 0, 2), None), (Instruction(ALU | XOR | X, 0, 0), None),
+            (Instruction(EXIT), None)]
+    return out
+
+
+def _round8(n: int) -> int:
+    return (n + 7) // 8 * 8
+
+
+def _array_lookup(m, lay: Layouts) -> Patch | None:
+    """array_map_gen_lookup (a privileged loader: no Spectre index masking)."""
+    if getattr(m, "map_flags", 0) & INNER_MAP:
+        return None
+    elem = _round8(m.value_size)
+    scale = alu64_imm(LSH, 0, elem.bit_length() - 1) if elem & (elem - 1) == 0 \
+        else alu64_imm(MUL, 0, elem)  # fmt: skip
+    out = [alu64_imm(ADD, 1, lay.off("bpf_array.value")), ldx(4, 0, 2, 0),
+           jmp_imm(JGE, 0, m.max_entries, 3), scale, alu64_reg(ADD, 0, 1), ja(1),
+           alu64_imm(MOV, 0, 0)]  # fmt: skip
+    return [(i, None) for i in out]
+
+
+def _htab_lookup(m, lay: Layouts) -> Patch:
+    """htab_map_gen_lookup."""
+    value = lay.off("htab_elem.key") + _round8(m.key_size)
+    return [(call(LOOKUP), "__htab_map_lookup_elem"), (jmp_imm(JEQ, 0, 0, 1), None),
+            (alu64_imm(ADD, 0, value), None)]
+
+
+def _lru_lookup(m, lay: Layouts) -> Patch:
+    """htab_lru_map_gen_lookup: the element's LRU ref bit is set on the way."""
+    ref = lay.off("htab_elem.lru_node") + lay.off("bpf_lru_node.ref")
+    value = lay.off("htab_elem.key") + _round8(m.key_size)
+    return [(call(LOOKUP), "__htab_map_lookup_elem"), (jmp_imm(JEQ, 0, 0, 4), None),
+            (ldx(1, 1, 0, ref), None), (jmp_imm(JNE, 1, 0, 1), None),
+            (Instruction(ST | MEM | SIZE[1], 0, 0, ref, 1), None),
+            (alu64_imm(ADD, 0, value), None)]
+
+
+INNER_MAP = 1 << 12  # BPF_F_INNER_MAP
+LOOKUP = helper_id("map_lookup_elem") or 1
+_GEN_LOOKUP: dict[int, Callable[[object, Layouts], Patch | None]] = {
+    M.ARRAY: _array_lookup, M.HASH: _htab_lookup, M.LRU_HASH: _lru_lookup,
+}  # fmt: skip
+
+# The map operations a map helper reaches (struct bpf_map_ops, kernel/bpf/*.c):
+# map type -> (lookup, update, delete) function names.
+_OPS: dict[int, tuple[str | None, str | None, str | None]] = {
+    M.HASH: ("htab_map_lookup_elem", "htab_map_update_elem", "htab_map_delete_elem"),
+    M.ARRAY: ("array_map_lookup_elem", "array_map_update_elem", "array_map_delete_elem"),
+    M.PROG_ARRAY: ("fd_array_map_lookup_elem", None, "fd_array_map_delete_elem"),
+    M.PERF_EVENT_ARRAY: ("fd_array_map_lookup_elem", None, "fd_array_map_delete_elem"),
+    M.PERCPU_HASH: ("htab_percpu_map_lookup_elem", "htab_percpu_map_update_elem",
+                    "htab_map_delete_elem"),
+    M.PERCPU_ARRAY: ("percpu_array_map_lookup_elem", "array_map_update_elem",
+                     "array_map_delete_elem"),
+    M.LRU_HASH: ("htab_lru_map_lookup_elem", "htab_lru_map_update_elem",
+                 "htab_lru_map_delete_elem"),
+    M.LRU_PERCPU_HASH: ("htab_lru_percpu_map_lookup_elem", "htab_lru_percpu_map_update_elem",
+                        "htab_lru_map_delete_elem"),
+    M.LPM_TRIE: ("trie_lookup_elem", "trie_update_elem", "trie_delete_elem"),
+    M.ARRAY_OF_MAPS: ("array_of_map_lookup_elem", None, "fd_array_map_delete_elem"),
+    M.HASH_OF_MAPS: ("htab_of_map_lookup_elem", None, "htab_map_delete_elem"),
+    M.QUEUE: ("queue_stack_map_lookup_elem", "queue_stack_map_update_elem",
+              "queue_stack_map_delete_elem"),
+    M.STACK: ("queue_stack_map_lookup_elem", "queue_stack_map_update_elem",
+              "queue_stack_map_delete_elem"),
+    M.RINGBUF: ("ringbuf_map_lookup_elem", "ringbuf_map_update_elem",
+                "ringbuf_map_delete_elem"),
+    M.DEVMAP: ("dev_map_lookup_elem", "dev_map_update_elem", "dev_map_delete_elem"),
+    M.CPUMAP: ("cpu_map_lookup_elem", "cpu_map_update_elem", "cpu_map_delete_elem"),
+    M.XSKMAP: ("xsk_map_lookup_elem", "xsk_map_update_elem", "xsk_map_delete_elem"),
+    M.SOCKMAP: ("sock_map_lookup", "sock_map_update_elem", "sock_map_delete_elem"),
+    M.SOCKHASH: ("sock_hash_lookup", "sock_map_update_elem", "sock_hash_delete_elem"),
+    M.BLOOM_FILTER: ("bloom_map_lookup_elem", "bloom_map_update_elem", "bloom_map_delete_elem"),
+}  # fmt: skip
+_OTHER_OPS = {  # helper name -> {map type: function}
+    "map_push_elem": {M.QUEUE: "queue_stack_map_push_elem", M.STACK: "queue_stack_map_push_elem",
+                      M.BLOOM_FILTER: "bloom_map_push_elem"},
+    "map_pop_elem": {M.QUEUE: "queue_map_pop_elem", M.STACK: "stack_map_pop_elem"},
+    "map_peek_elem": {M.QUEUE: "queue_map_peek_elem", M.STACK: "stack_map_peek_elem",
+                      M.BLOOM_FILTER: "bloom_map_peek_elem"},
+    "redirect_map": {M.DEVMAP: "dev_map_redirect", M.DEVMAP_HASH: "dev_hash_map_redirect",
+                     M.CPUMAP: "cpu_map_redirect", M.XSKMAP: "xsk_map_redirect"},
+    "for_each_map_elem": {M.ARRAY: "bpf_for_each_array_elem",
+                          M.PERCPU_ARRAY: "bpf_for_each_array_elem",
+                          M.HASH: "bpf_for_each_hash_elem", M.LRU_HASH: "bpf_for_each_hash_elem",
+                          M.PERCPU_HASH: "bpf_for_each_hash_elem",
+                          M.LRU_PERCPU_HASH: "bpf_for_each_hash_elem"},
+}  # fmt: skip
+_OPS_INDEX = {"map_lookup_elem": 0, "map_update_elem": 1, "map_delete_elem": 2}
+
+# Helpers whose implementing kernel function is not bpf_<helper name>, by program type
+# where it depends on it (the func of the bpf_func_proto the program type's
+# get_func_proto returns).
+_SYMBOLS: dict[str, str | dict[int, str]] = {
+    "get_prandom_u32": "bpf_user_rnd_u32",
+    "perf_event_output": {XDP: "bpf_xdp_event_output", SOCKET_FILTER: "bpf_skb_event_output",
+                          SCHED_CLS: "bpf_skb_event_output", SCHED_ACT: "bpf_skb_event_output",
+                          CGROUP_SKB: "bpf_skb_event_output"},
+}  # fmt: skip
+
+
+def helper_symbol(func_id: int, prog_type: int) -> str | None:
+    """The kernel function a helper call of ``prog_type`` reaches (None: unknown id)."""
+    name = helper_name(func_id)
+    if name is None:
+        return None
+    special = _SYMBOLS.get(name)
+    if isinstance(special, dict):
+        special = special.get(prog_type)
+    return special or f"bpf_{name}"
+
+
+def _call_patch(si: Instruction, site: Site, prog_type: int, lay: Layouts) -> Patch | None:
+    """A helper call: inlined map lookup, the map's own operation, or the helper's function."""
+    if si.code != CALL or si.src_reg != 0:
+        return None
+    name = helper_name(si.imm)
+    if name is None:
+        return None
+    m = site.map
+    if m is not None:
+        mtype = getattr(m, "map_type", None)
+        mtype = int(mtype) if mtype is not None else None
+        if name == "map_lookup_elem" and mtype in _GEN_LOOKUP:
+            patch = _GEN_LOOKUP[mtype](m, lay)
+            if patch is not None:
+                return patch
+        if name in _OPS_INDEX and mtype in _OPS:
+            fn = _OPS[mtype][_OPS_INDEX[name]]
+            if fn is not None:
+                return [(si, fn)]
+        if name in _OTHER_OPS and mtype in _OTHER_OPS[name]:
+            return [(si, _OTHER_OPS[name][mtype])]
+    if name == "tail_call":  # bpf_insn_prepare_dump shows BPF_TAIL_CALL as this call again
+        return [(si, None)]
+    return [(si, helper_symbol(si.imm, prog_type))]
+
+
+def sites(checker, pc_map: Mapping[int, int]) -> dict[int, Site]:
+    """The verifier's per-instruction facts (``aux_ptr``, ``aux_map`` of a finished
+    :class:`~pybpf.verifier.check.Checker`), by pc of the kept image (``pc_map``)."""
+    ctx = {pc for pc, (base, _) in checker.aux_ptr.items() if base is Base.PTR_TO_CTX}
+    out: dict[int, Site] = {}
+    for pc in ctx | set(checker.aux_map):
+        if pc in pc_map:
+            out[pc_map[pc]] = Site(ctx=pc in ctx, map=checker.aux_map.get(pc))
+    return out
+
+
+# --- patching --------------------------------------------------------------------------------
+def kernel_view(insns: Sequence[Instruction], prog_type: int,
+                sites: Mapping[int, Site] | None = None,
+                layouts: Layouts | None = None) -> View:  # fmt: skip
+    """The shown image of the kept image ``insns`` (see the module docstring).
+
+    ``sites`` holds, by pc of ``insns``, what the verifier knew of an instruction
+    (:class:`Site`); ``layouts`` the kernel's struct layouts (default: the snapshot).
+    """
+    lay = layouts or snapshot()
+    sites = sites or {}
+    patches: list[Patch] = []
+    pc = 0
+    for insn in insns:
+        site = sites.get(pc, Site())
+        patch: Patch | None = None
+        if site.ctx:
+            ctx = _ctx_patch(prog_type, insn, lay)
+            if ctx is not None:
+                patch = [(i, None) for i in ctx]
+        if patch is None:
+            guard = _div_guard(insn)
+            if guard is not None:
+                patch = [(i, None) for i in guard]
+        if patch is None and insn.code & CLASS_MASK == LD and insn.code & 0xE0 in (ABS, IND):
+            patch = _ld_abs(insn)
+        if patch is None:
+            patch = _call_patch(insn, site, prog_type, lay)
+        patches.append(patch if patch is not None else [(insn, None)])
+        pc += insn.slots
+    return _assemble(insns, patches)
+
+
+def _assemble(insns: Sequence[Instruction], patches: list[Patch]) -> View:
+    """Lay the patches out and move every outside branch as bpf_adj_branches does."""
+    old_slots = to_slots(insns)
+    starts: dict[int, int] = {}  # old slot -> new slot of its patch's first slot
+    new_slots: list[Slot] = []
+    origin: list[int | None] = []  # new slot -> the old slot it keeps (branches to adjust)
+    symbols: dict[int, str] = {}
+    old = 0
+    for insn, patch in zip(insns, patches, strict=True):
+        starts[old] = len(new_slots)
+        if insn.slots == 2:
+            starts[old + 1] = len(new_slots) + 1
+        kept = len(patch) == 1 and patch[0][0] is insn
+        for new_insn, symbol in patch:
+            if symbol is not None:
+                symbols[len(new_slots)] = symbol
+            for k, slot in enumerate(to_slots([new_insn])):
+                new_slots.append(slot)
+                origin.append(old + k if kept else None)
+        old += insn.slots
+    starts[old] = len(new_slots)
+    for i, slot in enumerate(new_slots):
+        src = origin[i]
+        fld = branch_field(slot) if src is not None else None
+        if fld is None or src is None:
+            continue
+        target = src + 1 + getattr(old_slots[src], fld)
+        if target in starts:
+            new_slots[i] = slot._replace(**{fld: starts[target] - i - 1})
+    return View(to_instructions(new_slots), symbols,
+                {o: n for o, n in starts.items() if o < old})
+
+
+def subprog_starts(view: View, starts: Sequence[int]) -> tuple[int, ...]:
+    """Subprogram starts of the kept image moved into the view (adjust_subprog_starts)."""
+    return tuple(view.pc_map.get(s, s) for s in starts)
+
+
+__all__ = ["Site", "View", "helper_symbol", "kernel_view", "subprog_starts"]
