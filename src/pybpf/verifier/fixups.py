@@ -58,7 +58,8 @@ SIZE = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}  # BPF_B, BPF_H, BPF_W, BPF_DW
 BYTES = {v: k for k, v in SIZE.items()}
 ADD, MUL, DIV, AND, LSH, RSH, NEG, MOD, XOR, MOV = (
     0x00, 0x20, 0x30, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0)  # fmt: skip
-JA, JEQ, JGT, JGE, JSET, JNE, JSGE = 0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x70
+JA, JEQ, JGT, JGE, JNE, JSGE, JLE = 0x00, 0x10, 0x20, 0x30, 0x50, 0x70, 0xB0
+PSEUDO_CALL = 1
 K, X = 0x00, 0x08
 CALL, EXIT = 0x85, 0x95
 
@@ -98,11 +99,16 @@ class Site:
 
     ``ctx``: the load or store goes through the context pointer (insn_aux_data's
     ``ptr_type == PTR_TO_CTX``); ``map``: the one map a helper call was given
-    (``map_ptr_state``; None when none or when paths gave different maps).
+    (``map_ptr_state``; None when none or when paths gave different maps); ``loop``:
+    the callback of a bpf_loop call every path made with the same callback and zero
+    flags (``loop_inline_state.fit_for_inline``), with the ``stack_depth`` of the
+    subprogram making it.
     """
 
     ctx: bool = False
     map: object | None = None
+    loop: int | None = None  # a bpf_loop call fit to inline: its callback's pc
+    stack_depth: int = 0  # the stack bytes of the subprogram holding a bpf_loop call
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,15 @@ class View:
 
 
 # A patch: the replacement instructions, each with the kernel function a call reaches.
-Patch = list[tuple[Instruction, str | None]]
+# An instruction may instead carry a ``Target``: a branch aimed at a pc of the kept image.
+Patch = list[tuple[Instruction, "str | Target | None"]]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The pc of the kept image a branch of a patch goes to (moved with the image)."""
+
+    pc: int
 
 
 # --- convert_ctx_accesses ------------------------------------------------------------------
@@ -318,6 +332,29 @@ def _ld_abs(si: Instruction) -> Patch:
     return out
 
 
+MAX_LOOPS = 8 * 1024 * 1024  # BPF_MAX_LOOPS
+E2BIG = 7
+
+
+def _inline_loop(callback: int, stack_depth: int) -> Patch:
+    """inline_bpf_loop (optimize_bpf_loop): the loop in place, R6-R8 spilled below the
+    subprogram's stack for the bound, the counter and the context."""
+    base = -(stack_depth + 24 + _round8(stack_depth) - stack_depth)
+    r6, r7, r8 = base, base + 8, base + 16
+    out: Patch = [(jmp_imm(JLE, 1, MAX_LOOPS, 2), None), (alu32_imm(MOV, 0, -E2BIG), None),
+                  (ja(16), None)]
+    out += [(Instruction(STX | MEM | SIZE[8], 10, r, off), None)
+            for r, off in ((6, r6), (7, r7), (8, r8))]
+    out += [(alu64_reg(MOV, 6, 1), None), (alu32_imm(MOV, 7, 0), None),
+            (alu64_reg(MOV, 8, 3), None), (Instruction(JMP | JGE | X, 7, 6, 5), None),
+            (alu64_reg(MOV, 1, 7), None), (alu64_reg(MOV, 2, 8), None),
+            (Instruction(CALL, 0, PSEUDO_CALL), Target(callback)),
+            (alu64_imm(ADD, 7, 1), None), (jmp_imm(JEQ, 0, 0, -6), None),
+            (alu64_reg(MOV, 0, 7), None)]
+    out += [(ldx(8, r, 10, off), None) for r, off in ((6, r6), (7, r7), (8, r8))]
+    return out
+
+
 def _round8(n: int) -> int:
     return (n + 7) // 8 * 8
 
@@ -457,10 +494,19 @@ def sites(checker, pc_map: Mapping[int, int]) -> dict[int, Site]:
     """The verifier's per-instruction facts (``aux_ptr``, ``aux_map`` of a finished
     :class:`~pybpf.verifier.check.Checker`), by pc of the kept image (``pc_map``)."""
     ctx = {pc for pc, (base, _) in checker.aux_ptr.items() if base is Base.PTR_TO_CTX}
+    loops = {pc: start for pc, (start, fit) in checker.aux_loop.items() if fit}
     out: dict[int, Site] = {}
-    for pc in ctx | set(checker.aux_map):
-        if pc in pc_map:
-            out[pc_map[pc]] = Site(ctx=pc in ctx, map=checker.aux_map.get(pc))
+    for pc in ctx | set(checker.aux_map) | set(loops):
+        if pc not in pc_map:
+            continue
+        loop, depth = loops.get(pc), 0
+        if loop is not None:
+            loop = pc_map.get(loop)
+            subs = checker.structure.subprogs
+            index = next(i for i, s in enumerate(subs) if s.start <= pc < s.end)
+            depth = checker.depths.get(index, 0)
+        out[pc_map[pc]] = Site(ctx=pc in ctx, map=checker.aux_map.get(pc), loop=loop,
+                               stack_depth=depth)  # fmt: skip
     return out
 
 
@@ -480,7 +526,10 @@ def kernel_view(insns: Sequence[Instruction], prog_type: int,
     for insn in insns:
         site = sites.get(pc, Site())
         patch: Patch | None = None
-        if site.ctx:
+        if site.loop is not None and insn.code == CALL and insn.src_reg == 0 \
+                and helper_name(insn.imm) == "loop":  # fmt: skip
+            patch = _inline_loop(site.loop, site.stack_depth)
+        if patch is None and site.ctx:
             ctx = _ctx_patch(prog_type, insn, lay)
             if ctx is not None:
                 patch = [(i, None) for i in ctx]
@@ -502,30 +551,29 @@ def _assemble(insns: Sequence[Instruction], patches: list[Patch]) -> View:
     old_slots = to_slots(insns)
     starts: dict[int, int] = {}  # old slot -> new slot of its patch's first slot
     new_slots: list[Slot] = []
-    origin: list[int | None] = []  # new slot -> the old slot it keeps (branches to adjust)
+    aims: dict[int, int] = {}  # new slot of a branch -> the old slot it goes to
     symbols: dict[int, str] = {}
     old = 0
     for insn, patch in zip(insns, patches, strict=True):
         starts[old] = len(new_slots)
         if insn.slots == 2:
             starts[old + 1] = len(new_slots) + 1
-        kept = len(patch) == 1 and patch[0][0] is insn
-        for new_insn, symbol in patch:
-            if symbol is not None:
-                symbols[len(new_slots)] = symbol
-            for k, slot in enumerate(to_slots([new_insn])):
-                new_slots.append(slot)
-                origin.append(old + k if kept else None)
+        for new_insn, note in patch:
+            here = len(new_slots)
+            if isinstance(note, str):
+                symbols[here] = note
+            fld = branch_field(to_slots([new_insn])[0])
+            if isinstance(note, Target):
+                aims[here] = note.pc
+            elif new_insn is insn and fld is not None:
+                aims[here] = old + 1 + getattr(old_slots[old], fld)
+            new_slots += to_slots([new_insn])
         old += insn.slots
     starts[old] = len(new_slots)
-    for i, slot in enumerate(new_slots):
-        src = origin[i]
-        fld = branch_field(slot) if src is not None else None
-        if fld is None or src is None:
-            continue
-        target = src + 1 + getattr(old_slots[src], fld)
-        if target in starts:
-            new_slots[i] = slot._replace(**{fld: starts[target] - i - 1})
+    for i, target in aims.items():
+        fld = branch_field(new_slots[i])
+        if fld is not None and target in starts:
+            new_slots[i] = new_slots[i]._replace(**{fld: starts[target] - i - 1})
     return View(to_instructions(new_slots), symbols,
                 {o: n for o, n in starts.items() if o < old})
 
