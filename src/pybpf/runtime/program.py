@@ -91,8 +91,11 @@ class Program:
         builds that image from the verifier's facts, computed once per image.
         """
         if self._shown is None or self._shown[0] is not self.xlated:
-            sites = self.verdict.sites if self.verdict is not None else None
-            self._shown = (self.xlated, kernel_view(self.xlated, int(self.prog_type), sites))
+            verdict = self.verdict
+            view = kernel_view(self.xlated, int(self.prog_type),
+                               verdict.sites if verdict is not None else None,
+                               direct_write=verdict is not None and verdict.direct_write)
+            self._shown = (self.xlated, view)
         return self._shown[1]
 
     @property

@@ -31,6 +31,7 @@ FIELDS = (
     "sk_buff.__pkt_type_offset", "sk_buff.queue_mapping", "sk_buff.vlan_all",
     "sk_buff.vlan_tci", "sk_buff.cb", "sk_buff.data", "sk_buff.tc_index", "sk_buff.napi_id",
     "sk_buff.sk", "sk_buff.tstamp", "sk_buff.data_len", "sk_buff.head",
+    "sk_buff.__cloned_offset",
     "qdisc_skb_cb.data", "qdisc_skb_cb.tc_classid",
     "bpf_skb_data_end.data_meta", "bpf_skb_data_end.data_end",
     # the maps' gen_lookup

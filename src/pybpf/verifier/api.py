@@ -101,6 +101,7 @@ class Verdict:
     path: tuple[int, ...]
     #: by pc of ``xlated``: what the kernel's last rewrites need to know (fixups.Site)
     sites: Mapping[int, Site] = field(default_factory=dict)
+    direct_write: bool = False  # env->seen_direct_write: tc and sk_skb get a prologue
 
 
 def _summary(c: Checker | None) -> str:
@@ -164,7 +165,8 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
     kept = cfg.xlate(structure.insns, checker.seen)
     return Verdict(True, log.text(), None, kept.insns, checker.processed,
                    checker.max_states_per_insn, checker.total_states, checker.peak_states,
-                   tuple(depths), path, sites(checker, kept.pc_map))
+                   tuple(depths), path, sites(checker, kept.pc_map),
+                   checker.seen_direct_write)
 
 
 def _check_func_info_early(func_info: Sequence[int] | None) -> None:

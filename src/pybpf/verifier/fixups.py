@@ -34,6 +34,7 @@ from pybpf.isa import Instruction
 from pybpf.isa.helper_ids import helper_id, helper_name
 from pybpf.isa.opcodes import CLASS_MASK, OP_MASK
 from pybpf.uapi.klayout import Layouts, snapshot
+from pybpf.verifier import ctx as ctxrules
 from pybpf.verifier import mapcompat as M
 from pybpf.verifier.ctx_skb import (
     CGROUP_SKB,
@@ -442,26 +443,60 @@ _OTHER_OPS = {  # helper name -> {map type: function}
 }  # fmt: skip
 _OPS_INDEX = {"map_lookup_elem": 0, "map_update_elem": 1, "map_delete_elem": 2}
 
-# Helpers whose implementing kernel function is not bpf_<helper name>, by program type
-# where it depends on it (the func of the bpf_func_proto the program type's
-# get_func_proto returns).
-_SYMBOLS: dict[str, str | dict[int, str]] = {
-    "get_prandom_u32": "bpf_user_rnd_u32",
-    "perf_event_output": {XDP: "bpf_xdp_event_output", SOCKET_FILTER: "bpf_skb_event_output",
-                          SCHED_CLS: "bpf_skb_event_output", SCHED_ACT: "bpf_skb_event_output",
-                          CGROUP_SKB: "bpf_skb_event_output"},
+# Helper protos whose ``.func`` is not the proto's name without ``_proto`` (the kernel's
+# bpf_func_proto definitions, kernel/bpf/helpers.c, kernel/trace/bpf_trace.c, net/core/filter.c)
+_FUNCS = {
+    "bpf_get_prandom_u32_proto": "bpf_user_rnd_u32",
+    "bpf_get_raw_smp_processor_id_proto": "bpf_get_raw_cpu_id",
+    "bpf_get_func_arg_proto": "get_func_arg", "bpf_get_func_ret_proto": "get_func_ret",
+    "bpf_get_func_arg_cnt_proto": "get_func_arg_cnt",
+    "bpf_get_attach_cookie_proto_kmulti": "bpf_get_attach_cookie_kprobe_multi",
+    "bpf_get_attach_cookie_proto_umulti": "bpf_get_attach_cookie_uprobe_multi",
+    "bpf_sk_storage_get_cg_sock_proto": "bpf_sk_storage_get",
+    "bpf_skb_output_proto": "bpf_skb_event_output", "bpf_xdp_output_proto": "bpf_xdp_event_output",
+    "bpf_xdp_get_buff_len_trace_proto": "bpf_xdp_get_buff_len",
+    "rc_keydown_proto": "bpf_rc_keydown", "rc_pointer_rel_proto": "bpf_rc_pointer_rel",
+    "rc_repeat_proto": "bpf_rc_repeat",
 }  # fmt: skip
 
 
+_SKB_OUT = {"perf_event_output": "bpf_skb_event_output_proto"}
+_TC = {**_SKB_OUT, "fib_lookup": "bpf_skb_fib_lookup_proto",
+       "check_mtu": "bpf_skb_check_mtu_proto", "sk_lookup_tcp": "bpf_tc_sk_lookup_tcp_proto",
+       "sk_lookup_udp": "bpf_tc_sk_lookup_udp_proto",
+       "skc_lookup_tcp": "bpf_tc_skc_lookup_tcp_proto"}  # fmt: skip
+# The protos program types get that have the common prototype but another function
+# (the verifier's tables list only the protos that differ in shape).
+_SAME_SHAPE = {
+    XDP: {"perf_event_output": "bpf_xdp_event_output_proto", "redirect": "bpf_xdp_redirect_proto",
+          "redirect_map": "bpf_xdp_redirect_map_proto", "fib_lookup": "bpf_xdp_fib_lookup_proto",
+          "check_mtu": "bpf_xdp_check_mtu_proto", "sk_lookup_tcp": "bpf_xdp_sk_lookup_tcp_proto",
+          "sk_lookup_udp": "bpf_xdp_sk_lookup_udp_proto",
+          "skc_lookup_tcp": "bpf_xdp_skc_lookup_tcp_proto"},
+    SCHED_CLS: _TC, SCHED_ACT: _TC, SOCKET_FILTER: _SKB_OUT, CGROUP_SKB: _SKB_OUT,
+    LWT_IN: _SKB_OUT, LWT_OUT: _SKB_OUT, LWT_XMIT: _SKB_OUT,
+    5: {"perf_event_output": "bpf_perf_event_output_proto_tp",
+        "get_stackid": "bpf_get_stackid_proto_tp", "get_stack": "bpf_get_stack_proto_tp"},
+    17: {"perf_event_output": "bpf_perf_event_output_proto_raw_tp",
+         "get_stackid": "bpf_get_stackid_proto_raw_tp", "get_stack": "bpf_get_stack_proto_raw_tp"},
+}  # fmt: skip
+
+
+def function_of(proto: str) -> str:
+    """The kernel function a helper proto object calls (``bpf_x_proto_tp``: ``bpf_x_tp``)."""
+    return _FUNCS.get(proto) or proto.replace("_proto_", "_").removesuffix("_proto")
+
+
 def helper_symbol(func_id: int, prog_type: int) -> str | None:
-    """The kernel function a helper call of ``prog_type`` reaches (None: unknown id)."""
+    """The kernel function a helper call of ``prog_type`` reaches (None: unknown id):
+    that of the proto the program type's ``get_func_proto`` returns for it."""
     name = helper_name(func_id)
     if name is None:
         return None
-    special = _SYMBOLS.get(name)
-    if isinstance(special, dict):
-        special = special.get(prog_type)
-    return special or f"bpf_{name}"
+    type_ops = ctxrules.ops(prog_type)
+    variants = {**_SAME_SHAPE.get(prog_type, {}),
+                **(type_ops.helpers.variants if type_ops is not None else {})}
+    return function_of(variants.get(name, f"bpf_{name}_proto"))
 
 
 def _call_patch(si: Instruction, site: Site, prog_type: int, lay: Layouts) -> Patch | None:
@@ -511,13 +546,35 @@ def sites(checker, pc_map: Mapping[int, int]) -> dict[int, Site]:
 
 
 # --- patching --------------------------------------------------------------------------------
+SK_SKB = 14
+TC_ACT_SHOT, SK_DROP = 2, 0
+#: the program types whose gen_prologue unclones the skb before a direct packet write,
+#: with the verdict the prologue returns when it cannot
+_UNCLONE = {SCHED_CLS: TC_ACT_SHOT, SCHED_ACT: TC_ACT_SHOT, LWT_XMIT: TC_ACT_SHOT,
+            SK_SKB: SK_DROP}  # fmt: skip
+CLONED_MASK = 1  # the cloned bit of sk_buff's __cloned_offset byte (little endian)
+
+
+def _unclone_prologue(prog_type: int, lay: Layouts) -> Patch:
+    """bpf_unclone_prologue: a cloned skb is pulled (made private) before the program."""
+    pull = helper_id("skb_pull_data") or 39
+    return [(ldx(1, 6, 1, lay.off("sk_buff.__cloned_offset")), None),
+            (alu32_imm(AND, 6, CLONED_MASK), None), (jmp_imm(JEQ, 6, 0, 7), None),
+            (alu64_reg(MOV, 6, 1), None), (alu64_reg(XOR, 2, 2), None),
+            (call(pull), helper_symbol(pull, prog_type)), (jmp_imm(JEQ, 0, 0, 2), None),
+            (alu32_imm(MOV, 0, _UNCLONE[prog_type]), None), (Instruction(EXIT), None),
+            (alu64_reg(MOV, 1, 6), None)]  # fmt: skip
+
+
 def kernel_view(insns: Sequence[Instruction], prog_type: int,
-                sites: Mapping[int, Site] | None = None,
+                sites: Mapping[int, Site] | None = None, *, direct_write: bool = False,
                 layouts: Layouts | None = None) -> View:  # fmt: skip
     """The shown image of the kept image ``insns`` (see the module docstring).
 
     ``sites`` holds, by pc of ``insns``, what the verifier knew of an instruction
-    (:class:`Site`); ``layouts`` the kernel's struct layouts (default: the snapshot).
+    (:class:`Site`); ``direct_write`` whether it allowed a direct packet write
+    (``seen_direct_write``: tc and sk_skb programs then start with the unclone
+    prologue); ``layouts`` the kernel's struct layouts (default: the snapshot).
     """
     lay = layouts or snapshot()
     sites = sites or {}
@@ -543,11 +600,17 @@ def kernel_view(insns: Sequence[Instruction], prog_type: int,
             patch = _call_patch(insn, site, prog_type, lay)
         patches.append(patch if patch is not None else [(insn, None)])
         pc += insn.slots
-    return _assemble(insns, patches)
+    entry = 0
+    if direct_write and prog_type in _UNCLONE and patches:
+        prologue = _unclone_prologue(prog_type, lay)
+        entry = len(prologue)  # adjust_jmp_off: jumps to the start skip the prologue
+        patches[0] = prologue + patches[0]
+    return _assemble(insns, patches, entry)
 
 
-def _assemble(insns: Sequence[Instruction], patches: list[Patch]) -> View:
-    """Lay the patches out and move every outside branch as bpf_adj_branches does."""
+def _assemble(insns: Sequence[Instruction], patches: list[Patch], entry: int = 0) -> View:
+    """Lay the patches out and move every outside branch as bpf_adj_branches does
+    (a jump, not a call, to pc 0 lands ``entry`` slots into its patch)."""
     old_slots = to_slots(insns)
     starts: dict[int, int] = {}  # old slot -> new slot of its patch's first slot
     new_slots: list[Slot] = []
@@ -571,9 +634,14 @@ def _assemble(insns: Sequence[Instruction], patches: list[Patch]) -> View:
         old += insn.slots
     starts[old] = len(new_slots)
     for i, target in aims.items():
-        fld = branch_field(new_slots[i])
-        if fld is not None and target in starts:
-            new_slots[i] = new_slots[i]._replace(**{fld: starts[target] - i - 1})
+        slot = new_slots[i]
+        fld = branch_field(slot)
+        if fld is None or target not in starts:
+            continue
+        land = starts[target]
+        if target == 0 and entry and slot.code != CALL and slot.code != 0x18 and i >= entry:
+            land += entry
+        new_slots[i] = slot._replace(**{fld: land - i - 1})
     return View(to_instructions(new_slots), symbols,
                 {o: n for o, n in starts.items() if o < old})
 
