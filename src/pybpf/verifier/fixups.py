@@ -47,6 +47,7 @@ from pybpf.verifier.ctx_skb import (
     SOCKET_FILTER,
 )
 from pybpf.verifier.ctx_xdp import XDP_MD
+from pybpf.verifier.helper_protos import kernel_symbols
 from pybpf.verifier.slots import Slot, branch_field, to_instructions, to_slots
 from pybpf.verifier.types import Base
 
@@ -179,8 +180,17 @@ _SKB_PLAIN = {
     "len": ("len", 4), "protocol": ("protocol", 2), "vlan_proto": ("vlan_proto", 2),
     "priority": ("priority", 4), "ingress_ifindex": ("skb_iif", 4), "hash": ("hash", 4),
     "mark": ("mark", 4), "vlan_tci": ("vlan_tci", 2), "tc_index": ("tc_index", 2),
-    "napi_id": ("napi_id", 4),
 }  # fmt: skip
+# __sk_buff fields of the skb's socket: skb->sk, then one sock_common member (size)
+_SKB_SOCK = {
+    "family": ("skc_family", 2), "remote_ip4": ("skc_daddr", 4),
+    "local_ip4": ("skc_rcv_saddr", 4), "remote_ip6": ("skc_v6_daddr", 4),
+    "local_ip6": ("skc_v6_rcv_saddr", 4), "remote_port": ("skc_dport", 2),
+    "local_port": ("skc_num", 2),
+}  # fmt: skip
+#: __sk_buff fields bpf_skb_is_valid_access records no ctx_field_size for (never narrowed)
+_WHOLE = frozenset({"cb", "remote_ip6", "local_ip6", "remote_ip4", "local_ip4", "data",
+                    "data_meta", "data_end", "flow_keys", "tstamp", "hwtstamp", "sk"})
 
 
 def _skb(si: Instruction, write: bool, lay: Layouts, *, tc: bool) -> tuple[list[Instruction], int]:
@@ -222,6 +232,18 @@ def _skb(si: Instruction, write: bool, lay: Layouts, *, tc: bool) -> tuple[list[
         return [_store(si, 2, off) if write else ldx(2, d, s, off)], 2
     if name == "data":
         return [ldx(lay.size("sk_buff.data"), d, s, lay.off("sk_buff.data"))], 0
+    if name == "sk":
+        return [ldx(lay.size("sk_buff.sk"), d, s, lay.off("sk_buff.sk"))], 0
+    if name in _SKB_SOCK:
+        member, width = _SKB_SOCK[name]
+        off = lay.off(f"sock_common.{member}") + si.off - SK_BUFF[name][0]
+        out = [ldx(lay.size("sk_buff.sk"), d, s, lay.off("sk_buff.sk")), ldx(width, d, d, off)]
+        if name == "remote_port":  # the port in network order, in the upper half
+            out.append(alu32_imm(LSH, d, 16))
+        return out, width if name not in ("remote_ip6", "local_ip6") else 0
+    if name == "wire_len":
+        off = lay.off("sk_buff.cb") + lay.off("qdisc_skb_cb.pkt_len")
+        return [ldx(4, d, s, off)], 4
     if name in ("data_meta", "data_end"):
         off = si.off - SK_BUFF[name][0] + lay.off("sk_buff.cb") + \
             lay.off(f"bpf_skb_data_end.{name}")  # fmt: skip
@@ -265,8 +287,8 @@ def _ctx_patch(prog_type: int, si: Instruction, lay: Layouts) -> list[Instructio
     if not name:
         return None
     fsize = ctx[name][1]
-    field_size = 4 if name in ("cb", "remote_ip6", "local_ip6") else fsize
-    narrow = not write and size < field_size and prog_type != XDP
+    field_size = 0 if prog_type == XDP or name in _WHOLE else fsize
+    narrow = not write and size < field_size
     insn = si
     if narrow:  # load the whole field, then shift and mask (is_narrower_load)
         insn = replace(si, code=LDX | MEM | SIZE[field_size], off=si.off & ~(field_size - 1))
@@ -496,7 +518,8 @@ def helper_symbol(func_id: int, prog_type: int) -> str | None:
     type_ops = ctxrules.ops(prog_type)
     variants = {**_SAME_SHAPE.get(prog_type, {}),
                 **(type_ops.helpers.variants if type_ops is not None else {})}
-    return function_of(variants.get(name, f"bpf_{name}_proto"))
+    protos = kernel_symbols(f"bpf_{name}")  # a helper with one proto everywhere has it
+    return function_of(variants.get(name, protos[0] if len(protos) == 1 else f"bpf_{name}_proto"))
 
 
 def _call_patch(si: Instruction, site: Site, prog_type: int, lay: Layouts) -> Patch | None:
