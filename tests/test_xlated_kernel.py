@@ -1,4 +1,4 @@
-"""``prog dump xlated`` and ``bytes_xlated`` against the kernel's, for every C fixture.
+"""``prog dump xlated`` and ``bytes_xlated`` against the kernel's: C fixtures and selftests.
 
 Each fixture object is loaded by pybpf (in process) and its programs dumped as
 ``bpftool prog dump xlated`` prints them; the kernel's dumps of the same object
@@ -7,10 +7,15 @@ are recorded as kernel facts (tests/kernel_facts/xlated_kernel.json), masked whe
 load or a boot changes them: map ids, helper and kernel-function addresses, the tags
 in the names bpftool gives subprograms.  Where bpf(2) and bpftool work the live kernel
 is asked again: a different answer is drift, reported, not failed.
+
+The verifier selftests' programs that both pybpf and the kernel accept are compared the
+same way (:mod:`pybpf.testing.xlated_diff`, whose listing names calls as bpftool does
+through /proc/kallsyms), against the kernel's images recorded under ``selftests/...``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -23,6 +28,8 @@ import pytest
 from pybpf.cli.bpftool import prog as progmod
 from pybpf.loader import ObjectSpec, load_object
 from pybpf.runtime.kernel import Kernel
+from pybpf.testing import selftests as st
+from pybpf.testing import xlated_diff as xd
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 OBJECTS = sorted(p.name.removesuffix(".bpf.o") for p in FIXTURES.glob("*.bpf.o"))
@@ -100,3 +107,36 @@ def test_mask_hides_ids_and_addresses():
             "   3: (85) call pc+10#bpf_prog_6e10ec0dd4c7deaa_packet_len\n")
     assert mask(text) == ["   0: (18) r1 = map[id:M]", "   2: (85) call __htab_map_lookup_elem#A",
                           "   3: (85) call pc+10#bpf_prog_T_packet_len"]  # fmt: skip
+
+
+# --- the verifier selftests -------------------------------------------------------------------
+SELFTESTS = st.objects()
+KNOWN_SELFTESTS: dict[str, str] = json.loads(xd.KNOWN.read_text())
+
+
+@pytest.mark.parametrize("path", SELFTESTS, ids=lambda p: p.name.removesuffix(".bpf.o"))
+def test_selftests_xlated(kernel_facts, path):
+    """Every selftest program both accept shows the kernel's image, except the known ones
+    (tests/selftests/xlated_known.json, by ``python -m pybpf.testing.xlated_diff
+    --write-known``), which must still differ as recorded there."""
+    from pybpf.testing.selftests_kernel import available
+
+    facts = kernel_facts.offline_when(available())
+    cases = st.load_cases(path)
+    aux = st.aux_names(cases)
+    wrong = []
+    for case in st.runnable(cases):
+        theirs = facts.fact(xd.fact_key(case), functools.partial(xd.kernel_answer, path, case,
+                                                                 aux))  # fmt: skip
+        if theirs.get("refused"):
+            continue
+        why = xd.difference(xd.pybpf_answer(path, case, aux), theirs)
+        if why != KNOWN_SELFTESTS.get(case.key):
+            wrong.append(f"{case.key}: {why or 'now the same'} "
+                         f"(known: {KNOWN_SELFTESTS.get(case.key, 'the same')})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_known_selftests_exist():
+    keys = {c.key for p in SELFTESTS for c in st.runnable(st.load_cases(p))}
+    assert set(KNOWN_SELFTESTS) <= keys

@@ -1,8 +1,10 @@
 """pybpf's shown xlated image against the kernel's, for the verifier selftests both accept.
 
-Usage (root, with the selftests' libbpf; see :mod:`pybpf.testing.selftests_kernel`)::
+Usage::
 
-    python -m pybpf.testing.xlated_diff [FILE...] [-k WORD] [-v]
+    python -m pybpf.testing.xlated_diff [FILE...] [-k WORD] [-v]   # compare, print figures
+    python -m pybpf.testing.xlated_diff --record      # (root, libbpf 1.5) re-record the kernel
+    python -m pybpf.testing.xlated_diff --write-known # rewrite tests/selftests/xlated_known.json
 
 Each runnable selftest program is loaded as ``test_loader.c`` loads it, by pybpf
 and by the running kernel; where both accept it, the two xlated images
@@ -10,14 +12,17 @@ and by the running kernel; where both accept it, the two xlated images
 prints them, with the calls named as bpftool names them (helpers and kernel
 functions through /proc/kallsyms, bpf-to-bpf calls by offset) and map ids, kfunc
 and subprogram addresses masked, and compared line by line.  It prints how many
-programs agree, and with ``-v`` the first differing line of each other one.
+programs agree, and with ``-v`` the first differing line of each other one.  The
+kernel's images are recorded as kernel facts (``tests/kernel_facts/xlated_kernel.json``,
+keys ``selftests/FILE/PROG``); programs not recorded yet are asked of the live kernel
+(the selftests' libbpf, see :mod:`pybpf.testing.selftests_kernel`).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import re
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +31,7 @@ from pybpf.asm import xlated as dialect
 from pybpf.errors import PybpfError
 from pybpf.isa import Instruction, decode, slot_offsets
 from pybpf.isa.helper_ids import helper_name
+from pybpf.testing import kernel_facts as kf
 from pybpf.testing import selftests as st
 from pybpf.verifier.fixups import helper_symbol
 
@@ -97,30 +103,55 @@ def pybpf_lines(prog) -> list[str]:
     return lines(view.insns, name)
 
 
-def compare(path: Path, case: st.Case, aux: Sequence[str]) -> tuple[str, str]:
-    """("same" | "differ" | "skip", detail) for one case."""
-    from pybpf.loader import load_object
-    from pybpf.runtime.kernel import Kernel
+_REPO = Path(__file__).resolve().parents[3]
+#: The kernel's answers, beside the fixtures' dumps (tests/test_xlated_kernel.py).
+FACTS = _REPO / "tests" / "kernel_facts" / "xlated_kernel.json"
+#: The selftests whose shown image differs from the kernel's today, with the first difference.
+KNOWN = _REPO / "tests" / "selftests" / "xlated_known.json"
+
+
+def fact_key(case: st.Case) -> str:
+    return f"selftests/{case.key}"
+
+
+def kernel_answer(path: Path, case: st.Case, aux: Sequence[str]) -> dict:
+    """The kernel's xlated image of ``case`` (masked lines and bytes_xlated), or its refusal."""
     from pybpf.testing.selftests_kernel import kernel_case
 
     k = kernel_case(str(path), case.prog, load={case.prog, *aux}, flags=case.flags,
                     log_level=0, run=False, xlated=True)  # fmt: skip
     if not k.ok:
-        return "skip", "the kernel refuses it"
+        return {"refused": True}
+    return {"bytes_xlated": len(k.xlated), "xlated": kernel_lines(k.xlated)}
+
+
+def pybpf_answer(path: Path, case: st.Case, aux: Sequence[str]) -> dict:
+    """The same from pybpf (``Program.shown``)."""
+    from pybpf.loader import load_object
+    from pybpf.runtime.kernel import Kernel
+
     try:
         coll = load_object(path, Kernel(verify=True), autoload={case.prog, *aux},
                            prog_flags={case.prog: case.flags})  # fmt: skip
-    except PybpfError as err:
-        return "skip", f"pybpf refuses it: {err}"
+    except PybpfError:
+        return {"refused": True}
     with coll:
-        ours = pybpf_lines(coll.program(case.prog))
-    theirs = kernel_lines(k.xlated)
-    if ours == theirs:
-        return "same", ""
-    for i, (a, b) in enumerate(zip(ours, theirs, strict=False)):
-        if a != b:
-            return "differ", f"line {i}: pybpf {a.strip()!r}, kernel {b.strip()!r}"
-    return "differ", f"pybpf {len(ours)} lines, kernel {len(theirs)}"
+        prog = coll.program(case.prog)
+        return {"bytes_xlated": prog.bytes_xlated, "xlated": pybpf_lines(prog)}
+
+
+def difference(ours: dict, theirs: dict) -> str | None:
+    """None when both accept and show the same image (or one refuses: not compared), else
+    the first difference."""
+    if ours.get("refused") or theirs.get("refused") or ours == theirs:
+        return None
+    a, b = ours["xlated"], theirs["xlated"]
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            return f"pybpf {x.strip()!r}, kernel {y.strip()!r}"
+    if len(a) != len(b):
+        return f"pybpf {len(a)} instructions shown, kernel {len(b)}"
+    return f"bytes_xlated: pybpf {ours['bytes_xlated']}, kernel {theirs['bytes_xlated']}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,29 +160,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("files", nargs="*", help="object stems (default: all)")
     parser.add_argument("-k", dest="keyword", default="", help="only cases matching WORD")
     parser.add_argument("-v", action="store_true", help="print each difference")
+    parser.add_argument("--record", action="store_true",
+                        help="record the live kernel's images as kernel facts")
+    parser.add_argument("--write-known", action="store_true",
+                        help="rewrite the known differences (over all files)")
     args = parser.parse_args(argv)
     from pybpf.testing.selftests_kernel import available
 
-    why = available()
-    if why is not None:
-        print(f"xlated_diff: the kernel side is unavailable: {why}", file=sys.stderr)
+    facts = kf.FactFile.load(FACTS)
+    live = None if available() is not None else kf.live_stamp()
+    if args.record and live is None:
+        print(f"xlated_diff: cannot record: {available() or 'bpf(2) unavailable'}",
+              file=sys.stderr)  # fmt: skip
         return 2
-    counts = {"same": 0, "differ": 0, "skip": 0}
-    reasons: dict[str, int] = {}
+    same = differ = skipped = 0
+    known: dict[str, str] = {}
     for path in st.objects(names=args.files):
         cases = st.load_cases(path)
         aux = st.aux_names(cases)
         for case in st.runnable(cases, args.keyword):
-            verdict, detail = compare(path, case, aux)
-            counts[verdict] += 1
-            if verdict == "differ":
-                key = re.sub(r"line \d+: ", "", detail)
-                reasons[key] = reasons.get(key, 0) + 1
-                if args.v:
-                    print(f"{case.key}: {detail}")
-    print(f"{counts['same']} of {counts['same'] + counts['differ']} programs both accept "
-          f"show the kernel's xlated image ({counts['skip']} skipped: refused by one side)")
-    return 0 if not counts["differ"] else 1
+            recorded = facts.get(fact_key(case))
+            if args.record or recorded is None:
+                if live is None:
+                    skipped += 1
+                    continue
+                theirs = kernel_answer(path, case, aux)
+                facts.put(fact_key(case), theirs, live)
+            else:
+                theirs = recorded[0]
+            ours = pybpf_answer(path, case, aux)
+            if ours.get("refused") or theirs.get("refused"):
+                skipped += 1
+                continue
+            why = difference(ours, theirs)
+            if why is None:
+                same += 1
+                continue
+            differ += 1
+            known[case.key] = why
+            if args.v:
+                print(f"{case.key}: {why}")
+    facts.save()
+    if args.write_known:
+        KNOWN.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    print(f"{same} of {same + differ} programs both accept show the kernel's xlated image "
+          f"({skipped} not compared: refused by one side or not recorded)")
+    return 0 if not differ else 1
 
 
 if __name__ == "__main__":
