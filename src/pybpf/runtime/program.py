@@ -94,7 +94,8 @@ class Program:
             verdict = self.verdict
             view = kernel_view(self.xlated, int(self.prog_type),
                                verdict.sites if verdict is not None else None,
-                               direct_write=verdict is not None and verdict.direct_write)
+                               direct_write=verdict is not None and verdict.direct_write,
+                               depths=verdict.depths if verdict is not None else None)
             self._shown = (self.xlated, view)
         return self._shown[1]
 

@@ -21,7 +21,7 @@ from pybpf.isa import Instruction
 from pybpf.verifier import cfg
 from pybpf.verifier.calls import liveness
 from pybpf.verifier.check import Checker
-from pybpf.verifier.fixups import Site, sites
+from pybpf.verifier.fixups import Site, sites, subprog_depths
 from pybpf.verifier.funcs import FuncDesc
 from pybpf.verifier.log import Log, insn_text
 from pybpf.verifier.protos import HelperProto
@@ -102,6 +102,8 @@ class Verdict:
     #: by pc of ``xlated``: what the kernel's last rewrites need to know (fixups.Site)
     sites: Mapping[int, Site] = field(default_factory=dict)
     direct_write: bool = False  # env->seen_direct_write: tc and sk_skb get a prologue
+    #: by start pc of ``xlated``: the stack bytes each subprogram uses
+    depths: Mapping[int, int] = field(default_factory=dict)
 
 
 def _summary(c: Checker | None) -> str:
@@ -166,7 +168,7 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
     return Verdict(True, log.text(), None, kept.insns, checker.processed,
                    checker.max_states_per_insn, checker.total_states, checker.peak_states,
                    tuple(depths), path, sites(checker, kept.pc_map),
-                   checker.seen_direct_write)
+                   checker.seen_direct_write, subprog_depths(checker, kept.pc_map))
 
 
 def _check_func_info_early(func_info: Sequence[int] | None) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from pybpf.isa import Instruction
+from pybpf.isa import Instruction, slot_offsets
 from pybpf.isa.helper_ids import helper_id, helper_name
 from pybpf.isa.opcodes import CLASS_MASK, OP_MASK
 from pybpf.uapi.klayout import Layouts, snapshot
@@ -58,8 +58,8 @@ LD, LDX, ST, STX, ALU, JMP, JMP32, ALU64 = range(8)
 MEM, MEMSX, ABS, IND = 0x60, 0x80, 0x20, 0x40
 SIZE = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}  # BPF_B, BPF_H, BPF_W, BPF_DW
 BYTES = {v: k for k, v in SIZE.items()}
-ADD, MUL, DIV, AND, LSH, RSH, NEG, MOD, XOR, MOV = (
-    0x00, 0x20, 0x30, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0)  # fmt: skip
+ADD, SUB, MUL, DIV, AND, LSH, RSH, NEG, MOD, XOR, MOV = (
+    0x00, 0x10, 0x20, 0x30, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0)  # fmt: skip
 JA, JEQ, JGT, JGE, JNE, JSGE, JLE = 0x00, 0x10, 0x20, 0x30, 0x50, 0x70, 0xB0
 PSEUDO_CALL = 1
 K, X = 0x00, 0x08
@@ -568,6 +568,37 @@ def sites(checker, pc_map: Mapping[int, int]) -> dict[int, Site]:
     return out
 
 
+def subprog_depths(checker, pc_map: Mapping[int, int]) -> dict[int, int]:
+    """Each kept subprogram's start (pc of the kept image) -> the stack bytes it uses."""
+    out = {}
+    for i, sub in enumerate(checker.structure.subprogs):
+        if sub.start in pc_map:
+            out[pc_map[sub.start]] = checker.depths.get(i, 0)
+    return out
+
+
+MAY_GOTO = 0xE5
+MAX_TIMED_LOOPS = 0xFFFF  # BPF_MAX_TIMED_LOOPS
+
+
+def _may_goto(si: Instruction, pc: int, depth: int) -> Patch:
+    """A may_goto with the x86-64 JIT's timed loop budget: a count in the two stack slots
+    below the subprogram's, refilled by arch_bpf_timed_may_goto until time runs out."""
+    cnt = -_round8(depth) - 16
+    out_of_budget = Target(pc + 1 + si.off)
+    return [(ldx(8, AX, 10, cnt), None), (jmp_imm(JEQ, AX, 0, 0), out_of_budget),
+            (alu64_imm(SUB, AX, 1), None), (jmp_imm(JNE, AX, 0, 2), None),
+            (alu64_imm(MOV, AX, cnt), None), (call(), "arch_bpf_timed_may_goto"),
+            (Instruction(STX | MEM | SIZE[8], 10, AX, cnt), None)]  # fmt: skip
+
+
+def _budget_init(depth: int) -> Patch:
+    """The may_goto budget's initial values, stored at the subprogram's start."""
+    cnt = -_round8(depth) - 16
+    return [(Instruction(ST | MEM | SIZE[8], 10, 0, cnt, MAX_TIMED_LOOPS), None),
+            (Instruction(ST | MEM | SIZE[8], 10, 0, cnt + 8, 0), None)]
+
+
 # --- patching --------------------------------------------------------------------------------
 SK_SKB = 14
 TC_ACT_SHOT, SK_DROP = 2, 0
@@ -591,21 +622,30 @@ def _unclone_prologue(prog_type: int, lay: Layouts) -> Patch:
 
 def kernel_view(insns: Sequence[Instruction], prog_type: int,
                 sites: Mapping[int, Site] | None = None, *, direct_write: bool = False,
+                depths: Mapping[int, int] | None = None,
                 layouts: Layouts | None = None) -> View:  # fmt: skip
     """The shown image of the kept image ``insns`` (see the module docstring).
 
     ``sites`` holds, by pc of ``insns``, what the verifier knew of an instruction
     (:class:`Site`); ``direct_write`` whether it allowed a direct packet write
     (``seen_direct_write``: tc and sk_skb programs then start with the unclone
-    prologue); ``layouts`` the kernel's struct layouts (default: the snapshot).
+    prologue); ``depths`` the stack bytes of each subprogram, by start pc; ``layouts``
+    the kernel's struct layouts (default: the snapshot).
     """
     lay = layouts or snapshot()
     sites = sites or {}
+    depths = dict(depths or {0: 0})
+    starts = sorted(depths)
+    budgets: set[int] = set()  # subprograms with a may_goto
     patches: list[Patch] = []
     pc = 0
     for insn in insns:
         site = sites.get(pc, Site())
         patch: Patch | None = None
+        if insn.code == MAY_GOTO:
+            sub = max((s for s in starts if s <= pc), default=0)
+            budgets.add(sub)
+            patch = _may_goto(insn, pc, depths.get(sub, 0))
         if site.loop is not None and insn.code == CALL and insn.src_reg == 0 \
                 and helper_name(insn.imm) == "loop":  # fmt: skip
             patch = _inline_loop(site.loop, site.stack_depth)
@@ -623,17 +663,24 @@ def kernel_view(insns: Sequence[Instruction], prog_type: int,
             patch = _call_patch(insn, site, prog_type, lay)
         patches.append(patch if patch is not None else [(insn, None)])
         pc += insn.slots
-    entry = 0
+    index = {p: i for i, p in enumerate(slot_offsets(insns))}
+    entry: dict[int, int] = {}  # adjust_jmp_off: jumps to a start skip what was put there
+    for sub in sorted(budgets):
+        init = _budget_init(depths.get(sub, 0))
+        entry[sub] = len(init)
+        patches[index[sub]] = init + patches[index[sub]]
     if direct_write and prog_type in _UNCLONE and patches:
         prologue = _unclone_prologue(prog_type, lay)
-        entry = len(prologue)  # adjust_jmp_off: jumps to the start skip the prologue
+        entry[0] = entry.get(0, 0) + len(prologue)
         patches[0] = prologue + patches[0]
     return _assemble(insns, patches, entry)
 
 
-def _assemble(insns: Sequence[Instruction], patches: list[Patch], entry: int = 0) -> View:
+def _assemble(insns: Sequence[Instruction], patches: list[Patch],
+              entry: Mapping[int, int] | None = None) -> View:  # fmt: skip
     """Lay the patches out and move every outside branch as bpf_adj_branches does
-    (a jump, not a call, to pc 0 lands ``entry`` slots into its patch)."""
+    (a jump, not a call, to a pc in ``entry`` lands that many slots into its patch)."""
+    entry = entry or {}
     old_slots = to_slots(insns)
     starts: dict[int, int] = {}  # old slot -> new slot of its patch's first slot
     new_slots: list[Slot] = []
@@ -662,8 +709,9 @@ def _assemble(insns: Sequence[Instruction], patches: list[Patch], entry: int = 0
         if fld is None or target not in starts:
             continue
         land = starts[target]
-        if target == 0 and entry and slot.code != CALL and slot.code != 0x18 and i >= entry:
-            land += entry
+        if target in entry and slot.code != CALL and slot.code != 0x18 and \
+                not land <= i < land + entry[target]:  # fmt: skip
+            land += entry[target]
         new_slots[i] = slot._replace(**{fld: land - i - 1})
     return View(to_instructions(new_slots), symbols,
                 {o: n for o, n in starts.items() if o < old})
