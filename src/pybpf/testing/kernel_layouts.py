@@ -72,6 +72,31 @@ def read(btf: Btf) -> dict[str, list[int]]:
     return {spec: list(field(btf, spec)) for spec in klayout.FIELDS}
 
 
+#: one-call programs whose xlated image holds each address (socket filter / kprobe)
+_PROBES = {"cpu_number": ("call 8\nexit", 1), "jiffies": ("call 118\nexit", 2)}
+
+
+def addresses() -> dict[str, int]:
+    """The data addresses the running kernel inlines (empty without bpf(2))."""
+    from pybpf.asm import llvm
+    from pybpf.errors import KernelError
+    from pybpf.isa import decode
+    from pybpf.kernel import linux
+
+    if linux.available() is not None:
+        return {}
+    out = {}
+    for name, (text, prog_type) in _PROBES.items():
+        try:
+            with linux.prog_load(llvm.assemble(text), prog_type=prog_type,
+                                 license="GPL") as prog:  # fmt: skip
+                first = decode(prog.xlated(), validate=False)[0]
+        except KernelError:
+            continue
+        out[name] = first.imm64 if first.code == 0x18 else first.imm & 0xFFFFFFFF
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pybpf.testing.kernel_layouts",
                                      description=__doc__.split("\n\n")[0])
@@ -85,13 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     release = os.uname().release
     if args.write:
         rows = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(live.items()))
-        text = f'{{"release": {json.dumps(release)},\n "fields": {{\n{rows}\n }}}}\n'
+        where = json.dumps(addresses(), sort_keys=True)
+        text = (f'{{"release": {json.dumps(release)},\n "addresses": {where},\n'
+                f' "fields": {{\n{rows}\n }}}}\n')
         klayout.SNAPSHOT.write_text(text, encoding="utf-8")
         print(f"wrote {len(live)} fields of Linux {release}")
         return 0
     snap = klayout.snapshot()
-    differ = {k: (snap.fields.get(k), v) for k, v in live.items()
-              if snap.fields.get(k) != tuple(v)}  # fmt: skip
+    differ: dict[str, tuple] = {k: (snap.fields.get(k), v) for k, v in live.items()
+                                if snap.fields.get(k) != tuple(v)}  # fmt: skip
+    for k, new in addresses().items():
+        if snap.address(k) != new:
+            differ[k] = (snap.address(k), new)
     for k, (old, new) in sorted(differ.items()):
         print(f"{k}: snapshot {old} (Linux {snap.release}), live {tuple(new)} (Linux {release})")
     return 1 if differ else 0

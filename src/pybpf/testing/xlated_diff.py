@@ -57,6 +57,15 @@ def _call_base() -> int:
     return next((a for a, n in kallsyms().items() if n == "__bpf_call_base"), 0)
 
 
+KERNEL_SPACE = 0xFFFF800000000000
+
+
+def percpu_next(insns: Sequence[Instruction], pc: int) -> bool:
+    """The instruction after ``pc`` turns a per-CPU offset into an address."""
+    at = dict(zip(slot_offsets(insns), insns, strict=True)).get(pc + 1)
+    return at is not None and at.code == 0xBF and at.off == -1
+
+
 def lines(insns: Sequence[Instruction], call_name: Callable[[int, Instruction], str]) -> list[str]:
     """The masked listing of ``insns``; ``call_name(pc, insn)`` names a helper call."""
     out = []
@@ -68,6 +77,10 @@ def lines(insns: Sequence[Instruction], call_name: Callable[[int, Instruction], 
         elif insn.code == 0x18 and insn.src_reg in (1, 2, 4):
             masked = {1: "map[id:M]", 2: f"map[id:M][0]+{insn.imm2}", 4: "subprog"}
             text = f"(18) r{insn.dst_reg} = {masked[insn.src_reg]}"
+        elif insn.code == 0x18 and insn.imm64 >= KERNEL_SPACE:  # a kernel data address
+            text = f"(18) r{insn.dst_reg} = ADDR"
+        elif insn.code == 0xB7 and percpu_next(insns, pc):  # a per-CPU variable's address
+            text = f"(b7) r{insn.dst_reg} = ADDR"
         else:
             text = dialect.format_insn(insn)
         out.append(f"{pc:4d}: {text}")

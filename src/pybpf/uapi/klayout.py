@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SNAPSHOT = Path(__file__).with_name("kernel_layouts.json")
@@ -42,6 +42,11 @@ FIELDS = (
 )  # fmt: skip
 
 
+#: Kernel data addresses inlined helpers load (read from the kernel's own xlated image of
+#: a one-call program): the per-CPU ``cpu_number`` (low 32 bits) and ``jiffies``.
+ADDRESSES = ("cpu_number", "jiffies")
+
+
 class LayoutError(LookupError):
     """A member the snapshot does not hold (add it to FIELDS and regenerate)."""
 
@@ -52,6 +57,11 @@ class Layouts:
 
     release: str
     fields: dict[str, tuple[int, int]]
+    addresses: dict[str, int] = field(default_factory=dict)
+
+    def address(self, name: str) -> int | None:
+        """A kernel data address (:data:`ADDRESSES`), None when the snapshot lacks it."""
+        return self.addresses.get(name)
 
     def off(self, spec: str) -> int:
         return self._get(spec)[0]
@@ -70,4 +80,5 @@ class Layouts:
 def snapshot() -> Layouts:
     """The bundled snapshot (the kernel pybpf models)."""
     doc = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
-    return Layouts(doc["release"], {k: (v[0], v[1]) for k, v in doc["fields"].items()})
+    return Layouts(doc["release"], {k: (v[0], v[1]) for k, v in doc["fields"].items()},
+                   dict(doc.get("addresses", {})))

@@ -522,6 +522,28 @@ def helper_symbol(func_id: int, prog_type: int) -> str | None:
     return function_of(variants.get(name, protos[0] if len(protos) == 1 else f"bpf_{name}_proto"))
 
 
+def _s32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def _cpu_id(address: int) -> list[Instruction]:
+    """bpf_get_smp_processor_id inlined: this CPU's ``cpu_number`` (a per-CPU load)."""
+    return [alu64_imm(MOV, 0, _s32(address)), Instruction(ALU64 | MOV | X, 0, 0, PERCPU),
+            ldx(4, 0, 0, 0)]  # fmt: skip
+
+
+def _jiffies(address: int) -> list[Instruction]:
+    """bpf_jiffies64 inlined: a load of ``jiffies``."""
+    return [Instruction(LDDW, 0, 0, 0, _s32(address), _s32(address >> 32)), ldx(8, 0, 0, 0)]
+
+
+PERCPU = -1  # BPF_ADDR_PERCPU
+LDDW = 0x18
+#: helpers do_misc_fixups inlines on x86-64: (the address they load, the instructions)
+_INLINED = {"get_smp_processor_id": ("cpu_number", _cpu_id), "jiffies64": ("jiffies", _jiffies)}
+
+
 def _call_patch(si: Instruction, site: Site, prog_type: int, lay: Layouts) -> Patch | None:
     """A helper call: inlined map lookup, the map's own operation, or the helper's function."""
     if si.code != CALL or si.src_reg != 0:
@@ -543,6 +565,11 @@ def _call_patch(si: Instruction, site: Site, prog_type: int, lay: Layouts) -> Pa
                 return [(si, fn)]
         if name in _OTHER_OPS and mtype in _OTHER_OPS[name]:
             return [(si, _OTHER_OPS[name][mtype])]
+    inline = _INLINED.get(name)
+    if inline is not None:
+        address = lay.address(inline[0])
+        if address is not None:
+            return [(i, None) for i in inline[1](address)]
     if name == "tail_call":  # bpf_insn_prepare_dump shows BPF_TAIL_CALL as this call again
         return [(si, None)]
     return [(si, helper_symbol(si.imm, prog_type))]
