@@ -72,8 +72,9 @@ def read(btf: Btf) -> dict[str, list[int]]:
     return {spec: list(field(btf, spec)) for spec in klayout.FIELDS}
 
 
-#: one-call programs whose xlated image holds each address (socket filter / kprobe)
-_PROBES = {"cpu_number": ("call 8\nexit", 1), "jiffies": ("call 118\nexit", 2)}
+#: small programs whose xlated image holds each value: (text, program type, instruction)
+_PROBES = {"cpu_number": ("call 8\nexit", 1, 0), "jiffies": ("call 118\nexit", 2, 0),
+           "min_napi_id": ("r0 = *(u32 *)(r1 + 84)\nr0 = 1\nexit", 8, 1)}
 
 
 def addresses() -> dict[str, int]:
@@ -86,14 +87,14 @@ def addresses() -> dict[str, int]:
     if linux.available() is not None:
         return {}
     out = {}
-    for name, (text, prog_type) in _PROBES.items():
+    for name, (text, prog_type, index) in _PROBES.items():
         try:
             with linux.prog_load(llvm.assemble(text), prog_type=prog_type,
                                  license="GPL") as prog:  # fmt: skip
-                first = decode(prog.xlated(), validate=False)[0]
+                insn = decode(prog.xlated(), validate=False)[index]
         except KernelError:
             continue
-        out[name] = first.imm64 if first.code == 0x18 else first.imm & 0xFFFFFFFF
+        out[name] = insn.imm64 if insn.code == 0x18 else insn.imm & 0xFFFFFFFF
     return out
 
 
@@ -106,7 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if btf is None:
         print("kernel_layouts: this kernel has no BTF to read", file=sys.stderr)
         return 2
-    live = read(btf)
+    try:
+        live = read(btf)
+    except BtfError as err:
+        print(f"kernel_layouts: {err}", file=sys.stderr)
+        return 2
     release = os.uname().release
     if args.write:
         rows = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(live.items()))

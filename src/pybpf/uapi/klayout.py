@@ -37,14 +37,27 @@ FIELDS = (
     "sock_common.skc_v6_daddr", "sock_common.skc_v6_rcv_saddr", "sock_common.skc_dport",
     "sock_common.skc_num",
     "bpf_skb_data_end.data_meta", "bpf_skb_data_end.data_end",
+    "sk_buff.napi_id",
+    # bpf_sock_convert_ctx_access, bpf_tcp_sock_..., bpf_xdp_sock_...
+    "sock_common.skc_bound_dev_if", "sock.sk_mark", "sock.sk_priority", "sock.sk_type",
+    "sock.sk_protocol", "sock_common.skc_state", "xdp_sock.queue_id",
+    "tcp_sock.snd_cwnd", "tcp_sock.srtt_us", "tcp_sock.snd_ssthresh", "tcp_sock.rcv_nxt",
+    "tcp_sock.snd_nxt", "tcp_sock.snd_una", "tcp_sock.mss_cache", "tcp_sock.ecn_flags",
+    "tcp_sock.rate_delivered", "tcp_sock.rate_interval_us", "tcp_sock.packets_out",
+    "tcp_sock.retrans_out", "tcp_sock.total_retrans", "tcp_sock.segs_in",
+    "tcp_sock.data_segs_in", "tcp_sock.segs_out", "tcp_sock.data_segs_out",
+    "tcp_sock.lost_out", "tcp_sock.sacked_out", "tcp_sock.bytes_received",
+    "tcp_sock.bytes_acked", "tcp_sock.dsack_dups", "tcp_sock.delivered",
     # the maps' gen_lookup
     "bpf_array.value", "htab_elem.key", "htab_elem.lru_node", "bpf_lru_node.ref",
+    "xsk_map.xsk_map",
 )  # fmt: skip
 
 
-#: Kernel data addresses inlined helpers load (read from the kernel's own xlated image of
-#: a one-call program): the per-CPU ``cpu_number`` (low 32 bits) and ``jiffies``.
-ADDRESSES = ("cpu_number", "jiffies")
+#: Kernel-build values the rewrites embed, read from the kernel's own xlated image of a
+#: small program: the per-CPU ``cpu_number`` (low 32 bits) and ``jiffies`` addresses the
+#: inlined helpers load, and ``min_napi_id`` (MIN_NAPI_ID, NR_CPUS + 1).
+ADDRESSES = ("cpu_number", "jiffies", "min_napi_id")
 
 
 class LayoutError(LookupError):
@@ -60,7 +73,7 @@ class Layouts:
     addresses: dict[str, int] = field(default_factory=dict)
 
     def address(self, name: str) -> int | None:
-        """A kernel data address (:data:`ADDRESSES`), None when the snapshot lacks it."""
+        """A value of :data:`ADDRESSES`, None when the snapshot lacks it."""
         return self.addresses.get(name)
 
     def off(self, spec: str) -> int:

@@ -36,6 +36,8 @@ from pybpf.isa.opcodes import CLASS_MASK, OP_MASK
 from pybpf.uapi.klayout import Layouts, snapshot
 from pybpf.verifier import ctx as ctxrules
 from pybpf.verifier import mapcompat as M
+from pybpf.verifier.ctx_base import layout, u32s
+from pybpf.verifier.ctx_cgroup import BPF_SOCK
 from pybpf.verifier.ctx_skb import (
     CGROUP_SKB,
     LWT_IN,
@@ -51,7 +53,7 @@ from pybpf.verifier.helper_protos import kernel_symbols
 from pybpf.verifier.slots import Slot, branch_field, to_instructions, to_slots
 from pybpf.verifier.types import Base
 
-XDP = 6
+XDP, CGROUP_SOCK = 6, 9
 AX = 11  # BPF_REG_AX, the kernel's scratch register
 # opcode pieces (include/uapi/linux/bpf.h)
 LD, LDX, ST, STX, ALU, JMP, JMP32, ALU64 = range(8)
@@ -99,15 +101,16 @@ def call(imm: int = 0) -> Instruction:
 class Site:
     """What the verifier knew of one instruction of the kept image.
 
-    ``ctx``: the load or store goes through the context pointer (insn_aux_data's
-    ``ptr_type == PTR_TO_CTX``); ``map``: the one map a helper call was given
+    ``ptr``: the load or store goes through the context pointer or a socket
+    (insn_aux_data's ``ptr_type``: PTR_TO_CTX, PTR_TO_SOCKET / SOCK_COMMON, TCP_SOCK,
+    XDP_SOCK); ``map``: the one map a helper call was given
     (``map_ptr_state``; None when none or when paths gave different maps); ``loop``:
     the callback of a bpf_loop call every path made with the same callback and zero
     flags (``loop_inline_state.fit_for_inline``), with the ``stack_depth`` of the
     subprogram making it.
     """
 
-    ctx: bool = False
+    ptr: str | None = None  # "ctx", "sock", "tcp_sock" or "xdp_sock": what a load goes through
     map: object | None = None
     loop: int | None = None  # a bpf_loop call fit to inline: its callback's pc
     stack_depth: int = 0  # the stack bytes of the subprogram holding a bpf_loop call
@@ -241,6 +244,12 @@ def _skb(si: Instruction, write: bool, lay: Layouts, *, tc: bool) -> tuple[list[
         if name == "remote_port":  # the port in network order, in the upper half
             out.append(alu32_imm(LSH, d, 16))
         return out, width if name not in ("remote_ip6", "local_ip6") else 0
+    if name == "napi_id":  # ids below MIN_NAPI_ID are CPU numbers, shown as 0
+        min_id = lay.address("min_napi_id")
+        if min_id is None:
+            raise _Unmodelled("napi_id without MIN_NAPI_ID")
+        return [ldx(4, d, s, lay.off("sk_buff.napi_id")), jmp_imm(JGE, d, min_id, 1),
+                alu64_imm(MOV, d, 0)], 4  # fmt: skip
     if name == "wire_len":
         off = lay.off("sk_buff.cb") + lay.off("qdisc_skb_cb.pkt_len")
         return [ldx(4, d, s, off)], 4
@@ -249,6 +258,78 @@ def _skb(si: Instruction, write: bool, lay: Layouts, *, tc: bool) -> tuple[list[
             lay.off(f"bpf_skb_data_end.{name}")  # fmt: skip
         return [ldx(8, d, s, off)], 0
     raise _Unmodelled(f"__sk_buff offset {si.off}")
+
+
+def _whole(name: str, size: int) -> int:
+    """No ctx_field_size: loads are never narrowed."""
+    return 0
+
+
+def _skb_field_size(name: str, size: int) -> int:
+    """bpf_skb_is_valid_access's ctx_field_size (0: none recorded, the load is not narrowed)."""
+    return 0 if name in _WHOLE else SK_BUFF[name][1]
+
+
+# struct bpf_sock (include/uapi/linux/bpf.h) -> its struct sock / sock_common member
+_SOCK_FIELDS = {
+    "bound_dev_if": "sock_common.skc_bound_dev_if", "mark": "sock.sk_mark",
+    "priority": "sock.sk_priority", "family": "sock_common.skc_family",
+    "type": "sock.sk_type", "protocol": "sock.sk_protocol",
+    "src_ip4": "sock_common.skc_rcv_saddr", "dst_ip4": "sock_common.skc_daddr",
+    "src_ip6": "sock_common.skc_v6_rcv_saddr", "dst_ip6": "sock_common.skc_v6_daddr",
+    "src_port": "sock_common.skc_num", "dst_port": "sock_common.skc_dport",
+    "state": "sock_common.skc_state",
+}  # fmt: skip
+_SOCK_AS_LOADED = ("src_ip4", "dst_ip4", "src_ip6", "dst_ip6")  # loaded at the access's size
+
+
+def _sock_field_size(name: str, size: int) -> int:
+    """bpf_sock_is_valid_access's ctx_field_size: 4 for the narrowable fields, dst_port 2
+    unless read whole."""
+    if name == "dst_port":
+        return 4 if size == 4 else 2
+    narrowable = ("state", "family", "type", "protocol", "src_port", "rx_queue_mapping")
+    return 4 if name in narrowable or name in _SOCK_AS_LOADED else 0
+
+
+def _sock(si: Instruction, write: bool, lay: Layouts) -> tuple[list[Instruction], int]:
+    """bpf_sock_convert_ctx_access: struct bpf_sock's fields are the socket's."""
+    d, s = si.dst_reg, si.src_reg
+    name = _field(BPF_SOCK, si.off)
+    spec = _SOCK_FIELDS.get(name)
+    if spec is None:
+        raise _Unmodelled(f"bpf_sock offset {si.off}")
+    off = lay.off(spec) + si.off - BPF_SOCK[name][0]
+    width = BYTES[si.code & 0x18] if name in _SOCK_AS_LOADED else lay.size(spec)
+    if write:
+        return [_store(si, 4, off)], 4
+    return [ldx(width, d, s, off)], 4 if name in _SOCK_AS_LOADED else width
+
+
+# struct bpf_tcp_sock's fields with a tcp_sock member of the same name
+BPF_TCP_SOCK = layout(
+    *u32s("snd_cwnd srtt_us rtt_min snd_ssthresh rcv_nxt snd_nxt snd_una mss_cache ecn_flags"
+          " rate_delivered rate_interval_us packets_out retrans_out total_retrans segs_in"
+          " data_segs_in segs_out data_segs_out lost_out sacked_out"),
+    ("bytes_received", 8, 8), ("bytes_acked", 8, 8),
+    *u32s("dsack_dups delivered delivered_ce icsk_retransmits"),
+)  # fmt: skip
+_TCP_SAME = frozenset(BPF_TCP_SOCK) - {"rtt_min", "delivered_ce", "icsk_retransmits"}
+
+
+def _tcp_sock(si: Instruction, write: bool, lay: Layouts) -> tuple[list[Instruction], int]:
+    """bpf_tcp_sock_convert_ctx_access (BPF_TCP_SOCK_GET_COMMON): the tcp_sock member."""
+    name = _field(BPF_TCP_SOCK, si.off)
+    if name not in _TCP_SAME or write:
+        raise _Unmodelled(f"bpf_tcp_sock offset {si.off}")
+    spec = f"tcp_sock.{name}"
+    return [ldx(lay.size(spec), si.dst_reg, si.src_reg, lay.off(spec))], 0
+
+
+def _xdp_sock(si: Instruction, write: bool, lay: Layouts) -> tuple[list[Instruction], int]:
+    """bpf_xdp_sock_convert_ctx_access: queue_id is the xdp_sock's."""
+    spec = "xdp_sock.queue_id"
+    return [ldx(lay.size(spec), si.dst_reg, si.src_reg, lay.off(spec))], 0
 
 
 class _Unmodelled(Exception):
@@ -273,8 +354,15 @@ def _ctx_patch(prog_type: int, si: Instruction, lay: Layouts) -> list[Instructio
     if cls not in (LDX, ST, STX) or mode not in (MEM, MEMSX):
         return None
     size = BYTES[si.code & 0x18]
+    narrowable: Callable[[str, int], int] = _skb_field_size
     if prog_type == XDP:
         ctx, convert = XDP_MD, _xdp
+    elif prog_type in ("sock", CGROUP_SOCK):
+        ctx, convert, narrowable = BPF_SOCK, _sock, _sock_field_size
+    elif prog_type == "tcp_sock":
+        ctx, convert, narrowable = BPF_TCP_SOCK, _tcp_sock, _whole
+    elif prog_type == "xdp_sock":
+        ctx, convert, narrowable = {"queue_id": (0, 4)}, _xdp_sock, _whole
     elif prog_type in _SKB_TYPES:
         tc = _SKB_TYPES[prog_type]
         ctx = SK_BUFF
@@ -286,8 +374,7 @@ def _ctx_patch(prog_type: int, si: Instruction, lay: Layouts) -> list[Instructio
     name = _field(ctx, si.off)
     if not name:
         return None
-    fsize = ctx[name][1]
-    field_size = 0 if prog_type == XDP or name in _WHOLE else fsize
+    field_size = 0 if prog_type == XDP else narrowable(name, size) or 0
     narrow = not write and size < field_size
     insn = si
     if narrow:  # load the whole field, then shift and mask (is_narrower_load)
@@ -412,10 +499,27 @@ def _lru_lookup(m, lay: Layouts) -> Patch:
             (alu64_imm(ADD, 0, value), None)]
 
 
+def _array_of_maps_lookup(m, lay: Layouts) -> Patch:
+    """array_of_map_gen_lookup: the array's slot, then the inner map it holds (or NULL)."""
+    out = [alu64_imm(ADD, 1, lay.off("bpf_array.value")), ldx(4, 0, 2, 0),
+           jmp_imm(JGE, 0, m.max_entries, 5), alu64_imm(LSH, 0, 3), alu64_reg(ADD, 0, 1),
+           ldx(8, 0, 0, 0), jmp_imm(JEQ, 0, 0, 1), ja(1), alu64_imm(MOV, 0, 0)]  # fmt: skip
+    return [(i, None) for i in out]
+
+
+def _xsk_lookup(m, lay: Layouts) -> Patch:
+    """xsk_map_gen_lookup: the socket in the map's slot."""
+    out = [ldx(4, 0, 2, 0), jmp_imm(JGE, 0, m.max_entries, 5, JMP32), alu64_imm(LSH, 0, 3),
+           alu64_imm(ADD, 1, lay.off("xsk_map.xsk_map")), alu64_reg(ADD, 0, 1),
+           ldx(8, 0, 0, 0), ja(1), alu64_imm(MOV, 0, 0)]  # fmt: skip
+    return [(i, None) for i in out]
+
+
 INNER_MAP = 1 << 12  # BPF_F_INNER_MAP
 LOOKUP = helper_id("map_lookup_elem") or 1
 _GEN_LOOKUP: dict[int, Callable[[object, Layouts], Patch | None]] = {
     M.ARRAY: _array_lookup, M.HASH: _htab_lookup, M.LRU_HASH: _lru_lookup,
+    M.ARRAY_OF_MAPS: _array_of_maps_lookup, M.XSKMAP: _xsk_lookup,
 }  # fmt: skip
 
 # The map operations a map helper reaches (struct bpf_map_ops, kernel/bpf/*.c):
@@ -538,6 +642,9 @@ def _jiffies(address: int) -> list[Instruction]:
     return [Instruction(LDDW, 0, 0, 0, _s32(address), _s32(address >> 32)), ldx(8, 0, 0, 0)]
 
 
+GFP_ATOMIC = 0x820  # __GFP_HIGH | __GFP_KSWAPD_RECLAIM
+_STORAGE_GET = frozenset({"sk_storage_get", "inode_storage_get", "task_storage_get",
+                          "cgrp_storage_get"})
 PERCPU = -1  # BPF_ADDR_PERCPU
 LDDW = 0x18
 #: helpers do_misc_fixups inlines on x86-64: (the address they load, the instructions)
@@ -565,6 +672,8 @@ def _call_patch(si: Instruction, site: Site, prog_type: int, lay: Layouts) -> Pa
                 return [(si, fn)]
         if name in _OTHER_OPS and mtype in _OTHER_OPS[name]:
             return [(si, _OTHER_OPS[name][mtype])]
+    if name in _STORAGE_GET:  # the hidden fifth argument: GFP_ATOMIC (not sleepable)
+        return [(alu64_imm(MOV, 5, GFP_ATOMIC), None), (si, helper_symbol(si.imm, prog_type))]
     inline = _INLINED.get(name)
     if inline is not None:
         address = lay.address(inline[0])
@@ -575,13 +684,17 @@ def _call_patch(si: Instruction, site: Site, prog_type: int, lay: Layouts) -> Pa
     return [(si, helper_symbol(si.imm, prog_type))]
 
 
+_PTRS = {Base.PTR_TO_CTX: "ctx", Base.PTR_TO_SOCKET: "sock", Base.PTR_TO_SOCK_COMMON: "sock",
+         Base.PTR_TO_TCP_SOCK: "tcp_sock", Base.PTR_TO_XDP_SOCK: "xdp_sock"}  # fmt: skip
+
+
 def sites(checker, pc_map: Mapping[int, int]) -> dict[int, Site]:
     """The verifier's per-instruction facts (``aux_ptr``, ``aux_map`` of a finished
     :class:`~pybpf.verifier.check.Checker`), by pc of the kept image (``pc_map``)."""
-    ctx = {pc for pc, (base, _) in checker.aux_ptr.items() if base is Base.PTR_TO_CTX}
+    ctx = {pc: _PTRS[base] for pc, (base, _) in checker.aux_ptr.items() if base in _PTRS}
     loops = {pc: start for pc, (start, fit) in checker.aux_loop.items() if fit}
     out: dict[int, Site] = {}
-    for pc in ctx | set(checker.aux_map) | set(loops):
+    for pc in set(ctx) | set(checker.aux_map) | set(loops):
         if pc not in pc_map:
             continue
         loop, depth = loops.get(pc), 0
@@ -590,7 +703,7 @@ def sites(checker, pc_map: Mapping[int, int]) -> dict[int, Site]:
             subs = checker.structure.subprogs
             index = next(i for i, s in enumerate(subs) if s.start <= pc < s.end)
             depth = checker.depths.get(index, 0)
-        out[pc_map[pc]] = Site(ctx=pc in ctx, map=checker.aux_map.get(pc), loop=loop,
+        out[pc_map[pc]] = Site(ptr=ctx.get(pc), map=checker.aux_map.get(pc), loop=loop,
                                stack_depth=depth)  # fmt: skip
     return out
 
@@ -676,8 +789,8 @@ def kernel_view(insns: Sequence[Instruction], prog_type: int,
         if site.loop is not None and insn.code == CALL and insn.src_reg == 0 \
                 and helper_name(insn.imm) == "loop":  # fmt: skip
             patch = _inline_loop(site.loop, site.stack_depth)
-        if patch is None and site.ctx:
-            ctx = _ctx_patch(prog_type, insn, lay)
+        if patch is None and site.ptr is not None:
+            ctx = _ctx_patch(prog_type if site.ptr == "ctx" else site.ptr, insn, lay)
             if ctx is not None:
                 patch = [(i, None) for i in ctx]
         if patch is None:
