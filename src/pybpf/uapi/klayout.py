@@ -37,7 +37,8 @@ FIELDS = (
     "sock_common.skc_v6_daddr", "sock_common.skc_v6_rcv_saddr", "sock_common.skc_dport",
     "sock_common.skc_num",
     "bpf_skb_data_end.data_meta", "bpf_skb_data_end.data_end",
-    "sk_buff.napi_id",
+    "sk_buff.napi_id", "sk_msg.data", "sk_msg.data_end", "sk_msg.sk", "sk_msg_sg.size",
+    "sk_skb_cb.data", "sk_skb_cb.temp_reg",
     # bpf_sock_convert_ctx_access, bpf_tcp_sock_..., bpf_xdp_sock_...
     "sock_common.skc_bound_dev_if", "sock.sk_mark", "sock.sk_priority", "sock.sk_type",
     "sock.sk_protocol", "sock_common.skc_state", "xdp_sock.queue_id",

@@ -48,12 +48,13 @@ from pybpf.verifier.ctx_skb import (
     SK_BUFF,
     SOCKET_FILTER,
 )
+from pybpf.verifier.ctx_sock import SK_MSG_MD
 from pybpf.verifier.ctx_xdp import XDP_MD
 from pybpf.verifier.helper_protos import kernel_symbols
 from pybpf.verifier.slots import Slot, branch_field, to_instructions, to_slots
 from pybpf.verifier.types import Base
 
-XDP, CGROUP_SOCK = 6, 9
+XDP, CGROUP_SOCK, SK_SKB, SK_MSG = 6, 9, 14, 16
 AX = 11  # BPF_REG_AX, the kernel's scratch register
 # opcode pieces (include/uapi/linux/bpf.h)
 LD, LDX, ST, STX, ALU, JMP, JMP32, ALU64 = range(8)
@@ -196,12 +197,40 @@ _WHOLE = frozenset({"cb", "remote_ip6", "local_ip6", "remote_ip4", "local_ip4", 
                     "data_meta", "data_end", "flow_keys", "tstamp", "hwtstamp", "sk"})
 
 
-def _skb(si: Instruction, write: bool, lay: Layouts, *, tc: bool) -> tuple[list[Instruction], int]:
-    """bpf_convert_ctx_access (tc_cls_act_convert_ctx_access when ``tc``): the
-    __sk_buff field's sk_buff member(s); returns the instructions and target_size."""
+def _sk_skb_data_end(si: Instruction, lay: Layouts) -> list[Instruction]:
+    """bpf_convert_data_end_access: data + len - data_len (a register borrowed and saved
+    in the skb's cb when the result overwrites the context pointer)."""
+    d, s = si.dst_reg, si.src_reg
+    temp = lay.off("sk_buff.cb") + lay.off("sk_skb_cb.temp_reg")
+    out, reg = [], d
+    if s == d:
+        reg = 9
+        while reg in (s, d):
+            reg -= 1
+        out.append(Instruction(STX | MEM | SIZE[8], s, reg, temp))
+    out += [ldx(lay.size("sk_buff.data"), reg, s, lay.off("sk_buff.data")),
+            ldx(lay.size("sk_buff.len"), AX, s, lay.off("sk_buff.len")),
+            alu64_reg(ADD, reg, AX),
+            ldx(lay.size("sk_buff.data_len"), AX, s, lay.off("sk_buff.data_len")),
+            alu64_reg(SUB, reg, AX)]  # fmt: skip
+    if s == d:
+        out += [alu64_reg(MOV, AX, s), alu64_reg(MOV, d, reg), ldx(8, reg, AX, temp)]
+    return out
+
+
+def _skb(si: Instruction, write: bool, lay: Layouts, *, tc: bool,
+         sk_skb: bool = False) -> tuple[list[Instruction], int]:  # fmt: skip
+    """bpf_convert_ctx_access (tc_cls_act_convert_ctx_access when ``tc``,
+    sk_skb_convert_ctx_access when ``sk_skb``): the __sk_buff field's sk_buff
+    member(s); returns the instructions and target_size."""
     d, s = si.dst_reg, si.src_reg
     name = _field(SK_BUFF, si.off)
     size = BYTES[si.code & 0x18]
+    if sk_skb and name == "data_end":
+        return _sk_skb_data_end(si, lay), 0
+    if sk_skb and name == "cb":
+        off = si.off - SK_BUFF["cb"][0] + lay.off("sk_buff.cb") + lay.off("sk_skb_cb.data")
+        return [_store(si, size, off) if write else ldx(size, d, s, off)], 0
     if name in _SKB_PLAIN:
         member, width = _SKB_PLAIN[name]
         off = lay.off(f"sk_buff.{member}")
@@ -258,6 +287,25 @@ def _skb(si: Instruction, write: bool, lay: Layouts, *, tc: bool) -> tuple[list[
             lay.off(f"bpf_skb_data_end.{name}")  # fmt: skip
         return [ldx(8, d, s, off)], 0
     raise _Unmodelled(f"__sk_buff offset {si.off}")
+
+
+def _sk_msg(si: Instruction, write: bool, lay: Layouts) -> tuple[list[Instruction], int]:
+    """sk_msg_convert_ctx_access: sk_msg_md's fields are the sk_msg's, its socket's."""
+    d, s = si.dst_reg, si.src_reg
+    name = _field(SK_MSG_MD, si.off)
+    if name in ("data", "data_end", "sk"):
+        spec = f"sk_msg.{name}"
+        return [ldx(lay.size(spec), d, s, lay.off(spec))], 0
+    if name == "size":
+        return [ldx(lay.size("sk_msg_sg.size"), d, s, lay.off("sk_msg_sg.size"))], 0
+    if name not in _SKB_SOCK:
+        raise _Unmodelled(f"sk_msg_md offset {si.off}")
+    member, width = _SKB_SOCK[name]
+    off = lay.off(f"sock_common.{member}") + si.off - SK_MSG_MD[name][0]
+    out = [ldx(lay.size("sk_msg.sk"), d, s, lay.off("sk_msg.sk")), ldx(width, d, d, off)]
+    if name == "remote_port":
+        out.append(alu32_imm(LSH, d, 16))
+    return out, 0
 
 
 def _whole(name: str, size: int) -> int:
@@ -344,7 +392,7 @@ def _field(lay: Mapping[str, tuple[int, int]], off: int) -> str:
 
 
 _SKB_TYPES = {SOCKET_FILTER: False, SCHED_CLS: True, SCHED_ACT: True, CGROUP_SKB: False,
-              LWT_IN: False, LWT_OUT: False, LWT_XMIT: False}  # fmt: skip
+              LWT_IN: False, LWT_OUT: False, LWT_XMIT: False, SK_SKB: False}  # fmt: skip
 
 
 def _ctx_patch(prog_type: int, si: Instruction, lay: Layouts) -> list[Instruction] | None:
@@ -359,6 +407,8 @@ def _ctx_patch(prog_type: int, si: Instruction, lay: Layouts) -> list[Instructio
         ctx, convert = XDP_MD, _xdp
     elif prog_type in ("sock", CGROUP_SOCK):
         ctx, convert, narrowable = BPF_SOCK, _sock, _sock_field_size
+    elif prog_type == SK_MSG:
+        ctx, convert, narrowable = SK_MSG_MD, _sk_msg, _whole
     elif prog_type == "tcp_sock":
         ctx, convert, narrowable = BPF_TCP_SOCK, _tcp_sock, _whole
     elif prog_type == "xdp_sock":
@@ -368,7 +418,7 @@ def _ctx_patch(prog_type: int, si: Instruction, lay: Layouts) -> list[Instructio
         ctx = SK_BUFF
 
         def convert(i, w, lay_):
-            return _skb(i, w, lay_, tc=tc)
+            return _skb(i, w, lay_, tc=tc, sk_skb=prog_type == SK_SKB)
     else:
         return None
     name = _field(ctx, si.off)
@@ -740,7 +790,6 @@ def _budget_init(depth: int) -> Patch:
 
 
 # --- patching --------------------------------------------------------------------------------
-SK_SKB = 14
 TC_ACT_SHOT, SK_DROP = 2, 0
 #: the program types whose gen_prologue unclones the skb before a direct packet write,
 #: with the verdict the prologue returns when it cannot
