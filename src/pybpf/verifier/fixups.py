@@ -27,6 +27,7 @@ first instruction of its replacement.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -789,6 +790,82 @@ def _budget_init(depth: int) -> Patch:
             (Instruction(ST | MEM | SIZE[8], 10, 0, cnt + 8, 0), None)]
 
 
+CALLER_SAVED = (0, 1, 2, 3, 4, 5)
+#: bpf_fastcall helpers of Linux 6.18: the caller-saved registers each clobbers
+#: (helper_fastcall_clobber_mask) and whether x86-64 inlines it (then the spills and fills
+#: around its calls go; around the others they stay, and so does the stack).
+_FASTCALL = {"get_smp_processor_id": (frozenset({0}), True),
+             "get_prandom_u32": (frozenset({0}), False)}  # fmt: skip
+STX_DW, LDX_DW = STX | MEM | SIZE[8], LDX | MEM | SIZE[8]
+
+
+def _fastcall(insns: Sequence[Instruction], depths: dict[int, int],
+              lay: Layouts) -> set[int]:  # fmt: skip
+    """mark_fastcall_patterns and remove_fastcall_spills_fills: around a call of an inlined
+    bpf_fastcall helper, the spills and fills of the registers it keeps are dropped, and
+    the subprogram's stack ends above them (``depths`` is updated).  The pcs dropped."""
+    pcs = slot_offsets(insns)
+    at = dict(zip(pcs, insns, strict=True))
+    order = {pc: i for i, pc in enumerate(pcs)}
+    targets = set()
+    for pc, insn in at.items():
+        fld = branch_field(to_slots([insn])[0])
+        if fld is not None and not (insn.code == CALL and insn.src_reg == 1):
+            targets.add(pc + 1 + getattr(insn, fld))
+    starts = sorted(depths)
+    bounds = [*starts, pcs[-1] + at[pcs[-1]].slots if pcs else 0]
+    removed: set[int] = set()
+    for start, end in itertools.pairwise(bounds):
+        body = [pc for pc in pcs if start <= pc < end]
+        lowest = min([at[pc].off for pc in body if at[pc].code == STX_DW
+                      and at[pc].dst_reg == 10] + [0])  # fmt: skip
+        pattern: set[int] = set()
+        drop: set[int] = set()
+        area, keep = None, False
+        for pc in body:
+            call_insn = at[pc]
+            if call_insn.code != CALL or call_insn.src_reg != 0:
+                continue
+            clobbered, inlined = _FASTCALL.get(helper_name(call_insn.imm) or "", (None, False))
+            if clobbered is None:
+                continue
+            inlined = inlined and lay.address("cpu_number") is not None
+            expected = set(CALLER_SAVED) - clobbered
+            i, off, k = 1, lowest, order[pc]
+            pairs = []
+            while i <= len(CALLER_SAVED) and k - i >= 0 and k + i < len(pcs):
+                before, after = pcs[k - i], pcs[k + i]
+                if pcs[k - i + 1] in targets or after in targets:
+                    break
+                stx, ldx_ = at[before], at[after]
+                spill = stx.code == STX_DW and stx.dst_reg == 10 and stx.off == off
+                fill = ldx_.code == LDX_DW and ldx_.src_reg == 10 and ldx_.off == off
+                if not (spill and fill and stx.src_reg == ldx_.dst_reg in expected):
+                    break
+                expected.discard(stx.src_reg)
+                pairs += [before, after]
+                i, off = i + 1, off + 8
+            if i == 1:
+                continue
+            pattern.update(pairs)
+            if inlined:
+                drop.update(pairs)
+            keep = keep or not inlined
+            area = off if area is None else min(area, off)
+        if area is None or not drop:
+            continue
+        touched = any(at[pc].off < area and 10 in (at[pc].dst_reg, at[pc].src_reg)
+                      and pc not in pattern and at[pc].code & 7 in (LDX, ST, STX)
+                      for pc in body)  # check_fastcall_stack_contract, for r10 accesses
+        if touched or any(at[pc].code == ALU64 | MOV | X and at[pc].src_reg == 10
+                          for pc in body):  # a stack pointer escapes: assume it reaches
+            continue
+        removed |= drop
+        if not keep:
+            depths[start] = -area
+    return removed
+
+
 # --- patching --------------------------------------------------------------------------------
 TC_ACT_SHOT, SK_DROP = 2, 0
 #: the program types whose gen_prologue unclones the skb before a direct packet write,
@@ -825,19 +902,21 @@ def kernel_view(insns: Sequence[Instruction], prog_type: int,
     sites = sites or {}
     depths = dict(depths or {0: 0})
     starts = sorted(depths)
+    dropped = _fastcall(insns, depths, lay)
     budgets: set[int] = set()  # subprograms with a may_goto
     patches: list[Patch] = []
     pc = 0
     for insn in insns:
         site = sites.get(pc, Site())
-        patch: Patch | None = None
-        if insn.code == MAY_GOTO:
+        patch: Patch | None = [] if pc in dropped else None
+        if patch is None and insn.code == MAY_GOTO:
             sub = max((s for s in starts if s <= pc), default=0)
             budgets.add(sub)
             patch = _may_goto(insn, pc, depths.get(sub, 0))
         if site.loop is not None and insn.code == CALL and insn.src_reg == 0 \
                 and helper_name(insn.imm) == "loop":  # fmt: skip
-            patch = _inline_loop(site.loop, site.stack_depth)
+            sub = max((s for s in starts if s <= pc), default=0)
+            patch = _inline_loop(site.loop, depths.get(sub, site.stack_depth))
         if patch is None and site.ptr is not None:
             ctx = _ctx_patch(prog_type if site.ptr == "ctx" else site.ptr, insn, lay)
             if ctx is not None:
