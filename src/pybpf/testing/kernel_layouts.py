@@ -67,6 +67,16 @@ def field(btf: Btf, spec: str) -> tuple[int, int]:
     return bits // 8, size
 
 
+def bitfield(btf: Btf, spec: str) -> tuple[int, int]:
+    """(bit offset, bit size) of the bitfield ``struct.member``."""
+    struct, name = spec.split(".")
+    tid = btf.find(struct, "struct")
+    found = _find_member(btf, tid, name) if tid is not None else None
+    if found is None or not found[2].bitfield_size:
+        raise BtfError(f"vmlinux BTF: {spec} is not a bitfield")
+    return found[0], found[2].bitfield_size
+
+
 def read(btf: Btf) -> dict[str, list[int]]:
     """Every wanted field's [offset, size]."""
     return {spec: list(field(btf, spec)) for spec in klayout.FIELDS}
@@ -116,8 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.write:
         rows = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(live.items()))
         where = json.dumps(addresses(), sort_keys=True)
+        bits = json.dumps({k: list(bitfield(btf, k)) for k in klayout.BITFIELDS}, sort_keys=True)
         text = (f'{{"release": {json.dumps(release)},\n "addresses": {where},\n'
-                f' "fields": {{\n{rows}\n }}}}\n')
+                f' "bitfields": {bits},\n "fields": {{\n{rows}\n }}}}\n')
         klayout.SNAPSHOT.write_text(text, encoding="utf-8")
         print(f"wrote {len(live)} fields of Linux {release}")
         return 0

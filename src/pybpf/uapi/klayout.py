@@ -31,7 +31,7 @@ FIELDS = (
     "sk_buff.__pkt_type_offset", "sk_buff.queue_mapping", "sk_buff.vlan_all",
     "sk_buff.vlan_tci", "sk_buff.cb", "sk_buff.data", "sk_buff.tc_index",
     "sk_buff.sk", "sk_buff.tstamp", "sk_buff.data_len", "sk_buff.head",
-    "sk_buff.__cloned_offset",
+    "sk_buff.__cloned_offset", "sk_buff.__mono_tc_offset",
     "qdisc_skb_cb.data", "qdisc_skb_cb.tc_classid", "qdisc_skb_cb.pkt_len",
     "sock_common.skc_family", "sock_common.skc_daddr", "sock_common.skc_rcv_saddr",
     "sock_common.skc_v6_daddr", "sock_common.skc_v6_rcv_saddr", "sock_common.skc_dport",
@@ -61,6 +61,10 @@ FIELDS = (
 ADDRESSES = ("cpu_number", "jiffies", "min_napi_id")
 
 
+#: Bitfield members: (bit offset, bit size) (bpf_convert_tstamp_read/write's masks)
+BITFIELDS = ("sk_buff.tc_at_ingress", "sk_buff.tstamp_type")
+
+
 class LayoutError(LookupError):
     """A member the snapshot does not hold (add it to FIELDS and regenerate)."""
 
@@ -72,6 +76,15 @@ class Layouts:
     release: str
     fields: dict[str, tuple[int, int]]
     addresses: dict[str, int] = field(default_factory=dict)
+    bitfields: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def mask(self, spec: str, byte: int) -> int:
+        """The mask of bitfield ``spec`` (:data:`BITFIELDS`) in the byte at offset ``byte``."""
+        try:
+            bit, size = self.bitfields[spec]
+        except KeyError:
+            raise LayoutError(f"no layout recorded for {spec}") from None
+        return ((1 << size) - 1) << (bit - 8 * byte)
 
     def address(self, name: str) -> int | None:
         """A value of :data:`ADDRESSES`, None when the snapshot lacks it."""
@@ -95,4 +108,5 @@ def snapshot() -> Layouts:
     """The bundled snapshot (the kernel pybpf models)."""
     doc = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
     return Layouts(doc["release"], {k: (v[0], v[1]) for k, v in doc["fields"].items()},
-                   dict(doc.get("addresses", {})))
+                   dict(doc.get("addresses", {})),
+                   {k: (v[0], v[1]) for k, v in doc.get("bitfields", {}).items()})

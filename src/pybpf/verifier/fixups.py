@@ -64,7 +64,7 @@ SIZE = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}  # BPF_B, BPF_H, BPF_W, BPF_DW
 BYTES = {v: k for k, v in SIZE.items()}
 ADD, SUB, MUL, DIV, AND, LSH, RSH, NEG, MOD, XOR, MOV = (
     0x00, 0x10, 0x20, 0x30, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0)  # fmt: skip
-JA, JEQ, JGT, JGE, JNE, JSGE, JLE = 0x00, 0x10, 0x20, 0x30, 0x50, 0x70, 0xB0
+JA, JEQ, JGT, JGE, JSET, JNE, JSGE, JLE = 0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x70, 0xB0
 PSEUDO_CALL = 1
 K, X = 0x00, 0x08
 CALL, EXIT = 0x85, 0x95
@@ -219,8 +219,27 @@ def _sk_skb_data_end(si: Instruction, lay: Layouts) -> list[Instruction]:
     return out
 
 
-def _skb(si: Instruction, write: bool, lay: Layouts, *, tc: bool,
-         sk_skb: bool = False) -> tuple[list[Instruction], int]:  # fmt: skip
+def _tstamp(si: Instruction, write: bool, lay: Layouts) -> list[Instruction]:
+    """bpf_convert_tstamp_read / _write for a program that never reads tstamp_type: a
+    delivery time seen at ingress reads as 0, and a write at ingress clears its type."""
+    byte = lay.off("sk_buff.__mono_tc_offset")
+    ingress = lay.mask("sk_buff.tc_at_ingress", byte)
+    kind = lay.mask("sk_buff.tstamp_type", byte)
+    tstamp = lay.off("sk_buff.tstamp")
+    if not write:
+        d, s = si.dst_reg, si.src_reg
+        return [ldx(1, AX, s, byte), jmp_imm(JSET, AX, ingress, 1, JMP32), ja(4),
+                jmp_imm(JSET, AX, kind, 1, JMP32), ja(2), alu64_imm(MOV, d, 0), ja(1),
+                ldx(8, d, s, tstamp)]  # fmt: skip
+    skb = si.dst_reg
+    return [ldx(1, AX, skb, byte), jmp_imm(JSET, AX, ingress, 1, JMP32), ja(2),
+            alu32_imm(AND, AX, ~kind), Instruction(STX | MEM | SIZE[1], skb, AX, byte),
+            Instruction((si.code & CLASS_MASK) | MEM | SIZE[8], skb, si.src_reg, tstamp,
+                        si.imm)]  # fmt: skip
+
+
+def _skb(si: Instruction, write: bool, lay: Layouts, *, tc: bool, sk_skb: bool = False,
+         stamp_typed: bool = False) -> tuple[list[Instruction], int]:  # fmt: skip
     """bpf_convert_ctx_access (tc_cls_act_convert_ctx_access when ``tc``,
     sk_skb_convert_ctx_access when ``sk_skb``): the __sk_buff field's sk_buff
     member(s); returns the instructions and target_size."""
@@ -280,6 +299,11 @@ def _skb(si: Instruction, write: bool, lay: Layouts, *, tc: bool,
             raise _Unmodelled("napi_id without MIN_NAPI_ID")
         return [ldx(4, d, s, lay.off("sk_buff.napi_id")), jmp_imm(JGE, d, min_id, 1),
                 alu64_imm(MOV, d, 0)], 4  # fmt: skip
+    if name == "tstamp":
+        if stamp_typed:  # the program reads tstamp_type: tstamp is read and written as is
+            return [_store(si, 8, lay.off("sk_buff.tstamp")) if write
+                    else ldx(8, d, s, lay.off("sk_buff.tstamp"))], 8  # fmt: skip
+        return _tstamp(si, write, lay), 8
     if name == "wire_len":
         off = lay.off("sk_buff.cb") + lay.off("qdisc_skb_cb.pkt_len")
         return [ldx(4, d, s, off)], 4
@@ -396,8 +420,10 @@ _SKB_TYPES = {SOCKET_FILTER: False, SCHED_CLS: True, SCHED_ACT: True, CGROUP_SKB
               LWT_IN: False, LWT_OUT: False, LWT_XMIT: False, SK_SKB: False}  # fmt: skip
 
 
-def _ctx_patch(prog_type: int, si: Instruction, lay: Layouts) -> list[Instruction] | None:
-    """convert_ctx_accesses for one context access (None: shown unchanged)."""
+def _ctx_patch(prog_type: int | str, si: Instruction, lay: Layouts, *,
+               stamp_typed: bool = False) -> list[Instruction] | None:  # fmt: skip
+    """convert_ctx_accesses for one context access (None: shown unchanged);
+    ``stamp_typed``: the program reads __sk_buff's tstamp_type (prog->tstamp_type_access)."""
     cls, mode = si.code & CLASS_MASK, si.code & 0xE0
     write = cls in (ST, STX)
     if cls not in (LDX, ST, STX) or mode not in (MEM, MEMSX):
@@ -419,7 +445,8 @@ def _ctx_patch(prog_type: int, si: Instruction, lay: Layouts) -> list[Instructio
         ctx = SK_BUFF
 
         def convert(i, w, lay_):
-            return _skb(i, w, lay_, tc=tc, sk_skb=prog_type == SK_SKB)
+            return _skb(i, w, lay_, tc=tc, sk_skb=prog_type == SK_SKB,
+                        stamp_typed=stamp_typed)
     else:
         return None
     name = _field(ctx, si.off)
@@ -642,6 +669,9 @@ _TC = {**_SKB_OUT, "fib_lookup": "bpf_skb_fib_lookup_proto",
        "check_mtu": "bpf_skb_check_mtu_proto", "sk_lookup_tcp": "bpf_tc_sk_lookup_tcp_proto",
        "sk_lookup_udp": "bpf_tc_sk_lookup_udp_proto",
        "skc_lookup_tcp": "bpf_tc_skc_lookup_tcp_proto"}  # fmt: skip
+_RAW_TP = {"perf_event_output": "bpf_perf_event_output_proto_raw_tp",
+           "get_stackid": "bpf_get_stackid_proto_raw_tp",
+           "get_stack": "bpf_get_stack_proto_raw_tp"}  # fmt: skip
 # The protos program types get that have the common prototype but another function
 # (the verifier's tables list only the protos that differ in shape).
 _SAME_SHAPE = {
@@ -654,8 +684,7 @@ _SAME_SHAPE = {
     LWT_IN: _SKB_OUT, LWT_OUT: _SKB_OUT, LWT_XMIT: _SKB_OUT,
     5: {"perf_event_output": "bpf_perf_event_output_proto_tp",
         "get_stackid": "bpf_get_stackid_proto_tp", "get_stack": "bpf_get_stack_proto_tp"},
-    17: {"perf_event_output": "bpf_perf_event_output_proto_raw_tp",
-         "get_stackid": "bpf_get_stackid_proto_raw_tp", "get_stack": "bpf_get_stack_proto_raw_tp"},
+    17: _RAW_TP, 24: _RAW_TP,
 }  # fmt: skip
 
 
@@ -903,6 +932,11 @@ def kernel_view(insns: Sequence[Instruction], prog_type: int,
     depths = dict(depths or {0: 0})
     starts = sorted(depths)
     dropped = _fastcall(insns, depths, lay)
+    typed_at = SK_BUFF["tstamp_type"][0]
+    stamp_typed = any(site.ptr == "ctx" and insn.off == typed_at and insn.code & 7 == LDX
+                      for insn, site in ((i, sites.get(pc)) for pc, i in
+                                         zip(slot_offsets(insns), insns, strict=True))
+                      if site is not None)  # fmt: skip
     budgets: set[int] = set()  # subprograms with a may_goto
     patches: list[Patch] = []
     pc = 0
@@ -918,7 +952,8 @@ def kernel_view(insns: Sequence[Instruction], prog_type: int,
             sub = max((s for s in starts if s <= pc), default=0)
             patch = _inline_loop(site.loop, depths.get(sub, site.stack_depth))
         if patch is None and site.ptr is not None:
-            ctx = _ctx_patch(prog_type if site.ptr == "ctx" else site.ptr, insn, lay)
+            ctx = _ctx_patch(prog_type if site.ptr == "ctx" else site.ptr, insn, lay,
+                             stamp_typed=stamp_typed)
             if ctx is not None:
                 patch = [(i, None) for i in ctx]
         if patch is None:
