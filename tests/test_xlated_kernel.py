@@ -140,3 +140,23 @@ def test_selftests_xlated(kernel_facts, path):
 def test_known_selftests_exist():
     keys = {c.key for p in SELFTESTS for c in st.runnable(st.load_cases(p))}
     assert set(KNOWN_SELFTESTS) <= keys
+
+
+def test_layout_snapshot_is_the_running_kernels():
+    """The struct offsets of the snapshot are the running kernel's (vmlinux BTF); another
+    kernel's are drift: reported, not failed (regenerate with ``python -m
+    pybpf.testing.kernel_layouts --write`` on the kernel pybpf models)."""
+    from pybpf.btf.vmlinux import load_vmlinux
+    from pybpf.testing import kernel_layouts
+    from pybpf.uapi.klayout import snapshot
+
+    btf = load_vmlinux()
+    if btf is None:
+        pytest.skip("no vmlinux BTF on this machine: the snapshot alone counts")
+    snap = snapshot()
+    live = {k: tuple(v) for k, v in kernel_layouts.read(btf).items()}
+    drift = sorted(k for k in live if live[k] != snap.fields.get(k))
+    if drift:
+        pytest.xfail(f"kernel drift: {drift[:5]} differ from the snapshot of Linux "
+                     f"{snap.release} on Linux {os.uname().release}")
+    assert set(live) == set(snap.fields)
