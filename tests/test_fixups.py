@@ -20,10 +20,12 @@ from pybpf.verifier.fixups import Site, helper_symbol, kernel_view
 XDP, SOCKET_FILTER, SCHED_CLS = 6, 1, 3
 LAYOUTS = Layouts("test", {
     "xdp_buff.data": (0, 8), "xdp_buff.data_end": (8, 8), "bpf_array.value": (312, 0),
-    "htab_elem.key": (48, 0), "sk_buff.len": (112, 4), "sk_buff.cb": (40, 48),
+    "htab_elem.key": (48, 0), "bpf_array.pptrs": (312, 0), "sk_buff.len": (112, 4),
+    "sk_buff.cb": (40, 48),
     "qdisc_skb_cb.data": (8, 20), "sk_buff.__cloned_offset": (126, 0),
 })  # fmt: skip
 ARRAY = SimpleNamespace(map_type=2, key_size=4, value_size=12, max_entries=4, map_flags=0)
+PERCPU_ARRAY = SimpleNamespace(map_type=6, key_size=4, value_size=8, max_entries=4, map_flags=0)
 HASH = SimpleNamespace(map_type=1, key_size=6, value_size=8, max_entries=4, map_flags=0)
 
 
@@ -57,6 +59,12 @@ CASES = {
         "call 1\nexit", XDP, {0: Site(map=HASH)},
         ["   0: (85) call bpf_map_lookup_elem#1", "   1: (15) if r0 == 0x0 goto pc+1",
          "   2: (07) r0 += 56", "   3: (95) exit"]),
+    "a per-CPU array lookup is inlined with the per-CPU mov": (
+        "call 1\nexit", XDP, {0: Site(map=PERCPU_ARRAY)},
+        ["   0: (07) r1 += 312", "   1: (61) r0 = *(u32 *)(r2 +0)",
+         "   2: (35) if r0 >= 0x4 goto pc+5", "   3: (67) r0 <<= 3", "   4: (0f) r0 += r1",
+         "   5: (79) r0 = *(u64 *)(r0 +0)", "   6: (bf) r0 = &(void __percpu *)(r0)",
+         "   7: (05) goto pc+1", "   8: (b7) r0 = 0", "   9: (95) exit"]),
     "a tc program writing its packet starts with the unclone prologue": (
         "r0 = 0\nexit", SCHED_CLS, {},
         ["   0: (71) r6 = *(u8 *)(r1 +126)", "   1: (54) w6 &= 1",

@@ -50,7 +50,7 @@ FIELDS = (
     "tcp_sock.lost_out", "tcp_sock.sacked_out", "tcp_sock.bytes_received",
     "tcp_sock.bytes_acked", "tcp_sock.dsack_dups", "tcp_sock.delivered",
     # the maps' gen_lookup
-    "bpf_array.value", "htab_elem.key", "htab_elem.lru_node", "bpf_lru_node.ref",
+    "bpf_array.value", "bpf_array.pptrs", "htab_elem.key", "htab_elem.lru_node", "bpf_lru_node.ref",
     "xsk_map.xsk_map",
 )  # fmt: skip
 

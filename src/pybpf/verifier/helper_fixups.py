@@ -84,6 +84,25 @@ def _lru_lookup(m, lay: Layouts) -> Patch:
             (alu64_imm(ADD, 0, value), None)]
 
 
+def _percpu_array_lookup(m, lay: Layouts) -> Patch | None:
+    """percpu_array_map_gen_lookup: this CPU's copy of the slot's value."""
+    if getattr(m, "map_flags", 0) & INNER_MAP:
+        return None
+    out = [alu64_imm(ADD, 1, lay.off("bpf_array.pptrs")), ldx(4, 0, 2, 0),
+           jmp_imm(JGE, 0, m.max_entries, 5), alu64_imm(LSH, 0, 3), alu64_reg(ADD, 0, 1),
+           ldx(8, 0, 0, 0), Instruction(ALU64 | MOV | X, 0, 0, PERCPU), ja(1),
+           alu64_imm(MOV, 0, 0)]  # fmt: skip
+    return [(i, None) for i in out]
+
+
+def _percpu_htab_lookup(m, lay: Layouts) -> Patch:
+    """htab_percpu_map_gen_lookup: this CPU's copy of the element's value."""
+    value = lay.off("htab_elem.key") + _round8(m.key_size)
+    return [(call(LOOKUP), "__htab_map_lookup_elem"), (jmp_imm(JEQ, 0, 0, 3), None),
+            (alu64_imm(ADD, 0, value), None), (ldx(8, 0, 0, 0), None),
+            (Instruction(ALU64 | MOV | X, 0, 0, PERCPU), None)]
+
+
 def _array_of_maps_lookup(m, lay: Layouts) -> Patch:
     """array_of_map_gen_lookup: the array's slot, then the inner map it holds (or NULL)."""
     out = [alu64_imm(ADD, 1, lay.off("bpf_array.value")), ldx(4, 0, 2, 0),
@@ -105,6 +124,7 @@ LOOKUP = helper_id("map_lookup_elem") or 1
 _GEN_LOOKUP: dict[int, Callable[[object, Layouts], Patch | None]] = {
     M.ARRAY: _array_lookup, M.HASH: _htab_lookup, M.LRU_HASH: _lru_lookup,
     M.ARRAY_OF_MAPS: _array_of_maps_lookup, M.XSKMAP: _xsk_lookup,
+    M.PERCPU_ARRAY: _percpu_array_lookup, M.PERCPU_HASH: _percpu_htab_lookup,
 }  # fmt: skip
 
 # The map operations a map helper reaches (struct bpf_map_ops, kernel/bpf/*.c):
