@@ -60,16 +60,18 @@ def _call_base() -> int:
 KERNEL_SPACE = 0xFFFF800000000000
 
 
-def percpu_next(insns: Sequence[Instruction], pc: int) -> bool:
-    """The instruction after ``pc`` turns a per-CPU offset into an address."""
-    at = dict(zip(slot_offsets(insns), insns, strict=True)).get(pc + 1)
-    return at is not None and at.code == 0xBF and at.off == -1
+def percpu_next(at: dict[int, Instruction], pc: int) -> bool:
+    """The instruction after ``pc`` (``at``: pc -> instruction) turns a per-CPU offset into
+    an address."""
+    nxt = at.get(pc + 1)
+    return nxt is not None and nxt.code == 0xBF and nxt.off == -1
 
 
 def lines(insns: Sequence[Instruction], call_name: Callable[[int, Instruction], str]) -> list[str]:
     """The masked listing of ``insns``; ``call_name(pc, insn)`` names a helper call."""
     out = []
-    for pc, insn in zip(slot_offsets(insns), insns, strict=True):
+    at = dict(zip(slot_offsets(insns), insns, strict=True))
+    for pc, insn in at.items():
         if insn.code == 0x85 and insn.src_reg == 0:
             text = f"(85) call {call_name(pc, insn)}"
         elif insn.code == 0x85 and insn.src_reg == 2:
@@ -79,7 +81,7 @@ def lines(insns: Sequence[Instruction], call_name: Callable[[int, Instruction], 
             text = f"(18) r{insn.dst_reg} = {masked[insn.src_reg]}"
         elif insn.code == 0x18 and insn.imm64 >= KERNEL_SPACE:  # a kernel data address
             text = f"(18) r{insn.dst_reg} = ADDR"
-        elif insn.code == 0xB7 and percpu_next(insns, pc):  # a per-CPU variable's address
+        elif insn.code == 0xB7 and percpu_next(at, pc):  # a per-CPU variable's address
             text = f"(b7) r{insn.dst_reg} = ADDR"
         else:
             text = dialect.format_insn(insn)
