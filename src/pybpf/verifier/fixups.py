@@ -457,9 +457,4 @@ def _assemble(insns: Sequence[Instruction], patches: list[Patch],
                 {o: n for o, n in starts.items() if o < old})
 
 
-def subprog_starts(view: View, starts: Sequence[int]) -> tuple[int, ...]:
-    """Subprogram starts of the kept image moved into the view (adjust_subprog_starts)."""
-    return tuple(view.pc_map.get(s, s) for s in starts)
-
-
-__all__ = ["Site", "View", "helper_symbol", "kernel_view", "subprog_starts"]
+__all__ = ["Site", "View", "helper_symbol", "kernel_view", "sites", "subprog_depths"]
