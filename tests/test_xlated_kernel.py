@@ -160,3 +160,18 @@ def test_layout_snapshot_is_the_running_kernels():
         pytest.xfail(f"kernel drift: {drift[:5]} differ from the snapshot of Linux "
                      f"{snap.release} on Linux {os.uname().release}")
     assert set(live) == set(snap.fields)
+
+
+def test_helper_calls_name_the_kernels_functions(kernel_facts):
+    """Each helper call of each probed program type names the kernel function the kernel's
+    image calls (``bpf_xdp_event_output``, ``bpf_get_cgroup_classid_curr``...), recorded
+    from one-call programs (:func:`pybpf.testing.xlated_diff.helper_functions`)."""
+    from pybpf.kernel import linux
+    from pybpf.verifier.fixups import helper_symbol
+
+    facts = kernel_facts.offline_when(linux.available())
+    theirs = facts.fact("helper_functions", xd.helper_functions)
+    ours = {key: helper_symbol(int(key.split("/")[1]), int(key.split("/")[0]))
+            for key in theirs}  # fmt: skip
+    assert {k: v for k, v in ours.items() if v != theirs[k]} == {}
+    assert len(theirs) > 200

@@ -97,9 +97,7 @@ def kernel_lines(image: bytes) -> list[str]:
     base = _call_base()
 
     def name(pc: int, insn: Instruction) -> str:
-        if 0 <= insn.imm < FUNC_MAX_ID and helper_name(insn.imm) is not None:
-            return f"bpf_{helper_name(insn.imm)}"
-        return kallsyms().get(base + insn.imm, f"{insn.imm:#x}")
+        return _function(base, insn.imm)
 
     return lines(insns, name)
 
@@ -116,6 +114,44 @@ def pybpf_lines(prog) -> list[str]:
         return helper_symbol(insn.imm, int(prog.prog_type)) or f"unknown#{insn.imm}"
 
     return lines(view.insns, name)
+
+
+#: program types whose helpers :func:`helper_functions` asks the kernel about
+PROBED_TYPES = (1, 2, 3, 5, 6, 7, 8, 9, 13, 14, 16, 17, 18)
+
+
+def helper_functions() -> dict[str, str]:
+    """``"TYPE/HELPER" -> function`` for every helper a one-call program of each of
+    :data:`PROBED_TYPES` loads with (R1 the context, R2-R5 zero) and the kernel leaves a
+    call: the kernel function its image calls, as bpftool names it through kallsyms."""
+    from pybpf.asm import llvm
+    from pybpf.errors import KernelError
+    from pybpf.kernel import linux
+
+    if linux.available() is not None:
+        raise KernelError(f"bpf(2) is not available: {linux.available()}")
+    base, out = _call_base(), {}
+    for prog_type in PROBED_TYPES:
+        for helper in range(1, FUNC_MAX_ID):
+            if helper_name(helper) is None:
+                continue
+            text = f"r2 = 0\nr3 = 0\nr4 = 0\nr5 = 0\ncall {helper}\nr0 = 0\nexit"
+            try:
+                with linux.prog_load(llvm.assemble(text), prog_type=prog_type,
+                                     license="GPL") as prog:  # fmt: skip
+                    image = decode(prog.xlated(), validate=False)
+            except KernelError:
+                continue
+            calls = [i for i in image if i.code == 0x85 and i.src_reg == 0]
+            if calls:  # none: inlined
+                out[f"{prog_type}/{helper}"] = _function(base, calls[0].imm)
+    return out
+
+
+def _function(base: int, imm: int) -> str:
+    if 0 <= imm < FUNC_MAX_ID and helper_name(imm) is not None:
+        return f"bpf_{helper_name(imm)}"
+    return kallsyms().get(base + imm, f"{imm:#x}")
 
 
 _REPO = Path(__file__).resolve().parents[3]

@@ -198,7 +198,9 @@ _TC = {**_SKB_OUT, "fib_lookup": "bpf_skb_fib_lookup_proto",
        "skc_lookup_tcp": "bpf_tc_skc_lookup_tcp_proto"}  # fmt: skip
 _RAW_TP = {"perf_event_output": "bpf_perf_event_output_proto_raw_tp",
            "get_stackid": "bpf_get_stackid_proto_raw_tp",
-           "get_stack": "bpf_get_stack_proto_raw_tp"}  # fmt: skip
+           "get_stack": "bpf_get_stack_proto_raw_tp",
+           "get_attach_cookie": "bpf_get_attach_cookie_proto_tracing"}  # fmt: skip
+_SKB_CLASSID = (SCHED_CLS, SCHED_ACT, LWT_IN, LWT_OUT, LWT_XMIT)  # the skb's, not current's
 # The protos program types get that have the common prototype but another function
 # (the verifier's tables list only the protos that differ in shape).
 _SAME_SHAPE = {
@@ -209,15 +211,22 @@ _SAME_SHAPE = {
           "skc_lookup_tcp": "bpf_xdp_skc_lookup_tcp_proto"},
     SCHED_CLS: _TC, SCHED_ACT: _TC, SOCKET_FILTER: _SKB_OUT, CGROUP_SKB: _SKB_OUT,
     LWT_IN: _SKB_OUT, LWT_OUT: _SKB_OUT, LWT_XMIT: _SKB_OUT,
+    2: {"get_func_ip": "bpf_get_func_ip_proto_kprobe",
+        "get_attach_cookie": "bpf_get_attach_cookie_proto_trace"},
     5: {"perf_event_output": "bpf_perf_event_output_proto_tp",
-        "get_stackid": "bpf_get_stackid_proto_tp", "get_stack": "bpf_get_stack_proto_tp"},
+        "get_stackid": "bpf_get_stackid_proto_tp", "get_stack": "bpf_get_stack_proto_tp",
+        "get_attach_cookie": "bpf_get_attach_cookie_proto_trace"},
+    7: {"get_attach_cookie": "bpf_get_attach_cookie_proto_pe"},
     17: _RAW_TP, 24: _RAW_TP,
 }  # fmt: skip
 
 
 def function_of(proto: str) -> str:
     """The kernel function a helper proto object calls (``bpf_x_proto_tp``: ``bpf_x_tp``)."""
-    return _FUNCS.get(proto) or proto.replace("_proto_", "_").removesuffix("_proto")
+    if proto in _FUNCS:
+        return _FUNCS[proto]
+    return proto.removesuffix("_proto") if proto.endswith("_proto") else \
+        proto.replace("_proto_", "_")  # fmt: skip
 
 
 def helper_symbol(func_id: int, prog_type: int) -> str | None:
@@ -229,6 +238,8 @@ def helper_symbol(func_id: int, prog_type: int) -> str | None:
     type_ops = ctxrules.ops(prog_type)
     variants = {**_SAME_SHAPE.get(prog_type, {}),
                 **(type_ops.helpers.variants if type_ops is not None else {})}
+    if name == "get_cgroup_classid" and prog_type not in _SKB_CLASSID:
+        return "bpf_get_cgroup_classid_curr"
     protos = kernel_symbols(f"bpf_{name}")  # a helper with one proto everywhere has it
     return function_of(variants.get(name, protos[0] if len(protos) == 1 else f"bpf_{name}_proto"))
 
