@@ -21,7 +21,9 @@ the listing lossless):
 * ``call kernel-function#ID, OFF`` when a kfunc's module index ``off`` is set.
 * ``(8d) callx rN`` (the kernel has no callx text and prints ``call ...#imm``).
 * ``call pc+N`` prints ``imm`` (bpftool prints ``off``, where the kernel moved it).
-* Instructions the opcode table rejects print ``BUG_%02x``.
+* Instructions the opcode table rejects print ``BUG_%02x``, except the kernel's own
+  in rewritten images: r11 (BPF_REG_AX) prints as ``r11``, the per-CPU mov as
+  ``rD = &(void __percpu *)(rS)``.
 * The ``helper_name`` callback, when given, is asked first for every call
   (the kernel tries its helper table first), so a caller can reproduce
   rewritten immediates such as ``bpf_trace_printk#-108416``.
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from pybpf.asm import clike as C
 from pybpf.asm import text as T
@@ -62,10 +65,30 @@ def format_insn(insn: Instruction, *, helper_name: Callback | None = None,
     (``bpf_trace_printk#-108416``); ``imm(insn)`` the text after ``rN = `` for an
     ld_imm64 (``map[id:20][0]+0``).  Returning None selects the default.
     """
+    if insn.code == 0xBF and insn.off == PERCPU_OFF:
+        return f"(bf) r{insn.dst_reg} = &(void __percpu *)(r{insn.src_reg})"
     spec = try_lookup(insn)
+    if spec is None and AX in (insn.dst_reg, insn.src_reg):
+        return _with_ax(insn, helper_name, imm)
     if spec is None:
         return f"BUG_{insn.code:02x}"
     return f"({insn.code:02x}) {_body(spec, insn, helper_name, imm)}"
+
+
+AX = 11  # BPF_REG_AX: the kernel's own scratch register in rewritten programs
+PERCPU_OFF = -1  # BPF_ADDR_PERCPU: a mov that turns a per-CPU offset into an address
+
+
+def _with_ax(insn: Instruction, helper_name: Callback | None, imm: Callback | None) -> str:
+    """An instruction using r11 (BPF_REG_AX), which only the kernel's rewrites emit:
+    printed as the same instruction on a free register, renamed."""
+    free = next(r for r in range(10) if r not in (insn.dst_reg, insn.src_reg))
+    stand_in = replace(insn, dst_reg=free if insn.dst_reg == AX else insn.dst_reg,
+                       src_reg=free if insn.src_reg == AX else insn.src_reg)  # fmt: skip
+    if try_lookup(stand_in) is None:
+        return f"BUG_{insn.code:02x}"
+    text = format_insn(stand_in, helper_name=helper_name, imm=imm)
+    return re.sub(rf"\b([rw]){free}\b", rf"\g<1>{AX}", text)
 
 
 def _body(spec: OpSpec, insn: Instruction, helper_name: Callback | None,

@@ -18,9 +18,10 @@ from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
-from pybpf.asm import llvm, xlated
+from pybpf.asm import llvm
 from pybpf.btf import format_value
 from pybpf.cli.bpftool import jited
+from pybpf.cli.bpftool import prog as progcmd
 from pybpf.elf.reader import read_object
 from pybpf.errors import ObjectError
 from pybpf.isa import decode
@@ -91,9 +92,9 @@ def main(path: str | None = None, *, tag_algorithm: str | None = None) -> int:
     first = spec.programs[0]
     prog = coll.programs[first.name]
     print(f"\n$ pybpf prog dump xlated name {prog.name}")
-    print(xlated.disassemble(prog.xlated, notes=xlated_notes(spec, first)), end="")
+    prog.notes = xlated_notes(spec, first)  # the source lines bpftool prints above the code
+    print(progcmd.xlated_plain(prog), end="")
     if prog.engine_name == "jit":
-        prog.notes = xlated_notes(spec, first)  # the source lines bpftool prints above the code
         listing = jited.dump_plain(prog).splitlines()
         print(f"\n$ pybpf prog dump jited name {prog.name} | head -{JITED_HEAD}")
         print("\n".join(listing[:JITED_HEAD]))

@@ -57,6 +57,7 @@ class BpfCmd(IntEnum):
     MAP_GET_NEXT_KEY = 4
     PROG_LOAD = 5
     PROG_TEST_RUN = 10
+    OBJ_GET_INFO_BY_FD = 15
     MAP_LOOKUP_AND_DELETE_ELEM = 21
     MAP_FREEZE = 22
 
@@ -111,6 +112,27 @@ class _TestRunAttr(ctypes.Structure):
         ("cpu", ctypes.c_uint32),
         ("batch_size", ctypes.c_uint32),
     )
+
+
+class _ProgInfoHead(ctypes.Structure):
+    """struct bpf_prog_info up to xlated_prog_insns."""
+
+    _fields_ = (
+        ("type", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", ctypes.c_uint32),
+        ("xlated_prog_len", ctypes.c_uint32),
+        ("jited_prog_insns", ctypes.c_uint64),
+        ("xlated_prog_insns", ctypes.c_uint64),
+    )
+
+
+class _InfoAttr(ctypes.Structure):
+    """The BPF_OBJ_GET_INFO_BY_FD member of union bpf_attr."""
+
+    _fields_ = (("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32),
+                ("info", ctypes.c_uint64))  # fmt: skip
 
 
 class _MapCreateAttr(ctypes.Structure):
@@ -268,6 +290,20 @@ class Prog:
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self.fd}"
         return f"<Prog type={self.prog_type} insns={self.insn_cnt} {state}>"
+
+    def xlated(self) -> bytes:
+        """The program as the kernel keeps it (``xlated_prog_insns`` of its info)."""
+        info = _ProgInfoHead()
+        attr = _InfoAttr(bpf_fd=self.fd, info_len=ctypes.sizeof(info),
+                         info=ctypes.addressof(info))  # fmt: skip
+        _bpf(BpfCmd.OBJ_GET_INFO_BY_FD, attr)
+        buf = ctypes.create_string_buffer(max(info.xlated_prog_len, 1))
+        info = _ProgInfoHead(xlated_prog_len=info.xlated_prog_len,
+                             xlated_prog_insns=ctypes.addressof(buf))  # fmt: skip
+        attr = _InfoAttr(bpf_fd=self.fd, info_len=ctypes.sizeof(info),
+                         info=ctypes.addressof(info))  # fmt: skip
+        _bpf(BpfCmd.OBJ_GET_INFO_BY_FD, attr)
+        return buf.raw[: info.xlated_prog_len]
 
     def test_run(
         self,

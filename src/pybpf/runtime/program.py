@@ -7,10 +7,11 @@ MAP_IDX_VALUE by fd_array index) to the maps' ids, refuses helpers the
 program type may not call or a non-GPL program may not use, computes the tag
 and prepares the engine.
 
-The **xlated image** keeps the kernel's rewrites as ``bpftool prog dump
-xlated`` shows them: map references become ``map[id:N]`` /
+The **xlated image** (what the engines run) keeps the kernel's map references
+as ``bpftool prog dump xlated`` shows them: map references become ``map[id:N]`` /
 ``map[id:N][0]+off`` (src MAP_FD / MAP_VALUE with the map *id* in imm), and
-helper calls keep their ids so listings name them.  The **tag** is computed
+helper calls keep their ids so listings name them; :attr:`Program.shown` adds
+the kernel's last rewrites for listings and sizes.  The **tag** is computed
 over the instructions with map immediates zeroed (so it is the same whatever
 fds or ids a load got), SHA-256 as Linux 6.18 computes it unless the kernel was
 told SHA-1 (the seeds' older kernel; see runtime.tag).
@@ -35,6 +36,7 @@ from pybpf.runtime.maps.base import Map, MapType, fail
 from pybpf.runtime.progtypes import PROG_TYPES, ProgType
 from pybpf.runtime.tag import prog_tag
 from pybpf.uapi import PROG_LOAD_FLAGS, ProgFlag
+from pybpf.verifier.fixups import View, kernel_view
 from pybpf.vm.interpreter import Interpreter
 
 if TYPE_CHECKING:
@@ -66,6 +68,7 @@ class Program:
         self.maps: list[Map] = []
         self.tag = ""
         self.verdict = None  # the verifier's Verdict when the program was verified
+        self._shown: tuple[tuple[Instruction, ...], View] | None = None
         self.has_func_info = False  # the load carried BTF func_info (callbacks are allowed)
         self.engine: Interpreter | None = None
         self.native_hooks = None  # the JIT's native hot path (maps_ir.ProgramHooks)
@@ -80,9 +83,27 @@ class Program:
         return [m.id for m in self.maps]
 
     @property
+    def shown(self) -> View:
+        """The xlated image as the kernel keeps and shows it (``prog dump xlated``).
+
+        The engines run :attr:`xlated`; the kernel rewrites it once more after the
+        verifier (context accesses to its own structs, inlined map lookups, division
+        guards, helper calls to their kernel functions): :mod:`pybpf.verifier.fixups`
+        builds that image from the verifier's facts, computed once per image.
+        """
+        if self._shown is None or self._shown[0] is not self.xlated:
+            verdict = self.verdict
+            view = kernel_view(self.xlated, int(self.prog_type),
+                               verdict.sites if verdict is not None else None,
+                               direct_write=verdict is not None and verdict.direct_write,
+                               depths=verdict.depths if verdict is not None else None)
+            self._shown = (self.xlated, view)
+        return self._shown[1]
+
+    @property
     def bytes_xlated(self) -> int:
-        """Size of the xlated image in bytes (8 per slot)."""
-        return 8 * sum(i.slots for i in self.xlated)
+        """Size of the shown xlated image in bytes (8 per slot)."""
+        return 8 * self.shown.slots
 
     def tag_with(self, algorithm: str) -> str:
         """The tag under another algorithm ('sha1' or 'sha256')."""

@@ -23,6 +23,7 @@ from pybpf.uapi import ProgFlag
 from pybpf.verifier import cfg, mapcompat
 from pybpf.verifier.calls import liveness
 from pybpf.verifier.check import Checker
+from pybpf.verifier.fixups import Site, sites, subprog_depths
 from pybpf.verifier.funcs import FuncDesc
 from pybpf.verifier.log import Log, insn_text
 from pybpf.verifier.protos import HelperProto
@@ -104,6 +105,11 @@ class Verdict:
     peak_states: int
     stack_depths: tuple[int, ...]
     path: tuple[int, ...]
+    #: by pc of ``xlated``: what the kernel's last rewrites need to know (fixups.Site)
+    sites: Mapping[int, Site] = field(default_factory=dict)
+    direct_write: bool = False  # env->seen_direct_write: tc and sk_skb get a prologue
+    #: by start pc of ``xlated``: the stack bytes each subprogram uses
+    depths: Mapping[int, int] = field(default_factory=dict)
 
 
 def _summary(c: Checker | None) -> str:
@@ -179,10 +185,11 @@ def verify(insns: Sequence[Instruction], target: Target, *, log_level: int = 0) 
                        checker.total_states if checker else 0,
                        checker.peak_states if checker else 0, (), path)
     _stats(log, checker, started)  # the checker forgot each verified function's log at level 1
-    xlated = cfg.rewrite(structure.insns, checker.seen)
-    return Verdict(True, log.text(), None, tuple(xlated), checker.processed,
+    kept = cfg.xlate(structure.insns, checker.seen)
+    return Verdict(True, log.text(), None, kept.insns, checker.processed,
                    checker.max_states_per_insn, checker.total_states, checker.peak_states,
-                   tuple(depths), path)
+                   tuple(depths), path, sites(checker, kept.pc_map),
+                   checker.seen_direct_write, subprog_depths(checker, kept.pc_map))
 
 
 def _map_checker(target: Target):

@@ -101,6 +101,10 @@ def helper_call(env: Checker, st: State, pc: int, insn: Instruction) -> int | No
         if found is not None:
             meta_map = found
     _record_func_map(func_id, meta_map)
+    if meta_map is not None:  # record_func_map: one map per call site, else poisoned
+        seen = env.aux_map.setdefault(pc, meta_map)
+        if seen is not meta_map:
+            env.aux_map[pc] = None
     if func_id == TAIL_CALL:
         key = regs[3]  # record_func_key: a known in-range index is relied upon
         if (meta_map is not None and key.is_scalar and key.var.is_const()
@@ -111,6 +115,8 @@ def helper_call(env: Checker, st: State, pc: int, insn: Instruction) -> int | No
         raise _reject("get_local_storage() doesn't support non-zero flags", errno.EINVAL)
     callback = proto.callback
     if callback is not None:
+        if func_id == LOOP:
+            _loop_inline_state(env, st, pc, callback)
         _callback_call(env, st, pc, func_id, callback)
     release = proto.release_arg
     if release is not None:
@@ -449,6 +455,19 @@ def _resource_leak(st: State, prefix: str) -> None:
 
 LOOP = 181  # bpf_loop
 FOR_EACH_MAP_ELEM = 164
+
+
+def _loop_inline_state(env: Checker, st: State, pc: int, cb) -> None:
+    """update_loop_inline_state: a bpf_loop call is inlined when every path calls the
+    same callback with flags (R4) known to be zero."""
+    func = st.regs[cb.func_arg + 1]
+    start = func.sub if func.base is Base.PTR_TO_FUNC else -1
+    fit = st.regs[4].is_const(0) and start >= 0
+    prev = env.aux_loop.get(pc)
+    if prev is not None:
+        fit = fit and prev[1] and prev[0] == start
+        start = prev[0]
+    env.aux_loop[pc] = (start, fit)
 
 
 def _callback_call(env: Checker, st: State, pc: int, func_id: int, cb) -> None:

@@ -90,6 +90,9 @@ class Checker:
         self.decoded: dict[int, Decoded] = {pc: decode(i) for pc, i in self.insns.items()}
         self.fault: str | None = None  # the current instruction's late refusal, if any
         self.aux_ptr: dict[int, tuple[Base, Flag]] = {}  # insn_aux_data's ptr_type, by pc
+        self.aux_map: dict[int, object] = {}  # insn_aux_data's map_ptr_state, by call pc
+        self.aux_loop: dict[int, tuple[int, bool]] = {}  # loop_inline_state, by call pc
+        self.seen_direct_write = False  # a direct packet write was allowed
         self.maps: Mapping[int, object] = target.maps
         self.explored: dict[int, list[prune.Node]] = {}
         self.pending: list[tuple[State, int, int, int]] = []

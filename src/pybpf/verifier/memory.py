@@ -392,6 +392,8 @@ def _packet(env: Checker, regno: int, reg: Reg, off: int, size: int, write: bool
     if not ctxrules.direct_packet_access(env.target.prog_type, write):
         what = "write into" if write else "read from"
         raise reject(f"cannot {what} packet")
+    if write:  # may_access_direct_pkt_data: the prologue convert_ctx_accesses adds
+        env.seen_direct_write = True
     v = reg.var
     total = off + reg.off
     if v.smin < 0:

@@ -43,9 +43,12 @@ r"""Usage: pybpf prog { show | list } [PROG]
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import re
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -58,6 +61,7 @@ from pybpf.isa.helper_ids import helper_name as _helper_name
 from pybpf.kernel import state
 from pybpf.loader.listing import xlated_notes
 from pybpf.runtime.progtypes import PROG_TYPES, sec_to_prog_type
+from pybpf.runtime.tag import prog_tag
 
 HELPER_BASE = -65536  # fake helper offsets: HELPER_BASE - HELPER_STRIDE * id
 HELPER_STRIDE = 256
@@ -232,18 +236,72 @@ def _linum(prog) -> dict[int, str]:
     return getattr(prog, "linum", {}) or {}
 
 
+_FUNC_NAME = re.compile(r"(\w+)\s*\(")
+
+
+def _subprog_symbols(prog, insns, pcs, notes) -> dict[int, str]:
+    """The kallsyms name of each subprogram of a JIT-compiled program, by start pc:
+    ``bpf_prog_<tag>_<name>``, the tag of the subprogram's own instructions and the
+    name of its BTF function (``F`` without BTF), as bpftool shows after ``call pc+N``."""
+    if not jited.bytes_jited(prog):
+        return {}  # bpftool prints no symbol for interpreted programs
+    starts = {0}
+    for pc, insn in zip(pcs, insns, strict=True):
+        if (insn.code == 0x85 or insn.code == 0x18) and insn.src_reg in (1, 4) and \
+                not (insn.code == 0x85 and insn.src_reg == 4):  # fmt: skip
+            starts.add(pc + insn.imm + 1)
+    bounds = sorted(starts) + [sum(i.slots for i in insns)]
+    index = {start: i for i, start in enumerate(bounds)}
+    # jit_subprogs tags each subprogram with its calls as it left them: off the callee's
+    # index, imm 1
+    tagged = [replace(i, off=index.get(pc + i.imm + 1, 0), imm=1)
+              if i.code == 0x85 and i.src_reg == 1 else i
+              for pc, i in zip(pcs, insns, strict=True)]  # fmt: skip
+    out = {}
+    for start, end in itertools.pairwise(bounds):
+        body = [i for pc, i in zip(pcs, tagged, strict=True) if start <= pc < end]
+        sig = next((line for line in notes.get(start, ()) if line.endswith(":")), "")
+        name = _FUNC_NAME.findall(sig.split("(")[0] + "(") if sig else []
+        tag = prog_tag(body, prog.kernel.tag_algorithm)
+        out[start] = f"bpf_prog_{tag}_{name[-1] if name else 'F'}"
+    return out
+
+
+def _shown(prog):
+    """The image the kernel shows, its call texts by instruction, and its notes by pc."""
+    view = prog.shown
+    moved = view.pc_map
+    notes = {moved.get(pc, pc): lines
+             for pc, lines in (getattr(prog, "notes", {}) or {}).items()}  # fmt: skip
+    pcs = slot_offsets(view.insns)
+    texts = {}
+    subprogs = _subprog_symbols(prog, view.insns, pcs, notes)
+    for pc, insn in zip(pcs, view.insns, strict=True):
+        if pc in view.symbols:
+            texts[id(insn)] = f"{view.symbols[pc]}#{HELPER_BASE - HELPER_STRIDE * insn.imm}"
+        elif insn.code == 0x85 and insn.src_reg == 1 and pc + insn.imm + 1 in subprogs:
+            texts[id(insn)] = f"pc{insn.imm:+d}#{subprogs[pc + insn.imm + 1]}"
+
+    def call_text(insn) -> str | None:
+        return texts.get(id(insn)) or helper_text(insn)
+
+    linum = {moved.get(pc, pc): where for pc, where in _linum(prog).items()}
+    return view.insns, call_text, notes, linum
+
+
 def xlated_plain(prog, *, opcodes: bool = False, linum: bool = False) -> str:
     """dump_xlated_plain: signature and source lines from BTF, then the instructions."""
     from pybpf.asm import xlated
 
-    notes = {pc: list(lines) for pc, lines in (getattr(prog, "notes", {}) or {}).items()}
+    insns, call_text, shown_notes, where_at = _shown(prog)
+    notes = {pc: list(lines) for pc, lines in shown_notes.items()}
     if linum:
-        for pc, where in _linum(prog).items():
+        for pc, where in where_at.items():
             lines = notes.get(pc, [])
             for i, line in enumerate(lines):
                 if line.startswith("; "):
                     lines[i] = f"{line} {where}"
-    return xlated.disassemble(prog.xlated, helper_name=helper_text, opcodes=opcodes,
+    return xlated.disassemble(insns, helper_name=call_text, opcodes=opcodes,
                               notes=notes)  # fmt: skip
 
 
@@ -251,18 +309,18 @@ def xlated_json(prog, *, opcodes: bool = False, linum: bool = False) -> list[dic
     """dump_xlated_json: one object per instruction (proto, src, disasm, opcodes)."""
     from pybpf.asm import xlated
 
-    notes = getattr(prog, "notes", {}) or {}
+    insns, call_text, notes, where_at = _shown(prog)
     out = []
-    for pc, insn in zip(slot_offsets(prog.xlated), prog.xlated, strict=True):
+    for pc, insn in zip(slot_offsets(insns), insns, strict=True):
         item: dict = {}
         for line in notes.get(pc, ()):
             if line.startswith("; "):
                 item["src"] = line[2:]
-                if linum and pc in _linum(prog):
-                    item.update(_linum_fields(_linum(prog)[pc]))
+                if linum and pc in where_at:
+                    item.update(_linum_fields(where_at[pc]))
             elif line.endswith(":"):
                 item["proto"] = line[:-1]
-        item["disasm"] = xlated.format_insn(insn, helper_name=helper_text)
+        item["disasm"] = xlated.format_insn(insn, helper_name=call_text)
         if opcodes:
             raw = encode([insn])
             item["opcodes"] = {
@@ -313,7 +371,7 @@ def do_dump(ctx: Ctx, args: list[str]) -> int:
         return _dump_jited(ctx, progs, filepath, opcodes=opcodes, linum=linum)
     if filepath:
         try:
-            Path(filepath).write_bytes(encode(progs[0].xlated))
+            Path(filepath).write_bytes(encode(progs[0].shown.insns))
         except OSError as err:
             raise CommandError(f"can't open file {filepath}: {err.strerror}") from None
         if ctx.json:
