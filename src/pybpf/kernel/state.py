@@ -6,7 +6,8 @@ rest when its last fd closes (seed 001); pybpf does the same with a state
 directory:
 
 * ``$PYBPF_STATE_DIR`` (default ``$XDG_RUNTIME_DIR/pybpf``, else
-  ``/tmp/pybpf-<uid>``: like bpffs, it does not survive a reboot);
+  ``/tmp/pybpf-<uid>``: like bpffs, it does not survive a reboot), created 0700
+  and refused when another user owns it or may write to it;
 * ``bpffs/``: the virtual ``/sys/fs/bpf``; the pin ``/sys/fs/bpf/X`` is the
   file ``bpffs/X``, holding ``{"type": "prog"|"map", "id": N}``.  Removing
   the file unpins, as ``rm /sys/fs/bpf/X`` does;
@@ -32,11 +33,12 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from pybpf.errors import JitError, KernelError
+from pybpf.errors import JitError, KernelError, StateError
 from pybpf.isa import decode, encode
 from pybpf.runtime.kernel import Kernel
 from pybpf.runtime.maps.base import Map, MapAttr, MapType
@@ -52,16 +54,53 @@ TRACE_KEPT = 10_000  # unread trace-pipe lines kept between commands (the oldest
 
 
 def state_dir() -> Path:
-    """The state directory (created on demand, private to the user)."""
+    """The state directory: created 0700 on demand, refused unless private to the user.
+
+    ``$PYBPF_STATE_DIR``, else ``$XDG_RUNTIME_DIR/pybpf``, else
+    ``<tmp>/pybpf-<uid>``.  Only the last component is created (its parent must
+    exist); an existing directory must belong to the user and be writable by
+    nobody else, as a shared directory such as /tmp lets another user plant one.
+    """
     explicit = os.environ.get("PYBPF_STATE_DIR")
     if explicit:
-        path = Path(explicit)
+        path, how = Path(explicit), "set PYBPF_STATE_DIR to a directory of yours"
     elif os.environ.get("XDG_RUNTIME_DIR"):
         path = Path(os.environ["XDG_RUNTIME_DIR"]) / "pybpf"
+        how = "set PYBPF_STATE_DIR to a directory of yours (XDG_RUNTIME_DIR may be inherited)"
     else:
         path = Path(tempfile.gettempdir()) / f"pybpf-{os.getuid()}"
-    (path / "bpffs").mkdir(parents=True, exist_ok=True, mode=0o700)
+        how = "set PYBPF_STATE_DIR to a directory of yours"
+    _private_dir(path, how)
+    _private_dir(path / "bpffs", how)
     return path
+
+
+def _private_dir(path: Path, how: str) -> None:
+    """Create ``path`` 0700 when missing; StateError unless it is a private directory."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise StateError(f"cannot create the state directory {path}: {err.strerror}; {how}",
+                         errno=err.errno) from None  # fmt: skip
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        raise StateError(f"state directory {path}: {err.strerror}; {how}",
+                         errno=err.errno) from None  # fmt: skip
+    if not stat.S_ISDIR(st.st_mode):
+        raise StateError(f"state directory {path} is not a directory; {how}",
+                         errno=errno.ENOTDIR)  # fmt: skip
+    if st.st_uid != os.getuid():
+        raise StateError(f"state directory {path} belongs to uid {st.st_uid}, not to you "
+                         f"(uid {os.getuid()}); {how}", errno=errno.EACCES)  # fmt: skip
+    if st.st_mode & 0o022:
+        raise StateError(f"state directory {path} is writable by others (mode "
+                         f"{stat.S_IMODE(st.st_mode):04o}); chmod 700 {path} or {how}",
+                         errno=errno.EACCES)  # fmt: skip
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StateError(f"state directory {path} is not writable; {how}", errno=errno.EACCES)
 
 
 def pin_file(root: Path, path: str) -> Path:
@@ -81,7 +120,7 @@ def session(root: Path | None = None, *, write: bool = True,
     ``tag_algorithm`` is how the kernel computes program tags (default: SHA-256, as 6.18).
     """
     root = root or state_dir()
-    with open(root / "lock", "a+") as lock:
+    with _open_lock(root) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         kernel = Kernel(tag_algorithm=tag_algorithm)
         kernel.state_root = root
@@ -91,6 +130,16 @@ def session(root: Path | None = None, *, write: bool = True,
             _save(kernel, root)
 
 
+def _open_lock(root: Path):
+    path = root / "lock"
+    try:
+        return open(path, "a+")
+    except OSError as err:
+        what = "remove it (rm -r " if os.path.isdir(path) else "remove it (rm "
+        raise StateError(f"cannot open the state lock {path}: {err.strerror}; {what}{path})",
+                         errno=err.errno) from None  # fmt: skip
+
+
 def pins(root: Path) -> dict[str, dict]:
     """Every pin: its /sys/fs/bpf path -> {"type", "id"} (unreadable files are skipped)."""
     out = {}
@@ -98,7 +147,9 @@ def pins(root: Path) -> dict[str, dict]:
     for file in sorted(base.rglob("*")):
         if file.is_file():
             with contextlib.suppress(OSError, ValueError):
-                out[f"{BPFFS}/{file.relative_to(base)}"] = json.loads(file.read_text())
+                record = json.loads(file.read_text())
+                if isinstance(record, dict):  # anything else is not a pin
+                    out[f"{BPFFS}/{file.relative_to(base)}"] = record
     return out
 
 
@@ -227,12 +278,28 @@ def _restore(kernel: Kernel, root: Path) -> None:
     kernel.attachments = {}
     kernel.xdp_modes = {}
     _set_netdevs(kernel)
+    path = root / "state.json"
     try:
-        state = json.loads((root / "state.json").read_text())
+        state = json.loads(path.read_text())
     except FileNotFoundError:
         return
-    except ValueError as err:
-        raise KernelError(f"{root / 'state.json'} is corrupt: {err}", errno=errno.EIO) from None
+    except (OSError, ValueError) as err:
+        raise _damaged(path, err) from None
+    try:
+        _restore_state(kernel, root, state)
+    except StateError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, KernelError) as err:
+        raise _damaged(path, err) from None
+
+
+def _damaged(path: Path, err: Exception) -> StateError:
+    why = err.strerror if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
+    return StateError(f"the state file {path} is damaged ({why}); remove it to start "
+                      f"afresh (rm {path}), which unloads every object", errno=errno.EIO)
+
+
+def _restore_state(kernel: Kernel, root: Path, state: dict) -> None:
     kernel.btf_blobs = state.get("btf", {})
     kernel._next_btf_id = state.get("next_btf_id", 1)
     # a pin removed since (rm /sys/fs/bpf/X) frees what only it kept alive

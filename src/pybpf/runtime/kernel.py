@@ -156,6 +156,7 @@ class Kernel:
                             prog_flags=prog_flags,
                             func_scalar_return=func_scalar_return, funcs=funcs)  # fmt: skip
         prog.engine_name = engine
+        prog.uid = os.getuid()  # the loading user, as bpf_prog_info's created_by_uid
         prog.id = self._next_prog_id
         self._next_prog_id += 1
         self.progs[prog.id] = prog
