@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pybpf.errors import KernelError
-from pybpf.kernel import state
+from pybpf.kernel import state, store
 from pybpf.loader import load_object
 from pybpf.runtime.maps.base import MapAttr, MapType
 from pybpf.runtime.testrun import test_run as run_test
@@ -70,12 +70,15 @@ def test_removing_the_pin_file_unloads(root: Path):
 
 def test_a_failing_command_changes_nothing(root: Path):
     _load_hello(root)
-    before = (root / "state.json").read_bytes()
     with pytest.raises(RuntimeError), state.session(root) as kernel:
-        bss = next(m for m in kernel.maps.values() if m.name == "hello.bss")
-        bss.update(bytes(4), (99).to_bytes(4, "little"))
+        m = kernel.map_create(MapAttr(MapType.HASH, 4, 4, 8, name="scratch"))
+        state.pin(kernel, "/sys/fs/bpf/scratch", m)
+        state.unpin(kernel, "/sys/fs/bpf/hello")
         raise RuntimeError("killed mid-command")
-    assert (root / "state.json").read_bytes() == before
+    with state.session(root) as kernel:
+        assert sorted(state.pins(kernel)) == ["/sys/fs/bpf/hello"]
+        assert "scratch" not in [m.name for m in kernel.maps.values()]
+    assert not (root / "bpffs" / "scratch").exists()
 
 
 def test_queue_and_hash_contents_persist(root: Path):
@@ -110,17 +113,21 @@ def test_pin_errors(root: Path):
 
 
 def test_corrupt_state_is_reported(root: Path):
-    (root / "state.json").write_text("{not json")
+    (root / "state.db").write_text("{not a database" * 100)
     with pytest.raises(KernelError) as info, state.session(root):
         pass
-    assert info.value.errno == errno.EIO
+    assert info.value.errno == errno.EIO and "pybpf state repair" in str(info.value)
 
 
-def test_state_file_is_one_atomic_json_document(root: Path):
+def test_the_store_is_sqlite_in_wal_mode(root: Path):
+    import sqlite3
+
     _load_hello(root)
-    doc = json.loads((root / "state.json").read_text())
-    assert doc["version"] == state.VERSION and doc["devices"] == {"lo": 1, "eth0": 2}
-    assert not [f for f in os.listdir(root) if f.startswith(".state.json.")]
+    db = sqlite3.connect(root / "state.db")
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert db.execute("PRAGMA user_version").fetchone() == (store.SCHEMA_VERSION,)
+    assert db.execute("SELECT path, kind FROM pins").fetchall() == [("/sys/fs/bpf/hello", "prog")]
+    db.close()
 
 
 # --- the state directory is private; every state problem is one line with a way out ---------
@@ -200,29 +207,40 @@ def test_a_new_state_directory_is_0700(tmp_path: Path, monkeypatch):
 
 
 # what to plant in a good state directory -> what the one error line must say
-def _bad_hex(root: Path) -> None:
-    _load_hello(root)
-    doc = json.loads((root / "state.json").read_text())
-    doc["progs"][0]["insns"] = "zz"
-    (root / "state.json").write_text(json.dumps(doc))
+def _sql(statement: str):
+    def plant(root: Path) -> None:
+        import sqlite3
+
+        _load_hello(root)
+        db = sqlite3.connect(root / "state.db")
+        db.execute(statement)
+        db.commit()
+        db.close()
+
+    return plant
 
 
-_DAMAGED = ["the state file {root}/state.json is damaged", "rm {root}/state.json"]
+_DAMAGED = ["the state database {root}/state.db is damaged", "run 'pybpf state repair'"]
 DAMAGE_CASES = {
-    "empty-object": (lambda root: (root / "state.json").write_text("{}"), _DAMAGED),
-    "a-list": (lambda root: (root / "state.json").write_text("[]"), _DAMAGED),
-    "bad-hex": (_bad_hex, _DAMAGED),
-    "not-json": (lambda root: (root / "state.json").write_text("{not json"), _DAMAGED),
-    "lock-is-a-directory": (lambda root: (root / "lock").mkdir(),
-                            ["cannot open the state lock {root}/lock", "rm -r {root}/lock"]),
+    "record-is-a-list": (_sql("UPDATE progs SET record = '[]'"), _DAMAGED),
+    "record-is-empty": (_sql("UPDATE maps SET record = '{}'"), _DAMAGED),
+    "bad-hex": (_sql("UPDATE progs SET record = json_set(record, '$.insns', 'zz')"), _DAMAGED),
+    "not-json": (_sql("UPDATE progs SET record = '{not json'"), _DAMAGED),
+    "not-a-database": (lambda root: (root / "state.db").write_bytes(b"junk" * 1024), _DAMAGED),
+    "newer-schema": (_sql("PRAGMA user_version = 99"),
+                     ["{root}/state.db has schema 99, made by a newer pybpf"]),
+    "lock-is-a-directory": (lambda root: (root / "lock").mkdir(),  # writers take the lock
+                            ["cannot open the state lock {root}/lock", "rm -r {root}/lock"],
+                            ("map", "create", "/sys/fs/bpf/m", "type", "hash", "key", "4",
+                             "value", "4", "entries", "1", "name", "m")),
 }
 
 
 @pytest.mark.parametrize("case", list(DAMAGE_CASES))
 def test_damaged_state_is_one_line_with_a_way_out(case: str, root: Path):
-    plant, expected = DAMAGE_CASES[case]
+    plant, expected, *command = DAMAGE_CASES[case]
     plant(root)
-    status, _, err = _cli("prog", "list")
+    status, _, err = _cli(*(command[0] if command else ("prog", "list")))
     assert status != 0 and err.count("\n") == 1 and err.startswith("Error: "), err
     for text in expected:
         assert text.format(root=root) in err, err
@@ -232,3 +250,138 @@ def test_prog_show_reports_the_loading_user(root: Path):
     assert _cli("prog", "load", str(HELLO), "/sys/fs/bpf/hello")[0] == 0
     status, out, _ = _cli("-j", "prog", "show", "pinned", "/sys/fs/bpf/hello")
     assert status == 0 and json.loads(out)["uid"] == os.getuid()
+
+
+# --- the store: pins from Python, check and repair, killed commands -------------------------
+def test_pins_made_from_python_are_the_command_lines(root: Path):
+    with state.session(root) as kernel:
+        coll = load_object(HELLO, kernel)
+        coll.pin("hello", "/sys/fs/bpf/from_python")
+        coll.close()  # the pin keeps the program (and its maps) alive
+    status, out, _ = _cli("-j", "prog", "show", "pinned", "/sys/fs/bpf/from_python")
+    assert status == 0 and json.loads(out)["name"] == "hello"
+    assert _cli("-j", "map", "pin", "name", "hello.bss", "/sys/fs/bpf/bss")[0] == 0
+    with state.session(root) as kernel:
+        assert kernel.obj_get("/sys/fs/bpf/bss").name == "hello.bss"
+        kernel.unpin("/sys/fs/bpf/from_python")
+    assert _cli("prog", "show", "pinned", "/sys/fs/bpf/from_python")[0] != 0
+
+
+def _plant_stale_pin(root: Path) -> None:
+    """What a map create killed after writing its pin file and before committing leaves."""
+    with state.session(root, write=False) as kernel:
+        next_id = kernel._next_map_id
+    (root / "bpffs" / "pa").write_text(json.dumps({"type": "map", "id": next_id}))
+
+
+def test_a_killed_commands_pin_never_names_another_object(root: Path):
+    _plant_stale_pin(root)
+    assert _cli("map", "create", "/sys/fs/bpf/other", "type", "hash", "key", "4", "value",
+                "4", "entries", "4", "name", "secret")[0] == 0  # it gets the stale pin's id
+    status, _, err = _cli("map", "update", "pinned", "/sys/fs/bpf/pa", "key", "0", "0", "0",
+                          "0", "value", "1", "0", "0", "0")  # fmt: skip
+    assert status != 0 and "No such file or directory" in err
+    assert _cli("-j", "map", "dump", "name", "secret")[1] == "[]\n"
+    assert not (root / "bpffs" / "pa").exists()  # the writing command removed it
+
+
+def _damage(statement: str):
+    def damage(root: Path) -> None:
+        import sqlite3
+
+        db = sqlite3.connect(root / "state.db")
+        db.execute(statement)
+        db.commit()
+        db.close()
+
+    return damage
+
+
+# damage done to a state holding two pinned programs -> what check must say; repair keeps
+# the intact program (at /sys/fs/bpf/b, id 2) every time
+REPAIR_CASES = {
+    "malformed-record": (_damage("UPDATE progs SET record = '[]' WHERE id = 1"),
+                         "is damaged (ValueError: a record is list"),
+    "bad-hex": (_damage("UPDATE progs SET record = json_set(record, '$.insns', 'zz') "
+                        "WHERE id = 1"), "prog 1: ValueError: non-hexadecimal"),
+    "pin-to-nothing": (_damage("INSERT INTO pins VALUES ('/sys/fs/bpf/z', 'map', 99)"),
+                       "pin /sys/fs/bpf/z: names map 99, which does not exist"),
+    "stale-pin-file": (lambda root: (root / "bpffs" / "y").write_text("{}"),
+                       "pin file /sys/fs/bpf/y: no pin in the database"),
+    "leaked-object": (_damage("DELETE FROM pins WHERE path = '/sys/fs/bpf/a'"),
+                      "prog 1: nothing keeps it alive"),
+    "not-a-database": (lambda root: (root / "state.db").write_bytes(b"junk" * 4096), "damaged"),
+}
+
+
+@pytest.mark.parametrize("case", list(REPAIR_CASES))
+def test_state_check_finds_and_repair_recovers(case: str, root: Path):
+    damage, problem = REPAIR_CASES[case]
+    for name in ("a", "b"):
+        assert _cli("prog", "load", str(HELLO), f"/sys/fs/bpf/{name}")[0] == 0
+    status, out, _ = _cli("state", "check")
+    assert status == 0 and out.startswith("state OK: 2 programs, 4 maps, 2 pins")
+    damage(root)
+    status, out, _ = _cli("state", "check")
+    assert status == 1 and problem in out and "'pybpf state repair'" in out
+    assert _cli("state", "repair")[0] == 0
+    assert _cli("state", "check")[:2] == (0, _cli("state", "check")[1])
+    assert _cli("state", "check")[1].startswith("state OK")
+    if case != "not-a-database":  # nothing of it could be read: a fresh state
+        status, out, _ = _cli("-j", "prog", "show", "pinned", "/sys/fs/bpf/b")
+        assert status == 0 and json.loads(out)["id"] == 2
+
+
+def test_commands_killed_at_random_points_leave_a_consistent_state(root: Path):
+    """40 commands (map creates, pins, updates, loads, unpins), a third SIGKILLed."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    rng = random.Random(15)
+    made: dict[str, str] = {}  # pin path -> the name of the map its command created
+    acked: dict[tuple[str, int], int] = {}  # (pin, key) -> value of an update that returned 0
+    for i in range(40):
+        paths = sorted(made)
+        op = rng.choice(["create", "create", "update", "update", "load", "unpin"]
+                        if paths else ["create"])  # fmt: skip
+        if op == "create":
+            path = f"/sys/fs/bpf/m{i}"
+            made[path] = f"m{i}"
+            argv = ["map", "create", path, "type", "hash", "key", "4", "value", "4",
+                    "entries", "64", "name", f"m{i}"]  # fmt: skip
+        elif op == "update":
+            path = rng.choice(paths)
+            argv = ["map", "update", "pinned", path, "key", str(i), "0", "0", "0",
+                    "value", str(i), "0", "0", "0"]  # fmt: skip
+        elif op == "load":
+            argv = ["prog", "load", str(HELLO), f"/sys/fs/bpf/p{i}"]
+        else:
+            path = rng.choice(paths)
+            argv = ["map", "pin", "pinned", path, f"{path}_again"]
+            made[f"{path}_again"] = made[path]
+        proc = subprocess.Popen([sys.executable, "-m", "pybpf.cli.main", *argv], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if i % 3 == 1:
+            time.sleep(rng.uniform(0.0, 0.8))
+            proc.send_signal(signal.SIGKILL)
+        if proc.wait() == 0 and op == "update":
+            acked[(path, i)] = i
+        if rng.random() < 0.15 and paths:  # rm /sys/fs/bpf/X
+            (root / "bpffs" / rng.choice(paths)[len("/sys/fs/bpf/"):]).unlink(missing_ok=True)
+    status, out, _ = _cli("state", "check")
+    assert (status, out.split(":")[0]) == (0, "state OK"), out
+    with state.session(root, write=False) as kernel:
+        for path, obj in state.pins(kernel).items():
+            m = state.pinned(kernel, path)
+            if obj["type"] == "map":
+                assert m.name == made[path], path  # the object the pin was made for
+            else:
+                assert m.name == "hello" and path.startswith("/sys/fs/bpf/p")
+        for (path, key), value in acked.items():
+            if path in kernel.pins:
+                got = kernel.pins[path].lookup(key.to_bytes(4, "little"))
+                assert got == value.to_bytes(4, "little"), (path, key)

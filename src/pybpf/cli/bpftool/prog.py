@@ -90,7 +90,7 @@ def _loaded_at(prog, json_mode: bool) -> str | int:
 
 def _pins_of(ctx: Ctx) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
-    for path, record in state.pins(ctx.kernel.state_root).items():
+    for path, record in state.pins(ctx.kernel).items():
         if record.get("type") == "prog":
             out.setdefault(record.get("id"), []).append(path)
     return out
