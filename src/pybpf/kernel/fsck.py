@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pybpf.errors import StateError
-from pybpf.kernel import state
+from pybpf.kernel import mapfiles, state
 from pybpf.kernel.store import DB_NAME, TABLES, Snapshot, Store
 
 
@@ -87,6 +87,10 @@ def _consistency(root: Path, snap: Snapshot) -> list[str]:
         for index, (kind, target) in record.get("slots", {}).items():
             if target not in tables.get("prog" if kind in ("prog", "Program") else "map", {}):
                 problems.append(f"map {ident}: slot {index} names missing {kind} {target}")
+    for ident, record in snap.maps.items():
+        for block in range(record.get("blocks", 0)):
+            if not mapfiles.block_path(root, ident, block).is_file():
+                problems.append(f"map {ident}: its memory file {block} is missing")
     for ident in snap.map_data.keys() - snap.maps.keys():
         problems.append(f"map data {ident}: no such map")
     for ifindex, (prog, _) in snap.attachments.items():

@@ -9,7 +9,10 @@ directory:
   ``/tmp/pybpf-<uid>``: like bpffs, it does not survive a reboot), created 0700
   and refused when another user owns it or may write to it;
 * ``state.db``: the objects, ids, pins, attachments, BTF blobs and the unread
-  trace pipe, in SQLite (:mod:`pybpf.kernel.store`);
+  trace pipe, in SQLite (:mod:`pybpf.kernel.store`), with the contents of maps
+  that are not arrays;
+* ``maps/<id>.<n>``: the values of array maps, sparse files every process maps
+  and shares live (:mod:`pybpf.kernel.mapfiles`);
 * ``bpffs/``: the virtual ``/sys/fs/bpf``; the pin ``/sys/fs/bpf/X`` is the
   file ``bpffs/X`` (holding ``{"type": "prog"|"map", "id": N}`` for people to
   read) together with its row in ``state.db``.  Removing the file unpins, as
@@ -43,6 +46,7 @@ from pathlib import Path
 
 from pybpf.errors import JitError, KernelError, StateError
 from pybpf.isa import decode, encode
+from pybpf.kernel import mapfiles
 from pybpf.kernel.store import Snapshot, Store, damaged
 from pybpf.runtime.kernel import Kernel
 from pybpf.runtime.maps.base import Map, MapAttr, MapType
@@ -75,6 +79,7 @@ def state_dir() -> Path:
         how = "set PYBPF_STATE_DIR to a directory of yours"
     _private_dir(path, how)
     _private_dir(path / "bpffs", how)
+    _private_dir(path / mapfiles.DIR, how)
     return path
 
 
@@ -108,9 +113,21 @@ def _private_dir(path: Path, how: str) -> None:
 
 # --- the session -----------------------------------------------------------------------
 class StateKernel(Kernel):
-    """A kernel whose pins are the state directory's (BPF_OBJ_PIN / BPF_OBJ_GET)."""
+    """A kernel whose pins are the state directory's (BPF_OBJ_PIN / BPF_OBJ_GET) and whose
+    array maps keep their values in the state directory's shared files."""
 
     state_root: Path
+    restoring = False  # map_create opens a restored map's files instead of making new ones
+
+    def map_create(self, attr: MapAttr) -> Map:
+        files = mapfiles.MapFiles(self.state_root, self._next_map_id, fresh=not self.restoring)
+        self.space.shared_memory = files
+        try:
+            m = super().map_create(attr)
+        finally:
+            self.space.shared_memory = None
+        m.mapped = files.blocks  # its contents are these files, not rows
+        return m
 
     def obj_pin(self, path: str, obj: object) -> None:
         pin(self, path, obj)
@@ -232,6 +249,17 @@ def _commit(kernel: Kernel, root: Path, store: Store, before: Snapshot) -> None:
                              errno=err.errno) from None  # fmt: skip
     store.write(before, after)
     _remove_stale_pin_files(root, after.pins)
+    mapfiles.remove_dead(root, _map_ids(after.maps.values()))
+
+
+def _map_ids(records) -> set[int]:
+    """The ids of these map records and of their inner-map templates."""
+    out: set[int] = set()
+    for record in records:
+        while record:
+            out.add(record["id"])
+            record = record.get("inner")
+    return out
 
 
 def _remove_stale_pin_files(root: Path, rows: dict[str, tuple[str, int]]) -> None:
@@ -287,13 +315,18 @@ def _map_record(m: Map) -> dict:
         "btf_value_type_id": a.btf_value_type_id,
         "inner": _map_record(a.inner_map) if a.inner_map is not None else None,
     }  # fmt: skip
+    if getattr(m, "mapped", 0):
+        record["blocks"] = m.mapped
     if m.map_type in _FD_MAPS:
         record["slots"] = {str(i): [_kind(o), o.id] for i, o in sorted(_slots(m).items())}
     return record
 
 
 def _map_data(m: Map) -> bytes | None:
-    """The contents of ``m`` to keep in the database (None: nothing to keep)."""
+    """The contents of ``m`` to keep in the database (None: nothing to keep, or they live
+    in the map's files)."""
+    if getattr(m, "mapped", False):
+        return None
     if m.map_type in (MapType.QUEUE, MapType.STACK):
         return json.dumps({"values": [v.hex() for v in m.snapshot()]}).encode()
     if m.map_type in _FD_MAPS or m.map_type in _UNSAVED:
@@ -347,9 +380,11 @@ def _restore(kernel: Kernel, root: Path, snap: Snapshot) -> None:
     live_progs, live_maps = _reachable(snap.maps, snap.progs, live_pins.values(),
                                        kernel.attachments.values())  # fmt: skip
     maps = {}
+    kernel.restoring = True
     for ident in sorted(live_maps):
         with _salvaging(kernel, f"map {ident}"):
             maps[ident] = _restore_map(kernel, snap.maps[ident], snap.map_data.get(ident))
+    kernel.restoring = False
     for ident in sorted(live_progs):
         with _salvaging(kernel, f"prog {ident}"):
             _restore_prog(kernel, snap.progs[ident], maps)
@@ -420,7 +455,7 @@ def _restore_map(kernel: Kernel, r: dict, data: tuple[str, bytes] | None = None)
                    r["btf_value_type_id"])  # fmt: skip
     m = _with_id(kernel, "_next_map_id", r["id"], lambda: kernel.map_create(attr))
     m.btf_id = r.get("btf_id", 0)
-    contents = json.loads(data[1]) if data is not None else {}
+    contents = json.loads(data[1]) if data is not None and not m.mapped else {}
     for key, value in contents.get("entries", []):
         m.update(bytes.fromhex(key), bytes.fromhex(value))
     if "values" in contents:

@@ -44,6 +44,12 @@ def native_buffer(size: int) -> ctypes.Array:
     return (ctypes.c_ubyte * size)()
 
 
+def mapped_buffer(mapping) -> ctypes.Array:
+    """A ctypes byte array over a writable buffer such as an ``mmap`` (same memory, no
+    copy; the array keeps the mapping alive)."""
+    return (ctypes.c_ubyte * len(mapping)).from_buffer(mapping)
+
+
 def buffer_address(buf: bytearray | ctypes.Array) -> tuple[int, object]:
     """The host address of ``buf`` and an object that keeps it pinned."""
     if isinstance(buf, ctypes.Array):
