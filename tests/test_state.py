@@ -438,3 +438,48 @@ def test_two_processes_share_an_array_map_live(root: Path):
         bss.update(bytes(4), (100).to_bytes(4, "little"))  # and what it writes, they see
     status, out, _ = _cli("-j", "map", "lookup", "name", "hello.bss", "key", "0", "0", "0", "0")
     assert status == 0 and json.loads(out)["value"] == ["0x64", "0x00", "0x00", "0x00"]
+
+
+# --- locking: reads never wait for a writer -------------------------------------------------
+def _lock_held(root: Path) -> bool:
+    import fcntl
+
+    with open(root / "lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
+
+
+READS = [("prog", "list"), ("-j", "map", "dump", "name", "hello.bss"),
+         ("prog", "show", "pinned", "/sys/fs/bpf/hello"), ("state", "check")]  # fmt: skip
+
+
+def test_reads_never_wait_for_a_running_program(root: Path):
+    import subprocess
+    import sys
+    import time
+
+    assert _cli("prog", "load", str(HELLO), "/sys/fs/bpf/hello")[0] == 0
+    packet = root.parent / "packet"
+    packet.write_bytes(bytes(64))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    runner = subprocess.Popen([sys.executable, "-m", "pybpf.cli.main", "prog", "run", "pinned",
+                               "/sys/fs/bpf/hello", "data_in", str(packet), "repeat",
+                               "100000000"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        for _ in range(600):  # until the runner holds the writers' lock (or gave up)
+            if _lock_held(root) or runner.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert _lock_held(root) and runner.poll() is None
+        for argv in READS:  # each completes while the program still runs
+            status, out, err = _cli(*argv)
+            assert status == 0 and out and not err, (argv, err)
+        assert runner.poll() is None and _lock_held(root)
+    finally:
+        runner.kill()
+        runner.wait()
