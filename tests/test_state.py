@@ -340,7 +340,7 @@ def test_commands_killed_at_random_points_leave_a_consistent_state(root: Path):
 
     outcome = state_crash.run(root, commands=40, obj=str(HELLO))
     assert outcome.problems == []
-    assert outcome.killed >= 5 and outcome.acknowledged >= 3
+    assert outcome.killed >= 5 and outcome.acknowledged >= 1
 
 
 # --- map memory: sparse shared files, live across processes ---------------------------------
@@ -396,46 +396,57 @@ def test_two_processes_share_an_array_map_live(root: Path):
     assert status == 0 and json.loads(out)["value"] == ["0x64", "0x00", "0x00", "0x00"]
 
 
-# --- locking: reads never wait for a writer -------------------------------------------------
-def _lock_held(root: Path) -> bool:
-    import fcntl
-
-    with open(root / "lock", "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        return False
-
-
-READS = [("prog", "list"), ("-j", "map", "dump", "name", "hello.bss"),
-         ("prog", "show", "pinned", "/sys/fs/bpf/hello"), ("state", "check")]  # fmt: skip
+# --- locking: nothing waits for a running program --------------------------------------------
+DURING_A_RUN = [  # commands another process runs while a program runs (reads and writes)
+    ("prog", "list"), ("-j", "map", "dump", "name", "hello.bss"), ("state", "check"),
+    ("map", "update", "pinned", "/sys/fs/bpf/h", "key", "1", "0", "0", "0", "value", "7", "0",
+     "0", "0"),
+    ("map", "pin", "name", "h", "/sys/fs/bpf/h2"),
+    ("map", "update", "pinned", "/sys/fs/bpf/h2", "key", "2", "0", "0", "0", "value", "9", "0",
+     "0", "0"),
+]
+RUNS = 300_000
 
 
-def test_reads_never_wait_for_a_running_program(root: Path):
+def test_nothing_waits_for_a_running_program(root: Path):
+    """A loader process watches the counter grow live while another runs the program;
+    reads, pins and map updates complete meanwhile, and the run's effects merge with
+    theirs when it ends."""
     import subprocess
     import sys
     import time
 
     assert _cli("prog", "load", str(HELLO), "/sys/fs/bpf/hello")[0] == 0
+    assert _cli("map", "create", "/sys/fs/bpf/h", "type", "hash", "key", "4", "value", "4",
+                "entries", "8", "name", "h")[0] == 0  # fmt: skip
     packet = root.parent / "packet"
     packet.write_bytes(bytes(64))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
-    runner = subprocess.Popen([sys.executable, "-m", "pybpf.cli.main", "prog", "run", "pinned",
-                               "/sys/fs/bpf/hello", "data_in", str(packet), "repeat",
-                               "100000000"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        for _ in range(600):  # until the runner holds the writers' lock (or gave up)
-            if _lock_held(root) or runner.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert _lock_held(root) and runner.poll() is None
-        for argv in READS:  # each completes while the program still runs
-            status, out, err = _cli(*argv)
-            assert status == 0 and out and not err, (argv, err)
-        assert runner.poll() is None and _lock_held(root)
-    finally:
-        runner.kill()
-        runner.wait()
+    with state.session(root, write=False) as watcher:
+        bss = next(m for m in watcher.maps.values() if m.name == "hello.bss")
+        runner = subprocess.Popen([sys.executable, "-m", "pybpf.cli.main", "prog", "run",
+                                   "pinned", "/sys/fs/bpf/hello", "data_in", str(packet),
+                                   "repeat", str(RUNS)], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            seen = [0]
+            while runner.poll() is None and seen[-1] == 0:  # until the program is running
+                time.sleep(0.02)
+                seen.append(int.from_bytes(bss.lookup(bytes(4)), "little"))
+            for argv in DURING_A_RUN:
+                status, _, err = _cli(*argv)
+                assert status == 0 and not err, (argv, err)
+                seen.append(int.from_bytes(bss.lookup(bytes(4)), "little"))
+            assert runner.poll() is None  # all of that while the program still ran
+            assert runner.wait(timeout=600) == 0
+        finally:
+            runner.kill()
+            runner.wait()
+        final = int.from_bytes(bss.lookup(bytes(4)), "little")
+    assert 0 < seen[-1] < final == RUNS and seen == sorted(seen)  # it grew, live
+    status, out, _ = _cli("-j", "map", "dump", "name", "h")
+    assert status == 0 and {bytes(int(b, 16) for b in e["key"])[0]: int(e["value"][0], 16)
+                            for e in json.loads(out)} == {1: 7, 2: 9}  # fmt: skip
+    assert _cli("state", "check")[0] == 0
+    lines = _cli("prog", "tracelog")[1].splitlines()
+    assert len(lines) == state.TRACE_KEPT and lines[-1].endswith(f"Hello World {RUNS - 1}")

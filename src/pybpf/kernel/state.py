@@ -140,33 +140,57 @@ class StateKernel(Kernel):
 
 
 @contextlib.contextmanager
-def session(root: Path | None = None, *, write: bool = True,
+def session(root: Path | None = None, *, write: bool = True, merge: bool = False,
             tag_algorithm: str | None = None, salvage: bool = False) -> Iterator[Kernel]:
     """A kernel holding the persisted objects; its changes committed on a clean exit when
     ``write`` (a writing session holds the lock; a reading one takes none).
 
+    ``merge`` (with ``write``) is for commands whose only lasting effects are what running
+    programs do (``prog run``, ``net feed``): they run without the lock, then take it only
+    to merge those effects into the state as it is by then (:func:`_merge`), so pins,
+    loads and other writers never wait for a running program.
     ``tag_algorithm`` is how the kernel computes program tags (default: SHA-256, as 6.18).
     ``salvage`` (state repair) drops the objects that do not restore, listing them in
     ``kernel.dropped``, instead of refusing the whole state.
     """
     root = root or state_dir()
+    locked = write and not merge
     with contextlib.ExitStack() as stack:
-        if write:
+        if locked:
             fcntl.flock(stack.enter_context(_open_lock(root)), fcntl.LOCK_EX)
         store = stack.enter_context(Store(root))
+        kernel, before = _open(root, store, tag_algorithm, salvage, retry=not locked)
+        if merge:
+            kernel.trace.lines.clear()  # what this command's programs print, merged after
+        yield kernel
+        if locked:
+            _commit(kernel, root, store, before)
+        elif write:
+            with _open_lock(root) as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                now = store.read()
+                store.write(now, _merge(kernel, before, now))
+
+
+def _open(root: Path, store: Store, tag_algorithm: str | None, salvage: bool, *,
+          retry: bool) -> tuple[StateKernel, Snapshot]:  # fmt: skip
+    """Read the state and restore it into a new kernel.  Without the lock (``retry``) a
+    writer may commit and remove a map's files between the read and the restore: read
+    again then."""
+    for attempt in range(3 if retry else 1):
         kernel = StateKernel(tag_algorithm=tag_algorithm)
         kernel.state_root = root
         kernel.dropped = [] if salvage else None
         before = store.read()
         try:
             _restore(kernel, root, before)
-        except StateError:
-            raise
+            return kernel, before
+        except StateError as err:
+            if err.errno != errno.ENOENT or attempt == (2 if retry else 0):
+                raise
         except (ValueError, KeyError, TypeError, AttributeError, IndexError, KernelError) as err:
             raise damaged(store.path, f"{type(err).__name__}: {err}") from None
-        yield kernel
-        if write:
-            _commit(kernel, root, store, before)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _open_lock(root: Path):
@@ -297,6 +321,40 @@ def _snapshot(kernel: Kernel, before: Snapshot) -> Snapshot:
         "next_btf_id": getattr(kernel, "_next_btf_id", 1), "devices": kernel.devices,
     }  # fmt: skip
     return after
+
+
+def _merge(kernel: Kernel, before: Snapshot, now: Snapshot) -> Snapshot:
+    """``now`` plus what this session's programs did since ``before``: run statistics
+    added, each changed key of a map kept in the database written (or deleted) into its
+    current contents, the trace lines appended.  Objects that died meanwhile are skipped;
+    array maps need nothing (their files are shared live)."""
+    out = Snapshot(meta=now.meta, maps=now.maps, map_data=dict(now.map_data),
+                   progs=dict(now.progs), pins=now.pins, attachments=now.attachments,
+                   btf=now.btf, trace=(now.trace + list(kernel.trace.lines))[-TRACE_KEPT:])
+    for ident, prog in kernel.progs.items():
+        if ident in now.progs and ident in before.progs:
+            record = dict(now.progs[ident])
+            for key, value in (("run_count", prog.run_count), ("run_time_ns", prog.run_time_ns)):
+                record[key] = record.get(key, 0) + value - before.progs[ident].get(key, 0)
+            out.progs[ident] = record
+    for ident, m in kernel.maps.items():
+        data = _map_data(m)
+        old = before.map_data.get(ident)
+        if ident not in now.maps or data is None or old is None or old[1] == data:
+            continue
+        then, mine = json.loads(old[1]), json.loads(data)
+        if "entries" not in mine:  # a queue or stack: its new contents as this command left it
+            merged = data
+        else:
+            current = dict(map(tuple, json.loads(now.map_data.get(ident, (0, b"{}"))[1])
+                               .get("entries", [])))  # fmt: skip
+            was, became = dict(map(tuple, then["entries"])), dict(map(tuple, mine["entries"]))
+            for key in was.keys() - became.keys():
+                current.pop(key, None)
+            current.update({k: v for k, v in became.items() if was.get(k) != v})
+            merged = json.dumps({"entries": sorted(current.items())}).encode()
+        out.map_data[ident] = (hashlib.sha256(merged).hexdigest(), merged)
+    return out
 
 
 def _slots(m: Map) -> dict[int, Map | Program]:

@@ -502,6 +502,7 @@ COMMANDS = {
     "dev": do_dev, "feed": do_feed,
 }  # fmt: skip
 READ_ONLY = {"show", "list"}
+MERGED = {"feed"}  # what it changes is what programs do: merged into the state after the run
 
 __all__ = ["COMMANDS", "READ_ONLY", "PcapError", "PcapReader", "PcapWriter", "read_pcap",
            "udp_frame"]  # fmt: skip
