@@ -450,3 +450,16 @@ def test_nothing_waits_for_a_running_program(root: Path):
     assert _cli("state", "check")[0] == 0
     lines = _cli("prog", "tracelog")[1].splitlines()
     assert len(lines) == state.TRACE_KEPT and lines[-1].endswith(f"Hello World {RUNS - 1}")
+
+
+def test_a_feed_a_watcher_and_a_pinner_share_the_state(root: Path):
+    """net feed runs XDP over packets while this process watches the counters through its
+    own mapping and a third pins, lists and unpins (``python -m pybpf.testing.state_live``
+    runs it with a million packets and reports the lock waits)."""
+    from pybpf.testing import state_live
+
+    obj = Path(__file__).resolve().parent / "fixtures" / "xdp_parser.bpf.o"
+    live = state_live.run(root, str(obj), packets=3000, interval=0.02)
+    assert live.feed_status == 0 and live.final == 3000
+    assert live.seen == sorted(live.seen) and all(n <= 3000 for n in live.seen)
+    assert _cli("state", "check")[0] == 0
