@@ -309,7 +309,7 @@ REPAIR_CASES = {
     "stale-pin-file": (lambda root: (root / "bpffs" / "y").write_text("{}"),
                        "pin file /sys/fs/bpf/y: no pin in the database"),
     "leaked-object": (_damage("DELETE FROM pins WHERE path = '/sys/fs/bpf/a'"),
-                      "prog 1: nothing keeps it alive"),
+                      "pin file /sys/fs/bpf/a: no pin in the database"),
     "not-a-database": (lambda root: (root / "state.db").write_bytes(b"junk" * 4096), "damaged"),
 }
 
@@ -463,3 +463,61 @@ def test_a_feed_a_watcher_and_a_pinner_share_the_state(root: Path):
     assert live.feed_status == 0 and live.final == 3000
     assert live.seen == sorted(live.seen) and all(n <= 3000 for n in live.seen)
     assert _cli("state", "check")[0] == 0
+
+
+# --- holders: a process holding an object keeps it alive, as an open fd does ----------------
+_HOLDER = """
+import sys
+from pybpf.kernel import state
+with state.session(write=False) as kernel:
+    kernel.hold(kernel.obj_get("/sys/fs/bpf/h"))
+    print("held", flush=True)
+    sys.stdin.readline()  # until told to let go
+"""
+
+
+def _map_ids() -> list[int]:
+    status, out, _ = _cli("-j", "map", "show")
+    assert status == 0
+    return [m["id"] for m in json.loads(out)]
+
+
+def _unpin_by_rm(root: Path, name: str) -> None:
+    (root / "bpffs" / name).unlink()  # rm /sys/fs/bpf/NAME
+    assert _cli("map", "create", "/sys/fs/bpf/other", "type", "array", "key", "4", "value",
+                "4", "entries", "1", "name", "other")[0] == 0  # a writing command  # fmt: skip
+    (root / "bpffs" / "other").unlink()
+
+
+@pytest.mark.parametrize("end", ["exits", "is-killed"])
+def test_a_held_map_outlives_its_pin_until_its_holder_ends(end: str, root: Path):
+    import signal
+    import subprocess
+    import sys
+
+    assert _cli("map", "create", "/sys/fs/bpf/h", "type", "hash", "key", "4", "value", "4",
+                "entries", "4", "name", "h")[0] == 0  # fmt: skip
+    (ident,) = _map_ids()
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER], env=env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        _unpin_by_rm(root, "h")
+        assert _map_ids() == [ident]  # unpinned, but held: still there (map show id N)
+        assert _cli("state", "check")[0] == 0
+    finally:
+        if end == "exits":
+            holder.communicate("\n")
+        else:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+    if end == "is-killed":  # its lock went with it: the next writing command frees the map
+        status, out, _ = _cli("state", "check")
+        assert status == 0 and f"freed by the next writing command: map {ident}" in out
+        assert _map_ids() == []  # readers already see it gone
+        assert _cli("map", "create", "/sys/fs/bpf/x", "type", "hash", "key", "4", "value",
+                    "4", "entries", "1", "name", "x")[0] == 0  # fmt: skip
+        (root / "bpffs" / "x").unlink()
+    assert ident not in _map_ids()
+    assert not list((root / "holders").iterdir())

@@ -24,6 +24,9 @@ def cmd_state(args: argparse.Namespace) -> int:
             return 1
         sys.stdout.write(f"state OK: {report.progs} programs, {report.maps} maps, "
                          f"{report.pins} pins in {root}\n")  # fmt: skip
+        if report.unreachable:
+            sys.stdout.write(f"unreachable, freed by the next writing command: "
+                             f"{', '.join(report.unreachable)}\n")  # fmt: skip
         return 0
     for line in fsck.repair(root):
         sys.stdout.write(f"{line}\n")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pybpf.errors import StateError
-from pybpf.kernel import mapfiles, state
+from pybpf.kernel import holders, mapfiles, state
 from pybpf.kernel.store import DB_NAME, TABLES, Snapshot, Store
 
 
@@ -33,6 +33,7 @@ class Report:
     """What :func:`check` found: ``problems`` (one line each) and what the state holds."""
 
     problems: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)  # freed by the next writing command
     progs: int = 0
     maps: int = 0
     pins: int = 0
@@ -57,6 +58,12 @@ def check(root: Path) -> Report:
         return report
     report.progs, report.maps, report.pins = len(snap.progs), len(snap.maps), len(snap.pins)
     report.problems += _consistency(root, snap)
+    live = {p: r for p, r in snap.pins.items() if state.pin_file(root, p).is_file()}
+    progs, maps = state._reachable(snap.maps, snap.progs, [*live.values(), *holders.live(root)],
+                                   [p for p, _ in snap.attachments.values()])  # fmt: skip
+    report.unreachable = [f"{kind} {ident}" for kind, records, reached in
+                          (("prog", snap.progs, progs), ("map", snap.maps, maps))
+                          for ident in sorted(records.keys() - reached)]  # fmt: skip
     try:  # every record must restore (a program must load again)
         with state.session(root, write=False, salvage=True) as kernel:
             report.problems += [f"{what} (it does not restore)" for what in kernel.dropped]
@@ -96,12 +103,6 @@ def _consistency(root: Path, snap: Snapshot) -> list[str]:
     for ifindex, (prog, _) in snap.attachments.items():
         if prog not in snap.progs:
             problems.append(f"attachment on ifindex {ifindex}: missing prog {prog}")
-    live = {p: r for p, r in snap.pins.items() if state.pin_file(root, p).is_file()}
-    progs, maps = state._reachable(snap.maps, snap.progs, live.values(),
-                                   [p for p, _ in snap.attachments.values()])  # fmt: skip
-    for kind, records, reached in (("prog", snap.progs, progs), ("map", snap.maps, maps)):
-        for ident in sorted(records.keys() - reached):
-            problems.append(f"{kind} {ident}: nothing keeps it alive (no pin or attachment)")
     base = root / "bpffs"
     for file in sorted(base.rglob("*")):
         path = f"{state.BPFFS}/{file.relative_to(base)}"

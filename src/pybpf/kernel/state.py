@@ -18,13 +18,14 @@ directory:
   read) together with its row in ``state.db``.  Removing the file unpins, as
   ``rm /sys/fs/bpf/X`` does; a file without a row (left by a killed command)
   is no pin and the next writing command removes it;
+* ``holders/``: processes holding objects as open fds do (:mod:`pybpf.kernel.holders`);
 * ``lock``: held (``flock``) by commands that change the state, so writers
   run one after the other; reading commands take no lock (the database gives
   them the last committed state) and never wait for a running program.
 
 :func:`session` reads the state, rebuilds a :class:`~pybpf.runtime.kernel.Kernel`
-with the same ids and pins, yields it, then keeps what pins and attachments
-reach (programs keep their maps alive, prog arrays and maps of maps their
+with the same ids and pins, yields it, then keeps what pins, attachments and
+live holders reach (programs keep their maps alive, prog arrays and maps of maps their
 entries) and commits the difference in one transaction: a command killed at
 any point leaves the previous state or the new one, never a mix.  Pins made
 from Python in a session (``Collection.pin``, ``kernel.obj_pin``) are the
@@ -46,7 +47,7 @@ from pathlib import Path
 
 from pybpf.errors import JitError, KernelError, StateError
 from pybpf.isa import decode, encode
-from pybpf.kernel import mapfiles
+from pybpf.kernel import holders, mapfiles
 from pybpf.kernel.store import Snapshot, Store, damaged
 from pybpf.runtime.kernel import Kernel
 from pybpf.runtime.maps.base import Map, MapAttr, MapType
@@ -80,6 +81,7 @@ def state_dir() -> Path:
     _private_dir(path, how)
     _private_dir(path / "bpffs", how)
     _private_dir(path / mapfiles.DIR, how)
+    _private_dir(path / holders.DIR, how)
     return path
 
 
@@ -129,6 +131,11 @@ class StateKernel(Kernel):
         m.mapped = files.blocks  # its contents are these files, not rows
         return m
 
+    def hold(self, obj: Map | Program) -> None:
+        """Keep ``obj`` (and what it uses) alive while this session lasts, as an open fd
+        does: another process unpinning or detaching it does not free it meanwhile."""
+        self.holds.hold(_kind(obj), obj.id)
+
     def obj_pin(self, path: str, obj: object) -> None:
         pin(self, path, obj)
 
@@ -160,6 +167,7 @@ def session(root: Path | None = None, *, write: bool = True, merge: bool = False
             fcntl.flock(stack.enter_context(_open_lock(root)), fcntl.LOCK_EX)
         store = stack.enter_context(Store(root))
         kernel, before = _open(root, store, tag_algorithm, salvage, retry=not locked)
+        stack.callback(_release, kernel, root, store, locked)
         if merge:
             kernel.trace.lines.clear()  # what this command's programs print, merged after
         yield kernel
@@ -172,6 +180,36 @@ def session(root: Path | None = None, *, write: bool = True, merge: bool = False
                 store.write(now, _merge(kernel, before, now))
 
 
+def _release(kernel: StateKernel, root: Path, store: Store, locked: bool) -> None:
+    """End the session's holds; free what only they kept alive (the fds' close)."""
+    held = kernel.holds.held()
+    kernel.holds.release()
+    if not held:
+        return
+    if locked:  # this session's own commit (under the lock) already counted them
+        _collect(root, store)
+        return
+    with _open_lock(root) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _collect(root, store)
+
+
+def _collect(root: Path, store: Store) -> None:
+    """Remove from the database what no pin, attachment or live holder reaches."""
+    now = store.read()
+    live_pins = _live_pins(root, now.pins)
+    roots = [*live_pins.values(), *holders.live(root, remove_dead=True)]
+    progs, maps = _reachable(now.maps, now.progs, roots, [p for p, _ in now.attachments.values()])
+    after = Snapshot(meta=now.meta, maps={i: r for i, r in now.maps.items() if i in maps},
+                     map_data={i: d for i, d in now.map_data.items() if i in maps},
+                     progs={i: r for i, r in now.progs.items() if i in progs},
+                     pins=live_pins, attachments=now.attachments, btf=now.btf,
+                     trace=now.trace)  # fmt: skip
+    if after != now:
+        store.write(now, after)
+        mapfiles.remove_dead(root, _map_ids(after.maps.values()))
+
+
 def _open(root: Path, store: Store, tag_algorithm: str | None, salvage: bool, *,
           retry: bool) -> tuple[StateKernel, Snapshot]:  # fmt: skip
     """Read the state and restore it into a new kernel.  Without the lock (``retry``) a
@@ -181,6 +219,7 @@ def _open(root: Path, store: Store, tag_algorithm: str | None, salvage: bool, *,
         kernel = StateKernel(tag_algorithm=tag_algorithm)
         kernel.state_root = root
         kernel.dropped = [] if salvage else None
+        kernel.holds = holders.Holds(root)
         before = store.read()
         try:
             _restore(kernel, root, before)
@@ -297,12 +336,14 @@ def _remove_stale_pin_files(root: Path, rows: dict[str, tuple[str, int]]) -> Non
 
 
 def _snapshot(kernel: Kernel, before: Snapshot) -> Snapshot:
-    """What the database should hold after this command: what pins and attachments reach."""
+    """What the database should hold after this command: what pins, attachments and live
+    holders reach."""
     maps = {i: _map_record(m) for i, m in kernel.maps.items()}
     progs = {i: _prog_record(p) for i, p in kernel.progs.items()}
     pin_rows = {path: (_kind(obj), obj.id) for path, obj in kernel.pins.items()}
     attachments = {k: v for k, v in kernel.attachments.items() if v in kernel.progs}
-    live_progs, live_maps = _reachable(maps, progs, pin_rows.values(), attachments.values())
+    roots = [*pin_rows.values(), *holders.live(kernel.state_root, remove_dead=True)]
+    live_progs, live_maps = _reachable(maps, progs, roots, attachments.values())
     after = Snapshot()
     after.maps = {i: r for i, r in maps.items() if i in live_maps}
     after.progs = {i: r for i, r in progs.items() if i in live_progs}
@@ -435,7 +476,8 @@ def _restore(kernel: Kernel, root: Path, snap: Snapshot) -> None:
     _set_netdevs(kernel)
     # a pin removed since (rm /sys/fs/bpf/X) frees what only it kept alive
     live_pins = _live_pins(root, snap.pins)
-    live_progs, live_maps = _reachable(snap.maps, snap.progs, live_pins.values(),
+    roots = [*live_pins.values(), *holders.live(root)]  # held objects outlive their pins
+    live_progs, live_maps = _reachable(snap.maps, snap.progs, roots,
                                        kernel.attachments.values())  # fmt: skip
     maps = {}
     kernel.restoring = True

@@ -421,6 +421,7 @@ def do_feed(ctx: Ctx, args: list[str]) -> int:
     name = _devname(ctx, ifindex)
     if prog is None:
         raise fail(ctx, f"no XDP program attached to {name}", (-errno.ENOENT) & 0xFF)
+    kernel.hold(prog)  # detached meanwhile, it still runs to the end, as with an fd
     resolution = 1_000_000
     if pcap is not None:
         try:

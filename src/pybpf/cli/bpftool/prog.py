@@ -596,6 +596,7 @@ def do_run(ctx: Ctx, args: list[str]) -> int:
     if len(args) < 4:
         raise CommandError(f"'run' needs at least 4 arguments, {len(args)} found")
     prog = select_one(ctx, args)
+    ctx.kernel.hold(prog)  # running it, this process holds it (and its maps), as an fd does
     names: dict[str, str | None] = dict.fromkeys(("data_in", "data_out", "ctx_in", "ctx_out"))
     data_size_out = ctx_size_out = 0
     repeat, trace = 1, False
