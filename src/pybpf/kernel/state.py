@@ -232,6 +232,15 @@ def _open(root: Path, store: Store, tag_algorithm: str | None, salvage: bool, *,
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def take_trace(root: Path | None = None) -> list[str]:
+    """Read the trace pipe (its unread lines, removed) without restoring any object: what
+    ``prog tracelog follow`` polls, holding the writers' lock only for that."""
+    root = root or state_dir()
+    with _open_lock(root) as lock, Store(root) as store:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return store.take_trace()
+
+
 def _open_lock(root: Path):
     path = root / "lock"
     try:
@@ -585,4 +594,5 @@ def _restore_prog(kernel: Kernel, r: dict, maps: dict[int, Map]) -> Program:
     return prog
 
 
-__all__ = ["StateKernel", "pin", "pin_file", "pinned", "pins", "session", "state_dir", "unpin"]
+__all__ = ["StateKernel", "pin", "pin_file", "pinned", "pins", "session", "state_dir",
+           "take_trace", "unpin"]

@@ -152,6 +152,20 @@ class Store:
         except (ValueError, TypeError) as err:
             raise damaged(self.path, f"{type(err).__name__}: {err}") from None
 
+    def take_trace(self) -> list[str]:
+        """Read and remove the unread trace lines, in one transaction (a pipe read)."""
+        with self._errors():
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                lines = [str(r[0]) for r in
+                         self.db.execute("SELECT line FROM trace ORDER BY seq").fetchall()]
+                self.db.execute("DELETE FROM trace")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return lines
+
     # --- writing ---------------------------------------------------------------------
     def write(self, old: Snapshot, new: Snapshot) -> None:
         """Turn ``old`` (what was read) into ``new`` in one transaction."""

@@ -762,12 +762,11 @@ def do_tracelog(ctx: Ctx, args: list[str]) -> int:
 
 
 def follow_trace(ctx: Ctx, *, interval: float = FOLLOW_INTERVAL, polls: int | None = None) -> int:
-    """Poll the trace pipe (one short session each time) until Ctrl-C or ``polls`` polls."""
+    """Poll the trace pipe (one short transaction each time) until Ctrl-C or ``polls`` polls."""
     count = 0
     try:
         while polls is None or count < polls:
-            with state.session() as kernel:
-                lines = kernel.trace.read()
+            lines = state.take_trace()  # no objects restored: the lock is held only briefly
             for line in lines:
                 _emit_line(ctx, line)
             ctx.out.flush()
