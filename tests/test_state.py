@@ -227,6 +227,13 @@ DAMAGE_CASES = {
     "bad-hex": (_sql("UPDATE progs SET record = json_set(record, '$.insns', 'zz')"), _DAMAGED),
     "not-json": (_sql("UPDATE progs SET record = '{not json'"), _DAMAGED),
     "not-a-database": (lambda root: (root / "state.db").write_bytes(b"junk" * 1024), _DAMAGED),
+    "map-memory-truncated": (lambda root: (_load_hello(root), os.truncate(
+        next((root / "maps").iterdir()), 1)), ["the memory of map", "is 1 bytes, not",
+                                                "run 'pybpf state repair'"]),
+    "holders-is-a-file": (lambda root: (root / "holders").rmdir() or
+                          (root / "holders").write_text(""),
+                          ["state directory {root}/holders is not a directory",
+                           "remove {root}/holders (pybpf makes it again)"]),
     "newer-schema": (_sql("PRAGMA user_version = 99"),
                      ["{root}/state.db has schema 99, made by a newer pybpf"]),
     "lock-is-a-directory": (lambda root: (root / "lock").mkdir(),  # writers take the lock

@@ -79,9 +79,8 @@ def state_dir() -> Path:
         path = Path(tempfile.gettempdir()) / f"pybpf-{os.getuid()}"
         how = "set PYBPF_STATE_DIR to a directory of yours"
     _private_dir(path, how)
-    _private_dir(path / "bpffs", how)
-    _private_dir(path / mapfiles.DIR, how)
-    _private_dir(path / holders.DIR, how)
+    for sub in ("bpffs", mapfiles.DIR, holders.DIR):
+        _private_dir(path / sub, f"remove {path / sub} (pybpf makes it again)")
     return path
 
 
