@@ -354,6 +354,8 @@ def test_commands_killed_at_random_points_leave_a_consistent_state(root: Path):
 BIG_MAPS = {  # map create arguments -> (files, apparent bytes of the first file)
     "array-10M": (["type", "array", "key", "4", "value", "8", "entries", "10000000"],
                   1, 80_000_000),
+    "array-4GB": (["type", "array", "key", "4", "value", "8", "entries", "500000000"],
+                  1, 4_000_000_000),  # beyond the in-memory allocation limit: sparse
     "prog-array-1e9": (["type", "prog_array", "key", "4", "value", "4", "entries",
                         "1000000000"], 0, 0),
 }

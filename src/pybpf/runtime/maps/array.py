@@ -66,7 +66,8 @@ class ArrayMap(Map):
         size = round8(attr.value_size) * attr.max_entries
         if size > 1 << 32:
             raise fail(errno.E2BIG, f"array of {size} bytes is too large")
-        if size * (self.ncpus if self.percpu else 1) > ALLOC_LIMIT:
+        shared_files = self.space.shared_memory is not None  # sparse: touched pages only
+        if size * (self.ncpus if self.percpu else 1) > ALLOC_LIMIT and not shared_files:
             raise fail(errno.ENOMEM, f"array of {size} bytes exceeds pybpf's allocation limit")
 
     def release(self) -> None:
