@@ -41,9 +41,10 @@ class AddressSpace:
         """
         size = max(1, size)
         if shared and self.shared_memory is not None:
-            buf = self.shared_memory(name, size)
-        else:
-            buf = native_buffer(size) if native else bytearray(size)
+            region = Region(name, self.shared_memory(name, size), writable)
+            region.native_atomic = _shared_atomic  # other processes write it too
+            return self.memory.add(region)
+        buf = native_buffer(size) if native else bytearray(size)
         return self.memory.add(Region(name, buf, writable))
 
     def free(self, region: Region) -> None:
@@ -53,3 +54,10 @@ class AddressSpace:
     def find(self, address: int, size: int = 1) -> Region | None:
         """The region holding [address, address+size), or None."""
         return self.memory.find(address, size)
+
+
+def _shared_atomic(address: int, size: int, op: int, value: int, r0: int) -> int:
+    """BPF_ATOMIC on shared memory with the hardware's atomics (compiled on first use)."""
+    from pybpf.jit.atomics import host_atomics
+
+    return host_atomics()(address, size, op, value, r0)
