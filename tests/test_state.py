@@ -551,3 +551,29 @@ def test_atomic_adds_from_two_processes_lose_nothing(engine: str, root: Path):
     assert [p.wait() for p in runs] == [0, 0]
     status, out, _ = _cli("-j", "map", "dump", "pinned", "/sys/fs/bpf/xm/stats")
     assert status == 0 and sum(e["formatted"]["value"] for e in json.loads(out)) == 40000
+
+
+def test_a_writer_whose_snapshot_went_stale_restores_again(root: Path, monkeypatch):
+    """Writers restore before taking the lock; one that another writer overtook meanwhile
+    restores again under the lock, so ids never collide and nothing is lost."""
+    opened = state._open
+    calls = []
+
+    def overtaken(*args, **kwargs):
+        out = opened(*args, **kwargs)
+        if not calls:  # between this restore and the lock, another writer commits
+            calls.append(1)
+            with state.session(root) as other:
+                m = other.map_create(MapAttr(MapType.ARRAY, 4, 4, 4, name="theirs"))
+                m.update(bytes(4), b"\x07\x00\x00\x00")
+                state.pin(other, "/sys/fs/bpf/theirs", m)
+        return out
+
+    monkeypatch.setattr(state, "_open", overtaken)
+    with state.session(root) as kernel:
+        state.pin(kernel, "/sys/fs/bpf/mine",
+                  kernel.map_create(MapAttr(MapType.ARRAY, 4, 4, 4, name="mine")))
+    with state.session(root, write=False) as kernel:
+        theirs, mine = (state.pinned(kernel, f"/sys/fs/bpf/{n}") for n in ("theirs", "mine"))
+        assert (theirs.name, mine.name) == ("theirs", "mine") and theirs.id != mine.id
+        assert theirs.lookup(bytes(4)) == b"\x07\x00\x00\x00"

@@ -149,7 +149,8 @@ class StateKernel(Kernel):
 def session(root: Path | None = None, *, write: bool = True, merge: bool = False,
             tag_algorithm: str | None = None, salvage: bool = False) -> Iterator[Kernel]:
     """A kernel holding the persisted objects; its changes committed on a clean exit when
-    ``write`` (a writing session holds the lock; a reading one takes none).
+    ``write`` (a writing session holds the lock from the end of its restore to its commit;
+    a reading one takes none).
 
     ``merge`` (with ``write``) is for commands whose only lasting effects are what running
     programs do (``prog run``, ``net feed``): they run without the lock, then take it only
@@ -162,10 +163,16 @@ def session(root: Path | None = None, *, write: bool = True, merge: bool = False
     root = root or state_dir()
     locked = write and not merge
     with contextlib.ExitStack() as stack:
-        if locked:
-            fcntl.flock(stack.enter_context(_open_lock(root)), fcntl.LOCK_EX)
         store = stack.enter_context(Store(root))
-        kernel, before = _open(root, store, tag_algorithm, salvage, retry=not locked)
+        lock = stack.enter_context(_open_lock(root)) if locked else None
+        # restored without the lock (the slow part: mapping maps, loading programs); a
+        # writer then takes the lock and restores again only if someone committed meanwhile
+        kernel, before = _open(root, store, tag_algorithm, salvage, retry=True)
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if store.generation() != before.generation:
+                kernel.holds.release()
+                kernel, before = _open(root, store, tag_algorithm, salvage, retry=False)
         stack.callback(_release, kernel, root, store, locked)
         if merge:
             kernel.trace.lines.clear()  # what this command's programs print, merged after

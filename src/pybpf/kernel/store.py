@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS attachments (ifindex INTEGER PRIMARY KEY, prog_id INT
 CREATE TABLE IF NOT EXISTS btf (id INTEGER PRIMARY KEY, blob TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trace (seq INTEGER PRIMARY KEY, line TEXT NOT NULL);
 """
+GENERATION = "generation"  # the meta row counting commits
 TABLES = ("meta", "maps", "map_data", "progs", "pins", "attachments", "btf", "trace")
 
 
@@ -64,6 +65,7 @@ class Snapshot:
     attachments: dict[int, tuple[int, str | None]] = field(default_factory=dict)
     btf: dict[int, str] = field(default_factory=dict)
     trace: list[str] = field(default_factory=list)
+    generation: int = field(default=0, compare=False)  # commits so far (see Store.generation)
 
 
 def damaged(path: Path, why: object) -> StateError:
@@ -139,8 +141,10 @@ class Store:
             finally:
                 self.db.execute("COMMIT")
         try:
+            meta = {k: json.loads(v) for k, v in rows["meta"]}
+            generation = int(meta.pop(GENERATION, 0))
             return Snapshot(
-                meta={k: json.loads(v) for k, v in rows["meta"]},
+                meta=meta, generation=generation,
                 maps={int(i): _record(r) for i, r in rows["maps"]},
                 map_data={int(i): (str(d), bytes(b)) for i, d, b in rows["map_data"]},
                 progs={int(i): _record(r) for i, r in rows["progs"]},
@@ -152,6 +156,17 @@ class Store:
         except (ValueError, TypeError) as err:
             raise damaged(self.path, f"{type(err).__name__}: {err}") from None
 
+    def generation(self) -> int:
+        """How many commits the database has seen: equal to a snapshot's ``generation``
+        exactly when nobody committed since that snapshot was read."""
+        with self._errors():
+            row = self.db.execute("SELECT value FROM meta WHERE key = ?", (GENERATION,))
+            found = row.fetchone()
+        try:
+            return int(json.loads(found[0])) if found else 0
+        except (ValueError, TypeError) as err:
+            raise damaged(self.path, f"generation: {err}") from None
+
     def take_trace(self) -> list[str]:
         """Read and remove the unread trace lines, in one transaction (a pipe read)."""
         with self._errors():
@@ -160,6 +175,8 @@ class Store:
                 lines = [str(r[0]) for r in
                          self.db.execute("SELECT line FROM trace ORDER BY seq").fetchall()]
                 self.db.execute("DELETE FROM trace")
+                self.db.execute("INSERT INTO meta VALUES (?, '1') ON CONFLICT (key) DO UPDATE "
+                                "SET value = CAST(value AS INTEGER) + 1", (GENERATION,))
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
@@ -198,8 +215,10 @@ class Store:
         for path, (kind, ident) in new.pins.items():
             if old.pins.get(path) != (kind, ident):
                 ex("INSERT OR REPLACE INTO pins VALUES (?, ?, ?)", (path, kind, ident))
+        ex("INSERT INTO meta VALUES (?, '1') ON CONFLICT (key) DO UPDATE SET value = "
+           "CAST(value AS INTEGER) + 1", (GENERATION,))  # every commit counts
         if old.meta != new.meta:
-            ex("DELETE FROM meta")
+            ex("DELETE FROM meta WHERE key != ?", (GENERATION,))
             ex_many = self.db.executemany
             ex_many("INSERT INTO meta VALUES (?, ?)",
                     [(k, json.dumps(v)) for k, v in new.meta.items()])  # fmt: skip
