@@ -310,11 +310,9 @@ def _env() -> dict[str, str]:
 
 
 def _values(root: Path) -> dict[int, int]:
-    doc = json.loads((root / "state.json").read_text())  # must always parse
-    (record,) = [m for m in doc["maps"] if m["name"] == "k"]
-    return {int.from_bytes(bytes.fromhex(k), "little"): int.from_bytes(bytes.fromhex(v),
-                                                                        "little")
-            for k, v in record["entries"]}  # fmt: skip
+    with state.session(root, write=False) as kernel:  # the state always reads
+        (m,) = [m for m in kernel.maps.values() if m.name == "k"]
+        return {int.from_bytes(k, "little"): int.from_bytes(v, "little") for k, v in m.items()}
 
 
 def test_commands_killed_mid_update_leave_before_or_after(root, capsys):
@@ -332,7 +330,7 @@ def test_commands_killed_mid_update_leave_before_or_after(root, capsys):
             time.sleep(rng.uniform(0.0, 0.6))
             proc.send_signal(signal.SIGKILL)
         proc.wait()
-        now = _values(root)  # state.json parses: never half written
+        now = _values(root)  # the state reads: never half written
         assert now.get(key) in (before.get(key), value)
         assert {k: v for k, v in now.items() if k != key} == \
             {k: v for k, v in before.items() if k != key}

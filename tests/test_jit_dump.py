@@ -15,6 +15,7 @@ import os
 import random
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -273,8 +274,10 @@ def test_engine_choice_persists_across_processes(pybpf, tmp_path):
     pybpf("--engine=interp", "prog", "load", HELLO, "/sys/fs/bpf/interp")
     shown = {p["id"]: p for p in json.loads(pybpf("-j", "prog", "show").stdout)}
     assert [shown[i]["jited"] for i in (1, 2, 3)] == [True, True, False]
-    state = json.loads((tmp_path / "state" / "state.json").read_text())
-    assert [p["engine"] for p in state["progs"]] == ["jit", "jit", "interp"]
+    db = sqlite3.connect(tmp_path / "state" / "state.db")
+    records = [json.loads(r) for (r,) in db.execute("SELECT record FROM progs ORDER BY id")]
+    db.close()
+    assert [p["engine"] for p in records] == ["jit", "jit", "interp"]
     for pin in ("native", "interp"):
         out = pybpf("prog", "run", "pinned", f"/sys/fs/bpf/{pin}", "data_in", str(packet)).stdout
         assert out.startswith("Return value: 2, duration")

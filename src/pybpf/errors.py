@@ -183,6 +183,13 @@ class KernelError(PybpfError):
         super().__init__(message)
 
 
+class StateError(KernelError):
+    """The persistent state (its directory, lock or store) is unusable.
+
+    The message names the path and what to do about it.
+    """
+
+
 class VerifierError(KernelError):
     """The verifier refused a program (the kernel answers EACCES or EINVAL).
 

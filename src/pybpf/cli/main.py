@@ -8,6 +8,7 @@
     pybpf cc PROG.bpf.c [-o OBJ]   compile C with clang -target bpf -g -O2
     pybpf hello [OBJ]        the seeds' hello program: load, listings, three runs
     pybpf bench              interpreter throughput
+    pybpf state check|repair the state directory's consistency, and its recovery
 
 Programs are raw bytecode (8 bytes per instruction) or, with ``--hex``, base16
 text; ``run`` also takes assembly text (``.s``/``.asm``, any dialect).  ``run``
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from pybpf import __version__, asm
 from pybpf.cli import add_budget_option, cc, hello
+from pybpf.cli import state as state_cli
 from pybpf.cli.bpftool.dispatch import dispatch, is_bpftool_command
 from pybpf.cli.trace import RegisterTrace
 from pybpf.errors import BudgetExceeded, PybpfError
@@ -158,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag-algo", choices=TAG_ALGORITHMS, default=None,
                    help="program tags as Linux 6.18 (sha256, the default) or older kernels")
     p.set_defaults(func=lambda a: hello.main(a.object, tag_algorithm=a.tag_algo))
+
+    state_cli.add_parser(sub)
 
     p = sub.add_parser("bench", help="interpreter throughput on loop-heavy programs")
     p.add_argument("--repeat", type=int, default=3)

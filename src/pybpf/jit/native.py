@@ -104,6 +104,10 @@ class NativeModule:
         """Function ``name`` as ``uint64 f(void *ctx)`` callable from Python."""
         return ENTRY_TYPE(self.address(name))
 
+    def function(self, name: str, nargs: int) -> Callable[..., int]:
+        """Function ``name`` as ``uint64 f(uint64, ...)`` of ``nargs`` arguments."""
+        return ctypes.CFUNCTYPE(ctypes.c_uint64, *[ctypes.c_uint64] * nargs)(self.address(name))
+
     def close(self) -> None:
         """Unmap the code (no function of this module may run afterwards)."""
         if self._engine is not None:

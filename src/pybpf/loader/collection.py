@@ -65,7 +65,11 @@ class Collection:
         return test_run(self.program(name), data_in=data_in, **kw)
 
     def pin(self, name: str, path: str) -> None:
-        """Pin program or map ``name`` at ``path`` (under /sys/fs/bpf): it outlives close()."""
+        """Pin program or map ``name`` at ``path`` (under /sys/fs/bpf): it outlives close().
+
+        On a kernel from :func:`pybpf.kernel.state.session` this is the command line's
+        pin: it outlives the process, and ``pybpf prog show pinned PATH`` finds it.
+        """
         obj = self.programs.get(name) or self.maps.get(name)
         if obj is None:
             raise KeyError(f"no program or map {name!r}")

@@ -161,6 +161,7 @@ class Kernel:
                             func_scalar_return=func_scalar_return, funcs=funcs,
                             kfuncs=kfuncs, kernel_btf=kernel_btf)  # fmt: skip
         prog.engine_name = engine
+        prog.uid = os.getuid()  # the loading user, as bpf_prog_info's created_by_uid
         prog.id = self._next_prog_id
         self._next_prog_id += 1
         self.progs[prog.id] = prog

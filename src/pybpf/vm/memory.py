@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import struct
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -42,6 +43,12 @@ _UNSIGNED = {
 def native_buffer(size: int) -> ctypes.Array:
     """A zeroed ctypes byte array of ``size`` bytes (C-allocated, fixed address)."""
     return (ctypes.c_ubyte * size)()
+
+
+def mapped_buffer(mapping) -> ctypes.Array:
+    """A ctypes byte array over a writable buffer such as an ``mmap`` (same memory, no
+    copy; the array keeps the mapping alive)."""
+    return (ctypes.c_ubyte * len(mapping)).from_buffer(mapping)
 
 
 def buffer_address(buf: bytearray | ctypes.Array) -> tuple[int, object]:
@@ -67,6 +74,10 @@ class Region:
     buf: bytearray | ctypes.Array
     writable: bool = True
     custom_access: ClassVar[bool] = False  # True: Memory.load/store call self.load/store
+    #: ``(address, size, op, value, r0) -> old``: hardware atomics for memory other
+    #: processes share (set by the owner); None: Memory.atomic's load and store
+    native_atomic: Callable[[int, int, int, int, int], int] | None = field(
+        default=None, init=False, repr=False, compare=False)
     base: int = field(init=False)
     size: int = field(init=False)
     _pin: object = field(init=False, repr=False)
@@ -176,6 +187,10 @@ class Memory:
         CMPXCHG stores ``value`` only when the old value equals ``r0``.  The
         caller decides what lands in a register (the fetch forms, r0).
         """
+        region = self.find(address, size)
+        if region is not None and region.native_atomic is not None and region.writable \
+                and size in (4, 8) and not region.custom_access:  # fmt: skip
+            return region.native_atomic(address, size, op, value, r0)  # atomic across processes
         old = self.load(pc, address, size)
         mask = (1 << (8 * size)) - 1
         kind = op & ~AtomicOp.FETCH

@@ -78,7 +78,8 @@ def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
         if unlocked is not None and unlocked(args):
             return module.COMMANDS[name](ctx, args)  # it opens its own short sessions
         write = name not in getattr(module, "READ_ONLY", ())
-        with state.session(write=write, tag_algorithm=ctx.tag_algo) as kernel:
+        merge = name in getattr(module, "MERGED", ())  # runs programs without the lock
+        with state.session(write=write, merge=merge, tag_algorithm=ctx.tag_algo) as kernel:
             ctx.kernel = kernel
             return module.COMMANDS[name](ctx, args)
     except PybpfError as err:  # the session is not saved: a failed command changes nothing

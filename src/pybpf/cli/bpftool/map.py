@@ -368,7 +368,7 @@ def _print_key_value(ctx: Ctx, m: Map, key: bytes, value: bytes) -> None:
 # --- show ---------------------------------------------------------------------------------------
 def _pins_by_id(ctx: Ctx) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
-    for path, record in state.pins(ctx.kernel.state_root).items():
+    for path, record in state.pins(ctx.kernel).items():
         if isinstance(record, dict) and record.get("type") == "map":
             out.setdefault(record.get("id"), []).append(path)
     return out

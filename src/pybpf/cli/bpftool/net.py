@@ -421,6 +421,7 @@ def do_feed(ctx: Ctx, args: list[str]) -> int:
     name = _devname(ctx, ifindex)
     if prog is None:
         raise fail(ctx, f"no XDP program attached to {name}", (-errno.ENOENT) & 0xFF)
+    kernel.hold(prog)  # detached meanwhile, it still runs to the end, as with an fd
     resolution = 1_000_000
     if pcap is not None:
         try:
@@ -502,6 +503,7 @@ COMMANDS = {
     "dev": do_dev, "feed": do_feed,
 }  # fmt: skip
 READ_ONLY = {"show", "list"}
+MERGED = {"feed"}  # what it changes is what programs do: merged into the state after the run
 
 __all__ = ["COMMANDS", "READ_ONLY", "PcapError", "PcapReader", "PcapWriter", "read_pcap",
            "udp_frame"]  # fmt: skip

@@ -94,7 +94,7 @@ def _loaded_at(prog, json_mode: bool) -> str | int:
 
 def _pins_of(ctx: Ctx) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
-    for path, record in state.pins(ctx.kernel.state_root).items():
+    for path, record in state.pins(ctx.kernel).items():
         if record.get("type") == "prog":
             out.setdefault(record.get("id"), []).append(path)
     return out
@@ -654,6 +654,7 @@ def do_run(ctx: Ctx, args: list[str]) -> int:
     if len(args) < 4:
         raise CommandError(f"'run' needs at least 4 arguments, {len(args)} found")
     prog = select_one(ctx, args)
+    ctx.kernel.hold(prog)  # running it, this process holds it (and its maps), as an fd does
     names: dict[str, str | None] = dict.fromkeys(("data_in", "data_out", "ctx_in", "ctx_out"))
     data_size_out = ctx_size_out = 0
     repeat, trace = 1, False
@@ -819,12 +820,11 @@ def do_tracelog(ctx: Ctx, args: list[str]) -> int:
 
 
 def follow_trace(ctx: Ctx, *, interval: float = FOLLOW_INTERVAL, polls: int | None = None) -> int:
-    """Poll the trace pipe (one short session each time) until Ctrl-C or ``polls`` polls."""
+    """Poll the trace pipe (one short transaction each time) until Ctrl-C or ``polls`` polls."""
     count = 0
     try:
         while polls is None or count < polls:
-            with state.session() as kernel:
-                lines = kernel.trace.read()
+            lines = state.take_trace()  # no objects restored: the lock is held only briefly
             for line in lines:
                 _emit_line(ctx, line)
             ctx.out.flush()
@@ -857,6 +857,7 @@ COMMANDS = {
 # the trace pipe must not hold the state lock the writers need
 UNLOCKED = {"tracelog": lambda args: any(a and "follow".startswith(a) for a in args)}
 READ_ONLY = {"show", "list", "dump"}
+MERGED = {"run"}  # what it changes is what programs do: merged into the state after the run
 
 __all__ = ["COMMANDS", "READ_ONLY", "UNLOCKED", "helper_text", "kernel_btf_blob",
            "select", "xlated_plain"]

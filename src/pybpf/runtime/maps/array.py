@@ -9,7 +9,9 @@ elements ``round_up(value_size, 8)`` apart, so a value address stays valid
 for the map's lifetime and :meth:`ArrayMap.direct_value_address` (element 0)
 serves ld_imm64 MAP_VALUE.  BPF_F_RDONLY_PROG makes that region read-only
 for programs (stores fault; user space writes through :meth:`update`);
-BPF_F_MMAPABLE is accepted on plain arrays only.  :meth:`ArrayMap.jit_shape`
+BPF_F_MMAPABLE is accepted on plain arrays only.  The blocks are allocated
+``shared``: under the persistent kernel model they are mappings of files, which
+every process using the map reads and writes live.  :meth:`ArrayMap.jit_shape`
 hands the same blocks to JIT-compiled code, which indexes them natively.
 
 Per-CPU arrays give user space ``round_up(value_size, 8) * ncpus`` bytes
@@ -51,7 +53,7 @@ class ArrayMap(Map):
         copies = ncpus if self.percpu else 1
         self.regions = [
             space.alloc(f"array:{attr.name}" + (f":cpu{c}" if self.percpu else ""),
-                        self.stride * attr.max_entries, writable=writable)
+                        self.stride * attr.max_entries, writable=writable, shared=True)
             for c in range(copies)
         ]  # fmt: skip
 
@@ -64,7 +66,8 @@ class ArrayMap(Map):
         size = round8(attr.value_size) * attr.max_entries
         if size > 1 << 32:
             raise fail(errno.E2BIG, f"array of {size} bytes is too large")
-        if size * (self.ncpus if self.percpu else 1) > ALLOC_LIMIT:
+        shared_files = self.space.shared_memory is not None  # sparse: touched pages only
+        if size * (self.ncpus if self.percpu else 1) > ALLOC_LIMIT and not shared_files:
             raise fail(errno.ENOMEM, f"array of {size} bytes exceeds pybpf's allocation limit")
 
     def release(self) -> None:

@@ -36,7 +36,7 @@ class FdArrayMap(Map):
                  resolve_fd: FdResolver | None = None) -> None:  # fmt: skip
         super().__init__(attr, space, ncpus=ncpus)
         self.resolve_fd = resolve_fd
-        self._slots: list[object | None] = [None] * attr.max_entries
+        self._slots: dict[int, object] = {}  # index -> object: sparse, as 1e9 slots may be
 
     def check_attr(self, attr: MapAttr) -> None:
         if attr.value_size != 4 or attr.map_flags & (MapFlag.RDONLY_PROG | MapFlag.WRONLY_PROG):
@@ -46,7 +46,7 @@ class FdArrayMap(Map):
             raise fail(errno.EINVAL, "fd arrays need key_size 4 and max_entries > 0")
 
     def release(self) -> None:
-        self._slots = [None] * self.max_entries
+        self._slots = {}
 
     # --- what a subclass decides ------------------------------------------------------
     def accept(self, obj: object) -> None:
@@ -95,9 +95,8 @@ class FdArrayMap(Map):
         index = u32(key)
         if index >= self.max_entries:
             raise fail(errno.E2BIG, f"index {index} >= max_entries {self.max_entries}")
-        if self._slots[index] is None:
+        if self._slots.pop(index, None) is None:
             raise fail(errno.ENOENT, "empty slot")
-        self._slots[index] = None
 
     def get_next_key(self, key: bytes | None) -> bytes:
         self._check_readable_from_user()
@@ -109,11 +108,15 @@ class FdArrayMap(Map):
         raise fail(ENOTSUPP, "fd arrays have no lookup_and_delete")
 
     def keys(self):
-        return iter([i.to_bytes(4, "little") for i, o in enumerate(self._slots) if o is not None])
+        return iter([i.to_bytes(4, "little") for i in sorted(self._slots)])
 
     def __len__(self) -> int:
-        return sum(o is not None for o in self._slots)
+        return len(self._slots)
 
     def object_at(self, index: int) -> object | None:
         """The object in slot ``index`` (None when empty or out of range)."""
-        return self._slots[index] if 0 <= index < self.max_entries else None
+        return self._slots.get(index)
+
+    def occupied(self) -> list[tuple[int, object]]:
+        """The filled slots, by index."""
+        return sorted(self._slots.items(), key=lambda item: item[0])

@@ -44,7 +44,7 @@ class PerfEventArrayMap(FdArrayMap):
         index = cpu if flags == BPF_F_CURRENT_CPU else flags
         if index >= self.max_entries:
             return -errno.E2BIG
-        event = self._slots[index]
+        event = self._slots.get(index)
         if event is None:
             return -errno.ENOENT
         if getattr(event, "cpu", index) != cpu:
