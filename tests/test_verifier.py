@@ -49,6 +49,20 @@ QUEUE = vd.MapDecl("q", 22, 0, 8, 4)
 SOCKMAP = vd.MapDecl("sm", 15, 4, 4, 1)
 PROG_ARRAY = vd.MapDecl("pa", 3, 4, 4, 2)
 
+# a map helper given the first 8 bytes of the packet (R2) as its value
+POP_PKT = """
+r2 = *(u32 *)(r1 + 76)
+r3 = *(u32 *)(r1 + 80)
+r4 = r2
+r4 += 8
+if r4 > r3 goto out
+ld_pseudo r1, 1, 0
+call {call}
+out:
+r0 = 0
+exit
+"""
+
 # name, program type, maps, asm, expected: None (accept) or (pc, first message line)
 CASES = [
     # --- pruning inside a callee compares the caller's registers live after the call
@@ -143,6 +157,10 @@ CASES = [
      (9, "R2 type=fp expected=sock_common, sock, tcp_sock, xdp_sock, ptr_, trusted_ptr_")),
     ("lookup_prog_array", XDP, (PROG_ARRAY,), LOOKUP + "r0 = 0\nexit",
      (6, "cannot pass map_type 3 into func bpf_map_lookup_elem#1")),
+    # --- a packet pointer goes only to helpers with pkt_access (may_access_direct_pkt_data)
+    ("pop_into_packet", SCHED_CLS, (QUEUE,), POP_PKT.format(call=88),
+     (7, "helper access to the packet is not allowed")),
+    ("push_from_packet", SCHED_CLS, (QUEUE,), POP_PKT.format(call=87), None),
     # --- a writable tracepoint's buffer: constant, non-negative offsets (check_tp_buffer_access)
     ("tp_buffer_rw", RAW_TP_W, (), "r6 = *(u64 *)(r1 + 0)\nr7 = 1\n*(u64 *)(r6 + 16) = r7\n"
      "r0 = *(u32 *)(r6 + 8)\nr0 = 0\nexit", None),

@@ -141,6 +141,9 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
     base = arg.base
     if base is Arg.ANYTHING:
         return None
+    if reg.base in PKT_TYPES and not ctxrules.direct_packet_access(
+            env.target.prog_type, False, helper_pkt_access=proto.pkt_access):  # fmt: skip
+        raise _reject("helper access to the packet is not allowed")
     if base is Arg.PTR_TO_MAP_VALUE:
         arg = _resolve_map_arg(env, proto, arg, meta_map)
         base = arg.base
@@ -194,8 +197,6 @@ def _check_arg(env: Checker, st: State, proto, i: int, arg, reg: Reg, meta_map):
             env.const_map_key = _constant_map_key(env, st, reg, meta_map)
         return None
     if base is Arg.PTR_TO_MEM:
-        if reg.base in PKT_TYPES and not proto.pkt_access:
-            raise _reject("helper access to the packet is not allowed")
         if arg.has(ArgFlag.MEM_FIXED_SIZE):
             memory.helper_mem(env, regno, arg.size, arg.size, write=arg.has(ArgFlag.MEM_WRITE),
                               uninit_ok=arg.is_raw_mem, zero_ok=False)  # fmt: skip
