@@ -330,7 +330,7 @@ def guarded(fn, timeout: float):
     if timeout <= 0 or not hasattr(signal, "setitimer"):
         return fn()
 
-    class _Expired(Exception):
+    class _Expired(BaseException):  # not an Exception: no handler on the way may take it
         pass
 
     def expire(signum, frame):

@@ -392,8 +392,9 @@ def verifier_ready() -> bool:
     return hasattr(pybpf.verifier, "verify")
 
 
-class _Timeout(Exception):
-    """The hang guard of one pybpf verdict ran out."""
+class _Timeout(BaseException):
+    """The hang guard of one pybpf verdict ran out (a BaseException, as KeyboardInterrupt
+    is, so that no ``except Exception`` on the way turns it into a verdict)."""
 
 
 def pybpf_verdict(case: Case, *, timeout: float = 0) -> Verdict:
