@@ -414,7 +414,7 @@ DURING_A_RUN = [  # commands another process runs while a program runs (reads an
     ("map", "update", "pinned", "/sys/fs/bpf/h2", "key", "2", "0", "0", "0", "value", "9", "0",
      "0", "0"),
 ]
-RUNS = 300_000
+RUNS = 1_000_000  # long enough for the commands below to run while it does
 
 
 def test_nothing_waits_for_a_running_program(root: Path):
