@@ -147,7 +147,8 @@ class StateKernel(Kernel):
 
 @contextlib.contextmanager
 def session(root: Path | None = None, *, write: bool = True, merge: bool = False,
-            tag_algorithm: str | None = None, salvage: bool = False) -> Iterator[Kernel]:
+            contents: bool = True, tag_algorithm: str | None = None,
+            salvage: bool = False) -> Iterator[Kernel]:
     """A kernel holding the persisted objects; its changes committed on a clean exit when
     ``write`` (a writing session holds the lock from the end of its restore to its commit;
     a reading one takes none).
@@ -156,18 +157,23 @@ def session(root: Path | None = None, *, write: bool = True, merge: bool = False
     programs do (``prog run``, ``net feed``): they run without the lock, then take it only
     to merge those effects into the state as it is by then (:func:`_merge`), so pins,
     loads and other writers never wait for a running program.
+    ``contents`` False (a reading session only: ``prog list``, ``map show``) leaves the
+    maps kept in the database empty instead of loading their elements.
     ``tag_algorithm`` is how the kernel computes program tags (default: SHA-256, as 6.18).
     ``salvage`` (state repair) drops the objects that do not restore, listing them in
     ``kernel.dropped``, instead of refusing the whole state.
     """
     root = root or state_dir()
     locked = write and not merge
+    if write and not contents:
+        raise ValueError("a writing session needs the maps' contents")
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(Store(root))
         lock = stack.enter_context(_open_lock(root)) if locked else None
         # restored without the lock (the slow part: mapping maps, loading programs); a
         # writer then takes the lock and restores again only if someone committed meanwhile
-        kernel, before = _open(root, store, tag_algorithm, salvage, retry=True)
+        kernel, before = _open(root, store, tag_algorithm, salvage, retry=True,
+                               contents=contents)  # fmt: skip
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if store.generation() != before.generation:
@@ -217,7 +223,7 @@ def _collect(root: Path, store: Store) -> None:
 
 
 def _open(root: Path, store: Store, tag_algorithm: str | None, salvage: bool, *,
-          retry: bool) -> tuple[StateKernel, Snapshot]:  # fmt: skip
+          retry: bool, contents: bool = True) -> tuple[StateKernel, Snapshot]:  # fmt: skip
     """Read the state and restore it into a new kernel.  Without the lock (``retry``) a
     writer may commit and remove a map's files between the read and the restore: read
     again then."""
@@ -228,7 +234,7 @@ def _open(root: Path, store: Store, tag_algorithm: str | None, salvage: bool, *,
         kernel.holds = holders.Holds(root)
         before = store.read()
         try:
-            _restore(kernel, root, before)
+            _restore(kernel, root, before, contents=contents)
             return kernel, before
         except StateError as err:
             if err.errno != errno.ENOENT or attempt == (2 if retry else 0):
@@ -482,7 +488,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 # --- restoring -------------------------------------------------------------------------
-def _restore(kernel: Kernel, root: Path, snap: Snapshot) -> None:
+def _restore(kernel: Kernel, root: Path, snap: Snapshot, *, contents: bool = True) -> None:
     kernel.btf_blobs = {str(k): v for k, v in snap.btf.items()}
     kernel._next_btf_id = int(snap.meta.get("next_btf_id", 1))
     kernel.devices = dict(snap.meta.get("devices", DEFAULT_DEVICES))
@@ -498,7 +504,8 @@ def _restore(kernel: Kernel, root: Path, snap: Snapshot) -> None:
     kernel.restoring = True
     for ident in sorted(live_maps):
         with _salvaging(kernel, f"map {ident}"):
-            maps[ident] = _restore_map(kernel, snap.maps[ident], snap.map_data.get(ident))
+            data = snap.map_data.get(ident) if contents else None
+            maps[ident] = _restore_map(kernel, snap.maps[ident], data)
     kernel.restoring = False
     for ident in sorted(live_progs):
         with _salvaging(kernel, f"prog {ident}"):

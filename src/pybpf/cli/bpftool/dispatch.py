@@ -79,7 +79,9 @@ def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
             return module.COMMANDS[name](ctx, args)  # it opens its own short sessions
         write = name not in getattr(module, "READ_ONLY", ())
         merge = name in getattr(module, "MERGED", ())  # runs programs without the lock
-        with state.session(write=write, merge=merge, tag_algorithm=ctx.tag_algo) as kernel:
+        contents = write or name not in getattr(module, "NO_CONTENTS", ())
+        with state.session(write=write, merge=merge, contents=contents,
+                           tag_algorithm=ctx.tag_algo) as kernel:  # fmt: skip
             ctx.kernel = kernel
             return module.COMMANDS[name](ctx, args)
     except PybpfError as err:  # the session is not saved: a failed command changes nothing

@@ -766,3 +766,4 @@ COMMANDS = {
     "pop": do_pop, "dequeue": do_pop, "freeze": do_freeze,
 }  # fmt: skip
 READ_ONLY = {"show", "list", "dump", "lookup", "getnext", "peek"}
+NO_CONTENTS = {"show", "list"}  # they show attributes only: the maps' elements stay unread

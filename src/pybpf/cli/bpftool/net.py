@@ -503,6 +503,7 @@ COMMANDS = {
     "dev": do_dev, "feed": do_feed,
 }  # fmt: skip
 READ_ONLY = {"show", "list"}
+NO_CONTENTS = {"show", "list"}  # they show attributes only: the maps' elements stay unread
 MERGED = {"feed"}  # what it changes is what programs do: merged into the state after the run
 
 __all__ = ["COMMANDS", "READ_ONLY", "PcapError", "PcapReader", "PcapWriter", "read_pcap",

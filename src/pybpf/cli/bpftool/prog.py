@@ -857,6 +857,7 @@ COMMANDS = {
 # the trace pipe must not hold the state lock the writers need
 UNLOCKED = {"tracelog": lambda args: any(a and "follow".startswith(a) for a in args)}
 READ_ONLY = {"show", "list", "dump"}
+NO_CONTENTS = {"show", "list"}  # they show attributes only: the maps' elements stay unread
 MERGED = {"run"}  # what it changes is what programs do: merged into the state after the run
 
 __all__ = ["COMMANDS", "READ_ONLY", "UNLOCKED", "helper_text", "kernel_btf_blob",
