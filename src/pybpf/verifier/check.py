@@ -114,6 +114,7 @@ class Checker:
         self.precision_changes = 0  # marks made (propagate_backedges' "changed")
         # compute_live_registers: a helper call reads the arguments its prototype names
         self.live = calls.liveness(structure, getattr(target, "helpers", None))
+        self.stack_live = prune.stack_liveness(structure)
         self.depths: dict[int, int] = {}
         self.state: State = initial_state()
         self.insn: Instruction = structure.insns[0]
@@ -126,6 +127,7 @@ class Checker:
         self.verified: set[int] = set()  # global subprograms verified on their own
         self._pkt_changers: frozenset[int] | None = None
         self.entry_pc = 0  # where the function being verified starts
+        self._switched: tuple | None = None  # level 2: the lines of a path just resumed
         self.bt_info: dict[int, tuple] = {}  # per pc, what precision backtracking reads
         self.const_map_key: int | None = None  # the array key the helper call being checked got
 
@@ -289,6 +291,7 @@ class Checker:
             self.log.add(f"{from_pc}: {insn_text(self.insns[from_pc], self.log.kfunc_names)} "
                          f"{pc}: {state}")
         elif self.log:
+            self._switched = (self.log.mark(), from_pc, pc)
             self.log.add("")
             self.log.add(f"from {from_pc} to {pc}: {state}")
             self.log.add(f"{pc}: {state}")
@@ -304,9 +307,17 @@ class Checker:
             raise Reject(f"BPF program is too large. Processed {self.processed} insn", errno.E2BIG,
                          self.last_pc)  # fmt: skip
         if pc in self.prune_points and self._visited(st, pc):
-            if self.log.level >= 1:
+            switched, self._switched = self._switched, None
+            if switched is not None and switched[2] == pc:
+                # pruned where the path resumed: the kernel prints no state, just this
+                mark, from_pc = switched[0], switched[1]
+                del self.log.lines[mark:mark + 3]
+                self.log.add("")
+                self.log.add(f"from {from_pc} to {pc}: safe")
+            elif self.log.level >= 1:
                 self.log.add(f"{pc}: safe")
             return None
+        self._switched = None
         self.last_pc = pc
         self.seen.add(pc)
         st.path = (pc, st.path)
@@ -372,10 +383,11 @@ class Checker:
         for node in nodes:
             if node.branches:
                 if iter_next:  # the loop converges once its iterator is active in a covered state
-                    if kfunc_call.iter_active(st) and prune.covers(node.state, st, self.live, pc):
+                    if kfunc_call.iter_active(st) and prune.covers(node.state, st, self.live, pc,
+                                                                   None, self.stack_live):
                         return self._hit(st, node, True)
                 elif callback or (may_goto and node.state.may_goto_depth != st.may_goto_depth):
-                    if prune.covers(node.state, st, self.live, pc):
+                    if prune.covers(node.state, st, self.live, pc, None, self.stack_live):
                         return self._hit(st, node, True)
                 elif (node.state.may_goto_depth == st.may_goto_depth
                       and len(node.state.frames) == len(st.frames)
@@ -397,7 +409,8 @@ class Checker:
                 # a state of a loop with backedges has no final precision yet: by range
                 visit = self.visits.get(node.chain) if node.chain is not None else None
                 loop = visit is not None and bool(visit.backedges)
-                if prune.covers(node.state, st, self.live, pc, None if loop else node):
+                if prune.covers(node.state, st, self.live, pc, None if loop else node,
+                                self.stack_live):
                     return self._hit(st, node, loop)
             if add_new:
                 node.misses += 1
@@ -748,6 +761,10 @@ class Checker:
         srcv = src if src is not None else const(insn.imm if not is32 else insn.imm & 0xFFFFFFFF)
         target = pc + 1 + insn.off
         taken = self._taken(op, dst, srcv, is32)
+        # stack pointers compared are no values to track back (INSN_F_*_REG_STACK)
+        stack = (dst.base is Base.PTR_TO_STACK, src is not None and src.base is Base.PTR_TO_STACK)
+        if any(stack):
+            precise.note(st, ("J", stack))
         if taken >= 0:  # the outcome rests on the scalars' values
             precise.mark(self, st, (insn.dst_reg, insn.src_reg) if x else (insn.dst_reg,))
             return target if taken == 1 else pc + 1
@@ -755,7 +772,7 @@ class Checker:
         if ids:
             linked = precise.linked_locations(st, ids)
             if len(linked) > 1:  # the jump's history entry, shared by both branches
-                precise.note(st, ("L", linked))
+                precise.note(st, ("L", linked, stack))
         other = st.copy()
         ok_fall = self._refine(st, insn, op, dst, srcv, is32, False)
         ok_jump = self._refine(other, insn, op, dst, srcv, is32, True)

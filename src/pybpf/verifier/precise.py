@@ -91,7 +91,9 @@ def note(st: State, flag: tuple) -> None:
     """push_insn_history: attach ``flag`` to the current instruction's path entry.
 
     ``("S", frame, spi)``: a spill to or fill from that stack slot;
-    ``("L", locs)``: the scalars a conditional jump linked;
+    ``("L", locs, stack)``: the scalars a conditional jump linked; ``("J", stack)``: a
+    conditional jump whose destination / source (``stack``, two booleans) was a stack
+    pointer;
     ``("X",)``: an edge the backtracking cannot follow.
     """
     entry = st.path
@@ -348,10 +350,13 @@ def _backtrack_insn(env: Checker, pc: int, subseq: int, flag, bt: Backtrack) -> 
                 regs.add(s)
     elif tag in (_KEEP, _NONE):
         pass
-    elif tag == _JUMP:  # dst <op> src: one wanted means both are
+    elif tag == _JUMP:  # dst <op> src: one wanted means both are (not a stack pointer)
         if x and (d in regs or s in regs):
-            regs.add(s)
-            regs.add(d)
+            stack = flag[-1] if flag is not None and flag[0] in "JL" else (False, False)
+            if not stack[1]:
+                regs.add(s)
+            if not stack[0]:
+                regs.add(d)
     elif tag == _LDX:
         if d not in regs:
             return

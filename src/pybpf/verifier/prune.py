@@ -78,10 +78,12 @@ def widen(old: Node, cur: State) -> None:
                 fc.stack[spi] = type(sc)(sc.types, UNKNOWN)
 
 
-def covers(old: State, cur: State, live, pc: int, node: Node | None = None) -> bool:
+def covers(old: State, cur: State, live, pc: int, node: Node | None = None,
+           stack_live=None) -> bool:  # fmt: skip
     """Whether ``old`` covers ``cur`` at ``pc`` (sound pruning); ``node``, old's node when
     old has finished (its imprecise scalars cover any scalar), None to compare every
-    scalar by range."""
+    scalar by range; ``stack_live`` (:func:`stack_liveness`) leaves out the innermost
+    frame's slots read no more."""
     if len(old.frames) != len(cur.frames) or bool(old.lock) != bool(cur.lock):
         return False
     if len(old.refs) != len(cur.refs):
@@ -106,7 +108,11 @@ def covers(old: State, cur: State, live, pc: int, node: Node | None = None) -> b
                 return False
             if not _regsafe(o, fc.regs[i], idmap):
                 return False
+        slots = stack_live.get(pc) if stack_live is not None and depth == len(old.frames) - 1 \
+            else None  # fmt: skip
         for spi, so in fo.stack.items():
+            if slots is not None and spi not in slots:
+                continue  # the frame reads it no more (a callee may: outer frames keep all)
             sc = fc.slot(spi)
             if so.types[0] == ITER:  # stacksafe's STACK_ITER rule (iters.py)
                 if not _iter_safe(so, sc, idmap):
@@ -114,8 +120,10 @@ def covers(old: State, cur: State, live, pc: int, node: Node | None = None) -> b
                 continue
             imprecise = (node is not None and so.spilled is not None and so.types[7] == SPILL
                          and so.spilled.is_scalar and not is_precise(node, depth, "s", spi))
-            if (so.types == SPILL * 8 and sc.types == MISC * 8 and so.spilled is not None
-                    and so.spilled.is_scalar):  # scalar_reg_for_stack: all MISC is unknown
+            if (so.types == SPILL * 8 and so.spilled is not None and so.spilled.is_scalar
+                    and not sc.types.strip(MISC + "?")):
+                # scalar_reg_for_stack: bytes all MISC (or uninitialised, which a
+                # privileged program may read) load an unknown scalar
                 if imprecise or _regsafe(so.spilled, UNKNOWN, idmap):
                     continue
                 return False
@@ -231,11 +239,8 @@ def prune_points(s: Structure, calls_callback=lambda pc: False) -> tuple[set[int
     return prune, jmp
 
 
-def sccs(s: Structure, calls_callback=lambda pc: False) -> dict[int, int]:
-    """compute_scc: the loops of the program, as the strongly connected components of
-    its instruction graph (a call goes on to the next instruction; a helper calling a
-    callback is a loop of its own, as the callback's visits return to it); the
-    component of each instruction in one, numbered from 1."""
+def successors(s: Structure) -> dict[int, list[int]]:
+    """Where each instruction goes on within its function (a call to the next one)."""
     succ: dict[int, list[int]] = {}
     for pc, insn in zip(s.pcs, s.insns, strict=False):
         spec = spec_of(insn)
@@ -246,10 +251,73 @@ def sccs(s: Structure, calls_callback=lambda pc: False) -> dict[int, int]:
             succ[pc] = [pc + 1 + (insn.imm if spec.width == 32 else insn.off)]
         elif spec.kind in (Kind.JUMP, Kind.JCOND):
             succ[pc] = [nxt, pc + 1 + insn.off]
-        elif spec.kind is Kind.CALL and calls_callback(pc):
-            succ[pc] = [nxt, pc]
         else:
             succ[pc] = [nxt]
+    return succ
+
+
+ALL_SLOTS = -1  # in a stack liveness set: any slot may be read
+
+
+def _slot_uses_defs(insn) -> tuple[set[int], set[int]]:
+    """The stack slots an instruction reads and writes whole, through r10 at a fixed
+    offset; a read that may reach the stack otherwise (another pointer, a call, an
+    atomic elsewhere) reads them all."""
+    spec = spec_of(insn)
+    if spec is None:
+        return {ALL_SLOTS}, set()
+    k = spec.kind
+    size = spec.width // 8
+    if k in (Kind.LDX, Kind.LDXSX, Kind.LOAD_ACQ):
+        if insn.src_reg != 10:
+            return {ALL_SLOTS}, set()
+        return {(-a - 1) // 8 for a in range(insn.off, insn.off + size) if a < 0}, set()
+    if k in (Kind.ST, Kind.STX, Kind.STORE_REL):
+        if insn.dst_reg == 10 and size == 8 and insn.off % 8 == 0 and insn.off < 0:
+            return set(), {(-insn.off - 1) // 8}
+        return set(), set()
+    if k is Kind.ATOMIC:
+        if insn.dst_reg != 10:
+            return {ALL_SLOTS}, set()
+        return {(-a - 1) // 8 for a in range(insn.off, insn.off + size) if a < 0}, set()
+    if k in (Kind.CALL, Kind.CALL_LOCAL, Kind.KFUNC, Kind.CALLX):
+        return {ALL_SLOTS}, set()
+    return set(), set()
+
+
+def stack_liveness(s: Structure) -> dict[int, frozenset[int] | None]:
+    """The stack slots of its own frame a function may read from each pc on before
+    writing them whole (None: any), as the kernel's stack liveness leaves the others
+    out of the state comparison.  Conservative: only accesses through r10 at fixed
+    offsets are followed; any other read, a call included, keeps every slot."""
+    succ = successors(s)
+    info = {pc: _slot_uses_defs(insn) for pc, insn in zip(s.pcs, s.insns, strict=False)}
+    live: dict[int, frozenset[int]] = {pc: frozenset() for pc in s.pcs}
+    changed = True
+    while changed:
+        changed = False
+        for pc in reversed(s.pcs):
+            out: set[int] = set()
+            for n in succ[pc]:
+                out |= live.get(n, frozenset())
+            uses, defs = info[pc]
+            new = frozenset({ALL_SLOTS}) if ALL_SLOTS in uses or ALL_SLOTS in out \
+                else frozenset(uses | (out - defs))  # fmt: skip
+            if new != live[pc]:
+                live[pc] = new
+                changed = True
+    return {pc: None if ALL_SLOTS in v else v for pc, v in live.items()}
+
+
+def sccs(s: Structure, calls_callback=lambda pc: False) -> dict[int, int]:
+    """compute_scc: the loops of the program, as the strongly connected components of
+    its instruction graph (a call goes on to the next instruction; a helper calling a
+    callback is a loop of its own, as the callback's visits return to it); the
+    component of each instruction in one, numbered from 1."""
+    succ = successors(s)
+    for pc in s.pcs:
+        if calls_callback(pc):
+            succ[pc] = [*succ[pc], pc]
     index: dict[int, int] = {}
     low: dict[int, int] = {}
     on_stack: set[int] = set()
