@@ -46,7 +46,8 @@ from pybpf.isa.opcodes import CLASS_MASK, OP_MASK
 from pybpf.uapi.klayout import Layouts, snapshot
 from pybpf.verifier.ctx_convert import ctx_patch
 from pybpf.verifier.ctx_skb import LWT_XMIT, SCHED_ACT, SCHED_CLS, SK_BUFF
-from pybpf.verifier.helper_fixups import call_patch, helper_symbol
+from pybpf.verifier.helper_fixups import call_patch, helper_symbol, inlined_helper
+from pybpf.verifier.helper_protos import KERNEL_PROTOS
 from pybpf.verifier.kfunc_proto import VOID
 from pybpf.verifier.kfuncs import KF, kfunc
 from pybpf.verifier.kinsn import (
@@ -95,6 +96,7 @@ from pybpf.verifier.kinsn import (
     jmp_imm,
     ldx,
 )
+from pybpf.verifier.protos import Ret
 from pybpf.verifier.slots import Slot, branch_field, to_instructions, to_slots
 from pybpf.verifier.types import Base
 
@@ -270,11 +272,6 @@ def _budget_init(depth: int) -> Patch:
 
 
 CALLER_SAVED = (0, 1, 2, 3, 4, 5)
-#: bpf_fastcall helpers of Linux 6.18: the caller-saved registers each clobbers
-#: (helper_fastcall_clobber_mask) and whether x86-64 inlines it (then the spills and fills
-#: around its calls go; around the others they stay, and so does the stack).
-_FASTCALL = {"get_smp_processor_id": (frozenset({0}), True),
-             "get_prandom_u32": (frozenset({0}), False)}  # fmt: skip
 STX_DW, LDX_DW = STX | MEM | SIZE[8], LDX | MEM | SIZE[8]
 PSEUDO_KFUNC_CALL = 2
 
@@ -283,15 +280,18 @@ def _call_summary(insn: Instruction, site: Site | None,
                   lay: Layouts) -> tuple[frozenset[int], bool] | None:  # fmt: skip
     """get_call_summary for the bpf_fastcall pattern: the caller-saved registers a call
     clobbers (R0 unless void, R1.. one per parameter) and whether it keeps the others
-    (a bpf_fastcall helper the kernel inlines, a KF_FASTCALL kfunc); None for a call
-    that is neither."""
+    (an allow_fastcall helper the kernel inlines, a KF_FASTCALL kfunc).  As in 6.18, a
+    pattern around any other helper or kfunc call keeps the subprogram's stack
+    (keep_fastcall_stack)."""
     if insn.code != CALL:
         return None
-    if insn.src_reg == 0:
-        clobbered, inlined = _FASTCALL.get(helper_name(insn.imm) or "", (None, False))
-        if clobbered is None:
+    if insn.src_reg == 0:  # an allow_fastcall helper keeps the others if x86-64 inlines it
+        helper = KERNEL_PROTOS.get(insn.imm)
+        if helper is None:
             return None
-        return clobbered, inlined and lay.address("cpu_number") is not None
+        first = 1 if helper.ret is Ret.VOID else 0
+        return frozenset(range(first, len(helper.args) + 1)), \
+            helper.allow_fastcall and inlined_helper(helper_name(insn.imm) or "", lay)
     proto = site.kfunc if site is not None else None
     facts = kfunc(proto.name) if insn.src_reg == PSEUDO_KFUNC_CALL and proto else None
     if facts is None:
