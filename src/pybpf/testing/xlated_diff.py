@@ -10,7 +10,7 @@ Each runnable selftest program is loaded as ``test_loader.c`` loads it, by pybpf
 and by the running kernel; where both accept it, the two xlated images
 (``Program.shown``, the kernel's ``xlated_prog_insns``) are printed as bpftool
 prints them, with the calls named as bpftool names them (helpers and kernel
-functions through /proc/kallsyms, bpf-to-bpf calls by offset) and map ids, kfunc
+functions and kfuncs through /proc/kallsyms, bpf-to-bpf calls by offset) and map ids
 and subprogram addresses masked, and compared line by line.  It prints how many
 programs agree, and with ``-v`` the first differing line of each other one.  The
 kernel's images are recorded as kernel facts (``tests/kernel_facts/xlated_kernel.json``,
@@ -72,10 +72,8 @@ def lines(insns: Sequence[Instruction], call_name: Callable[[int, Instruction], 
     out = []
     at = dict(zip(slot_offsets(insns), insns, strict=True))
     for pc, insn in at.items():
-        if insn.code == 0x85 and insn.src_reg == 0:
+        if insn.code == 0x85 and insn.src_reg in (0, 2):  # a helper or a kfunc: its name
             text = f"(85) call {call_name(pc, insn)}"
-        elif insn.code == 0x85 and insn.src_reg == 2:
-            text = "(85) call kfunc"
         elif insn.code == 0x18 and insn.src_reg in (1, 2, 4):
             masked = {1: "map[id:M]", 2: f"map[id:M][0]+{insn.imm2}", 4: "subprog"}
             text = f"(18) r{insn.dst_reg} = {masked[insn.src_reg]}"
@@ -97,6 +95,8 @@ def kernel_lines(image: bytes) -> list[str]:
     base = _call_base()
 
     def name(pc: int, insn: Instruction) -> str:
+        if insn.src_reg == 2:  # fixup_kfunc_call: imm is the kfunc's address, as a helper's
+            return kallsyms().get(base + insn.imm, f"{insn.imm:#x}")
         return _function(base, insn.imm)
 
     return lines(insns, name)
@@ -109,6 +109,8 @@ def pybpf_lines(prog) -> list[str]:
     def name(pc: int, insn: Instruction) -> str:
         if pc in view.symbols:
             return view.symbols[pc]
+        if insn.src_reg == 2:
+            return f"unknown#{insn.imm}"
         if helper_name(insn.imm) == "tail_call":
             return "bpf_tail_call"
         return helper_symbol(insn.imm, int(prog.prog_type)) or f"unknown#{insn.imm}"

@@ -49,6 +49,13 @@ FIELDS = (
     "tcp_sock.data_segs_in", "tcp_sock.segs_out", "tcp_sock.data_segs_out",
     "tcp_sock.lost_out", "tcp_sock.sacked_out", "tcp_sock.bytes_received",
     "tcp_sock.bytes_acked", "tcp_sock.dsack_dups", "tcp_sock.delivered",
+    # sk_lookup_convert_ctx_access, sk_reuseport_convert_ctx_access
+    "bpf_sk_lookup_kern.family", "bpf_sk_lookup_kern.protocol", "bpf_sk_lookup_kern.sport",
+    "bpf_sk_lookup_kern.dport", "bpf_sk_lookup_kern.v4.saddr", "bpf_sk_lookup_kern.v4.daddr",
+    "bpf_sk_lookup_kern.v6.saddr", "bpf_sk_lookup_kern.v6.daddr",
+    "bpf_sk_lookup_kern.selected_sk", "bpf_sk_lookup_kern.ingress_ifindex",
+    "sk_reuseport_kern.skb", "sk_reuseport_kern.sk", "sk_reuseport_kern.migrating_sk",
+    "sk_reuseport_kern.data_end", "sk_reuseport_kern.hash", "sk_reuseport_kern.bind_inany",
     # the maps' gen_lookup
     "bpf_array.value", "bpf_array.pptrs", "htab_elem.key", "htab_elem.lru_node", "bpf_lru_node.ref",
     "xsk_map.xsk_map",

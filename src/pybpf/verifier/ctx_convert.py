@@ -4,9 +4,10 @@ The kernel's ``*_convert_ctx_access`` callbacks (net/core/filter.c) rewrite a lo
 store through the context pointer, or through a socket pointer, into accesses of the
 kernel's own struct: ``xdp_md`` is ``xdp_buff``, ``__sk_buff`` is ``sk_buff`` (and
 its socket, its cb), ``bpf_sock`` is ``sock``, ``bpf_tcp_sock`` is ``tcp_sock``,
-``sk_msg_md`` is ``sk_msg``.  A load narrower than a field that records a
-ctx_field_size loads the field whole and is shifted and masked after
-(``is_narrower_load``).  Offsets come from :mod:`pybpf.uapi.klayout`.
+``sk_msg_md`` is ``sk_msg``, ``bpf_sk_lookup`` is ``bpf_sk_lookup_kern``,
+``sk_reuseport_md`` is ``sk_reuseport_kern`` (and its skb, its socket).  A load
+narrower than a field that records a ctx_field_size loads the field whole and is
+shifted and masked after (``is_narrower_load``).  Offsets come from :mod:`pybpf.uapi.klayout`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from pybpf.verifier.ctx_skb import (
     SK_BUFF,
     SOCKET_FILTER,
 )
-from pybpf.verifier.ctx_sock import SK_MSG_MD
+from pybpf.verifier.ctx_sock import (
+    BPF_SK_LOOKUP_CTX,
+    SK_LOOKUP,
+    SK_MSG_MD,
+    SK_REUSEPORT,
+    SK_REUSEPORT_MD,
+)
 from pybpf.verifier.ctx_xdp import XDP_MD
 from pybpf.verifier.kinsn import (
     ADD,
@@ -249,6 +256,62 @@ def _sk_msg(si: Instruction, write: bool, lay: Layouts) -> tuple[list[Instructio
     return out, 0
 
 
+def _sk_lookup(si: Instruction, write: bool, lay: Layouts) -> tuple[list[Instruction], int]:
+    """sk_lookup_convert_ctx_access: bpf_sk_lookup's fields are bpf_sk_lookup_kern's; an
+    IPv6 address is read through its pointer (0 when there is none)."""
+    d, s = si.dst_reg, si.src_reg
+    name = _field(BPF_SK_LOOKUP_CTX, si.off)
+    plain = {"sk": "selected_sk", "family": "family", "protocol": "protocol",
+             "remote_ip4": "v4.saddr", "local_ip4": "v4.daddr", "remote_port": "sport",
+             "local_port": "dport", "ingress_ifindex": "ingress_ifindex"}  # fmt: skip
+    if name in plain and si.off == BPF_SK_LOOKUP_CTX[name][0]:
+        spec = f"bpf_sk_lookup_kern.{plain[name]}"
+        return [ldx(lay.size(spec), d, s, lay.off(spec))], lay.size(spec)
+    if name in ("remote_ip6", "local_ip6"):
+        spec = f"bpf_sk_lookup_kern.v6.{'saddr' if name == 'remote_ip6' else 'daddr'}"
+        word = si.off - BPF_SK_LOOKUP_CTX[name][0]  # s6_addr32[i] of struct in6_addr
+        return [ldx(lay.size(spec), d, s, lay.off(spec)), jmp_imm(JEQ, d, 0, 1),
+                ldx(4, d, d, word)], 4  # fmt: skip
+    if name == "_pad":  # the zero padding after remote_port
+        return [alu32_imm(MOV, d, 0)], 2
+    raise _Unmodelled(f"bpf_sk_lookup offset {si.off}")
+
+
+def _sk_lookup_field_size(name: str, size: int) -> int:
+    """sk_lookup_is_valid_access's ctx_field_size: remote_port and its padding 2 (none
+    for a 4-byte remote_port read), sk none, the others 4."""
+    if name in ("remote_port", "_pad"):
+        return 0 if name == "remote_port" and size == 4 else 2
+    return 0 if name == "sk" else 4
+
+
+#: sk_reuseport_md fields that are a member of the skb or of the socket: (pointer, member)
+_REUSEPORT_NESTED = {"data": ("skb", "sk_buff.data"), "len": ("skb", "sk_buff.len"),
+                     "eth_protocol": ("skb", "sk_buff.protocol"),
+                     "ip_protocol": ("sk", "sock.sk_protocol")}  # fmt: skip
+
+
+def _sk_reuseport(si: Instruction, write: bool, lay: Layouts) -> tuple[list[Instruction], int]:
+    """sk_reuseport_convert_ctx_access: sk_reuseport_md's fields are sk_reuseport_kern's,
+    or a member of its skb or its socket (SOCK_ADDR_LOAD_NESTED_FIELD)."""
+    d, s = si.dst_reg, si.src_reg
+    name = _field(SK_REUSEPORT_MD, si.off)
+    if si.off != SK_REUSEPORT_MD.get(name, (None,))[0]:
+        raise _Unmodelled(f"sk_reuseport_md offset {si.off}")
+    if name in _REUSEPORT_NESTED:
+        ptr, spec = _REUSEPORT_NESTED[name]
+        outer = f"sk_reuseport_kern.{ptr}"
+        return [ldx(lay.size(outer), d, s, lay.off(outer)),
+                ldx(lay.size(spec), d, d, lay.off(spec))], lay.size(spec)  # fmt: skip
+    spec = f"sk_reuseport_kern.{name}"
+    return [ldx(lay.size(spec), d, s, lay.off(spec))], lay.size(spec)
+
+
+def _sk_reuseport_field_size(name: str, size: int) -> int:
+    """sk_reuseport_is_valid_access's ctx_field_size: 4 for the narrowable fields."""
+    return 4 if name in ("len", "eth_protocol", "ip_protocol", "bind_inany") else 0
+
+
 def _whole(name: str, size: int) -> int:
     """No ctx_field_size: loads are never narrowed."""
     return 0
@@ -352,6 +415,10 @@ def ctx_patch(prog_type: int | str, si: Instruction, lay: Layouts, *,
         ctx, convert, narrowable = BPF_SOCK, _sock, _sock_field_size
     elif prog_type == SK_MSG:
         ctx, convert, narrowable = SK_MSG_MD, _sk_msg, _whole
+    elif prog_type == SK_LOOKUP:
+        ctx, convert, narrowable = BPF_SK_LOOKUP_CTX, _sk_lookup, _sk_lookup_field_size
+    elif prog_type == SK_REUSEPORT:
+        ctx, convert, narrowable = SK_REUSEPORT_MD, _sk_reuseport, _sk_reuseport_field_size
     elif prog_type == "tcp_sock":
         ctx, convert, narrowable = BPF_TCP_SOCK, _tcp_sock, _whole
     elif prog_type == "xdp_sock":

@@ -14,7 +14,11 @@ the image once more before it is kept, and ``bpf_prog_info.xlated_prog_insns`` (
   LD_ABS / LD_IND become calls of the skb load helpers (``bpf_gen_ld_abs``), a map
   lookup is inlined by the map's ``map_gen_lookup`` (array, hash, LRU hash), the
   other map helpers call the map's own operation (``htab_map_update_elem``) and every
-  helper call names the kernel function that implements it.
+  helper call names the kernel function that implements it;
+* ``fixup_kfunc_call``: a kfunc call names the kernel function (the kernel puts its
+  address in ``imm``; the shown image keeps the object's BTF id there, as helper
+  calls keep their id), except ``bpf_cast_to_kern_ctx`` and ``bpf_rdonly_cast``,
+  which ``specialize_kfunc`` turns into ``r0 = r1``.
 
 The context conversions live in :mod:`.ctx_convert`, the helper-call rewrites in
 :mod:`.helper_fixups`, the instruction macros in :mod:`.kinsn`; this module holds the
@@ -42,7 +46,10 @@ from pybpf.isa.opcodes import CLASS_MASK, OP_MASK
 from pybpf.uapi.klayout import Layouts, snapshot
 from pybpf.verifier.ctx_convert import ctx_patch
 from pybpf.verifier.ctx_skb import LWT_XMIT, SCHED_ACT, SCHED_CLS, SK_BUFF
-from pybpf.verifier.helper_fixups import call_patch, helper_symbol
+from pybpf.verifier.helper_fixups import call_patch, helper_symbol, inlined_helper
+from pybpf.verifier.helper_protos import KERNEL_PROTOS
+from pybpf.verifier.kfunc_proto import VOID
+from pybpf.verifier.kfuncs import KF, kfunc
 from pybpf.verifier.kinsn import (
     ABS,
     ADD,
@@ -89,6 +96,7 @@ from pybpf.verifier.kinsn import (
     jmp_imm,
     ldx,
 )
+from pybpf.verifier.protos import Ret
 from pybpf.verifier.slots import Slot, branch_field, to_instructions, to_slots
 from pybpf.verifier.types import Base
 
@@ -103,13 +111,15 @@ class Site:
     (``map_ptr_state``; None when none or when paths gave different maps); ``loop``:
     the callback of a bpf_loop call every path made with the same callback and zero
     flags (``loop_inline_state.fit_for_inline``), with the ``stack_depth`` of the
-    subprogram making it.
+    subprogram making it; ``kfunc``: the prototype of the kfunc a kfunc call names
+    (:class:`~pybpf.verifier.kfunc_proto.KfuncProto`).
     """
 
     ptr: str | None = None  # "ctx", "sock", "tcp_sock" or "xdp_sock": what a load goes through
     map: object | None = None
     loop: int | None = None  # a bpf_loop call fit to inline: its callback's pc
     stack_depth: int = 0  # the stack bytes of the subprogram holding a bpf_loop call
+    kfunc: object | None = None  # a kfunc call: the kfunc's prototype
 
 
 @dataclass(frozen=True)
@@ -210,8 +220,13 @@ def sites(checker, pc_map: Mapping[int, int]) -> dict[int, Site]:
     :class:`~pybpf.verifier.check.Checker`), by pc of the kept image (``pc_map``)."""
     ctx = {pc: _PTRS[base] for pc, (base, _) in checker.aux_ptr.items() if base in _PTRS}
     loops = {pc: start for pc, (start, fit) in checker.aux_loop.items() if fit}
+    table = getattr(checker.target, "kfuncs", None) or {}
+    kfuncs = {pc: table[insn.imm] for pc, insn in zip(checker.structure.pcs,
+                                                      checker.structure.insns, strict=True)
+              if insn.code == CALL and insn.src_reg == PSEUDO_KFUNC_CALL
+              and insn.imm in table}  # fmt: skip
     out: dict[int, Site] = {}
-    for pc in set(ctx) | set(checker.aux_map) | set(loops):
+    for pc in set(ctx) | set(checker.aux_map) | set(loops) | set(kfuncs):
         if pc not in pc_map:
             continue
         loop, depth = loops.get(pc), 0
@@ -221,7 +236,7 @@ def sites(checker, pc_map: Mapping[int, int]) -> dict[int, Site]:
             index = next(i for i, s in enumerate(subs) if s.start <= pc < s.end)
             depth = checker.depths.get(index, 0)
         out[pc_map[pc]] = Site(ptr=ctx.get(pc), map=checker.aux_map.get(pc), loop=loop,
-                               stack_depth=depth)  # fmt: skip
+                               stack_depth=depth, kfunc=kfuncs.get(pc))  # fmt: skip
     return out
 
 
@@ -257,19 +272,40 @@ def _budget_init(depth: int) -> Patch:
 
 
 CALLER_SAVED = (0, 1, 2, 3, 4, 5)
-#: bpf_fastcall helpers of Linux 6.18: the caller-saved registers each clobbers
-#: (helper_fastcall_clobber_mask) and whether x86-64 inlines it (then the spills and fills
-#: around its calls go; around the others they stay, and so does the stack).
-_FASTCALL = {"get_smp_processor_id": (frozenset({0}), True),
-             "get_prandom_u32": (frozenset({0}), False)}  # fmt: skip
 STX_DW, LDX_DW = STX | MEM | SIZE[8], LDX | MEM | SIZE[8]
+PSEUDO_KFUNC_CALL = 2
 
 
-def _fastcall(insns: Sequence[Instruction], depths: dict[int, int],
-              lay: Layouts) -> set[int]:  # fmt: skip
+def _call_summary(insn: Instruction, site: Site | None,
+                  lay: Layouts) -> tuple[frozenset[int], bool] | None:  # fmt: skip
+    """get_call_summary for the bpf_fastcall pattern: the caller-saved registers a call
+    clobbers (R0 unless void, R1.. one per parameter) and whether it keeps the others
+    (an allow_fastcall helper the kernel inlines, a KF_FASTCALL kfunc).  As in 6.18, a
+    pattern around any other helper or kfunc call keeps the subprogram's stack
+    (keep_fastcall_stack)."""
+    if insn.code != CALL:
+        return None
+    if insn.src_reg == 0:  # an allow_fastcall helper keeps the others if x86-64 inlines it
+        helper = KERNEL_PROTOS.get(insn.imm)
+        if helper is None:
+            return None
+        first = 1 if helper.ret is Ret.VOID else 0
+        return frozenset(range(first, len(helper.args) + 1)), \
+            helper.allow_fastcall and inlined_helper(helper_name(insn.imm) or "", lay)
+    proto = site.kfunc if site is not None else None
+    facts = kfunc(proto.name) if insn.src_reg == PSEUDO_KFUNC_CALL and proto else None
+    if facts is None:
+        return None
+    first = 1 if proto.ret == VOID else 0
+    return frozenset(range(first, len(proto.args) + 1)), bool(facts.flags & KF.FASTCALL)
+
+
+def _fastcall(insns: Sequence[Instruction], depths: dict[int, int], lay: Layouts,
+              sites: Mapping[int, Site]) -> set[int]:  # fmt: skip
     """mark_fastcall_patterns and remove_fastcall_spills_fills: around a call of an inlined
-    bpf_fastcall helper, the spills and fills of the registers it keeps are dropped, and
-    the subprogram's stack ends above them (``depths`` is updated).  The pcs dropped."""
+    bpf_fastcall helper or a bpf_fastcall kfunc, the spills and fills of the registers it
+    keeps are dropped, and the subprogram's stack ends above them (``depths`` is
+    updated).  The pcs dropped."""
     pcs = slot_offsets(insns)
     at = dict(zip(pcs, insns, strict=True))
     order = {pc: i for i, pc in enumerate(pcs)}
@@ -289,13 +325,10 @@ def _fastcall(insns: Sequence[Instruction], depths: dict[int, int],
         drop: set[int] = set()
         area, keep = None, False
         for pc in body:
-            call_insn = at[pc]
-            if call_insn.code != CALL or call_insn.src_reg != 0:
+            summary = _call_summary(at[pc], sites.get(pc), lay)
+            if summary is None:
                 continue
-            clobbered, inlined = _FASTCALL.get(helper_name(call_insn.imm) or "", (None, False))
-            if clobbered is None:
-                continue
-            inlined = inlined and lay.address("cpu_number") is not None
+            clobbered, inlined = summary
             expected = set(CALLER_SAVED) - clobbered
             i, off, k = 1, lowest, order[pc]
             pairs = []
@@ -330,6 +363,17 @@ def _fastcall(insns: Sequence[Instruction], depths: dict[int, int],
         if not keep:
             depths[start] = -area
     return removed
+
+
+#: specialize_kfunc: the kfuncs whose call becomes ``r0 = r1`` (they return their argument)
+_IDENTITY_KFUNCS = frozenset({"bpf_cast_to_kern_ctx", "bpf_rdonly_cast"})
+
+
+def _kfunc_patch(si: Instruction, name: str) -> Patch:
+    """fixup_kfunc_call: the call names its kernel function, or is ``r0 = r1``."""
+    if name in _IDENTITY_KFUNCS:
+        return [(alu64_reg(MOV, 0, 1), None)]
+    return [(si, name)]
 
 
 # --- patching --------------------------------------------------------------------------------
@@ -368,7 +412,7 @@ def kernel_view(insns: Sequence[Instruction], prog_type: int,
     sites = sites or {}
     depths = dict(depths or {0: 0})
     starts = sorted(depths)
-    dropped = _fastcall(insns, depths, lay)
+    dropped = _fastcall(insns, depths, lay, sites)
     typed_at = SK_BUFF["tstamp_type"][0]
     stamp_typed = any(site.ptr == "ctx" and insn.off == typed_at and insn.code & 7 == LDX
                       for insn, site in ((i, sites.get(pc)) for pc, i in
@@ -399,6 +443,8 @@ def kernel_view(insns: Sequence[Instruction], prog_type: int,
                 patch = [(i, None) for i in guard]
         if patch is None and insn.code & CLASS_MASK == LD and insn.code & 0xE0 in (ABS, IND):
             patch = _ld_abs(insn)
+        if patch is None and site.kfunc is not None and insn.code == CALL:
+            patch = _kfunc_patch(insn, site.kfunc.name)
         if patch is None:
             patch = call_patch(insn, site.map, prog_type, lay)
         patches.append(patch if patch is not None else [(insn, None)])

@@ -269,6 +269,12 @@ LDDW = 0x18
 _INLINED = {"get_smp_processor_id": ("cpu_number", _cpu_id), "jiffies64": ("jiffies", _jiffies)}
 
 
+def inlined_helper(name: str, lay: Layouts) -> bool:
+    """do_misc_fixups inlines helper ``name`` (``bpf_<name>``) on this kernel."""
+    inline = _INLINED.get(name)
+    return inline is not None and lay.address(inline[0]) is not None
+
+
 def call_patch(si: Instruction, m: object | None, prog_type: int,
                lay: Layouts) -> Patch | None:  # fmt: skip
     """A helper call (given map ``m``, None when unknown): inlined map lookup, the map's own

@@ -36,7 +36,8 @@ r"""Usage: pybpf prog { show | list } [PROG]
 #   4096 for every program under 503 slots, as the seed shows.
 # * helper calls: the kernel rewrites a helper's imm to (address - __bpf_call_base)
 #   and bpftool prints it after '#'; pybpf has no addresses and prints the stable fake
-#   offset HELPER_BASE - HELPER_STRIDE * id (bpf_trace_printk#-67072).
+#   offset HELPER_BASE - HELPER_STRIDE * id (bpf_trace_printk#-67072); a kfunc call
+#   names its kfunc with KFUNC_BASE - HELPER_STRIDE * its BTF id.
 # * a selector that matches nothing (name, tag) prints nothing and exits 255, as
 #   bpftool's prog_parse_fds returning 0.
 
@@ -65,6 +66,7 @@ from pybpf.runtime.tag import prog_tag
 
 HELPER_BASE = -65536  # fake helper offsets: HELPER_BASE - HELPER_STRIDE * id
 HELPER_STRIDE = 256
+KFUNC_BASE = -(1 << 24)  # fake kfunc offsets: KFUNC_BASE - HELPER_STRIDE * BTF id
 DEFAULT_SIZE_OUT = 32 * 1024  # bpftool's SZ_32K
 SELECTORS = ("id", "tag", "name", "pinned")
 FOLLOW_INTERVAL = 0.5
@@ -278,7 +280,8 @@ def _shown(prog):
     subprogs = _subprog_symbols(prog, view.insns, pcs, notes)
     for pc, insn in zip(pcs, view.insns, strict=True):
         if pc in view.symbols:
-            texts[id(insn)] = f"{view.symbols[pc]}#{HELPER_BASE - HELPER_STRIDE * insn.imm}"
+            base = KFUNC_BASE if insn.code == 0x85 and insn.src_reg == 2 else HELPER_BASE
+            texts[id(insn)] = f"{view.symbols[pc]}#{base - HELPER_STRIDE * insn.imm}"
         elif insn.code == 0x85 and insn.src_reg == 1 and pc + insn.imm + 1 in subprogs:
             texts[id(insn)] = f"pc{insn.imm:+d}#{subprogs[pc + insn.imm + 1]}"
 
