@@ -7,8 +7,9 @@ of pending paths and continues with the fall-through, as the kernel does.
 At prune points (conditional jumps, jump targets, calls) the state is
 compared with the states already explored there: when an explored state
 that finished safely covers the current one, the path is pruned
-(:func:`.prune.covers`, a sound form of the kernel's ``states_equal``: scalars by
-range and tnum inclusion, registers dead at the pc ignored).  A state that
+(:func:`.prune.covers`, a sound form of the kernel's ``states_equal``: precise scalars
+by range and tnum inclusion, imprecise ones covering any scalar (:mod:`.precise`),
+registers and stack slots dead at the pc ignored).  A state that
 is still being explored and equals the current one exactly is an infinite
 loop.  Memory accesses are in :mod:`.memory`, calls in :mod:`.calls`.
 A global function (BTF linkage, :mod:`.funcs`) is not walked where it is
