@@ -791,6 +791,8 @@ class Checker:
         (``reg_not_null``: a context or stack pointer, for one, is not known so)."""
         if dst.is_scalar and src.is_scalar:
             return Scalar.branch_taken(op, dst.var, src.var, is32=is32)
+        if dst.base in _PKT_ANY and src.base in _PKT_ANY and not is32:
+            return _pkt_taken(op, dst, src)
         ptr, other = (dst, src) if _is_const(src, is32) else (src, dst)
         if not _is_const(other, is32) or not _not_null(ptr):
             return -1
@@ -866,6 +868,25 @@ class Checker:
 _NO_ATOMIC = frozenset({Base.PTR_TO_CTX, Base.PTR_TO_FLOW_KEYS, Base.PTR_TO_SOCKET,
                         Base.PTR_TO_SOCK_COMMON, Base.PTR_TO_TCP_SOCK, Base.PTR_TO_XDP_SOCK})
 AT_PKT_END, BEYOND_PKT_END = -1, -2  # a packet pointer's range at or past the packet's end
+_PKT_ANY = frozenset({Base.PTR_TO_PACKET, Base.PTR_TO_PACKET_META, Base.PTR_TO_PACKET_END})
+
+
+def _pkt_taken(op: int, dst: Reg, src: Reg) -> int:
+    """is_pkt_ptr_branch_taken: a packet pointer known to be at or beyond the packet's end
+    (a range mark left by an earlier comparison) decides its comparison with pkt_end."""
+    if src.base is Base.PTR_TO_PACKET_END:
+        pkt = dst
+    elif dst.base is Base.PTR_TO_PACKET_END:
+        pkt, op = src, {_JGT: _JLT, _JLT: _JGT, _JGE: _JLE, _JLE: _JGE}.get(op, op)
+    else:
+        return -1
+    if pkt.rng >= 0:
+        return -1
+    if op in (_JGT, _JLE) and pkt.rng == BEYOND_PKT_END:  # pkt > end: it is
+        return 1 if op == _JGT else 0
+    if op in (_JGE, _JLT):  # pkt >= end: it is, at or beyond it
+        return 1 if op == _JGE else 0
+    return -1
 
 
 def _s32(v: int) -> int:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 from pybpf.isa import Instruction, slot_offsets
 from pybpf.isa.helper_ids import helper_id, helper_name
-from pybpf.isa.opcodes import CLASS_MASK, OP_MASK
+from pybpf.isa.opcodes import CLASS_MASK, OP_MASK, CallKind
 from pybpf.uapi.klayout import Layouts, snapshot
 from pybpf.verifier.ctx_convert import ctx_patch
 from pybpf.verifier.ctx_skb import LWT_XMIT, SCHED_ACT, SCHED_CLS, SK_BUFF
@@ -223,7 +223,7 @@ def sites(checker, pc_map: Mapping[int, int]) -> dict[int, Site]:
     table = getattr(checker.target, "kfuncs", None) or {}
     kfuncs = {pc: table[insn.imm] for pc, insn in zip(checker.structure.pcs,
                                                       checker.structure.insns, strict=True)
-              if insn.code == CALL and insn.src_reg == PSEUDO_KFUNC_CALL
+              if insn.code == CALL and insn.src_reg == CallKind.KFUNC
               and insn.imm in table}  # fmt: skip
     out: dict[int, Site] = {}
     for pc in set(ctx) | set(checker.aux_map) | set(loops) | set(kfuncs):
@@ -273,7 +273,6 @@ def _budget_init(depth: int) -> Patch:
 
 CALLER_SAVED = (0, 1, 2, 3, 4, 5)
 STX_DW, LDX_DW = STX | MEM | SIZE[8], LDX | MEM | SIZE[8]
-PSEUDO_KFUNC_CALL = 2
 
 
 def _call_summary(insn: Instruction, site: Site | None,
@@ -293,7 +292,7 @@ def _call_summary(insn: Instruction, site: Site | None,
         return frozenset(range(first, len(helper.args) + 1)), \
             helper.allow_fastcall and inlined_helper(helper_name(insn.imm) or "", lay)
     proto = site.kfunc if site is not None else None
-    facts = kfunc(proto.name) if insn.src_reg == PSEUDO_KFUNC_CALL and proto else None
+    facts = kfunc(proto.name) if insn.src_reg == CallKind.KFUNC and proto else None
     if facts is None:
         return None
     first = 1 if proto.ret == VOID else 0
