@@ -18,6 +18,7 @@ from pybpf.errors import (
 from pybpf.isa import Instruction, Pseudo
 from pybpf.vm import HelperTable, Interpreter, Region, conformance_helpers
 from pybpf.vm.budget import VERIFIED_BUDGET
+from pybpf.vm.memory import Memory
 
 
 def run(src: str, memory: bytes | bytearray | None = None, **kw) -> int:
@@ -70,6 +71,37 @@ def test_fault_names_pc_address_size_region():
     fault = info.value
     assert fault.pc == 1 and fault.size == 4 and fault.region == "memory"
     assert "pc 1" in str(fault) and "4 bytes" in str(fault)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_memory_finds_every_region_as_regions_come_and_go(seed: int):
+    """Many regions added and removed in random order (small chunks, so they split and
+    empty): every live region is found at both ends, a removed one faults, order holds."""
+    import random
+
+    rng = random.Random(seed)
+    memory = Memory()
+    memory.CHUNK = 3
+    live: list[Region] = []
+    gone: list[Region] = []
+    for step in range(3000):
+        if live and rng.random() < 0.45:
+            region = live.pop(rng.randrange(len(live)))
+            memory.remove(region)
+            gone.append(region)
+        else:
+            live.append(memory.add(Region(f"r{step}", bytearray(rng.randint(1, 48)))))
+    assert [r.base for r in memory.regions] == sorted(r.base for r in live)
+    for region in live:
+        assert region in memory
+        assert memory.find(region.base, region.size) is region
+        assert memory.find(region.end - 1, 1) is region
+        assert memory.find(region.base, region.size + 1) is None
+    for region in gone[-200:]:
+        assert region not in memory
+        assert memory.find(region.base, 1) in (None, *live)  # the address may be reused
+        with pytest.raises(ValueError):
+            memory.remove(region)
 
 
 def test_read_only_region_refuses_store():

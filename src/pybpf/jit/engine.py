@@ -286,7 +286,7 @@ class JitProgram:
 
     def close(self) -> None:
         """Release the stack region and the native code."""
-        if self.stack in self.memory.regions:
+        if self.stack in self.memory:
             self.memory.remove(self.stack)
         self.native.close()
         self._entry = _closed  # the code is unmapped: calling it would crash the process

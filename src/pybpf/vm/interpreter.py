@@ -289,7 +289,7 @@ class Interpreter:
 
     def close(self) -> None:
         """Release the stack region from the (possibly shared) memory."""
-        if self.stack in self.memory.regions:
+        if self.stack in self.memory:
             self.memory.remove(self.stack)
 
     def _run(self, regs: list[int]) -> RunResult:

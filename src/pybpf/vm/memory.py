@@ -101,41 +101,104 @@ class Memory:
     Regions never overlap (they are distinct host buffers).  ``load`` and
     ``store`` are the interpreter's slow path; ``read``/``write`` serve
     helpers that take (pointer, length) arguments.
+
+    The regions are kept sorted by base address in chunks of at most
+    ``2 * CHUNK`` regions (a list of chunks, each with the base of its first
+    region in :attr:`_firsts`): finding the region of an address is two
+    bisections, and adding or removing one shifts only its chunk, so a map
+    holding a million elements (one region each) inserts and deletes them in
+    near-constant time instead of moving a million-entry list every time.
     """
 
+    CHUNK = 512  # a chunk splits in two when it reaches twice this many regions
+
     def __init__(self, regions: list[Region] | None = None) -> None:
-        self._regions: list[Region] = []
-        self._bases: list[int] = []
+        self._chunks: list[list[Region]] = []  # regions sorted by base, chunk by chunk
+        self._chunk_bases: list[list[int]] = []  # the bases of each chunk's regions
+        self._firsts: list[int] = []  # the first base of each chunk
         self._last: Region | None = None
         for region in regions or ():
             self.add(region)
 
     def add(self, region: Region) -> Region:
         """Make ``region`` accessible; returns it."""
-        i = bisect_right(self._bases, region.base)
-        self._regions.insert(i, region)
-        self._bases.insert(i, region.base)
+        base = region.base
+        firsts = self._firsts
+        if not firsts:
+            self._chunks.append([region])
+            self._chunk_bases.append([base])
+            firsts.append(base)
+            return region
+        c = max(bisect_right(firsts, base) - 1, 0)
+        chunk, bases = self._chunks[c], self._chunk_bases[c]
+        i = bisect_right(bases, base)
+        chunk.insert(i, region)
+        bases.insert(i, base)
+        if i == 0:
+            firsts[c] = base
+        if len(bases) >= 2 * self.CHUNK:
+            half = self.CHUNK
+            self._chunks.insert(c + 1, chunk[half:])
+            self._chunk_bases.insert(c + 1, bases[half:])
+            firsts.insert(c + 1, bases[half])
+            del chunk[half:], bases[half:]
         return region
+
+    def _locate(self, region: Region) -> tuple[int, int] | None:
+        """(chunk, index) of ``region`` (this very object), or None."""
+        base = region.base
+        c = bisect_right(self._firsts, base) - 1
+        while c >= 0:  # regions sharing a base may straddle chunks: walk back over them
+            chunk, bases = self._chunks[c], self._chunk_bases[c]
+            i = bisect_right(bases, base) - 1
+            while i >= 0 and bases[i] == base:
+                if chunk[i] is region:
+                    return c, i
+                i -= 1
+            if i >= 0:
+                return None
+            c -= 1
+        return None
 
     def remove(self, region: Region) -> None:
         """Make ``region`` inaccessible (a deleted map element, a finished run)."""
-        i = self._regions.index(region)
-        del self._regions[i], self._bases[i]
+        at = self._locate(region)
+        if at is None:
+            raise ValueError(f"region {region.name!r} is not in this memory")
+        c, i = at
+        chunk, bases = self._chunks[c], self._chunk_bases[c]
+        del chunk[i], bases[i]
+        if not bases:
+            del self._chunks[c], self._chunk_bases[c], self._firsts[c]
+        elif i == 0:
+            self._firsts[c] = bases[0]
         self._last = None
+
+    def __contains__(self, region: object) -> bool:
+        """Whether ``region`` (this very object) is accessible."""
+        return isinstance(region, Region) and self._locate(region) is not None
 
     @property
     def regions(self) -> tuple[Region, ...]:
         """The regions, by address."""
-        return tuple(self._regions)
+        return tuple(region for chunk in self._chunks for region in chunk)
+
+    def _below(self, address: int) -> Region | None:
+        """The region with the highest base at or below ``address``, or None."""
+        c = bisect_right(self._firsts, address) - 1
+        if c < 0:
+            return None
+        bases = self._chunk_bases[c]
+        return self._chunks[c][bisect_right(bases, address) - 1]
 
     def find(self, address: int, size: int) -> Region | None:
         """The region holding all of [address, address+size), or None."""
         last = self._last
         if last is not None and last.base <= address and address + size <= last.base + last.size:
             return last
-        i = bisect_right(self._bases, address) - 1
-        if i >= 0:
-            region = self._regions[i]
+        c = bisect_right(self._firsts, address) - 1
+        if c >= 0:
+            region = self._chunks[c][bisect_right(self._chunk_bases[c], address) - 1]
             if address + size <= region.base + region.size:
                 self._last = region
                 return region
@@ -145,12 +208,12 @@ class Memory:
         self, pc: int, address: int, size: int, write: bool, reason: str | None = None
     ) -> MemoryFault:
         near, why = None, "outside every region"
-        i = bisect_right(self._bases, address) - 1
-        if i >= 0 and address < self._regions[i].end:
-            near, why = self._regions[i].name, "crosses the end of"
-        elif self._regions:
+        below = self._below(address)
+        if below is not None and address < below.end:
+            near, why = below.name, "crosses the end of"
+        elif self._firsts:
             best = min(
-                self._regions, key=lambda r: min(abs(address - r.base), abs(address - r.end))
+                self.regions, key=lambda r: min(abs(address - r.base), abs(address - r.end))
             )
             near, why = best.name, "outside every region; nearest is"
         if reason:

@@ -108,6 +108,10 @@ KEY_SIZE_MAX = 512  # MAX_BPF_STACK: a key must fit a program's stack
 VALUE_SIZE_MAX = 1 << 20  # KMALLOC_MAX_SIZE-ish bound the kernel applies to most maps
 
 
+# plain ints for the per-element checks (an IntFlag operator costs a Python call)
+_RDONLY, _WRONLY = int(MapFlag.RDONLY), int(MapFlag.WRONLY)
+
+
 def fail(err: int, message: str) -> KernelError:
     """A KernelError with ``errno`` ``err`` and a message naming the cause."""
     return KernelError(f"{message} ({errno.errorcode.get(err, err)})", errno=err)
@@ -241,11 +245,11 @@ class Map:
         self.frozen = True
 
     def _check_writable_from_user(self) -> None:
-        if self.frozen or self.map_flags & MapFlag.RDONLY:
+        if self.frozen or self.attr.map_flags & _RDONLY:
             raise fail(errno.EPERM, f"map {self.name!r} is frozen or read-only for user space")
 
     def _check_readable_from_user(self) -> None:
-        if self.map_flags & MapFlag.WRONLY:
+        if self.attr.map_flags & _WRONLY:
             raise fail(errno.EPERM, f"map {self.name!r} is write-only for user space")
 
     # batch commands, generic over the element commands (atomic per element, as the kernel)
