@@ -208,7 +208,7 @@ class HashMap(Map):
     # --- storage primitives (LRU overrides the node accounting) ---------------------
     def _new_region(self, key: bytes) -> Region:
         size = self.stride * self.ncpus if self.percpu else self.value_size
-        return self.space.alloc(f"hash:{self.name}:{key.hex()}", size)
+        return self.space.alloc(f"hash:{self.name}:{key.hex()}", size, native=True)
 
     def _remove(self, key: bytes) -> None:
         self.space.free(self._elems.pop(key))
