@@ -83,11 +83,14 @@ class Region:
     _pin: object = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.base, self._pin = buffer_address(self.buf)
-        self.size = (
-            len(self.buf) if not isinstance(self.buf, ctypes.Array) else ctypes.sizeof(self.buf)
-        )
-        self.view = self.buf if isinstance(self.buf, bytearray) else memoryview(self._pin).cast("B")
+        buf = self.buf
+        if isinstance(buf, ctypes.Array):  # C memory: fixed address, viewed as bytes
+            self.base, self._pin, self.size = ctypes.addressof(buf), buf, ctypes.sizeof(buf)
+            self.view = memoryview(buf).cast("B")
+        else:
+            self.base, self._pin = buffer_address(buf)
+            self.size = len(buf)
+            self.view = buf if isinstance(buf, bytearray) else memoryview(self._pin).cast("B")
 
     @property
     def end(self) -> int:
