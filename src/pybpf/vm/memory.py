@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import ClassVar
+
+from sortedcontainers import SortedKeyList
 
 from pybpf.errors import MemoryFault
 from pybpf.isa import AtomicOp
@@ -98,6 +100,9 @@ class Region:
         return self.base + self.size
 
 
+_base = attrgetter("base")  # the key regions are sorted by
+
+
 class Memory:
     """The set of regions one program run may access, with checked accessors.
 
@@ -105,106 +110,68 @@ class Memory:
     ``store`` are the interpreter's slow path; ``read``/``write`` serve
     helpers that take (pointer, length) arguments.
 
-    The regions are kept sorted by base address in chunks of at most
-    ``2 * CHUNK`` regions (a list of chunks, each with the base of its first
-    region in :attr:`_firsts`): finding the region of an address is two
-    bisections, and adding or removing one shifts only its chunk, so a map
-    holding a million elements (one region each) inserts and deletes them in
-    near-constant time instead of moving a million-entry list every time.
+    The regions are kept sorted by base address in a ``SortedKeyList``
+    (sortedcontainers): adding, removing and finding the region of an address
+    are logarithmic, so a map holding a million elements (one region each)
+    inserts and deletes them in near-constant time instead of moving a
+    million-entry list every time.
     """
 
-    CHUNK = 512  # a chunk splits in two when it reaches twice this many regions
-
     def __init__(self, regions: list[Region] | None = None) -> None:
-        self._chunks: list[list[Region]] = []  # regions sorted by base, chunk by chunk
-        self._chunk_bases: list[list[int]] = []  # the bases of each chunk's regions
-        self._firsts: list[int] = []  # the first base of each chunk
+        self._sorted: SortedKeyList = SortedKeyList(key=_base)
         self._last: Region | None = None
         for region in regions or ():
             self.add(region)
 
     def add(self, region: Region) -> Region:
         """Make ``region`` accessible; returns it."""
-        base = region.base
-        firsts = self._firsts
-        if not firsts:
-            self._chunks.append([region])
-            self._chunk_bases.append([base])
-            firsts.append(base)
-            return region
-        c = max(bisect_right(firsts, base) - 1, 0)
-        chunk, bases = self._chunks[c], self._chunk_bases[c]
-        i = bisect_right(bases, base)
-        chunk.insert(i, region)
-        bases.insert(i, base)
-        if i == 0:
-            firsts[c] = base
-        if len(bases) >= 2 * self.CHUNK:
-            half = self.CHUNK
-            self._chunks.insert(c + 1, chunk[half:])
-            self._chunk_bases.insert(c + 1, bases[half:])
-            firsts.insert(c + 1, bases[half])
-            del chunk[half:], bases[half:]
+        self._sorted.add(region)
         return region
 
-    def _locate(self, region: Region) -> tuple[int, int] | None:
-        """(chunk, index) of ``region`` (this very object), or None."""
-        base = region.base
-        c = bisect_right(self._firsts, base) - 1
-        while c >= 0:  # regions sharing a base may straddle chunks: walk back over them
-            chunk, bases = self._chunks[c], self._chunk_bases[c]
-            i = bisect_right(bases, base) - 1
-            while i >= 0 and bases[i] == base:
-                if chunk[i] is region:
-                    return c, i
-                i -= 1
-            if i >= 0:
+    def _index(self, region: Region) -> int | None:
+        """The position of ``region`` (this very object), or None."""
+        ordered = self._sorted
+        i = ordered.bisect_key_right(region.base) - 1
+        while i >= 0:  # regions may share a base (empty ones): walk back over them
+            other = ordered[i]
+            if other is region:
+                return i
+            if other.base != region.base:
                 return None
-            c -= 1
+            i -= 1
         return None
 
     def remove(self, region: Region) -> None:
         """Make ``region`` inaccessible (a deleted map element, a finished run)."""
-        at = self._locate(region)
-        if at is None:
+        i = self._index(region)
+        if i is None:
             raise ValueError(f"region {region.name!r} is not in this memory")
-        c, i = at
-        chunk, bases = self._chunks[c], self._chunk_bases[c]
-        del chunk[i], bases[i]
-        if not bases:
-            del self._chunks[c], self._chunk_bases[c], self._firsts[c]
-        elif i == 0:
-            self._firsts[c] = bases[0]
+        del self._sorted[i]
         self._last = None
 
     def __contains__(self, region: object) -> bool:
         """Whether ``region`` (this very object) is accessible."""
-        return isinstance(region, Region) and self._locate(region) is not None
+        return isinstance(region, Region) and self._index(region) is not None
 
     @property
     def regions(self) -> tuple[Region, ...]:
         """The regions, by address."""
-        return tuple(region for chunk in self._chunks for region in chunk)
+        return tuple(self._sorted)
 
     def _below(self, address: int) -> Region | None:
         """The region with the highest base at or below ``address``, or None."""
-        c = bisect_right(self._firsts, address) - 1
-        if c < 0:
-            return None
-        bases = self._chunk_bases[c]
-        return self._chunks[c][bisect_right(bases, address) - 1]
+        i = self._sorted.bisect_key_right(address) - 1
+        return self._sorted[i] if i >= 0 else None
 
     def find(self, address: int, size: int) -> Region | None:
         """The region holding all of [address, address+size), or None."""
         last = self._last
         if last is not None and last.base <= address and address + size <= last.base + last.size:
             return last
-        c = bisect_right(self._firsts, address) - 1
-        if c >= 0:
-            region = self._chunks[c][bisect_right(self._chunk_bases[c], address) - 1]
-            if address + size <= region.base + region.size:
-                self._last = region
-                return region
+        region = self._below(address)
+        if region is not None and address + size <= region.base + region.size:
+            self._last = region
+            return region
         return None
 
     def _fault(
@@ -214,7 +181,7 @@ class Memory:
         below = self._below(address)
         if below is not None and address < below.end:
             near, why = below.name, "crosses the end of"
-        elif self._firsts:
+        elif self._sorted:
             best = min(
                 self.regions, key=lambda r: min(abs(address - r.base), abs(address - r.end))
             )
