@@ -305,12 +305,13 @@ def test_compare_with_bpftool(loaded, kernel_facts):
 
 def test_linum_in_process():
     from pybpf.loader import ObjectSpec, load_object
+    from pybpf.loader.listing import xlated_notes
     from pybpf.runtime.kernel import Kernel
 
     spec = ObjectSpec.from_file(HELLO)
     coll = load_object(spec, Kernel())
     prog = coll.programs["hello"]
-    prog.notes = progmod.xlated_notes(spec, spec.programs[0])
+    prog.notes = xlated_notes(spec, spec.programs[0])
     prog.linum = progmod._linum_notes(spec, spec.programs[0])
     text = progmod.xlated_plain(prog, linum=True)
     assert '; bpf_printk("Hello World %d", counter); [file:./hello.bpf.c line_num:8 ' \

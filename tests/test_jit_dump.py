@@ -305,7 +305,7 @@ def test_pybpf_run_engine(pybpf, tmp_path):
     assert proc.returncode == 1 and "need --engine interp" in proc.stderr
 
 
-def test_state_survives_a_jit_that_refuses_a_saved_program(jited, monkeypatch):
+def test_state_survives_a_jit_that_refuses_a_saved_program(jited, monkeypatch, tmp_path):
     from pybpf.jit import cache
 
     def refuse(*args, **kwargs):
@@ -313,7 +313,13 @@ def test_state_survives_a_jit_that_refuses_a_saved_program(jited, monkeypatch):
 
     monkeypatch.setattr(cache, "build", refuse)
     status, out, _ = jited("prog", "show", "pinned", PIN)
-    assert status == 0 and "not jited" in out  # it runs on the interpreter instead
+    assert status == 0 and " jited " in out  # the size the state kept: listing compiles nothing
+    packet = tmp_path / "packet"
+    packet.write_bytes(bytes(64))
+    status, out, _ = jited("prog", "run", "pinned", PIN, "data_in", str(packet))
+    assert status == 0 and out.startswith("Return value: 2")  # on the interpreter instead
+    status, out, _ = jited("prog", "show", "pinned", PIN)
+    assert status == 0 and "not jited" in out  # and it stays there
 
 
 def test_a_pinned_directory_is_not_a_program(run):

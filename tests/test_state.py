@@ -594,3 +594,44 @@ def test_listing_commands_leave_map_elements_unread(root: Path):
         assert _cli(*argv)[0] == 0, argv
     status, _, err = _cli("map", "dump", "pinned", "/sys/fs/bpf/h")
     assert status != 0 and "run 'pybpf state repair'" in err
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("the verifier or the JIT ran")
+
+
+def test_listing_restored_programs_neither_verifies_nor_compiles(root: Path, monkeypatch):
+    """What the verifier made of a program is kept with it: listing, showing and dumping it
+    run neither the verifier nor an engine's compiler, and show what the load showed."""
+    from pybpf.runtime import engines, verification
+
+    assert _cli("--engine", "jit", "prog", "load", str(HELLO), "/sys/fs/bpf/hello")[0] == 0
+    before = {argv: _cli(*argv) for argv in (("prog", "list"), ("-j", "prog", "show"),
+                                            ("prog", "dump", "xlated", "id", "1"))}  # fmt: skip
+    monkeypatch.setattr(verification, "verify_program", _refuse)
+    monkeypatch.setattr(engines, "build", _refuse)
+    for argv, shown in before.items():
+        assert _cli(*argv) == shown, argv
+    assert json.loads(before[("-j", "prog", "show")][1])[0]["jited"] is True
+
+
+def test_a_state_from_before_verdicts_were_kept_verifies_once_and_keeps_them(root: Path):
+    """A program record without the kept verdict (a state an older pybpf wrote) is verified
+    when restored, as it was, and the next writing command keeps its verdict."""
+    import sqlite3
+
+    from pybpf.runtime.program import KeptVerdict
+
+    _load_hello(root)
+    db = sqlite3.connect(root / "state.db")
+    (record,) = db.execute("SELECT record FROM progs").fetchone()
+    old = {k: v for k, v in json.loads(record).items() if k not in ("shown", "bytes_jited")}
+    db.execute("UPDATE progs SET record = ?", (json.dumps(old),))
+    db.commit()
+    with state.session(root) as kernel:
+        prog = state.pinned(kernel, "/sys/fs/bpf/hello")
+        assert prog.verdict is not None and not isinstance(prog.verdict, KeptVerdict)
+        assert run_test(prog, data_in=bytes(64)).retval == 2
+    (record,) = db.execute("SELECT record FROM progs").fetchone()
+    db.close()
+    assert json.loads(record)["shown"]["insns"] and "bytes_jited" in json.loads(record)

@@ -27,6 +27,7 @@ import pytest
 
 from pybpf.cli.bpftool import prog as progmod
 from pybpf.loader import ObjectSpec, load_object
+from pybpf.loader.listing import xlated_notes
 from pybpf.runtime.kernel import Kernel
 from pybpf.testing import selftests as st
 from pybpf.testing import xlated_diff as xd
@@ -54,7 +55,7 @@ def pybpf_dumps(name: str) -> dict[str, dict]:
         prog = coll.programs.get(prog_spec.name)
         if prog is None:
             continue
-        prog.notes = progmod.xlated_notes(spec, prog_spec)
+        prog.notes = xlated_notes(spec, prog_spec)
         out[prog_spec.name] = {"xlated": mask(progmod.xlated_plain(prog)),
                                "bytes_xlated": prog.bytes_xlated}  # fmt: skip
     return out

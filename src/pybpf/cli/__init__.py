@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 from pybpf.errors import PybpfError
-from pybpf.vm.budget import BUDGET_ENV, DEFAULT_BUDGET, parse_budget
 
 
 def _budget(text: str) -> int:
+    from pybpf.vm.budget import parse_budget
+
     try:
         return parse_budget(text, "--budget")
     except PybpfError as err:  # argparse reports it as one usage line
@@ -17,6 +18,8 @@ def _budget(text: str) -> int:
 
 def add_budget_option(parser: argparse.ArgumentParser) -> None:
     """``--budget N`` (None when not given: the caller falls back to budget_from_env)."""
+    from pybpf.vm.budget import BUDGET_ENV, DEFAULT_BUDGET
+
     parser.add_argument("--budget", type=_budget, metavar="N",
                         help=f"stop after N instructions (default: ${BUDGET_ENV}, else "
                              f"{DEFAULT_BUDGET:_})")  # fmt: skip

@@ -23,23 +23,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pybpf import __version__, asm
-from pybpf.cli import add_budget_option, cc, hello
-from pybpf.cli import state as state_cli
-from pybpf.cli.bpftool.dispatch import dispatch, is_bpftool_command
-from pybpf.cli.trace import RegisterTrace
+from pybpf import __version__
+from pybpf.cli import add_budget_option
 from pybpf.errors import BudgetExceeded, PybpfError
-from pybpf.isa import Instruction, decode, encode
-from pybpf.jit import conformance as jit_conformance
-from pybpf.runtime import engines
-from pybpf.runtime.tag import ALGORITHMS as TAG_ALGORITHMS
-from pybpf.testing import bench
-from pybpf.vm import Interpreter, conformance_helpers
-from pybpf.vm.budget import (
-    budget_from_env,
-    exhausted_hint,
-)
+
+if TYPE_CHECKING:
+    from pybpf.isa import Instruction
+
+# Every subcommand imports what it uses when it runs (``pybpf prog list`` must not pay for
+# the assembler, the JIT or the loader): module level keeps to what the parser needs.
 
 
 class UsageError(PybpfError):
@@ -61,6 +55,9 @@ def _hex(text: str, what: str) -> bytes:
 
 
 def _program(path: str, hex_input: bool, dialect: str | None) -> list[Instruction]:
+    from pybpf import asm
+    from pybpf.isa import decode
+
     data = _read(path)
     if hex_input:
         return decode(_hex(data.decode("ascii", "replace"), path))
@@ -70,6 +67,9 @@ def _program(path: str, hex_input: bool, dialect: str | None) -> list[Instructio
 
 
 def cmd_asm(args: argparse.Namespace) -> int:
+    from pybpf import asm
+    from pybpf.isa import encode
+
     insns = asm.assemble(_read(args.file).decode("utf-8", "replace"), args.dialect)
     code = encode(insns)
     if args.hex:
@@ -84,12 +84,21 @@ def cmd_asm(args: argparse.Namespace) -> int:
 
 
 def cmd_disasm(args: argparse.Namespace) -> int:
+    from pybpf import asm
+    from pybpf.isa import decode
+
     insns = decode(_read(args.file) if not args.hex else _hex(_read(args.file).decode(), args.file))
     sys.stdout.write(asm.disassemble(insns, args.dialect))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from pybpf.cli.trace import RegisterTrace
+    from pybpf.jit import conformance as jit_conformance
+    from pybpf.runtime import engines
+    from pybpf.vm import Interpreter, conformance_helpers
+    from pybpf.vm.budget import budget_from_env
+
     budget = args.budget if args.budget is not None else budget_from_env()
     insns = _program(args.file, args.hex, args.dialect)
     memory = _hex(args.mem, "--mem") if args.mem else b""
@@ -119,6 +128,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``pybpf``."""
+    from pybpf import asm
+    from pybpf.cli import state as state_cli
+    from pybpf.runtime.engines import NAMES as ENGINE_NAMES
+    from pybpf.runtime.tag import ALGORITHMS as TAG_ALGORITHMS
+
     parser = argparse.ArgumentParser(prog="pybpf", description="eBPF in Python, in user space")
     parser.add_argument("-V", "--version", action="version", version=f"pybpf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -146,32 +160,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", action="store_true",
                    help="print each executed instruction and the registers it changed")
     p.add_argument("--trace-python", action="store_true", help="print the generated Python")
-    p.add_argument("--engine", choices=engines.NAMES, default="interp",
+    p.add_argument("--engine", choices=ENGINE_NAMES, default="interp",
                    help="interp (default) or jit: native code through LLVM (checked mode)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("cc", help="compile eBPF C with clang -target bpf -g -O2")
     p.add_argument("file", help="a .bpf.c source")
     p.add_argument("-o", "--output", help="the object (default: the source with .o)")
-    p.set_defaults(func=lambda a: print(cc.compile_c(a.file, a.output)) or 0)
+    p.set_defaults(func=_cc)
 
     p = sub.add_parser("hello", help="the seed's hello program: load, list, run three times")
     p.add_argument("object", nargs="?", help="an object to use instead of hello.bpf.o")
     p.add_argument("--tag-algo", choices=TAG_ALGORITHMS, default=None,
                    help="program tags as Linux 6.18 (sha256, the default) or older kernels")
-    p.set_defaults(func=lambda a: hello.main(a.object, tag_algorithm=a.tag_algo))
+    p.set_defaults(func=_hello)
 
     state_cli.add_parser(sub)
 
     p = sub.add_parser("bench", help="interpreter throughput on loop-heavy programs")
     p.add_argument("--repeat", type=int, default=3)
-    p.set_defaults(func=lambda a: bench.main(["--repeat", str(a.repeat)]))
+    p.set_defaults(func=_bench)
     return parser
+
+
+def _cc(args: argparse.Namespace) -> int:
+    from pybpf.cli import cc
+
+    print(cc.compile_c(args.file, args.output))
+    return 0
+
+
+def _hello(args: argparse.Namespace) -> int:
+    from pybpf.cli import hello
+
+    return hello.main(args.object, tag_algorithm=args.tag_algo)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from pybpf.testing import bench
+
+    return bench.main(["--repeat", str(args.repeat)])
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pybpf``; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    from pybpf.cli.bpftool.dispatch import dispatch, is_bpftool_command
+
     if is_bpftool_command(argv):
         return dispatch(argv)
     args = build_parser().parse_args(argv)
@@ -180,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     except PybpfError as err:
         message = " ".join(str(err).split())
         if isinstance(err, BudgetExceeded) and args.command == "run":
+            from pybpf.vm.budget import exhausted_hint
+
             message += " " + exhausted_hint("--budget")
         sys.stderr.write(f"pybpf {args.command}: {message}\n")
         return 1

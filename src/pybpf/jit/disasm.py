@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-
-from capstone import CS_ARCH_X86, CS_MODE_64, CS_OPT_SYNTAX_ATT, Cs
+from typing import TYPE_CHECKING
 
 from pybpf.errors import JitError
 from pybpf.jit.abi import Callout, split_callout
+
+if TYPE_CHECKING:
+    from capstone import Cs
 
 _ELF_MAGIC = b"\x7fELF"
 _SHT_SYMTAB = 2
@@ -94,6 +96,11 @@ def _sections(data: bytes) -> list[tuple[str, int, int, int, int, int]]:
     return [(_cstring(names, h[0]), h[1], h[4], h[5], h[6], h[9]) for h in raw]
 
 
+def code_size(object_code: bytes | None) -> int:
+    """The bytes of code of every function of ``object_code`` (0 for none)."""
+    return sum(len(f.code) for f in functions(object_code)) if object_code else 0
+
+
 def functions(object_code: bytes) -> list[Function]:
     """Every defined function (STT_FUNC with a size) of ``object_code``, by section offset.
 
@@ -128,6 +135,8 @@ _ENGINES: list[Cs] = []
 
 def _capstone() -> Cs:
     if not _ENGINES:
+        from capstone import CS_ARCH_X86, CS_MODE_64, CS_OPT_SYNTAX_ATT, Cs  # only to decode
+
         md = Cs(CS_ARCH_X86, CS_MODE_64)
         md.syntax = CS_OPT_SYNTAX_ATT
         md.detail = True

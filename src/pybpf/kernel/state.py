@@ -53,6 +53,7 @@ from pybpf.runtime.kernel import Kernel
 from pybpf.runtime.maps.base import Map, MapAttr, MapType
 from pybpf.runtime.program import Program
 from pybpf.runtime.progtypes import ProgType
+from pybpf.verifier.fixups import View
 
 BPFFS = "/sys/fs/bpf"
 _FD_MAPS = (MapType.PROG_ARRAY, MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
@@ -387,9 +388,10 @@ def _snapshot(kernel: Kernel, before: Snapshot) -> Snapshot:
 
 def _merge(kernel: Kernel, before: Snapshot, now: Snapshot) -> Snapshot:
     """``now`` plus what this session's programs did since ``before``: run statistics
-    added, each changed key of a map kept in the database written (or deleted) into its
-    current contents, the trace lines appended.  Objects that died meanwhile are skipped;
-    array maps need nothing (their files are shared live)."""
+    added, the engine of a program this session prepared one for, each changed key of a
+    map kept in the database written (or deleted) into its current contents, the trace
+    lines appended.  Objects that died meanwhile are skipped; array maps need nothing
+    (their files are shared live)."""
     out = Snapshot(meta=now.meta, maps=now.maps, map_data=dict(now.map_data),
                    progs=dict(now.progs), pins=now.pins, attachments=now.attachments,
                    btf=now.btf, trace=(now.trace + list(kernel.trace.lines))[-TRACE_KEPT:])
@@ -398,6 +400,9 @@ def _merge(kernel: Kernel, before: Snapshot, now: Snapshot) -> Snapshot:
             record = dict(now.progs[ident])
             for key, value in (("run_count", prog.run_count), ("run_time_ns", prog.run_time_ns)):
                 record[key] = record.get(key, 0) + value - before.progs[ident].get(key, 0)
+            if prog.engine_prepared:  # the engine it ran on (the interpreter if a JIT refused)
+                record["engine"] = getattr(prog, "engine_name", record.get("engine"))
+                record["bytes_jited"] = _bytes_jited(prog)
             out.progs[ident] = record
     for ident, m in kernel.maps.items():
         data = _map_data(m)
@@ -464,8 +469,38 @@ def _prog_record(p: Program) -> dict:
         "btf_id": getattr(p, "btf_id", 0), "run_count": p.run_count,
         "run_time_ns": p.run_time_ns, "engine": getattr(p, "engine_name", "interp"),
         "verified": p.verdict is not None,
+        "shown": _shown_record(p) if p.verdict is not None else None,
+        "bytes_jited": _bytes_jited(p),
         "func_info": _function_starts(p) if getattr(p, "has_func_info", False) else None,
     }  # fmt: skip
+
+
+def _bytes_jited(p: Program) -> int:
+    """The size of the program's jited image, kept so that listing it compiles nothing."""
+    from pybpf.jit import disasm
+
+    kept = p.kept_bytes_jited
+    return kept if kept is not None else disasm.code_size(getattr(p.engine, "object_code", None))
+
+
+def _shown_record(p: Program) -> dict:
+    """What the verifier made of the program, as ``prog dump xlated`` shows it: kept so
+    that restoring the program does not run the verifier again."""
+    view = p.shown
+    return {"insns": encode(view.insns).hex(),
+            "symbols": {str(k): v for k, v in view.symbols.items()},
+            "pc_map": {str(k): v for k, v in view.pc_map.items()}}  # fmt: skip
+
+
+def _shown_view(r: dict) -> View | None:
+    """The kept shown image of a program record (None: a record made before they were
+    kept, or of a program never verified: the load verifies it as it did)."""
+    shown = r.get("shown") if r.get("verified") else None
+    if not shown:
+        return None
+    return View(tuple(decode(bytes.fromhex(shown["insns"]))),
+                {int(k): v for k, v in shown["symbols"].items()},
+                {int(k): v for k, v in shown["pc_map"].items()})  # fmt: skip
 
 
 def _function_starts(p: Program) -> list[int]:
@@ -586,19 +621,41 @@ def _restore_map(kernel: Kernel, r: dict, data: tuple[str, bytes] | None = None)
     return m
 
 
+def _interp_if_refused(prog: Program) -> None:
+    """A lazily prepared engine this JIT refuses (code an earlier one took) is the
+    interpreter instead, as a refusal at load time is: the program still runs."""
+    make = prog._make_engine
+    if make is None or getattr(prog, "engine_name", "interp") != "jit":
+        return
+
+    def engine():
+        try:
+            return make()
+        except JitError:
+            prog.engine_name = "interp"
+            return prog.build_engine("interp")
+
+    prog._make_engine = engine
+
+
 def _restore_prog(kernel: Kernel, r: dict, maps: dict[int, Map]) -> Program:
     insns = decode(bytes.fromhex(r["insns"]))
+    kept = _shown_view(r)  # verified when loaded: what the verifier made of it, kept
 
     def load(engine: str) -> Program:
         return _with_id(kernel, "_next_prog_id", r["id"], lambda: kernel.prog_load(
             insns, ProgType(r["type"]), name=r["name"], license=r["license"], maps=maps,
             expected_attach_type=r["expected_attach_type"], engine=engine,
-            func_info=r.get("func_info")))  # fmt: skip
+            func_info=r.get("func_info"), verify=False if kept is not None else None,
+            kept=kept, lazy_engine=kept is not None))  # fmt: skip
 
     try:
         prog = load(r.get("engine", "interp"))  # the engine it was loaded on
     except JitError:  # this JIT refuses code an earlier one took: the program still runs
         prog = load("interp")
+    if kept is not None:  # the engine is prepared when the program first runs
+        _interp_if_refused(prog)
+        prog.kept_jited = r.get("bytes_jited")
     prog.loaded_at, prog.uid = r["loaded_at"], r["uid"]
     prog.notes = {int(k): v for k, v in r.get("notes", {}).items()}
     prog.linum = {int(k): v for k, v in r.get("linum", {}).items()}

@@ -131,6 +131,8 @@ class Kernel:
         funcs: Sequence | None = None,
         kfuncs: Mapping | None = None,
         kernel_btf=None,
+        kept=None,
+        lazy_engine: bool = False,
     ):
         """BPF_PROG_LOAD: check, relocate and prepare ``insns``; returns the Program.
 
@@ -147,7 +149,8 @@ class Kernel:
         each record's function (:class:`pybpf.verifier.funcs.FuncDesc`: global functions are
         verified on their own); ``kfuncs`` maps the ``imm`` of each kfunc call to the
         kfunc's prototype (:class:`pybpf.verifier.kfunc_proto.KfuncProto`, the kernel's
-        BTF view of it) and ``kernel_btf`` is that BTF when known (vmlinux).
+        BTF view of it) and ``kernel_btf`` is that BTF when known (vmlinux).  ``kept`` and
+        ``lazy_engine`` restore a program verified before (see :meth:`Program.load`).
         """
         from pybpf.runtime.program import Program  # program.py imports this module
 
@@ -159,7 +162,8 @@ class Kernel:
                             line_info=line_info, func_info=func_info,
                             prog_flags=prog_flags,
                             func_scalar_return=func_scalar_return, funcs=funcs,
-                            kfuncs=kfuncs, kernel_btf=kernel_btf)  # fmt: skip
+                            kfuncs=kfuncs, kernel_btf=kernel_btf, kept=kept,
+                            lazy_engine=lazy_engine)  # fmt: skip
         prog.engine_name = engine
         prog.uid = os.getuid()  # the loading user, as bpf_prog_info's created_by_uid
         prog.id = self._next_prog_id

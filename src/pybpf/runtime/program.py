@@ -22,14 +22,12 @@ from __future__ import annotations
 import errno
 import re
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pybpf.errors import KernelError, PybpfError, VerifierError
 from pybpf.isa import LDDW, Instruction, Kind, Pseudo, check_jumps, slot_offsets
-from pybpf.jit.maps_ir import ProgramHooks
-from pybpf.runtime import engines
 from pybpf.runtime.helpers import helper_table
 from pybpf.runtime.kfuncs import kfunc_table
 from pybpf.runtime.maps.base import Map, MapType, fail
@@ -70,12 +68,39 @@ class Program:
         self.verdict = None  # the verifier's Verdict when the program was verified
         self._shown: tuple[tuple[Instruction, ...], View] | None = None
         self.has_func_info = False  # the load carried BTF func_info (callbacks are allowed)
-        self.engine: Interpreter | None = None
+        self._engine: Interpreter | None = None
+        self._make_engine: Callable[[], Interpreter] | None = None  # a lazy load's engine
+        self._engine_args: tuple = ((), ())  # the helper table and the helpers called
+        self.kept_jited: int | None = None  # the jited size a restore kept (None: unknown)
         self.native_hooks = None  # the JIT's native hot path (maps_ir.ProgramHooks)
         self.expected_attach_type = 0
         self.prog_flags = ProgFlag(0)  # BPF_PROG_LOAD's BPF_F_* flags
         self.run_count = 0
         self.run_time_ns = 0
+
+    @property
+    def engine(self) -> Interpreter | None:
+        """The engine that runs the program; a lazy load (``lazy_engine``) prepares it here,
+        when the program first runs, so listing programs never compiles them."""
+        if self._engine is None and self._make_engine is not None:
+            make, self._make_engine = self._make_engine, None
+            self._engine = make()
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: Interpreter | None) -> None:
+        self._engine, self._make_engine = engine, None
+
+    @property
+    def engine_prepared(self) -> bool:
+        """False while a lazy load's engine waits for the program's first run."""
+        return self._make_engine is None
+
+    @property
+    def kept_bytes_jited(self) -> int | None:
+        """The jited image's size the state kept, while the engine is not prepared (the
+        same image on the same engine compiles to it); None otherwise."""
+        return None if self.engine_prepared else self.kept_jited
 
     @property
     def map_ids(self) -> list[int]:
@@ -93,6 +118,9 @@ class Program:
         """
         if self._shown is None or self._shown[0] is not self.xlated:
             verdict = self.verdict
+            if isinstance(verdict, KeptVerdict) and verdict.xlated is self.xlated:
+                self._shown = (self.xlated, verdict.shown)
+                return verdict.shown
             view = kernel_view(self.xlated, int(self.prog_type),
                                verdict.sites if verdict is not None else None,
                                direct_write=verdict is not None and verdict.direct_write,
@@ -118,8 +146,15 @@ class Program:
              func_info: Sequence[int] | None = None, prog_flags: int = 0,
              func_scalar_return: Sequence[bool] | None = None,
              funcs: Sequence | None = None, kfuncs: Mapping | None = None,
-             kernel_btf=None) -> Program:  # fmt: skip
-        """Check and prepare ``insns`` (see the module docstring); KernelError on refusal."""
+             kernel_btf=None, kept: View | None = None,
+             lazy_engine: bool = False) -> Program:  # fmt: skip
+        """Check and prepare ``insns`` (see the module docstring); KernelError on refusal.
+
+        ``kept`` is the shown image of an earlier verified load of the same image (the
+        state store keeps it): the program counts as verified (a :class:`KeptVerdict`)
+        without running the verifier again.  ``lazy_engine`` prepares the engine when
+        the program first runs (:attr:`engine`) instead of now.
+        """
         try:
             prog_type = ProgType(prog_type)
         except ValueError:
@@ -155,27 +190,41 @@ class Program:
                                           kernel_btf=kernel_btf)
             prog.has_func_info = bool(func_info)
             prog.xlated = prog.verdict.xlated
+        elif kept is not None:  # verified when first loaded: the same image, not again
+            prog.verdict = KeptVerdict(prog.xlated, kept)
+            prog.has_func_info = bool(func_info)
         if bad_jumps is not None:
             raise KernelError(str(bad_jumps), errno=errno.EINVAL) from bad_jumps
         called = [insn.imm for insn, spec in zip(prog.insns, specs, strict=True)
                   if spec.kind is Kind.CALL]  # fmt: skip
         helpers = helper_table(kernel, prog, called)
         kfunc_table(helpers, kfuncs or {})
+        prog._engine_args = (helpers, called)
+        prog._make_engine = lambda: prog.build_engine(engine)
+        if not lazy_engine:
+            prog.engine  # noqa: B018 - prepared now: a JIT refusal fails the load
+        return prog
+
+    def build_engine(self, engine: str) -> Interpreter:
+        """A new engine ``engine`` for the xlated image, with its native hooks on the JIT."""
+        helpers, called = self._engine_args
+        from pybpf.jit.maps_ir import ProgramHooks
+        from pybpf.runtime import engines
+
         native = {}
         if engine == "jit":  # the hot path: maps, ktime, csum_diff... without Python
-            trusted = prog.verdict is not None and not engines.JIT_CHECKED_DEFAULT
-            prog.native_hooks = ProgramHooks(
-                prog.maps, boot_ns=kernel.boot, seed=0, trusted=trusted, prandom=False,
-                insn_count=len(prog.xlated), called=called)
-            if prog.native_hooks.native_calls:
-                native = {"native_calls": prog.native_hooks.native_calls,
-                          "prelude": prog.native_hooks.prelude}  # fmt: skip
-        prog.engine = engines.build(
-            engine, prog.xlated, verified=prog.verdict is not None, helpers=helpers,
-            resolve_imm64=prog._resolve, tail_call=prog._tail_call, memory=kernel.space.memory,
-            **native,
+            trusted = self.verdict is not None and not engines.JIT_CHECKED_DEFAULT
+            self.native_hooks = ProgramHooks(
+                self.maps, boot_ns=self.kernel.boot, seed=0, trusted=trusted, prandom=False,
+                insn_count=len(self.xlated), called=called)
+            if self.native_hooks.native_calls:
+                native = {"native_calls": self.native_hooks.native_calls,
+                          "prelude": self.native_hooks.prelude}  # fmt: skip
+        return engines.build(
+            engine, self.xlated, verified=self.verdict is not None, helpers=helpers,
+            resolve_imm64=self._resolve, tail_call=self._tail_call,
+            memory=self.kernel.space.memory, **native,
         )  # fmt: skip
-        return prog
 
     def _relocate(self, insns: Sequence[Instruction], maps) -> list[Instruction]:
         out = []
@@ -247,7 +296,19 @@ class Program:
         return target.engine
 
     def release(self) -> None:
-        """Free the engine's resources."""
-        if self.engine is not None:
-            self.engine.close()
-            self.engine = None
+        """Free the engine's resources (an engine never prepared is never made)."""
+        self._make_engine = None
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+
+@dataclass(frozen=True)
+class KeptVerdict:
+    """The verdict of a program the verifier passed in an earlier load of the same
+    ``xlated`` image (a program the state store restores): what the kernel keeps of a
+    verification, its final image ``shown``, and no log (this load ran no verifier)."""
+
+    xlated: tuple[Instruction, ...]
+    shown: View
+    log: str = ""

@@ -23,6 +23,16 @@ Modules, bottom up:
 * :mod:`.api` — :func:`verify`, :class:`Target`, :class:`Verdict`.
 """
 
-from pybpf.verifier.api import MapInfo, Target, Verdict, verify
+from __future__ import annotations
 
 __all__ = ["MapInfo", "Target", "Verdict", "verify"]
+
+
+def __getattr__(name: str):
+    """The package's names, imported from :mod:`.api` when first used: a submodule (the
+    helper prototypes the runtime lists) comes without the whole verifier."""
+    if name in __all__:
+        from pybpf.verifier import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from pybpf.btf import render_plain
 from pybpf.errors import PybpfError
 
 EXIT_ERROR = 255  # bpftool returns -1 from main
@@ -50,6 +49,8 @@ class Ctx:
     def emit_json(self, value: object) -> None:
         """Print ``value`` as bpftool's json_writer does: compact, or its ``-p`` layout."""
         if self.pretty:
+            from pybpf.btf import render_plain  # BTF-typed values only
+
             self.out.write(render_plain(value) + "\n")
         else:
             self.out.write(json.dumps(value, separators=(",", ":")) + "\n")

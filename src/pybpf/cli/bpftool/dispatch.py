@@ -8,8 +8,6 @@ from collections.abc import Sequence
 
 from pybpf.cli.bpftool.common import EXIT_ERROR, CommandError, Ctx, match
 from pybpf.errors import PybpfError
-from pybpf.kernel import state
-from pybpf.runtime.engines import NAMES as ENGINE_NAMES
 from pybpf.runtime.tag import ALGORITHMS as TAG_ALGORITHMS
 from pybpf.runtime.tag import default_algorithm as default_tag_algorithm
 
@@ -20,9 +18,17 @@ _OPTIONS = {"-j": "json", "--json": "json", "-p": "pretty", "--pretty": "pretty"
 # pybpf's global options that take a value: option -> (Ctx field, the values it takes)
 _VALUED = {
     "--log-level": ("log_level", ("0", "1", "2")),
-    "--engine": ("engine", ENGINE_NAMES),
+    "--engine": ("engine", None),  # runtime.engines.NAMES, imported when the option is used
     "--tag-algo": ("tag_algo", TAG_ALGORITHMS),
 }
+
+
+def _values(option: str) -> tuple[str, tuple[str, ...]]:
+    """The Ctx field ``option`` sets and the values it takes."""
+    field, values = _VALUED[option]
+    if values is None:
+        from pybpf.runtime.engines import NAMES as values
+    return field, tuple(values)
 
 
 def is_bpftool_command(argv: Sequence[str]) -> bool:
@@ -47,7 +53,7 @@ def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
         option = arg.partition("=")[0]
         if option in _VALUED:
             value = arg.partition("=")[2] if "=" in arg else (argv.pop(0) if argv else "")
-            field, values = _VALUED[option]
+            field, values = _values(option)
             if value not in values:
                 return _error(ctx, f"{option} takes {', '.join(values[:-1])} or {values[-1]}, "
                                    f"not '{value}'")  # fmt: skip
@@ -80,6 +86,8 @@ def dispatch(argv: Sequence[str], ctx: Ctx | None = None) -> int:
         write = name not in getattr(module, "READ_ONLY", ())
         merge = name in getattr(module, "MERGED", ())  # runs programs without the lock
         contents = write or name not in getattr(module, "NO_CONTENTS", ())
+        from pybpf.kernel import state  # imported when a command runs (not for help)
+
         with state.session(write=write, merge=merge, contents=contents,
                            tag_algorithm=ctx.tag_algo) as kernel:  # fmt: skip
             ctx.kernel = kernel

@@ -53,8 +53,12 @@ def image(prog) -> bytes:
 
 
 def bytes_jited(prog) -> int:
-    """jited_prog_len: the image's size in bytes (0 when the program is not jited)."""
-    return sum(len(f.code) for f in functions(prog))
+    """jited_prog_len: the image's size in bytes (0 when the program is not jited); a
+    restored program not run yet tells the size its state kept instead of compiling."""
+    kept = getattr(prog, "kept_bytes_jited", None)
+    if kept is not None:
+        return kept
+    return disasm.code_size(getattr(getattr(prog, "engine", None), "object_code", None))
 
 
 def symbol(prog, func: disasm.Function) -> str:

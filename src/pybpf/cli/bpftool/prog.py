@@ -60,7 +60,6 @@ from pybpf.errors import KernelError, PybpfError
 from pybpf.isa import encode, slot_offsets
 from pybpf.isa.helper_ids import helper_name as _helper_name
 from pybpf.kernel import state
-from pybpf.loader.listing import xlated_notes
 from pybpf.runtime.progtypes import PROG_TYPES, sec_to_prog_type
 from pybpf.runtime.tag import prog_tag
 
@@ -512,6 +511,7 @@ def _load(ctx: Ctx, args: list[str], first_only: bool) -> int:
 
     from pybpf.cli.bpftool.loadlog import load_with_log
     from pybpf.loader import ObjectSpec
+    from pybpf.loader.listing import xlated_notes
 
     cmd = "load" if first_only else "loadall"
     if len(args) < 2:
