@@ -114,8 +114,9 @@ class _TestRunAttr(ctypes.Structure):
     )
 
 
-class _ProgInfoHead(ctypes.Structure):
-    """struct bpf_prog_info up to xlated_prog_insns."""
+class ProgInfoHead(ctypes.Structure):
+    """uapi ``struct bpf_prog_info`` up to ``xlated_prog_insns`` (a short info_len is fine;
+    the selftests' libbpf side reads it too)."""
 
     _fields_ = (
         ("type", ctypes.c_uint32),
@@ -293,12 +294,12 @@ class Prog:
 
     def xlated(self) -> bytes:
         """The program as the kernel keeps it (``xlated_prog_insns`` of its info)."""
-        info = _ProgInfoHead()
+        info = ProgInfoHead()
         attr = _InfoAttr(bpf_fd=self.fd, info_len=ctypes.sizeof(info),
                          info=ctypes.addressof(info))  # fmt: skip
         _bpf(BpfCmd.OBJ_GET_INFO_BY_FD, attr)
         buf = ctypes.create_string_buffer(max(info.xlated_prog_len, 1))
-        info = _ProgInfoHead(xlated_prog_len=info.xlated_prog_len,
+        info = ProgInfoHead(xlated_prog_len=info.xlated_prog_len,
                              xlated_prog_insns=ctypes.addressof(buf))  # fmt: skip
         attr = _InfoAttr(bpf_fd=self.fd, info_len=ctypes.sizeof(info),
                          info=ctypes.addressof(info))  # fmt: skip

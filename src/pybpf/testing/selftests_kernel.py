@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pybpf.errors import KernelError, PybpfError
+from pybpf.kernel.linux import ProgInfoHead
 
 #: Where the library is looked for when ``PYBPF_LIBBPF`` is not set, in order.
 DEFAULT_LIBBPF_PATHS = (
@@ -90,20 +91,6 @@ class _TestRunOpts(ctypes.Structure):
     )
 
 
-class _ProgInfoHead(ctypes.Structure):
-    """uapi ``struct bpf_prog_info`` up to ``xlated_prog_insns`` (a short info_len is fine)."""
-
-    _fields_ = (
-        ("type", ctypes.c_uint32),
-        ("id", ctypes.c_uint32),
-        ("tag", ctypes.c_uint8 * 8),
-        ("jited_prog_len", ctypes.c_uint32),
-        ("xlated_prog_len", ctypes.c_uint32),
-        ("jited_prog_insns", ctypes.c_uint64),
-        ("xlated_prog_insns", ctypes.c_uint64),
-    )
-
-
 _P = ctypes.c_void_p
 _U32 = ctypes.c_uint32
 _INT = ctypes.c_int
@@ -127,7 +114,7 @@ _SIGNATURES: dict[str, tuple[type | None, list[type]]] = {
     "bpf_program__type": (_INT, [_P]),
     "bpf_program__fd": (_INT, [_P]),
     "bpf_prog_test_run_opts": (_INT, [_INT, _PTR(_TestRunOpts)]),
-    "bpf_prog_get_info_by_fd": (_INT, [_INT, _PTR(_ProgInfoHead), _PTR(_U32)]),
+    "bpf_prog_get_info_by_fd": (_INT, [_INT, _PTR(ProgInfoHead), _PTR(_U32)]),
 }
 
 
@@ -207,7 +194,7 @@ def _test_run(lib: ctypes.CDLL, fd: int, syscall: bool) -> tuple[int | None, int
 def _xlated(lib: ctypes.CDLL, fd: int) -> bytes:
     buf = ctypes.create_string_buffer(0)
     for _ in range(2):  # first ask for the length, then for the instructions
-        info = _ProgInfoHead(xlated_prog_len=len(buf), xlated_prog_insns=ctypes.addressof(buf))
+        info = ProgInfoHead(xlated_prog_len=len(buf), xlated_prog_insns=ctypes.addressof(buf))
         size = _U32(ctypes.sizeof(info))
         if lib.bpf_prog_get_info_by_fd(fd, ctypes.byref(info), ctypes.byref(size)) != 0:
             err = ctypes.get_errno()
