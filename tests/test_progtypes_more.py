@@ -23,6 +23,7 @@ import re
 
 import pytest
 
+import ctx_probe
 from pybpf.asm import ubpf
 from pybpf.errors import KernelError, PybpfError
 from pybpf.isa import Instruction
@@ -40,7 +41,6 @@ P, A = ProgType, AttachType
 _SIZE_CODE = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}
 MODES = (("read", 1), ("read", 2), ("read", 4), ("read", 8), ("ldsx", 1), ("ldsx", 2),
          ("ldsx", 4), ("write", 1), ("write", 2), ("write", 4), ("write", 8))  # fmt: skip
-_R2 = re.compile(r"\bR2(?:_w)?=([a-z_0-9]+)")
 _HELPER_REFUSED = re.compile(r"cannot use helper|unknown func|not supported|does not support")
 
 
@@ -70,19 +70,7 @@ def kernel_ctx_answer(prog_type: int, attach: int, off: int, size: int, mode: st
     """(accepted, R2's type after a load, or the refusal's line)."""
     insns = [*_access(off, size, mode), Instruction(0xB7, 0, 0, 0, _exit_value(prog_type, attach)),
              Instruction(0x95)]  # fmt: skip
-    try:
-        prog = _load(insns, prog_type, attach, log_level=2)
-    except KernelError as err:
-        lines = [ln for ln in err.log.splitlines() if ln.strip()]
-        reason = next((ln for ln in lines if "invalid bpf_context access" in ln), None)
-        return False, reason or (lines[-1] if lines else str(err))
-    log = prog.log
-    prog.close()
-    if mode == "write":
-        return True, ""
-    first = next((ln for ln in log.splitlines() if ln.startswith("0: (")), "")
-    found = _R2.search(first)
-    return True, found.group(1) if found else "?"
+    return ctx_probe.load_answer(lambda: _load(insns, prog_type, attach, log_level=2), mode)
 
 
 @functools.cache

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import functools
 import random
-import re
 
 import pytest
 
+import ctx_probe
 from pybpf.errors import KernelError
 from pybpf.isa import Instruction
 from pybpf.kernel import linux
@@ -57,26 +57,12 @@ def program(off: int, size: int, mode: str) -> list[Instruction]:
     return [*access, Instruction(0xB7, 0, 0, 0, 0), Instruction(0x95)]
 
 
-_R2 = re.compile(r"\bR2(?:_w)?=([a-z_]+)")
-
-
 def kernel_answer(prog_type: int, attach: int, off: int, size: int, mode: str
                   ) -> tuple[bool, str]:  # fmt: skip
     """(accepted, R2's type name after a load or the refusal's last log line)."""
-    try:
-        prog = linux.prog_load(program(off, size, mode), prog_type=prog_type, log_level=2,
-                               expected_attach_type=attach)  # fmt: skip
-    except KernelError as err:
-        lines = [ln for ln in err.log.splitlines() if ln.strip()]
-        reason = next((ln for ln in lines if "invalid bpf_context access" in ln), None)
-        return False, reason or (lines[-1] if lines else str(err))
-    log = prog.log
-    prog.close()
-    if mode == "write":
-        return True, ""
-    first = next((ln for ln in log.splitlines() if ln.startswith("0: (")), "")
-    match = _R2.search(first)
-    return True, match.group(1) if match else "?"
+    return ctx_probe.load_answer(
+        lambda: linux.prog_load(program(off, size, mode), prog_type=prog_type, log_level=2,
+                                expected_attach_type=attach), mode)  # fmt: skip
 
 
 def _sizes(mode: str) -> tuple[int, ...]:
