@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pybpf.errors import PybpfError
+from pybpf.verifier.kfunc_proto import size_of, skip
 
 SCALAR = "scalar"
 CTX = "ctx"
@@ -96,22 +97,12 @@ _TRACING, _STRUCT_OPS, _EXT, _LSM, _SYSCALL = 26, 27, 28, 29, 31
 _TRACE_RAW_TP, _TRACE_FENTRY, _TRACE_FEXIT, _MODIFY_RETURN, _TRACE_ITER = 23, 24, 25, 26, 28
 #: btf_is_projection_of: the UAPI context struct and the kernel struct it stands for
 _PROJECTIONS = {("__sk_buff", "sk_buff"), ("xdp_md", "xdp_buff")}
-_MODIFIERS = frozenset({"typedef", "volatile", "const", "restrict", "type_tag"})
 _KIND_STR = {"void": "UNKNOWN", "unkn": "UNKNOWN"}
 
 
 def _kind_str(t: Any) -> str:
     """btf_type_str: the kind in capitals (``STRUCT``, ``FWD``; void is ``UNKNOWN``)."""
     return _KIND_STR.get(t.kind, t.kind.upper())
-
-
-def _skip(btf: Any, tid: int, *, keep_typedef: bool = False) -> Any:
-    t = btf.type(tid)
-    for _ in range(64):
-        if t.kind not in _MODIFIERS or (keep_typedef and t.kind == "typedef"):
-            return t
-        t = btf.type(t.type)
-    return t
 
 
 def _is_struct(t: Any) -> bool:
@@ -121,10 +112,10 @@ def _is_struct(t: Any) -> bool:
 def is_prog_ctx_type(btf: Any, ptr: Any, prog_type: int) -> bool:
     """btf_is_prog_ctx_type: ``ptr`` points to the program type's context struct."""
     if prog_type == _KPROBE:
-        t = _skip(btf, ptr.type, keep_typedef=True)
+        t = skip(btf, ptr.type, keep_typedef=True)
         if t.kind == "typedef" and t.name == "bpf_user_pt_regs_t":
             return True
-    t = _skip(btf, ptr.type)
+    t = skip(btf, ptr.type)
     if not _is_struct(t) or not t.name:
         return False
     want = CTX_STRUCTS.get(prog_type)
@@ -135,10 +126,10 @@ def validate_ctx_arg(btf: Any, ptr: Any, arg: int, prog_type: int,
                      attach_type: int) -> str | None:  # fmt: skip
     """btf_validate_prog_ctx_type for an ``__arg_ctx`` argument: None, or the log line."""
     if prog_type in (_KPROBE, _PERF_EVENT):
-        t = _skip(btf, ptr.type, keep_typedef=True)
+        t = skip(btf, ptr.type, keep_typedef=True)
         if t.kind == "typedef" and t.name == "bpf_user_pt_regs_t":
             return None
-    t = _skip(btf, ptr.type)
+    t = skip(btf, ptr.type)
     if t.kind == "void":
         return None
     if not t.name:
@@ -167,22 +158,9 @@ def validate_ctx_arg(btf: Any, ptr: Any, arg: int, prog_type: int,
 
 
 def _is_dynptr(btf: Any, ptr: Any) -> bool:
-    t = _skip(btf, ptr.type)
+    t = skip(btf, ptr.type)
     return t.kind in ("struct", "fwd") and not getattr(t, "union", False) and \
         t.name == "bpf_dynptr"  # fmt: skip
-
-
-def _resolve_size(btf: Any, tid: int) -> int | None:
-    """btf_resolve_size: the bytes of a type (None when it has no size: void, fwd, func)."""
-    t = _skip(btf, tid)
-    if t.kind in ("int", "struct", "union", "enum", "enum64", "float", "datasec"):
-        return t.size
-    if t.kind == "ptr":
-        return 8
-    if t.kind == "array":
-        elem = _resolve_size(btf, t.type)
-        return None if elem is None else elem * t.nelems
-    return None
 
 
 def arg_tags(btf: Any) -> dict[tuple[int, int], list[str]]:
@@ -220,7 +198,7 @@ def describe(btf: Any, func_id: int, prog_type: int, attach_type: int = 0,
     if nargs > MAX_ARGS:
         return FuncDesc(name, is_global, error=f"Global function {name}() with {nargs} > "
                         f"{MAX_ARGS} args. Buggy compiler.")  # fmt: skip
-    ret = _skip(btf, proto.type)
+    ret = skip(btf, proto.type)
     if ret.kind not in ("int", "enum", "enum64"):
         return FuncDesc(name, is_global, error=f"Global function {name}() doesn't return "
                         "scalar. Only those are supported.")  # fmt: skip
@@ -250,7 +228,7 @@ def _describe_arg(btf: Any, name: str, is_global: bool, i: int, type_id: int,
         if tag not in _TAGS:
             return _bad(f"arg#{i} has unsupported set of tags", EOPNOTSUPP)
         tags.add(tag)
-    t = _skip(btf, type_id)
+    t = skip(btf, type_id)
     if t.kind == "ptr":
         if "ctx" in tags or is_prog_ctx_type(btf, t, prog_type):
             if tags - {"ctx"}:
@@ -267,7 +245,7 @@ def _describe_arg(btf: Any, name: str, is_global: bool, i: int, type_id: int,
         if "trusted" in tags:
             if "nonnull" in tags:
                 return _bad(f"arg#{i} has invalid combination of tags")
-            target = _skip(btf, t.type)
+            target = skip(btf, t.type)
             struct = target.name.split("___")[0] if _is_struct(target) else ""  # no CO-RE flavor
             return FuncArg(TRUSTED, nullable="nullable" in tags, struct=struct)
         if "arena" in tags:
@@ -277,9 +255,9 @@ def _describe_arg(btf: Any, name: str, is_global: bool, i: int, type_id: int,
         if is_global:
             if "nullable" in tags:
                 return _bad(f"arg#{i} has invalid combination of tags")
-            size = _resolve_size(btf, t.type)
+            size = size_of(btf, t.type)
             if size is None:
-                ref = _skip(btf, t.type)
+                ref = skip(btf, t.type)
                 return _bad(f"arg#{i} reference type('{_kind_str(ref)} {ref.name}') size cannot "
                             f"be determined: -{errno.EINVAL}")  # fmt: skip
             return FuncArg(MEM, size=size, nullable="nonnull" not in tags)

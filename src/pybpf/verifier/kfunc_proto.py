@@ -54,11 +54,12 @@ class KfuncProto:
     btf: Any = field(default=None, compare=False, repr=False)  # struct layouts, by name
 
 
-def skip(btf: Any, tid: int) -> Any:
-    """btf_type_skip_modifiers: typedefs and qualifiers resolved (id 0 is void)."""
+def skip(btf: Any, tid: int, *, keep_typedef: bool = False) -> Any:
+    """btf_type_skip_modifiers: typedefs and qualifiers resolved (id 0 is void);
+    ``keep_typedef`` stops at a typedef (the name btf_type_is_* checks look at)."""
     t = btf.type(tid)
     for _ in range(64):
-        if t.kind not in _MODIFIERS:
+        if t.kind not in _MODIFIERS or (keep_typedef and t.kind == "typedef"):
             return t
         t = btf.type(t.type)
     return t
@@ -67,7 +68,7 @@ def skip(btf: Any, tid: int) -> Any:
 def size_of(btf: Any, tid: int) -> int | None:
     """btf_resolve_size: the bytes of a type, None when it has none (void, fwd, func)."""
     t = skip(btf, tid)
-    if t.kind in ("int", "struct", "union", "enum", "enum64", "float"):
+    if t.kind in ("int", "struct", "union", "enum", "enum64", "float", "datasec"):
         return t.size
     if t.kind == "ptr":
         return 8
