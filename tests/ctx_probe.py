@@ -32,3 +32,17 @@ def load_answer(load: Callable[[], linux.Prog], mode: str) -> tuple[bool, str]:
     first = next((ln for ln in log.splitlines() if ln.startswith("0: (")), "")
     found = _R2.search(first)
     return True, found.group(1) if found else "?"
+
+
+def sweep(answer: Callable[[int], tuple[bool, str]], size: int, offsets
+          ) -> tuple[dict[str, str], dict[str, str]]:  # fmt: skip
+    """``answer(off)`` over ``offsets``: (R2's type by accepted offset, the refusals other
+    than the context check's own "invalid bpf_context access" by offset)."""
+    accepted, refused = {}, {}
+    for off in offsets:
+        ok, text = answer(off)
+        if ok:
+            accepted[str(off)] = text
+        elif text != f"invalid bpf_context access off={off} size={size}":
+            refused[str(off)] = text
+    return accepted, refused

@@ -77,13 +77,8 @@ def kernel_ctx_answer(prog_type: int, attach: int, off: int, size: int, mode: st
 def kernel_sweep(prog_type: int, attach: int, mode: str, size: int, offsets: tuple[int, ...]
                  ) -> dict:  # fmt: skip
     """The kernel's answers over one sweep (a kernel-facts probe)."""
-    accepted, refused = {}, {}
-    for off in offsets:
-        ok, text = kernel_ctx_answer(prog_type, attach, off, size, mode)
-        if ok:
-            accepted[str(off)] = text
-        elif text != f"invalid bpf_context access off={off} size={size}":
-            refused[str(off)] = text
+    accepted, refused = ctx_probe.sweep(
+        lambda off: kernel_ctx_answer(prog_type, attach, off, size, mode), size, offsets)
     return {"offsets": _spans(offsets), "accepted": accepted, "other_refusals": refused}
 
 

@@ -80,13 +80,8 @@ def kernel_sweep(prog_type: int, attach: int, mode: str, size: int, offsets: tup
                  ) -> dict:  # fmt: skip
     """The running kernel's answers over one sweep (a kernel-facts probe, asked once):
     the offsets, R2's type at each accepted one, and refusals other than the ctx check's."""
-    accepted, refused = {}, {}
-    for off in offsets:
-        ok, text = kernel_answer(prog_type, attach, off, size, mode)
-        if ok:
-            accepted[str(off)] = text
-        elif text != f"invalid bpf_context access off={off} size={size}":
-            refused[str(off)] = text
+    accepted, refused = ctx_probe.sweep(
+        lambda off: kernel_answer(prog_type, attach, off, size, mode), size, offsets)
     return {"offsets": list(offsets), "accepted": accepted, "other_refusals": refused}
 
 
